@@ -1,0 +1,64 @@
+//! Live fan-out of stored events to any number of stream readers (SSE, `telecoder run`).
+//!
+//! The bus only carries events that are already committed, so a reader that falls behind
+//! (or subscribes late) can always catch up from the store by event id.
+
+use crate::domain::Event;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Buffered events per session before a slow reader lags and must re-read from the store.
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// Cheap to clone; all clones share the same channels.
+#[derive(Clone, Default)]
+pub struct EventBus {
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
+}
+
+impl EventBus {
+    fn channels(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Event>>> {
+        // A poisoned map still holds valid senders; keep serving.
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribe before reading history, so nothing committed in between is missed.
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Event> {
+        self.channels()
+            .entry(session_id.to_owned())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Called by the store after commit. A terminal event closes the session's channel, which
+    /// readers see as the end of the stream once they have drained it.
+    pub fn publish(&self, event: &Event) {
+        let mut channels = self.channels();
+        if event.kind.is_terminal() {
+            if let Some(sender) = channels.remove(&event.session_id) {
+                let _ = sender.send(event.clone());
+            }
+        } else if let Some(sender) = channels.get(&event.session_id) {
+            if sender.send(event.clone()).is_err() {
+                channels.remove(&event.session_id);
+            }
+        }
+    }
+
+    /// Drops a session's channel once nobody listens, so finished sessions leave nothing behind.
+    pub fn release(&self, session_id: &str) {
+        let mut channels = self.channels();
+        if channels
+            .get(session_id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            channels.remove(session_id);
+        }
+    }
+
+    /// Number of sessions with live readers (for admin and tests).
+    pub fn open_channels(&self) -> usize {
+        self.channels().len()
+    }
+}

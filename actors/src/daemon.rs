@@ -1,0 +1,158 @@
+//! The handle on a running actor system: start it, talk to it, stop it.
+
+use crate::bus::EventBus;
+use crate::domain::{Event, NewSession, Session, SessionFilter};
+use crate::error::{Error, Result};
+use crate::runtime::AgentRuntime;
+use crate::settings::Settings;
+use crate::store::StoreClient;
+use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats, SUPERVISOR_NAME};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long a request waits for the supervisor before it is told the daemon is busy.
+const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A started actor system. Cheap to clone; holds the root (never a child, since children are
+/// replaced on restart).
+#[derive(Clone)]
+pub struct Daemon {
+    supervisor: ActorRef<SupervisorMsg>,
+    store: StoreClient,
+    bus: EventBus,
+    settings: Arc<Settings>,
+    owner_id: String,
+}
+
+impl Daemon {
+    /// Opens the database, recovers sessions and starts the supervisor.
+    pub async fn start(
+        settings: Settings,
+        runtime: Arc<dyn AgentRuntime>,
+    ) -> Result<(Self, JoinHandle<()>)> {
+        let bus = EventBus::default();
+        let owner_id = crate::domain::SessionId::random().to_string();
+        let args = SupervisorArgs {
+            settings: settings.clone(),
+            runtime,
+            bus: bus.clone(),
+            owner_id: owner_id.clone(),
+        };
+        let (supervisor, handle) = Actor::spawn(Some(SUPERVISOR_NAME.to_owned()), Supervisor, args)
+            .await
+            .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
+        Ok((
+            Self {
+                supervisor,
+                store: StoreClient::new(),
+                bus,
+                settings: Arc::new(settings),
+                owner_id,
+            },
+            handle,
+        ))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn store(&self) -> &StoreClient {
+        &self.store
+    }
+
+    /// This instance's owner id (recorded on the sessions it runs).
+    pub fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+
+    async fn ask<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
+    ) -> Result<T> {
+        match self.supervisor.call(build, Some(SUPERVISOR_TIMEOUT)).await {
+            Ok(CallResult::Success(value)) => Ok(value),
+            Ok(CallResult::Timeout) => Err(Error::Unavailable(
+                "the supervisor did not answer in time".into(),
+            )),
+            Ok(CallResult::SenderError) | Err(_) => {
+                Err(Error::Unavailable("the supervisor is not running".into()))
+            }
+        }
+    }
+
+    pub async fn create_session(&self, request: NewSession) -> Result<Session> {
+        self.ask(|reply| SupervisorMsg::CreateSession { request, reply })
+            .await?
+    }
+
+    pub async fn rerun(&self, id: &str) -> Result<Session> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::Rerun { id, reply }).await?
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::Cancel { id, reply }).await?
+    }
+
+    pub async fn inject_session_failure(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::InjectSessionFailure { id, reply })
+            .await?
+    }
+
+    pub async fn inject_store_failure(&self) -> Result<()> {
+        self.ask(|reply| SupervisorMsg::InjectStoreFailure { reply })
+            .await?
+    }
+
+    pub async fn stats(&self) -> Result<SupervisorStats> {
+        self.ask(SupervisorMsg::Stats).await
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Session> {
+        self.store.require_session(id).await
+    }
+
+    pub async fn sessions(&self, filter: SessionFilter) -> Result<Vec<Session>> {
+        self.store.list_sessions(filter).await
+    }
+
+    pub async fn inbox(&self, limit: u32) -> Result<Vec<Session>> {
+        self.store.inbox(limit).await
+    }
+
+    /// Events after `after` of an existing session (`NotFound` otherwise).
+    pub async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
+        self.store.require_session(id).await?;
+        self.store.events(id, after, limit).await
+    }
+
+    /// Stops all sessions (marking them abandoned), then the actor tree.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self
+            .supervisor
+            .call(SupervisorMsg::Shutdown, Some(grace))
+            .await;
+        let _ = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
+    }
+}
+
+/// ractor wraps start-up errors; show the person the cause, not the wrapping.
+fn startup_cause(err: &ractor::SpawnErr) -> String {
+    match err {
+        ractor::SpawnErr::StartupFailed(cause) => cause.to_string(),
+        other => other.to_string(),
+    }
+}

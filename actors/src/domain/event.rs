@@ -1,0 +1,52 @@
+//! Session events: the durable, ordered story of a session.
+
+use serde::{Deserialize, Serialize};
+
+/// What an event tells. Clients ignore kinds they do not know, so new kinds are cheap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Status,
+    Output,
+    Error,
+    Done,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Output => "output",
+            Self::Error => "error",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "status" => Some(Self::Status),
+            "output" => Some(Self::Output),
+            "error" => Some(Self::Error),
+            "done" => Some(Self::Done),
+            _ => None,
+        }
+    }
+
+    /// A session's last event is always terminal; streams end after it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Error | Self::Done)
+    }
+}
+
+/// One stored event. `id` is monotonic across the whole database, so it doubles as an
+/// SSE cursor (`Last-Event-ID`, `?after=`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: i64,
+    pub session_id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub data: String,
+    pub created_at: String,
+}

@@ -1,0 +1,14 @@
+//! Domain types: plain data and pure rules, free of I/O so they can be tested in isolation.
+
+pub mod event;
+pub mod ids;
+pub mod outcome;
+pub mod policy;
+pub mod session;
+pub mod time;
+
+pub use event::{Event, EventKind};
+pub use ids::SessionId;
+pub use outcome::Outcome;
+pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
+pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};

@@ -1,0 +1,188 @@
+//! The session record and the values it moves through.
+
+use super::outcome::Outcome;
+use super::policy::{PermissionMode, PolicyMode, WorkspaceWritePolicy};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Pending,
+    Running,
+    Complete,
+    Error,
+    Cancelled,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Finished sessions can be rerun; active ones cannot.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+impl FromStr for SessionStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "running" => Ok(Self::Running),
+            "complete" => Ok(Self::Complete),
+            "error" => Ok(Self::Error),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!("unknown session status '{other}'")),
+        }
+    }
+}
+
+/// Why a session failed; `None` serializes as `""` as the contract wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    #[default]
+    #[serde(rename = "")]
+    None,
+    Abandoned,
+    PolicyDenied,
+    RuntimeError,
+    Timeout,
+    Cancelled,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Abandoned => "abandoned",
+            Self::PolicyDenied => "policy_denied",
+            Self::RuntimeError => "runtime_error",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "abandoned" => Self::Abandoned,
+            "policy_denied" => Self::PolicyDenied,
+            "runtime_error" => Self::RuntimeError,
+            "timeout" => Self::Timeout,
+            "cancelled" => Self::Cancelled,
+            _ => Self::None,
+        }
+    }
+}
+
+/// The session record exactly as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    pub repo: String,
+    pub prompt: String,
+    pub agent: String,
+    pub parent_session_id: String,
+    pub attempt: u32,
+    pub policy_mode: PolicyMode,
+    pub effective_permission_mode: PermissionMode,
+    pub workspace_write_policy: WorkspaceWritePolicy,
+    pub max_runtime_seconds: u64,
+    pub runtime_command: String,
+    pub status: SessionStatus,
+    pub owner_id: String,
+    pub branch: String,
+    pub work_dir: String,
+    pub result_text: String,
+    pub outcome_headline: String,
+    pub outcome_changed: String,
+    pub outcome_verified: String,
+    pub outcome_uncertain: String,
+    pub outcome_next: String,
+    pub error: String,
+    pub failure_kind: FailureKind,
+    pub claimed_at: String,
+    pub heartbeat_at: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Session {
+    /// The structured outcome stored on the record.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            headline: self.outcome_headline.clone(),
+            changed: self.outcome_changed.clone(),
+            verified: self.outcome_verified.clone(),
+            uncertain: self.outcome_uncertain.clone(),
+            next: self.outcome_next.clone(),
+        }
+    }
+
+    /// The one-line description of the policy, shown as the first status event.
+    pub fn policy_line(&self) -> String {
+        format!(
+            "policy={} permissions={} workspace-writes={} max-runtime={}s",
+            self.policy_mode.as_str(),
+            self.effective_permission_mode.as_str(),
+            self.workspace_write_policy.as_str(),
+            self.max_runtime_seconds
+        )
+    }
+}
+
+/// What a caller asks for; the supervisor resolves defaults and the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewSession {
+    pub repo: String,
+    pub prompt: String,
+    pub agent: Option<String>,
+    pub policy: Option<PolicyMode>,
+}
+
+/// The `status` filter, which also knows the `active` shorthand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    Is(SessionStatus),
+    /// pending or running
+    Active,
+}
+
+impl FromStr for StatusFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "active" {
+            return Ok(Self::Active);
+        }
+        text.parse().map(Self::Is).map_err(|_| {
+            format!(
+                "invalid status filter '{text}' (expected pending, running, complete, error, cancelled or active)"
+            )
+        })
+    }
+}
+
+/// Filters of the session list and lineage queries; all set filters must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub status: Option<StatusFilter>,
+    pub agent: Option<String>,
+    pub policy: Option<PolicyMode>,
+    pub parent: Option<String>,
+    pub lineage: Option<String>,
+}

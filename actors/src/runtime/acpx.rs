@@ -1,0 +1,465 @@
+//! The acpx runtime: runs `acpx … exec <prompt>` in the workspace and turns its JSON-lines
+//! stdout into a live stream of assistant text.
+
+use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
+use crate::domain::FailureKind;
+use crate::process::{terminate_group, GroupGuard};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// Linux caps one argv string at 128 KiB; above this the prompt goes through a file.
+const MAX_PROMPT_ARG_BYTES: usize = 100 * 1024;
+/// Output chunks arriving within this window are sent as one event.
+const COALESCE_WINDOW: Duration = Duration::from_millis(100);
+/// acpx enforces `--timeout` itself; our own deadline is the backstop if it does not.
+const DEADLINE_SLACK: Duration = Duration::from_secs(10);
+/// Time the agent gets to exit after SIGTERM before the group is killed.
+const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How much of acpx's diagnostics (stderr, JSON errors) is kept for the error message.
+const DIAGNOSTICS_LIMIT: usize = 16 * 1024;
+
+/// acpx exit codes we interpret.
+const EXIT_TIMEOUT: i32 = 3;
+const EXIT_PERMISSION_DENIED: i32 = 5;
+
+/// Runs agents through the acpx CLI.
+#[derive(Clone, Debug)]
+pub struct AcpxRuntime {
+    /// The acpx program and its leading arguments (`TELECODER_ACPX_COMMAND`, shell-split).
+    command: Vec<String>,
+}
+
+impl AcpxRuntime {
+    pub fn new(command: Vec<String>) -> Self {
+        Self { command }
+    }
+
+    /// The full argv for one run, as the contract's "acpx invocation" section spells it.
+    pub fn argv(&self, request: &AgentRequest, prompt_file: Option<&Path>) -> Vec<String> {
+        let mut argv = self.command.clone();
+        argv.extend([
+            "--cwd".into(),
+            request.work_dir.to_string_lossy().into_owned(),
+            request.permission.acpx_flag().into(),
+            "--timeout".into(),
+            request.max_runtime.as_secs().to_string(),
+            "--format".into(),
+            "json".into(),
+            "--json-strict".into(),
+        ]);
+        match &request.command_override {
+            Some(command) => argv.extend(["--agent".into(), command.clone()]),
+            None => argv.push(request.agent.clone()),
+        }
+        argv.push("exec".into());
+        match prompt_file {
+            Some(path) => argv.extend(["--file".into(), path.to_string_lossy().into_owned()]),
+            None => argv.push(request.prompt.clone()),
+        }
+        argv
+    }
+
+    async fn run_inner(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> AgentReport {
+        let mut output = OutputBuffer::new(request.max_output_bytes);
+        let prompt_file = match write_prompt_file(&request).await {
+            Ok(file) => file,
+            Err(message) => return output.failed(FailureKind::RuntimeError, message),
+        };
+        let argv = self.argv(&request, prompt_file.as_deref());
+        let Some((program, args)) = argv.split_first() else {
+            return output.failed(FailureKind::RuntimeError, "acpx command is empty".into());
+        };
+        let spawned = Command::new(program)
+            .args(args)
+            .current_dir(&request.work_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                return output.failed(
+                    FailureKind::RuntimeError,
+                    format!("cannot start acpx ({program}): {err}"),
+                )
+            }
+        };
+        let Some(pid) = child.id() else {
+            return output.failed(FailureKind::RuntimeError, "acpx exited at once".into());
+        };
+        let _group = GroupGuard(pid);
+        let _ = events.send(AgentEvent::Spawned { pid }).await;
+
+        let stderr = child.stderr.take().map(|stderr| tokio::spawn(read_tail(stderr)));
+        let Some(stdout) = child.stdout.take() else {
+            return output.failed(FailureKind::RuntimeError, "acpx stdout unavailable".into());
+        };
+        let deadline = Instant::now() + request.max_runtime + DEADLINE_SLACK;
+        let stop = pump_stdout(stdout, &mut output, &events, &cancel, deadline).await;
+        let status = match stop {
+            Stop::Eof => tokio::select! {
+                status = child.wait() => status.ok(),
+                _ = sleep_until(deadline) => None,
+                _ = cancel.cancelled() => None,
+            },
+            Stop::Cancelled | Stop::Deadline => None,
+        };
+        if status.is_none() {
+            terminate_group(pid, TERM_GRACE).await;
+            let _ = child.wait().await;
+        }
+        if let Some(file) = &prompt_file {
+            let _ = tokio::fs::remove_file(file).await;
+        }
+        let stderr_tail = match stderr {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        output.flush(&events).await;
+        let outcome = match (stop, status) {
+            (Stop::Cancelled, _) => Err(failure(FailureKind::Cancelled, "session cancelled".into())),
+            (_, None) if cancel.is_cancelled() => {
+                Err(failure(FailureKind::Cancelled, "session cancelled".into()))
+            }
+            (_, None) => Err(failure(
+                FailureKind::Timeout,
+                format!(
+                    "agent exceeded its maximum runtime of {} s and was stopped",
+                    request.max_runtime.as_secs()
+                ),
+            )),
+            (_, Some(status)) => classify(status, &output.diagnostics, &stderr_tail, &request),
+        };
+        output.finish(outcome)
+    }
+}
+
+impl AgentRuntime for AcpxRuntime {
+    fn name(&self) -> &'static str {
+        "acpx"
+    }
+
+    fn run(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, AgentReport> {
+        Box::pin(self.run_inner(request, events, cancel))
+    }
+}
+
+fn failure(kind: FailureKind, message: String) -> AgentFailure {
+    AgentFailure { kind, message }
+}
+
+/// Prompts too large for one argument go through a scratch file outside the workspace.
+async fn write_prompt_file(request: &AgentRequest) -> Result<Option<std::path::PathBuf>, String> {
+    if request.prompt.len() <= MAX_PROMPT_ARG_BYTES {
+        return Ok(None);
+    }
+    let path = request
+        .scratch_dir
+        .join(format!("{}.prompt", request.session_id));
+    tokio::fs::create_dir_all(&request.scratch_dir)
+        .await
+        .and(tokio::fs::write(&path, &request.prompt).await)
+        .map_err(|err| format!("cannot write the prompt file {}: {err}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// Why the stdout pump stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Eof,
+    Cancelled,
+    Deadline,
+}
+
+/// Reads acpx's JSON lines as they come, forwarding assistant text in coalesced bursts.
+async fn pump_stdout(
+    stdout: impl AsyncRead + Unpin,
+    output: &mut OutputBuffer,
+    events: &mpsc::Sender<AgentEvent>,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Stop {
+    let mut lines = BufReader::new(stdout).lines();
+    let mut tick = interval(COALESCE_WINDOW);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => output.absorb_line(&line),
+                Ok(None) | Err(_) => return Stop::Eof,
+            },
+            _ = tick.tick() => output.flush(events).await,
+            _ = cancel.cancelled() => return Stop::Cancelled,
+            _ = sleep_until(deadline) => return Stop::Deadline,
+        }
+    }
+}
+
+/// Keeps the last part of a stream (acpx's stderr) for error messages.
+async fn read_tail(mut stream: impl AsyncRead + Unpin) -> String {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > DIAGNOSTICS_LIMIT {
+            tail.drain(..tail.len() - DIAGNOSTICS_LIMIT);
+        }
+    }
+    String::from_utf8_lossy(&tail).into_owned()
+}
+
+/// What one JSON line from acpx contributes.
+#[derive(Debug, PartialEq, Eq)]
+enum LineContent {
+    Text(String),
+    Error(String),
+    Nothing,
+}
+
+/// Assistant text is `params.update.content.text` of `agent_message_chunk` updates; JSON-RPC
+/// errors are kept for the error message.
+fn parse_line(line: &str) -> LineContent {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return LineContent::Nothing;
+    };
+    let update = &value["params"]["update"];
+    if update["sessionUpdate"] == "agent_message_chunk" {
+        if let Some(text) = update["content"]["text"].as_str() {
+            return LineContent::Text(text.to_owned());
+        }
+    }
+    if let Some(message) = value["error"]["message"].as_str() {
+        return LineContent::Error(message.to_owned());
+    }
+    LineContent::Nothing
+}
+
+/// Accumulates assistant text (bounded), remembers what is not yet streamed, and keeps
+/// diagnostics for error classification.
+struct OutputBuffer {
+    text: String,
+    pending: String,
+    diagnostics: String,
+    limit: usize,
+    truncated: bool,
+}
+
+impl OutputBuffer {
+    fn new(limit: usize) -> Self {
+        Self {
+            text: String::new(),
+            pending: String::new(),
+            diagnostics: String::new(),
+            limit,
+            truncated: false,
+        }
+    }
+
+    fn absorb_line(&mut self, line: &str) {
+        match parse_line(line) {
+            LineContent::Text(text) => self.push_text(&text),
+            LineContent::Error(message) => {
+                if self.diagnostics.len() < DIAGNOSTICS_LIMIT {
+                    self.diagnostics.push_str(&message);
+                    self.diagnostics.push('\n');
+                }
+            }
+            LineContent::Nothing => {}
+        }
+    }
+
+    fn push_text(&mut self, text: &str) {
+        if self.truncated {
+            return;
+        }
+        let room = self.limit.saturating_sub(self.text.len());
+        if text.len() <= room {
+            self.text.push_str(text);
+            self.pending.push_str(text);
+            return;
+        }
+        let mut cut = room;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let marker = format!("\n[output truncated: more than {} bytes]\n", self.limit);
+        for piece in [&text[..cut], marker.as_str()] {
+            self.text.push_str(piece);
+            self.pending.push_str(piece);
+        }
+        self.truncated = true;
+    }
+
+    async fn flush(&mut self, events: &mpsc::Sender<AgentEvent>) {
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            let _ = events.send(AgentEvent::Output(chunk)).await;
+        }
+    }
+
+    fn failed(self, kind: FailureKind, message: String) -> AgentReport {
+        self.finish(Err(failure(kind, message)))
+    }
+
+    fn finish(self, outcome: Result<(), AgentFailure>) -> AgentReport {
+        AgentReport {
+            text: self.text,
+            outcome,
+        }
+    }
+}
+
+/// Maps acpx's exit to a failure kind as the contract says.
+fn classify(
+    status: ExitStatus,
+    diagnostics: &str,
+    stderr: &str,
+    request: &AgentRequest,
+) -> Result<(), AgentFailure> {
+    let Some(code) = status.code() else {
+        return Err(failure(
+            FailureKind::RuntimeError,
+            format!("acpx was killed by a signal ({status})"),
+        ));
+    };
+    let detail = last_meaningful_line(diagnostics)
+        .or_else(|| last_meaningful_line(stderr))
+        .map(|line| format!(": {line}"))
+        .unwrap_or_default();
+    match code {
+        0 => Ok(()),
+        EXIT_TIMEOUT => Err(failure(
+            FailureKind::Timeout,
+            format!(
+                "agent timed out after {} s (acpx exit code 3){detail}",
+                request.max_runtime.as_secs()
+            ),
+        )),
+        EXIT_PERMISSION_DENIED => Err(failure(
+            FailureKind::PolicyDenied,
+            format!(
+                "permission denied by policy ({}; acpx exit code 5){detail}",
+                request.permission.as_str()
+            ),
+        )),
+        _ => {
+            let everything = format!("{diagnostics}\n{stderr}").to_ascii_lowercase();
+            let kind = if ["permission", "denied", "approval"]
+                .iter()
+                .any(|word| everything.contains(word))
+            {
+                FailureKind::PolicyDenied
+            } else {
+                FailureKind::RuntimeError
+            };
+            Err(failure(kind, format!("acpx exited with code {code}{detail}")))
+        }
+    }
+}
+
+fn last_meaningful_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).rfind(|line| !line.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PermissionMode;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn request() -> AgentRequest {
+        AgentRequest {
+            session_id: "abcd1234".into(),
+            work_dir: "/tmp/ws".into(),
+            prompt: "fix it".into(),
+            agent: "codex".into(),
+            command_override: None,
+            permission: PermissionMode::ApproveReads,
+            max_runtime: Duration::from_secs(180),
+            scratch_dir: "/tmp/scratch".into(),
+            max_output_bytes: 1024,
+        }
+    }
+
+    #[test]
+    fn argv_follows_the_contract() {
+        let runtime = AcpxRuntime::new(vec!["npx".into(), "acpx".into()]);
+        assert_eq!(
+            runtime.argv(&request(), None),
+            [
+                "npx", "acpx", "--cwd", "/tmp/ws", "--approve-reads", "--timeout", "180",
+                "--format", "json", "--json-strict", "codex", "exec", "fix it"
+            ]
+        );
+        let mut with_override = request();
+        with_override.command_override = Some("python3 agent.py".into());
+        let argv = runtime.argv(&with_override, Some(Path::new("/tmp/p")));
+        assert_eq!(
+            &argv[argv.len() - 5..],
+            ["--agent", "python3 agent.py", "exec", "--file", "/tmp/p"]
+        );
+    }
+
+    #[test]
+    fn parses_chunks_and_errors() {
+        let chunk = r#"{"jsonrpc":"2.0","method":"session/update","params":{"update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"hi"}}}}"#;
+        assert_eq!(parse_line(chunk), LineContent::Text("hi".into()));
+        let error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"boom"}}"#;
+        assert_eq!(parse_line(error), LineContent::Error("boom".into()));
+        assert_eq!(parse_line("not json"), LineContent::Nothing);
+    }
+
+    #[test]
+    fn classifies_exit_codes() {
+        let req = request();
+        let exit = |code| ExitStatus::from_raw(code << 8);
+        assert!(classify(exit(0), "", "", &req).is_ok());
+        assert_eq!(
+            classify(exit(3), "", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::Timeout)
+        );
+        assert_eq!(
+            classify(exit(5), "", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::PolicyDenied)
+        );
+        assert_eq!(
+            classify(exit(1), "Permission request rejected", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::PolicyDenied)
+        );
+        let crash = classify(exit(1), "", "agent crashed\n", &req).unwrap_err();
+        assert_eq!(crash.kind, FailureKind::RuntimeError);
+        assert_eq!(crash.message, "acpx exited with code 1: agent crashed");
+    }
+
+    #[test]
+    fn output_is_capped_with_a_marker() {
+        let mut buffer = OutputBuffer::new(10);
+        buffer.push_text("12345");
+        buffer.push_text("67890abc");
+        buffer.push_text("more");
+        assert!(buffer.text.starts_with("1234567890\n[output truncated"));
+        assert!(!buffer.text.contains("more"));
+    }
+}

@@ -1,0 +1,72 @@
+//! The agent runtime: how a prompt becomes a running agent. acpx is the default; the trait is
+//! small so a native ACP runtime can sit beside it.
+
+pub mod acpx;
+
+pub use acpx::AcpxRuntime;
+
+use crate::domain::{FailureKind, PermissionMode};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a runtime needs to run one prompt.
+#[derive(Clone, Debug)]
+pub struct AgentRequest {
+    pub session_id: String,
+    /// The session's workspace; the agent's cwd.
+    pub work_dir: PathBuf,
+    pub prompt: String,
+    pub agent: String,
+    /// `TELECODER_AGENT_<NAME>_COMMAND`, when configured.
+    pub command_override: Option<String>,
+    pub permission: PermissionMode,
+    pub max_runtime: Duration,
+    /// Where a runtime may put scratch files (never inside the workspace).
+    pub scratch_dir: PathBuf,
+    /// Cap on the agent text kept for this run.
+    pub max_output_bytes: usize,
+}
+
+/// What a runtime reports while it works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The agent process started; `pid` leads its own process group.
+    Spawned { pid: u32 },
+    /// A piece of assistant text, already coalesced into readable bursts.
+    Output(String),
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// How a run ended, with all the assistant text it produced.
+#[derive(Clone, Debug)]
+pub struct AgentReport {
+    pub text: String,
+    pub outcome: Result<(), AgentFailure>,
+}
+
+/// A boxed future, so the trait stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs agents. Implementations must leave no process behind when the future completes or is
+/// dropped, and must stop promptly when `cancel` fires.
+pub trait AgentRuntime: Send + Sync + 'static {
+    /// Shown in logs and events.
+    fn name(&self) -> &'static str;
+
+    fn run(
+        &self,
+        request: AgentRequest,
+        events: mpsc::Sender<AgentEvent>,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, AgentReport>;
+}

@@ -1,0 +1,77 @@
+//! The resolved settings the actors run with. The binary builds them from the environment;
+//! tests build them directly.
+
+use crate::domain::PolicyMode;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the supervisor and its children need to know about their environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Holds `telecoder.sqlite` and `workspaces/`.
+    pub data_dir: PathBuf,
+    /// Agent used when a request names none.
+    pub default_agent: String,
+    /// Policy used when a request names none.
+    pub default_policy: PolicyMode,
+    /// The acpx program and its leading arguments, already split like a shell would.
+    pub acpx_command: Vec<String>,
+    /// Per-agent command overrides keyed by the upper-case agent name (`-` written as `_`).
+    pub agent_commands: BTreeMap<String, String>,
+    /// Global cap on any session's runtime.
+    pub prompt_timeout_seconds: u64,
+    /// How often a running session proves it is alive.
+    pub heartbeat: Duration,
+    /// How old a heartbeat may get before the session counts as abandoned.
+    pub stale: Duration,
+    /// Sessions allowed to run at once; the rest wait in FIFO order.
+    pub max_concurrent_sessions: usize,
+    /// Cap on the agent text kept per session, so a flooding agent cannot exhaust memory.
+    pub max_output_bytes: usize,
+}
+
+impl Settings {
+    /// Sensible defaults rooted at `data_dir`; the binary overrides them from the environment.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            default_agent: "codex".into(),
+            default_policy: PolicyMode::Observe,
+            acpx_command: vec!["acpx".into()],
+            agent_commands: BTreeMap::new(),
+            prompt_timeout_seconds: 300,
+            heartbeat: Duration::from_secs(5),
+            stale: Duration::from_secs(30),
+            max_concurrent_sessions: default_concurrency(),
+            max_output_bytes: 8 * 1024 * 1024,
+        }
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("telecoder.sqlite")
+    }
+
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.data_dir.join("workspaces")
+    }
+
+    /// The command override for `agent`, if one is configured.
+    pub fn agent_command(&self, agent: &str) -> Option<&str> {
+        self.agent_commands
+            .get(&agent_env_key(agent))
+            .map(String::as_str)
+    }
+}
+
+/// `my-agent` → `MY_AGENT`, the NAME part of `TELECODER_AGENT_<NAME>_COMMAND`.
+pub fn agent_env_key(agent: &str) -> String {
+    agent.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Agents mostly wait on a model, so two per core keeps a small VPS busy without thrashing.
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+}

@@ -1,0 +1,183 @@
+//! A typed handle on whichever StoreActor is current.
+//!
+//! It resolves the store by name on every call (a restarted store is a new actor) and rides
+//! out a restart by retrying for a short while when the store is missing or died mid-request.
+
+use super::{Finish, StoreMsg, STORE_NAME};
+use crate::domain::{Event, EventKind, Session, SessionFilter};
+use crate::error::{Error, Result};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+
+/// How long one call may take before the caller gets `Unavailable`.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to keep retrying while the store restarts.
+const RESTART_WINDOW: Duration = Duration::from_secs(15);
+
+/// Cheap to clone; holds no actor reference.
+#[derive(Clone, Debug, Default)]
+pub struct StoreClient;
+
+impl StoreClient {
+    pub fn new() -> Self {
+        Self
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl Fn(RpcReplyPort<Result<T>>) -> StoreMsg,
+    ) -> Result<T> {
+        let deadline = Instant::now() + RESTART_WINDOW;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(store) = ActorRef::<StoreMsg>::where_is(STORE_NAME.to_owned()) {
+                match store.call(&build, Some(CALL_TIMEOUT)).await {
+                    Ok(CallResult::Success(result)) => return result,
+                    Ok(CallResult::Timeout) => {
+                        return Err(Error::Unavailable("the store did not answer in time".into()))
+                    }
+                    // The store died with our request in hand, or before taking it: retry.
+                    Ok(CallResult::SenderError) | Err(_) => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the store is not available (restarting?)".into(),
+                ));
+            }
+            sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    pub async fn insert_session(
+        &self,
+        session: Session,
+        first_events: Vec<(EventKind, String)>,
+    ) -> Result<Vec<Event>> {
+        self.call(|reply| StoreMsg::InsertSession {
+            session: Box::new(session.clone()),
+            first_events: first_events.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn claim(&self, id: &str, owner: &str) -> Result<Option<Session>> {
+        self.call(|reply| StoreMsg::Claim {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn heartbeat(&self, id: &str, owner: &str) -> Result<bool> {
+        self.call(|reply| StoreMsg::Heartbeat {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_workspace(&self, id: &str, branch: &str, work_dir: &str) -> Result<()> {
+        self.call(|reply| StoreMsg::SetWorkspace {
+            id: id.to_owned(),
+            branch: branch.to_owned(),
+            work_dir: work_dir.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_agent_pid(&self, id: &str, pid: Option<u32>) -> Result<()> {
+        self.call(|reply| StoreMsg::SetAgentPid {
+            id: id.to_owned(),
+            pid,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn append_event(&self, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+        self.call(|reply| StoreMsg::AppendEvent {
+            session_id: session_id.to_owned(),
+            kind,
+            data: data.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn finish(&self, id: &str, owner: &str, finish: Finish) -> Result<Option<Event>> {
+        self.call(|reply| StoreMsg::Finish {
+            id: id.to_owned(),
+            owner: owner.to_owned(),
+            finish: Box::new(finish.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn fail_active(&self, id: &str, finish: Finish) -> Result<Option<Event>> {
+        self.call(|reply| StoreMsg::FailActive {
+            id: id.to_owned(),
+            finish: Box::new(finish.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn sweep_stale(&self, cutoff: String) -> Result<Vec<Event>> {
+        self.call(|reply| StoreMsg::SweepStale {
+            cutoff: cutoff.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Option<Session>> {
+        self.call(|reply| StoreMsg::GetSession {
+            id: id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Like [`Self::get_session`], but a missing session is a `NotFound` error.
+    pub async fn require_session(&self, id: &str) -> Result<Session> {
+        self.get_session(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+    }
+
+    pub async fn list_sessions(&self, filter: SessionFilter) -> Result<Vec<Session>> {
+        self.call(|reply| StoreMsg::ListSessions {
+            filter: filter.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn inbox(&self, limit: u32) -> Result<Vec<Session>> {
+        self.call(|reply| StoreMsg::Inbox { limit, reply }).await
+    }
+
+    pub async fn events(&self, session_id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
+        self.call(|reply| StoreMsg::Events {
+            session_id: session_id.to_owned(),
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn pending_queue(&self, limit: usize) -> Result<Vec<String>> {
+        self.call(|reply| StoreMsg::PendingQueue { limit, reply })
+            .await
+    }
+}

@@ -1,0 +1,332 @@
+//! The StoreActor: the only owner of the SQLite write connection.
+//!
+//! Writes run one at a time, in arrival order, on a dedicated thread that opened the write
+//! connection; reads run on pooled read-only connections in blocking tasks so they never queue
+//! behind a write. Every write is acknowledged only after commit, and committed events are then
+//! published on the [`EventBus`]. A write that hits a fatal database error fails the actor, and
+//! the supervisor restarts it (which reopens the database).
+
+pub mod client;
+mod pool;
+pub mod queries;
+pub mod schema;
+
+pub use client::StoreClient;
+pub use queries::Finish;
+
+use crate::bus::EventBus;
+use crate::domain::{Event, EventKind, Session, SessionFilter};
+use crate::error::{Error, Result};
+use pool::ReadPool;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+
+/// The registered name; callers resolve the current store through it, since a restarted store
+/// is a new actor.
+pub const STORE_NAME: &str = "telecoder.store";
+
+/// A unit of work for the writer thread. Returns a message when the database failed in a way
+/// that needs a reopen.
+type WriteJob = Box<dyn FnOnce(&mut Connection) -> Option<String> + Send>;
+
+/// Messages the store understands. Each request carries its reply port.
+pub enum StoreMsg {
+    /// Insert a new session with its first events.
+    InsertSession {
+        session: Box<Session>,
+        first_events: Vec<(EventKind, String)>,
+        reply: RpcReplyPort<Result<Vec<Event>>>,
+    },
+    /// Claim a pending session for an owner; `None` if it is not pending any more.
+    Claim {
+        id: String,
+        owner: String,
+        reply: RpcReplyPort<Result<Option<Session>>>,
+    },
+    /// Refresh a running session's heartbeat; false if the session is no longer ours.
+    Heartbeat {
+        id: String,
+        owner: String,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    /// Record the workspace directory and branch.
+    SetWorkspace {
+        id: String,
+        branch: String,
+        work_dir: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Record the agent's process id (`None` once it has exited).
+    SetAgentPid {
+        id: String,
+        pid: Option<u32>,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Append one event.
+    AppendEvent {
+        session_id: String,
+        kind: EventKind,
+        data: String,
+        reply: RpcReplyPort<Result<Event>>,
+    },
+    /// Finish a running session of `owner`; `None` if it was already finished.
+    Finish {
+        id: String,
+        owner: String,
+        finish: Box<Finish>,
+        reply: RpcReplyPort<Result<Option<Event>>>,
+    },
+    /// Fail a pending or running session regardless of owner.
+    FailActive {
+        id: String,
+        finish: Box<Finish>,
+        reply: RpcReplyPort<Result<Option<Event>>>,
+    },
+    /// Mark running sessions whose heartbeat is older than `cutoff` abandoned.
+    SweepStale {
+        cutoff: String,
+        reply: RpcReplyPort<Result<Vec<Event>>>,
+    },
+    /// One session by id.
+    GetSession {
+        id: String,
+        reply: RpcReplyPort<Result<Option<Session>>>,
+    },
+    /// Sessions matching a filter.
+    ListSessions {
+        filter: SessionFilter,
+        reply: RpcReplyPort<Result<Vec<Session>>>,
+    },
+    /// Finished sessions, most recent first.
+    Inbox {
+        limit: u32,
+        reply: RpcReplyPort<Result<Vec<Session>>>,
+    },
+    /// A session's events after an id.
+    Events {
+        session_id: String,
+        after: i64,
+        limit: u32,
+        reply: RpcReplyPort<Result<Vec<Event>>>,
+    },
+    /// The oldest pending session ids.
+    PendingQueue {
+        limit: usize,
+        reply: RpcReplyPort<Result<Vec<String>>>,
+    },
+    /// The writer thread hit a fatal database error; fail so the supervisor reopens.
+    WriterFailed(String),
+    /// Fail on purpose (tests and fault drills prove the restart strategy with it).
+    InjectFailure(String),
+}
+
+/// How to open the store.
+#[derive(Clone)]
+pub struct StoreArgs {
+    pub path: PathBuf,
+    pub bus: EventBus,
+}
+
+pub struct StoreState {
+    writer: mpsc::Sender<WriteJob>,
+    reads: Arc<ReadPool>,
+    bus: EventBus,
+}
+
+/// The store actor; stateless itself, everything lives in [`StoreState`].
+pub struct StoreActor;
+
+impl StoreState {
+    /// Queues a write; `job` runs on the writer thread and its result goes to `reply`.
+    fn write<T: Send + 'static>(
+        &self,
+        reply: RpcReplyPort<Result<T>>,
+        job: impl FnOnce(&mut Connection, &EventBus) -> Result<T> + Send + 'static,
+    ) {
+        let bus = self.bus.clone();
+        let boxed: WriteJob = Box::new(move |conn| {
+            let result = job(conn, &bus);
+            let fatal = match &result {
+                Err(Error::Store(err)) if is_fatal(err) => Some(err.to_string()),
+                _ => None,
+            };
+            let _ = reply.send(result);
+            fatal
+        });
+        // A send only fails when the writer thread is gone; the dropped reply tells the caller.
+        let _ = self.writer.send(boxed);
+    }
+
+    /// Runs a read on a pooled connection in a blocking task; the actor moves on at once.
+    fn read<T: Send + 'static>(
+        &self,
+        reply: RpcReplyPort<Result<T>>,
+        query: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) {
+        let reads = self.reads.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = reply.send(reads.with(query));
+        });
+    }
+}
+
+/// Errors after which the connection cannot be trusted and must be reopened.
+fn is_fatal(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        err.sqlite_error_code(),
+        Some(SystemIoFailure | DatabaseCorrupt | NotADatabase | CannotOpen | DiskFull | ReadOnly)
+    )
+}
+
+/// Publishes committed events to live readers.
+fn publish_all(bus: &EventBus, events: &[Event]) {
+    for event in events {
+        bus.publish(event);
+    }
+}
+
+/// Starts the writer thread, which opens (and migrates) the database itself.
+async fn start_writer(myself: ActorRef<StoreMsg>, path: PathBuf) -> Result<mpsc::Sender<WriteJob>> {
+    let (jobs_tx, jobs_rx) = mpsc::channel::<WriteJob>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("telecoder-store-writer".into())
+        .spawn(move || {
+            let mut conn = match schema::open_writer(&path) {
+                Ok(conn) => {
+                    let _ = ready_tx.send(Ok(()));
+                    conn
+                }
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return;
+                }
+            };
+            for job in jobs_rx {
+                if let Some(fatal) = job(&mut conn) {
+                    let _ = myself.cast(StoreMsg::WriterFailed(fatal));
+                    return;
+                }
+            }
+        })
+        .map_err(|err| Error::Internal(format!("cannot start the store writer thread: {err}")))?;
+    ready_rx
+        .await
+        .map_err(|_| Error::Internal("store writer thread died while opening the database".into()))??;
+    Ok(jobs_tx)
+}
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreState;
+    type Arguments = StoreArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: StoreArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let writer = start_writer(myself, args.path.clone()).await?;
+        Ok(StoreState {
+            writer,
+            reads: Arc::new(ReadPool::new(args.path)),
+            bus: args.bus,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            StoreMsg::InsertSession {
+                session,
+                first_events,
+                reply,
+            } => state.write(reply, move |conn, bus| {
+                let events = queries::insert_session(conn, &session, &first_events)?;
+                publish_all(bus, &events);
+                Ok(events)
+            }),
+            StoreMsg::Claim { id, owner, reply } => {
+                state.write(reply, move |conn, _| queries::claim(conn, &id, &owner))
+            }
+            StoreMsg::Heartbeat { id, owner, reply } => {
+                state.write(reply, move |conn, _| queries::heartbeat(conn, &id, &owner))
+            }
+            StoreMsg::SetWorkspace {
+                id,
+                branch,
+                work_dir,
+                reply,
+            } => state.write(reply, move |conn, _| {
+                queries::set_workspace(conn, &id, &branch, &work_dir)
+            }),
+            StoreMsg::SetAgentPid { id, pid, reply } => {
+                state.write(reply, move |conn, _| queries::set_agent_pid(conn, &id, pid))
+            }
+            StoreMsg::AppendEvent {
+                session_id,
+                kind,
+                data,
+                reply,
+            } => state.write(reply, move |conn, bus| {
+                let event = queries::append_event(conn, &session_id, kind, &data)?;
+                bus.publish(&event);
+                Ok(event)
+            }),
+            StoreMsg::Finish {
+                id,
+                owner,
+                finish,
+                reply,
+            } => state.write(reply, move |conn, bus| {
+                let event = queries::finish(conn, &id, &owner, &finish)?;
+                publish_all(bus, event.as_slice());
+                Ok(event)
+            }),
+            StoreMsg::FailActive { id, finish, reply } => state.write(reply, move |conn, bus| {
+                let event = queries::fail_active(conn, &id, &finish)?;
+                publish_all(bus, event.as_slice());
+                Ok(event)
+            }),
+            StoreMsg::SweepStale { cutoff, reply } => state.write(reply, move |conn, bus| {
+                let events = queries::sweep_stale(conn, &cutoff)?;
+                publish_all(bus, &events);
+                Ok(events)
+            }),
+            StoreMsg::GetSession { id, reply } => {
+                state.read(reply, move |conn| queries::get_session(conn, &id))
+            }
+            StoreMsg::ListSessions { filter, reply } => {
+                state.read(reply, move |conn| queries::list_sessions(conn, &filter))
+            }
+            StoreMsg::Inbox { limit, reply } => {
+                state.read(reply, move |conn| queries::inbox(conn, limit))
+            }
+            StoreMsg::Events {
+                session_id,
+                after,
+                limit,
+                reply,
+            } => state.read(reply, move |conn| {
+                queries::events_after(conn, &session_id, after, limit)
+            }),
+            StoreMsg::PendingQueue { limit, reply } => {
+                state.read(reply, move |conn| queries::pending_queue(conn, limit))
+            }
+            StoreMsg::WriterFailed(reason) => {
+                return Err(format!("store writer failed: {reason}").into())
+            }
+            StoreMsg::InjectFailure(reason) => {
+                return Err(format!("injected store failure: {reason}").into())
+            }
+        }
+        Ok(())
+    }
+}

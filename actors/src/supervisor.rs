@@ -1,0 +1,597 @@
+//! The root Supervisor. It owns the StoreActor and one SessionActor per running session,
+//! runs the FIFO run queue, the periodic stale sweep, and decides what a child's failure means:
+//!
+//! * StoreActor failed → restart it (reopening the database) after an exponential backoff.
+//! * SessionActor failed → kill its agent's process group and mark the session `error`, saying
+//!   the supervisor caught the failure. Nothing is left `running`.
+//! * SessionActor stopped normally → free its slot and start the next pending session.
+//!
+//! The supervisor never awaits the store inside a handler (the store may be the thing that is
+//! restarting); store work runs in tasks that report back with messages.
+
+use crate::bus::EventBus;
+use crate::domain::{
+    time, EventKind, FailureKind, NewSession, Session, SessionId, SessionStatus,
+};
+use crate::error::{Error, Result};
+use crate::runtime::AgentRuntime;
+use crate::session_actor::{self, SessionActor, SessionArgs, SessionContext, SessionMsg};
+use crate::settings::Settings;
+use crate::store::{Finish, StoreActor, StoreArgs, StoreClient, STORE_NAME};
+use crate::workspace;
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The registered name of the root supervisor.
+pub const SUPERVISOR_NAME: &str = "telecoder.supervisor";
+
+/// The store is restarted after 100 ms, doubling per consecutive failure up to this.
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(10);
+/// A store that stayed up this long starts its backoff from scratch again.
+const STORE_STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The current supervisor, if the daemon is up.
+pub fn resolve() -> Result<ActorRef<SupervisorMsg>> {
+    ActorRef::where_is(SUPERVISOR_NAME.to_owned())
+        .ok_or_else(|| Error::Unavailable("the supervisor is not running".into()))
+}
+
+/// Messages of the root supervisor.
+pub enum SupervisorMsg {
+    /// Store and queue a new session; replies with the pending record.
+    CreateSession {
+        request: NewSession,
+        reply: RpcReplyPort<Result<Session>>,
+    },
+    /// Store and queue a rerun of a finished session.
+    Rerun {
+        id: String,
+        reply: RpcReplyPort<Result<Session>>,
+    },
+    /// Start pending sessions while slots are free.
+    Kick,
+    /// The oldest pending sessions, read by a queue task; start those not yet running.
+    StartSessions(Vec<String>),
+    /// Timer: mark stale running sessions abandoned.
+    Sweep,
+    /// Sessions the sweep just marked abandoned; stop any we still run.
+    Swept(Vec<String>),
+    /// Bring the store back after a failure.
+    RestartStore,
+    /// A session's agent process started (so a failure can kill its group).
+    AgentStarted { session_id: String, pid: u32 },
+    /// Cancel a pending or running session.
+    Cancel {
+        id: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Fail the given running session's actor on purpose (fault drills and tests).
+    InjectSessionFailure {
+        id: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Fail the store on purpose (fault drills and tests).
+    InjectStoreFailure { reply: RpcReplyPort<Result<()>> },
+    /// Counters for tests and the admin view.
+    Stats(RpcReplyPort<SupervisorStats>),
+    /// Stop every session (agents killed, sessions marked abandoned) before the daemon exits.
+    Shutdown(RpcReplyPort<()>),
+}
+
+/// A summary of what the supervisor holds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupervisorStats {
+    pub running_sessions: usize,
+    pub store_restarts: u32,
+    pub session_failures: u32,
+    pub uptime_ms: u64,
+}
+
+/// What the supervisor is started with.
+pub struct SupervisorArgs {
+    pub settings: Settings,
+    pub runtime: Arc<dyn AgentRuntime>,
+    pub bus: EventBus,
+    pub owner_id: String,
+}
+
+enum ChildKind {
+    Store,
+    Session { id: String, pid: Option<u32> },
+}
+
+struct Child {
+    kind: ChildKind,
+}
+
+pub struct SupervisorState {
+    ctx: Arc<SessionContext>,
+    store_args: StoreArgs,
+    children: HashMap<ActorId, Child>,
+    /// Running session id → its actor.
+    sessions: HashMap<String, ActorCell>,
+    store_restarts: u32,
+    consecutive_store_failures: u32,
+    store_started: Instant,
+    session_failures: u32,
+    started: Instant,
+    shutting_down: bool,
+}
+
+pub struct Supervisor;
+
+impl SupervisorState {
+    fn settings(&self) -> &Settings {
+        &self.ctx.settings
+    }
+
+    async fn spawn_store(&mut self, myself: &ActorRef<SupervisorMsg>) -> Result<(), ActorProcessingErr> {
+        let (store, _) = Actor::spawn_linked(
+            Some(STORE_NAME.to_owned()),
+            StoreActor,
+            self.store_args.clone(),
+            myself.get_cell(),
+        )
+        .await?;
+        self.store_started = Instant::now();
+        self.children.insert(store.get_id(), Child { kind: ChildKind::Store });
+        Ok(())
+    }
+
+    async fn spawn_session(&mut self, myself: &ActorRef<SupervisorMsg>, id: SessionId) {
+        let args = SessionArgs {
+            id: id.clone(),
+            ctx: self.ctx.clone(),
+        };
+        match Actor::spawn_linked(
+            Some(session_actor::actor_name(id.as_str())),
+            SessionActor,
+            args,
+            myself.get_cell(),
+        )
+        .await
+        {
+            Ok((actor, _)) => {
+                self.children.insert(
+                    actor.get_id(),
+                    Child {
+                        kind: ChildKind::Session {
+                            id: id.to_string(),
+                            pid: None,
+                        },
+                    },
+                );
+                self.sessions.insert(id.to_string(), actor.get_cell());
+            }
+            // Still pending in the database: the next kick retries it.
+            Err(err) => tracing::warn!(session = %id, "cannot start session: {err}"),
+        }
+    }
+
+    fn free_slots(&self) -> usize {
+        self.settings()
+            .max_concurrent_sessions
+            .saturating_sub(self.sessions.len())
+    }
+
+    fn store_backoff(&self) -> Duration {
+        let exponent = self.consecutive_store_failures.saturating_sub(1).min(10);
+        (Duration::from_millis(100) * 2u32.pow(exponent)).min(MAX_STORE_BACKOFF)
+    }
+}
+
+/// Runs store work off the supervisor's mailbox and reports back with a message.
+fn in_background<F>(work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(work);
+}
+
+fn validate_agent(agent: &str) -> Result<()> {
+    let ok = !agent.is_empty()
+        && agent.len() <= 64
+        && agent
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && agent
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid agent name '{agent}' (letters, digits, '-', '_' and '.', starting with a letter or digit)"
+        )))
+    }
+}
+
+/// Builds the pending record for a request (validating it) or for a rerun.
+fn new_session_record(
+    settings: &Settings,
+    request: &NewSession,
+    parent: Option<&Session>,
+) -> Result<Session> {
+    if request.prompt.trim().is_empty() {
+        return Err(Error::Invalid("prompt must not be empty".into()));
+    }
+    workspace::validate_repo(&request.repo)?;
+    let agent = request
+        .agent
+        .clone()
+        .filter(|agent| !agent.trim().is_empty())
+        .unwrap_or_else(|| settings.default_agent.clone());
+    validate_agent(&agent)?;
+    let policy = request
+        .policy
+        .unwrap_or(settings.default_policy)
+        .resolve(settings.prompt_timeout_seconds);
+    let now = time::now();
+    Ok(Session {
+        id: SessionId::random().to_string(),
+        repo: request.repo.clone(),
+        prompt: request.prompt.clone(),
+        runtime_command: settings
+            .agent_command(&agent)
+            .map(str::to_owned)
+            .unwrap_or_else(|| agent.clone()),
+        agent,
+        parent_session_id: parent.map(|p| p.id.clone()).unwrap_or_default(),
+        attempt: parent.map(|p| p.attempt + 1).unwrap_or(1),
+        policy_mode: policy.mode,
+        effective_permission_mode: policy.permission,
+        workspace_write_policy: policy.writes,
+        max_runtime_seconds: policy.max_runtime_seconds,
+        status: SessionStatus::Pending,
+        owner_id: String::new(),
+        branch: String::new(),
+        work_dir: String::new(),
+        result_text: String::new(),
+        outcome_headline: "Session is pending.".into(),
+        outcome_changed: String::new(),
+        outcome_verified: String::new(),
+        outcome_uncertain: String::new(),
+        outcome_next: String::new(),
+        error: String::new(),
+        failure_kind: FailureKind::None,
+        claimed_at: String::new(),
+        heartbeat_at: String::new(),
+        started_at: String::new(),
+        finished_at: String::new(),
+        created_at: now.clone(),
+        updated_at: now,
+    })
+}
+
+async fn create_session(
+    settings: Settings,
+    store: StoreClient,
+    request: NewSession,
+) -> Result<Session> {
+    let session = new_session_record(&settings, &request, None)?;
+    store.insert_session(session.clone(), Vec::new()).await?;
+    Ok(session)
+}
+
+async fn create_rerun(settings: Settings, store: StoreClient, id: String) -> Result<Session> {
+    let parent = store.require_session(&id).await?;
+    if !parent.status.is_finished() {
+        return Err(Error::Conflict(format!(
+            "session {id} is still {}; only finished sessions can be rerun",
+            parent.status.as_str()
+        )));
+    }
+    let request = NewSession {
+        repo: parent.repo.clone(),
+        prompt: parent.prompt.clone(),
+        agent: Some(parent.agent.clone()),
+        policy: Some(parent.policy_mode),
+    };
+    let session = new_session_record(&settings, &request, Some(&parent))?;
+    let first = format!("rerun of session {} (attempt {})", parent.id, session.attempt);
+    store
+        .insert_session(session.clone(), vec![(EventKind::Status, first)])
+        .await?;
+    Ok(session)
+}
+
+/// Replies, then nudges the queue when a session was created.
+async fn reply_and_kick(
+    myself: ActorRef<SupervisorMsg>,
+    reply: RpcReplyPort<Result<Session>>,
+    result: Result<Session>,
+) {
+    let created = result.is_ok();
+    let _ = reply.send(result);
+    if created {
+        let _ = myself.cast(SupervisorMsg::Kick);
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: SupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        std::fs::create_dir_all(args.settings.workspaces_dir()).map_err(|err| {
+            format!(
+                "cannot create the data directory {}: {err}",
+                args.settings.data_dir.display()
+            )
+        })?;
+        let store_args = StoreArgs {
+            path: args.settings.database_path(),
+            bus: args.bus,
+        };
+        let mut state = SupervisorState {
+            ctx: Arc::new(SessionContext {
+                settings: args.settings,
+                owner_id: args.owner_id,
+                store: StoreClient::new(),
+                runtime: args.runtime,
+            }),
+            store_args,
+            children: HashMap::new(),
+            sessions: HashMap::new(),
+            store_restarts: 0,
+            consecutive_store_failures: 0,
+            store_started: Instant::now(),
+            session_failures: 0,
+            started: Instant::now(),
+            shutting_down: false,
+        };
+        state.spawn_store(&myself).await?;
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Start-up recovery: stale running sessions become abandoned, pending ones run again.
+        // Both then repeat on the timer for as long as the daemon runs.
+        let _ = myself.cast(SupervisorMsg::Sweep);
+        let _ = myself.cast(SupervisorMsg::Kick);
+        let period = state.settings().heartbeat;
+        myself.send_interval(period, || SupervisorMsg::Sweep);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::CreateSession { request, reply } => {
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                in_background(async move {
+                    let result = create_session(settings, store, request).await;
+                    reply_and_kick(myself, reply, result).await;
+                });
+            }
+            SupervisorMsg::Rerun { id, reply } => {
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                in_background(async move {
+                    let result = create_rerun(settings, store, id).await;
+                    reply_and_kick(myself, reply, result).await;
+                });
+            }
+            SupervisorMsg::Kick => {
+                let free = state.free_slots();
+                if state.shutting_down || free == 0 {
+                    return Ok(());
+                }
+                let store = state.ctx.store.clone();
+                // Ask for enough to skip the ones we already run but that are not claimed yet.
+                let limit = free + state.sessions.len();
+                in_background(async move {
+                    match store.pending_queue(limit).await {
+                        Ok(ids) => {
+                            let _ = myself.cast(SupervisorMsg::StartSessions(ids));
+                        }
+                        Err(err) => tracing::warn!("cannot read the run queue: {err}"),
+                    }
+                });
+            }
+            SupervisorMsg::StartSessions(ids) => {
+                for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
+                    if state.shutting_down || state.free_slots() == 0 {
+                        break;
+                    }
+                    if !state.sessions.contains_key(id.as_str()) {
+                        state.spawn_session(&myself, id).await;
+                    }
+                }
+            }
+            SupervisorMsg::Sweep => {
+                let store = state.ctx.store.clone();
+                let cutoff = time::ago(state.settings().stale);
+                let _ = myself.cast(SupervisorMsg::Kick);
+                in_background(async move {
+                    match store.sweep_stale(cutoff).await {
+                        Ok(events) if !events.is_empty() => {
+                            let ids = events.into_iter().map(|e| e.session_id).collect();
+                            let _ = myself.cast(SupervisorMsg::Swept(ids));
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!("stale sweep failed: {err}"),
+                    }
+                });
+            }
+            SupervisorMsg::Swept(ids) => {
+                for id in ids {
+                    tracing::warn!(session = %id, "session marked abandoned (stale heartbeat)");
+                    if let Some(cell) = state.sessions.get(&id) {
+                        cell.stop(Some("abandoned".into()));
+                    }
+                }
+            }
+            SupervisorMsg::RestartStore => {
+                if ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME.to_owned()).is_some() {
+                    return Ok(());
+                }
+                match state.spawn_store(&myself).await {
+                    Ok(()) => {
+                        state.store_restarts += 1;
+                        tracing::info!(restarts = state.store_restarts, "store restarted");
+                    }
+                    Err(err) => {
+                        state.consecutive_store_failures += 1;
+                        let delay = state.store_backoff();
+                        tracing::error!("store restart failed ({err}); retrying in {delay:?}");
+                        myself.send_after(delay, || SupervisorMsg::RestartStore);
+                    }
+                }
+            }
+            SupervisorMsg::AgentStarted { session_id, pid } => {
+                if let Some(child) = state.children.values_mut().find(
+                    |child| matches!(&child.kind, ChildKind::Session { id, .. } if *id == session_id),
+                ) {
+                    child.kind = ChildKind::Session { id: session_id, pid: Some(pid) };
+                }
+            }
+            SupervisorMsg::Cancel { id, reply } => {
+                if let Some(cell) = state.sessions.get(&id) {
+                    let _ = cell.send_message(SessionMsg::Cancel);
+                    let _ = reply.send(Ok(()));
+                    return Ok(());
+                }
+                let store = state.ctx.store.clone();
+                in_background(async move {
+                    let finish = Finish::failed(
+                        FailureKind::Cancelled,
+                        "session cancelled".into(),
+                        String::new(),
+                    );
+                    let result = store.fail_active(&id, finish).await.map(|_| ());
+                    let _ = reply.send(result);
+                });
+            }
+            SupervisorMsg::InjectSessionFailure { id, reply } => {
+                let result = match state.sessions.get(&id) {
+                    Some(cell) => cell
+                        .send_message(SessionMsg::InjectFailure("drill".into()))
+                        .map_err(|_| Error::Unavailable(format!("session {id} actor is gone"))),
+                    None => Err(Error::NotFound(format!("session {id} is not running here"))),
+                };
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::InjectStoreFailure { reply } => {
+                let result = ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME.to_owned())
+                    .ok_or_else(|| Error::Unavailable("the store is not running".into()))
+                    .and_then(|store| {
+                        store
+                            .cast(crate::store::StoreMsg::InjectFailure("drill".into()))
+                            .map_err(|_| Error::Unavailable("the store is not running".into()))
+                    });
+                let _ = reply.send(result);
+            }
+            SupervisorMsg::Stats(reply) => {
+                let _ = reply.send(SupervisorStats {
+                    running_sessions: state.sessions.len(),
+                    store_restarts: state.store_restarts,
+                    session_failures: state.session_failures,
+                    uptime_ms: state.started.elapsed().as_millis() as u64,
+                });
+            }
+            SupervisorMsg::Shutdown(reply) => {
+                state.shutting_down = true;
+                shutdown_sessions(state).await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                if let Some(Child { kind: ChildKind::Session { id, .. } }) =
+                    state.children.remove(&cell.get_id())
+                {
+                    state.sessions.remove(&id);
+                    let _ = myself.cast(SupervisorMsg::Kick);
+                } else if !state.shutting_down {
+                    // The store never stops on its own; treat a clean stop like a failure.
+                    let _ = myself.cast(SupervisorMsg::RestartStore);
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                match state.children.remove(&cell.get_id()).map(|child| child.kind) {
+                    Some(ChildKind::Store) => {
+                        if state.store_started.elapsed() > STORE_STABLE_AFTER {
+                            state.consecutive_store_failures = 0;
+                        }
+                        state.consecutive_store_failures += 1;
+                        let delay = state.store_backoff();
+                        tracing::error!("store failed: {err}; restarting in {delay:?}");
+                        myself.send_after(delay, || SupervisorMsg::RestartStore);
+                    }
+                    Some(ChildKind::Session { id, pid }) => {
+                        state.session_failures += 1;
+                        state.sessions.remove(&id);
+                        tracing::error!(session = %id, "session actor failed: {err}");
+                        if let Some(pid) = pid {
+                            session_actor::kill_agent(pid);
+                        }
+                        let store = state.ctx.store.clone();
+                        let message = format!(
+                            "session actor failed ({err}); the supervisor caught the failure, \
+                             stopped the agent and marked the session failed"
+                        );
+                        in_background(async move {
+                            let finish =
+                                Finish::failed(FailureKind::RuntimeError, message, String::new());
+                            if let Err(err) = store.fail_active(&id, finish).await {
+                                tracing::error!(session = %id, "cannot mark failed session: {err}");
+                            }
+                            let _ = myself.cast(SupervisorMsg::Kick);
+                        });
+                    }
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The message sessions interrupted by a shutdown carry.
+pub const SHUTDOWN_MESSAGE: &str =
+    "daemon shut down while the session was running; a rerun is required";
+
+/// Stops every session actor (which kills its agent) and marks its session abandoned.
+async fn shutdown_sessions(state: &mut SupervisorState) {
+    let running: Vec<(String, ActorCell)> = state.sessions.drain().collect();
+    for (id, cell) in running {
+        let _ = cell.stop_and_wait(Some("daemon shutdown".into()), Some(Duration::from_secs(5))).await;
+        let finish = Finish::failed(
+            FailureKind::Abandoned,
+            SHUTDOWN_MESSAGE.into(),
+            String::new(),
+        );
+        if let Err(err) = state.ctx.store.fail_active(&id, finish).await {
+            tracing::error!(session = %id, "cannot mark session interrupted: {err}");
+        }
+    }
+}

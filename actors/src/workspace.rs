@@ -1,0 +1,156 @@
+//! Workspaces: a private clone of the user's repository per session, on its own branch. The
+//! user's repository, branch and working tree are only ever read.
+
+use crate::domain::SessionId;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Remote clones over a slow link may take a while; a hung one must not hold a slot forever.
+const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// True for anything git treats as a URL rather than a local path.
+pub fn is_remote(repo: &str) -> bool {
+    if repo.contains("://") {
+        return true;
+    }
+    // scp-like `user@host:path` (but not a local path that merely contains a colon)
+    match repo.split_once(':') {
+        Some((host, _)) => !host.contains('/') && host.contains('@'),
+        None => false,
+    }
+}
+
+/// Checks a repo before a session is stored: a local path must exist and be a git repository.
+pub fn validate_repo(repo: &str) -> Result<()> {
+    if repo.trim().is_empty() {
+        return Err(Error::Invalid("repo must not be empty".into()));
+    }
+    if is_remote(repo) {
+        return Ok(());
+    }
+    let path = Path::new(repo);
+    if !path.exists() {
+        return Err(Error::Invalid(format!("repo path does not exist: {repo}")));
+    }
+    let work_tree = path.join(".git").exists();
+    let bare = path.join("HEAD").is_file() && path.join("objects").is_dir();
+    if !(work_tree || bare) {
+        return Err(Error::Invalid(format!("repo is not a git repository: {repo}")));
+    }
+    Ok(())
+}
+
+/// A prepared workspace.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub dir: PathBuf,
+    pub branch: String,
+}
+
+/// Clones `repo` into `<workspaces>/<id>` and creates branch `telecoder/<id>` there. A leftover
+/// directory from an interrupted attempt is removed first. Errors are plain sentences for the
+/// session's error field.
+pub async fn prepare(
+    repo: &str,
+    workspaces: &Path,
+    id: &SessionId,
+    cancel: &CancellationToken,
+) -> Result<Workspace, String> {
+    let dir = workspaces.join(id.as_str());
+    if dir.exists() {
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(|err| format!("cannot clear old workspace {}: {err}", dir.display()))?;
+    }
+    tokio::fs::create_dir_all(workspaces)
+        .await
+        .map_err(|err| format!("cannot create {}: {err}", workspaces.display()))?;
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let mut clone = vec!["clone", "--quiet"];
+    if !is_remote(repo) {
+        // Hard-links the object store instead of copying it: the clone costs milliseconds.
+        clone.push("--local");
+    }
+    clone.extend(["--", repo, dir_arg.as_str()]);
+    git(&clone, None, cancel)
+        .await
+        .map_err(|err| format!("cannot clone {repo}: {err}"))?;
+    let branch = id.branch();
+    git(&["checkout", "--quiet", "-b", &branch], Some(&dir), cancel)
+        .await
+        .map_err(|err| format!("cannot create branch {branch}: {err}"))?;
+    Ok(Workspace { dir, branch })
+}
+
+/// Runs git without a terminal (so credentials prompts fail fast instead of hanging).
+async fn git(args: &[&str], cwd: Option<&Path>, cancel: &CancellationToken) -> Result<(), String> {
+    let mut command = Command::new("git");
+    command
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let child = command
+        .spawn()
+        .map_err(|err| format!("cannot run git: {err}"))?;
+    let guard = child.id().map(crate::process::GroupGuard);
+    let output = tokio::select! {
+        output = tokio::time::timeout(CLONE_TIMEOUT, child.wait_with_output()) => output,
+        _ = cancel.cancelled() => return Err("cancelled".into()),
+    };
+    drop(guard);
+    let output = output
+        .map_err(|_| format!("git {} timed out", args.first().unwrap_or(&"")))?
+        .map_err(|err| format!("git failed: {err}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail = stderr.trim();
+        Err(if detail.is_empty() {
+            format!("git exited with {}", output.status)
+        } else {
+            detail.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_remotes() {
+        assert!(is_remote("https://github.com/a/b.git"));
+        assert!(is_remote("git@github.com:a/b.git"));
+        assert!(is_remote("file:///tmp/repo"));
+        assert!(!is_remote("/tmp/repo"));
+        assert!(!is_remote("./dir:with:colons"));
+    }
+
+    #[test]
+    fn rejects_missing_and_non_git_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope");
+        assert!(matches!(
+            validate_repo(&missing.to_string_lossy()),
+            Err(Error::Invalid(msg)) if msg.contains("does not exist")
+        ));
+        assert!(matches!(
+            validate_repo(&dir.path().to_string_lossy()),
+            Err(Error::Invalid(msg)) if msg.contains("not a git repository")
+        ));
+        assert!(validate_repo("").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! Configuration from the environment, validated once at start-up. A bad value stops the
+//! program with one line naming the variable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use telecoder_actors::domain::{PermissionMode, PolicyMode};
+use telecoder_actors::settings::{default_concurrency, Settings};
+
+const AGENT_PREFIX: &str = "TELECODER_AGENT_";
+const AGENT_SUFFIX: &str = "_COMMAND";
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// The daemon's and the CLI's configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub settings: Settings,
+    pub listen_host: String,
+    pub listen_port: u16,
+    /// Where CLI commands find the daemon.
+    pub url: String,
+}
+
+/// Reads variables; tests pass a map instead of the process environment.
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn value(lookup: Lookup<'_>, name: &str) -> Option<String> {
+    lookup(name).filter(|v| !v.trim().is_empty())
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Default>(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value(lookup, name) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<T>() {
+            Ok(n) if n > T::default() => Ok(n),
+            _ => Err(invalid(name, format!("'{text}' is not a positive whole number"))),
+        },
+    }
+}
+
+impl Config {
+    /// The configuration of this process's environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        Self::from_lookup(&|name| vars.get(name).cloned(), &vars)
+    }
+
+    /// Builds the configuration from any variable source; `all` lists every variable so that
+    /// per-agent commands can be discovered.
+    pub fn from_lookup(
+        lookup: Lookup<'_>,
+        all: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let data_dir = match value(lookup, "TELECODER_DATA_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => match value(lookup, "HOME") {
+                Some(home) => PathBuf::from(home).join(".telecoder"),
+                None => return Err(invalid("TELECODER_DATA_DIR", "not set and HOME is unknown")),
+            },
+        };
+        let listen_host = value(lookup, "TELECODER_LISTEN_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let listen_port = match value(lookup, "TELECODER_LISTEN_PORT") {
+            None => 7080,
+            Some(text) => text
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| invalid("TELECODER_LISTEN_PORT", format!("'{text}' is not a port number (0-65535)")))?,
+        };
+        let default_policy = match (
+            value(lookup, "TELECODER_POLICY_MODE"),
+            value(lookup, "TELECODER_PERMISSION_MODE"),
+        ) {
+            (Some(mode), _) => mode
+                .parse::<PolicyMode>()
+                .map_err(|err| invalid("TELECODER_POLICY_MODE", err.to_string()))?,
+            (None, Some(permission)) => permission
+                .parse::<PermissionMode>()
+                .map_err(|err| invalid("TELECODER_PERMISSION_MODE", err.to_string()))?
+                .policy_mode(),
+            (None, None) => PolicyMode::Observe,
+        };
+        let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
+        let acpx_command = shell_words::split(&acpx_text)
+            .map_err(|err| invalid("TELECODER_ACPX_COMMAND", format!("cannot split '{acpx_text}': {err}")))?;
+        if acpx_command.is_empty() {
+            return Err(invalid("TELECODER_ACPX_COMMAND", "must name a program"));
+        }
+        let agent_commands = all
+            .iter()
+            .filter_map(|(name, command)| {
+                let agent = name.strip_prefix(AGENT_PREFIX)?.strip_suffix(AGENT_SUFFIX)?;
+                (!agent.is_empty() && !command.trim().is_empty())
+                    .then(|| (agent.to_owned(), command.clone()))
+            })
+            .collect();
+        let heartbeat: u64 = number(lookup, "TELECODER_SESSION_HEARTBEAT_SECONDS", 5)?;
+        let stale: u64 = number(lookup, "TELECODER_SESSION_STALE_SECONDS", 30)?;
+        if stale <= heartbeat {
+            return Err(invalid(
+                "TELECODER_SESSION_STALE_SECONDS",
+                format!("{stale} must be greater than TELECODER_SESSION_HEARTBEAT_SECONDS ({heartbeat})"),
+            ));
+        }
+        let default_agent = value(lookup, "TELECODER_DEFAULT_AGENT").unwrap_or_else(|| "codex".into());
+        let settings = Settings {
+            data_dir,
+            default_agent,
+            default_policy,
+            acpx_command,
+            agent_commands,
+            prompt_timeout_seconds: number(lookup, "TELECODER_PROMPT_TIMEOUT_SECONDS", 300)?,
+            heartbeat: Duration::from_secs(heartbeat),
+            stale: Duration::from_secs(stale),
+            max_concurrent_sessions: number(
+                lookup,
+                "TELECODER_MAX_CONCURRENT_SESSIONS",
+                default_concurrency(),
+            )?,
+            max_output_bytes: number(lookup, "TELECODER_MAX_OUTPUT_BYTES", 8 * 1024 * 1024)?,
+        };
+        let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
+            let host = match listen_host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            };
+            format!("http://{host}:{listen_port}")
+        });
+        Ok(Self {
+            settings,
+            listen_host,
+            listen_port,
+            url: url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Every resolved value, for `telecoder config`.
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let s = &self.settings;
+        let mut rows = vec![
+            ("TELECODER_DATA_DIR", s.data_dir.display().to_string()),
+            ("TELECODER_LISTEN_HOST", self.listen_host.clone()),
+            ("TELECODER_LISTEN_PORT", self.listen_port.to_string()),
+            ("TELECODER_URL", self.url.clone()),
+            ("TELECODER_DEFAULT_AGENT", s.default_agent.clone()),
+            ("TELECODER_POLICY_MODE", s.default_policy.to_string()),
+            ("TELECODER_ACPX_COMMAND", shell_words::join(&s.acpx_command)),
+            ("TELECODER_PROMPT_TIMEOUT_SECONDS", s.prompt_timeout_seconds.to_string()),
+            ("TELECODER_SESSION_HEARTBEAT_SECONDS", s.heartbeat.as_secs().to_string()),
+            ("TELECODER_SESSION_STALE_SECONDS", s.stale.as_secs().to_string()),
+            ("TELECODER_MAX_CONCURRENT_SESSIONS", s.max_concurrent_sessions.to_string()),
+            ("TELECODER_MAX_OUTPUT_BYTES", s.max_output_bytes.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect::<Vec<_>>();
+        rows.extend(s.agent_commands.iter().map(|(agent, command)| {
+            (format!("{AGENT_PREFIX}{agent}{AGENT_SUFFIX}"), command.clone())
+        }));
+        rows.push(("database".into(), s.database_path().display().to_string()));
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let all: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("HOME".to_string(), "/home/u".to_string())])
+            .collect();
+        Config::from_lookup(&|name| all.get(name).cloned(), &all)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = config(&[]).expect("defaults are valid");
+        assert_eq!(config.listen_port, 7080);
+        assert_eq!(config.url, "http://127.0.0.1:7080");
+        assert_eq!(config.settings.data_dir, PathBuf::from("/home/u/.telecoder"));
+        assert_eq!(config.settings.default_policy, PolicyMode::Observe);
+        assert_eq!(config.settings.stale, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (pairs, variable) in [
+            (vec![("TELECODER_LISTEN_PORT", "abc")], "TELECODER_LISTEN_PORT"),
+            (vec![("TELECODER_POLICY_MODE", "yolo")], "TELECODER_POLICY_MODE"),
+            (
+                vec![
+                    ("TELECODER_SESSION_HEARTBEAT_SECONDS", "10"),
+                    ("TELECODER_SESSION_STALE_SECONDS", "10"),
+                ],
+                "TELECODER_SESSION_STALE_SECONDS",
+            ),
+            (vec![("TELECODER_ACPX_COMMAND", "'unbalanced")], "TELECODER_ACPX_COMMAND"),
+            (vec![("TELECODER_PROMPT_TIMEOUT_SECONDS", "-1")], "TELECODER_PROMPT_TIMEOUT_SECONDS"),
+        ] {
+            let err = config(&pairs).expect_err("must be rejected");
+            assert_eq!(err.variable, variable);
+            assert!(err.to_string().starts_with(&format!("invalid {variable}:")));
+        }
+    }
+
+    #[test]
+    fn legacy_permission_mode_maps_to_a_policy() {
+        let config = config(&[("TELECODER_PERMISSION_MODE", "approve-all")]).expect("valid");
+        assert_eq!(config.settings.default_policy, PolicyMode::Standard);
+    }
+
+    #[test]
+    fn agent_commands_are_discovered() {
+        let config = config(&[("TELECODER_AGENT_MY_AGENT_COMMAND", "python3 a.py")]).expect("valid");
+        assert_eq!(config.settings.agent_command("my-agent"), Some("python3 a.py"));
+        assert_eq!(config.settings.agent_command("other"), None);
+    }
+}

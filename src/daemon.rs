@@ -1,0 +1,126 @@
+//! Running the daemon: `telecoder serve`, and the embedded daemon `telecoder run` starts when
+//! none is listening.
+
+use crate::cli::CliError;
+use crate::config::Config;
+use crate::http::{self, AppState};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use telecoder_actors::runtime::AcpxRuntime;
+use telecoder_actors::Daemon;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long running sessions and open connections get at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TELECODER_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, CliError> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|err| CliError::Failed(format!("cannot listen on {host}:{port}: {err}")))
+}
+
+async fn start_actors(config: &Config) -> Result<Daemon, CliError> {
+    let runtime = Arc::new(AcpxRuntime::new(config.settings.acpx_command.clone()));
+    let (daemon, _) = Daemon::start(config.settings.clone(), runtime)
+        .await
+        .map_err(|err| CliError::Failed(err.to_string()))?;
+    Ok(daemon)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `telecoder serve`.
+pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
+    init_tracing();
+    let listener = bind(&config.listen_host, config.listen_port).await?;
+    let daemon = start_actors(&config).await?;
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        data_dir = %config.settings.data_dir.display(),
+        "TeleCoder listening on http://{address}"
+    );
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        AppState {
+            daemon: daemon.clone(),
+            shutdown: shutdown.clone(),
+        },
+    ));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    daemon.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A daemon inside the CLI process, on a loopback port of its own.
+pub struct Embedded {
+    pub url: String,
+    daemon: Daemon,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl Embedded {
+    pub async fn start(config: Config) -> Result<Self, CliError> {
+        let listener = bind("127.0.0.1", 0).await?;
+        let address: SocketAddr = listener
+            .local_addr()
+            .map_err(|err| CliError::Failed(format!("cannot read the local address: {err}")))?;
+        let daemon = start_actors(&config).await?;
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(http::serve(
+            listener,
+            AppState {
+                daemon: daemon.clone(),
+                shutdown: shutdown.clone(),
+            },
+        ));
+        Ok(Self {
+            url: format!("http://{address}"),
+            daemon,
+            shutdown,
+            server,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
+        self.daemon.shutdown(SHUTDOWN_GRACE).await;
+    }
+}

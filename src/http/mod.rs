@@ -1,0 +1,52 @@
+//! The HTTP API. Routes parse and validate requests, then hand them to the actor system
+//! through [`Daemon`]; no route touches SQLite or processes.
+
+mod errors;
+mod sessions;
+mod sse;
+
+use std::convert::Infallible;
+use telecoder_actors::Daemon;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+/// Bodies of API requests are small JSON documents.
+pub const API_BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub daemon: Daemon,
+    /// Cancelled at shutdown; live streams end with it.
+    pub shutdown: CancellationToken,
+}
+
+fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Every route of the API, with JSON errors for anything that does not match.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    health
+        .or(sessions::routes(with_state(state)))
+        .unify()
+        .recover(errors::recover)
+        .unify()
+        .boxed()
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(listener: TcpListener, state: AppState) {
+    let shutdown = state.shutdown.clone();
+    warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
+}

@@ -1,0 +1,344 @@
+//! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
+
+use super::errors::{respond, ApiError};
+use super::{sse, AppState, API_BODY_LIMIT};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use telecoder_actors::domain::{NewSession, PolicyMode, SessionFilter, SessionId, StatusFilter};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::{json, with_status, Response};
+use warp::{Filter, Reply};
+
+type Query = HashMap<String, String>;
+
+/// Inbox size when none is asked for, and the most it returns.
+const INBOX_DEFAULT: u32 = 20;
+const INBOX_MAX: u32 = 200;
+
+pub fn routes(
+    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> BoxedFilter<(Response,)> {
+    let body = warp::body::content_length_limit(API_BODY_LIMIT).and(warp::body::bytes());
+    let query = warp::query::<Query>();
+    let api = warp::path("api");
+
+    let create = api
+        .and(warp::path!("sessions"))
+        .and(warp::post())
+        .and(state.clone())
+        .and(body)
+        .then(create);
+    let list = api
+        .and(warp::path!("sessions"))
+        .and(warp::get())
+        .and(state.clone())
+        .and(query.clone())
+        .then(list);
+    let inbox = api
+        .and(warp::path!("inbox"))
+        .and(warp::get())
+        .and(state.clone())
+        .and(query.clone())
+        .then(inbox);
+    let show = api
+        .and(warp::path!("sessions" / String))
+        .and(warp::get())
+        .and(state.clone())
+        .then(show);
+    let rerun = api
+        .and(warp::path!("sessions" / String / "rerun"))
+        .and(warp::post())
+        .and(state.clone())
+        .then(rerun);
+    let cancel = api
+        .and(warp::path!("sessions" / String / "cancel"))
+        .and(warp::post())
+        .and(state.clone())
+        .then(cancel);
+    let events = api
+        .and(warp::path!("sessions" / String / "events"))
+        .and(warp::get())
+        .and(state.clone())
+        .and(query.clone())
+        .and(warp::header::optional::<String>("accept"))
+        .and(warp::header::optional::<String>("last-event-id"))
+        .then(events);
+    let lineage = api
+        .and(warp::path!("sessions" / String / "lineage"))
+        .and(warp::get())
+        .and(state)
+        .and(query)
+        .then(lineage);
+
+    create
+        .or(list)
+        .unify()
+        .or(inbox)
+        .unify()
+        .or(show)
+        .unify()
+        .or(rerun)
+        .unify()
+        .or(cancel)
+        .unify()
+        .or(events)
+        .unify()
+        .or(lineage)
+        .unify()
+        .boxed()
+}
+
+fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    with_status(json(value), status).into_response()
+}
+
+/// Parses a JSON object body into `T`, with messages a person can act on.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("request body is not valid JSON: {err}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
+}
+
+/// A path id that is not a well-formed session id names no session.
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
+}
+
+fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
+    text.parse()
+        .map_err(|err: telecoder_actors::domain::policy::UnknownPolicy| {
+            ApiError::bad_request(err.to_string())
+        })
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    repo: Option<String>,
+    prompt: Option<String>,
+    agent: Option<String>,
+    policy: Option<String>,
+}
+
+fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
+    field
+        .filter(|text| !text.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
+}
+
+async fn create(state: AppState, body: Bytes) -> Response {
+    respond(
+        async {
+            let body: CreateBody = parse_body(&body)?;
+            let request = NewSession {
+                repo: required(body.repo, "repo")?,
+                prompt: required(body.prompt, "prompt")?,
+                agent: body.agent,
+                policy: body.policy.as_deref().map(parse_policy).transpose()?,
+            };
+            let session = state.daemon.create_session(request).await?;
+            Ok(reply_json(StatusCode::CREATED, &session))
+        }
+        .await,
+    )
+}
+
+/// The list filters shared by the session list and lineage routes.
+fn session_filter(query: &Query) -> Result<SessionFilter, ApiError> {
+    let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
+    Ok(SessionFilter {
+        status: text("status")
+            .map(|s| s.parse::<StatusFilter>().map_err(ApiError::bad_request))
+            .transpose()?,
+        agent: text("agent"),
+        policy: text("policy").as_deref().map(parse_policy).transpose()?,
+        parent: text("parent"),
+        lineage: text("lineage"),
+    })
+}
+
+async fn list(state: AppState, query: Query) -> Response {
+    respond(
+        async {
+            let filter = session_filter(&query)?;
+            let sessions = state.daemon.sessions(filter).await?;
+            Ok(reply_json(StatusCode::OK, &sessions))
+        }
+        .await,
+    )
+}
+
+/// `limit`: default 20, at least 1, anything above 200 means 200.
+fn inbox_limit(query: &Query) -> Result<u32, ApiError> {
+    let Some(raw) = query.get("limit") else {
+        return Ok(INBOX_DEFAULT);
+    };
+    let digits = raw.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be a whole number from 1 to {INBOX_MAX}, got '{raw}'"
+        )));
+    }
+    match digits.parse::<u64>() {
+        Ok(0) => Err(ApiError::bad_request("limit must be at least 1")),
+        Ok(n) => Ok(n.min(u64::from(INBOX_MAX)) as u32),
+        // More digits than u64 holds: still "above 200".
+        Err(_) => Ok(INBOX_MAX),
+    }
+}
+
+async fn inbox(state: AppState, query: Query) -> Response {
+    respond(
+        async {
+            let limit = inbox_limit(&query)?;
+            let sessions = state.daemon.inbox(limit).await?;
+            Ok(reply_json(StatusCode::OK, &sessions))
+        }
+        .await,
+    )
+}
+
+async fn show(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let session = state.daemon.session(id.as_str()).await?;
+            Ok(reply_json(StatusCode::OK, &session))
+        }
+        .await,
+    )
+}
+
+async fn rerun(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let session = state.daemon.rerun(id.as_str()).await?;
+            Ok(reply_json(StatusCode::CREATED, &session))
+        }
+        .await,
+    )
+}
+
+async fn cancel(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let session = state.daemon.session(id.as_str()).await?;
+            if session.status.is_finished() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("session {id} already finished ({})", session.status.as_str()),
+                ));
+            }
+            state.daemon.cancel(id.as_str()).await?;
+            let session = state.daemon.session(id.as_str()).await?;
+            Ok(reply_json(StatusCode::OK, &session))
+        }
+        .await,
+    )
+}
+
+/// An event cursor: a non-negative event id.
+fn event_cursor(raw: Option<&str>, name: &str) -> Result<i64, ApiError> {
+    match raw.map(str::trim).filter(|text| !text.is_empty()) {
+        None => Ok(0),
+        Some(text) => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be an event id (a whole number from 0 to {}), got '{text}'",
+                i64::MAX
+            ))
+        }),
+    }
+}
+
+async fn events(
+    raw_id: String,
+    state: AppState,
+    query: Query,
+    accept: Option<String>,
+    last_event_id: Option<String>,
+) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let mut after = event_cursor(query.get("after").map(String::as_str), "after")?;
+            let wants_stream = accept.is_some_and(|accept| accept.contains("text/event-stream"));
+            if wants_stream {
+                let resume = event_cursor(last_event_id.as_deref(), "Last-Event-ID")?;
+                after = after.max(resume);
+                // 404 before the stream starts, not an empty stream.
+                state.daemon.session(id.as_str()).await?;
+                return Ok(sse::stream(state, id, after));
+            }
+            let events = state.daemon.events(id.as_str(), after, u32::MAX).await?;
+            Ok(reply_json(StatusCode::OK, &events))
+        }
+        .await,
+    )
+}
+
+async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            state.daemon.session(id.as_str()).await?;
+            let mut filter = session_filter(&query)?;
+            filter.lineage = Some(id.to_string());
+            let sessions = state.daemon.sessions(filter).await?;
+            Ok(reply_json(StatusCode::OK, &sessions))
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Query {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn inbox_limit_bounds() {
+        assert_eq!(inbox_limit(&query(&[])).ok(), Some(20));
+        assert_eq!(inbox_limit(&query(&[("limit", "5")])).ok(), Some(5));
+        assert_eq!(inbox_limit(&query(&[("limit", "500")])).ok(), Some(200));
+        assert_eq!(
+            inbox_limit(&query(&[("limit", "99999999999999999999999")])).ok(),
+            Some(200)
+        );
+        for bad in ["0", "-1", "abc", "1.5", ""] {
+            assert!(inbox_limit(&query(&[("limit", bad)])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_must_be_event_ids() {
+        assert_eq!(event_cursor(None, "after").ok(), Some(0));
+        assert_eq!(event_cursor(Some("42"), "after").ok(), Some(42));
+        assert!(event_cursor(Some("-1"), "after").is_err());
+        assert!(event_cursor(Some("99999999999999999999"), "after").is_err());
+    }
+
+    #[test]
+    fn bodies_must_be_objects_with_typed_fields() {
+        let parse = |text: &str| parse_body::<CreateBody>(&Bytes::from(text.to_owned()));
+        assert!(parse("").is_err());
+        assert!(parse("null").is_err());
+        assert!(parse("[1,2]").is_err());
+        assert!(parse("{\"repo\": 5}").is_err());
+        assert!(parse("{not json").is_err());
+        assert!(parse("{\"repo\": \"/r\", \"prompt\": \"p\"}").is_ok());
+    }
+}

@@ -1,0 +1,146 @@
+//! How the CLI shows things: readable text for a person, JSON with `--json`.
+
+use crate::cli::to_value;
+use crate::config::Config;
+use std::io::Write;
+use telecoder_actors::domain::{Event, EventKind, Session};
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(&to_value(value)).unwrap_or_default());
+}
+
+fn short(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+pub fn config(config: &Config, json: bool) {
+    let rows = config.describe();
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            rows.into_iter().map(|(k, v)| (k, v.into())).collect();
+        print_json(&map);
+    } else {
+        for (key, value) in rows {
+            println!("{key}={value}");
+        }
+    }
+}
+
+pub fn sessions(sessions: &[Session], json: bool) {
+    if json {
+        return print_json(&sessions);
+    }
+    if sessions.is_empty() {
+        println!("no sessions");
+        return;
+    }
+    println!("{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  HEADLINE", "ID", "STATUS", "AGENT", "POLICY", "TRY");
+    for s in sessions {
+        println!(
+            "{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  {}",
+            s.id,
+            s.status.as_str(),
+            short(&s.agent, 10),
+            s.policy_mode.as_str(),
+            s.attempt,
+            short(&s.outcome_headline, 70)
+        );
+    }
+}
+
+pub fn session(s: &Session, json: bool) {
+    if json {
+        return print_json(s);
+    }
+    let rows = [
+        ("id", s.id.as_str()),
+        ("status", s.status.as_str()),
+        ("failure", s.failure_kind.as_str()),
+        ("repo", &s.repo),
+        ("agent", &s.agent),
+        ("runtime", &s.runtime_command),
+        ("policy", s.policy_mode.as_str()),
+        ("parent", &s.parent_session_id),
+        ("branch", &s.branch),
+        ("workdir", &s.work_dir),
+        ("created", &s.created_at),
+        ("started", &s.started_at),
+        ("finished", &s.finished_at),
+        ("error", &s.error),
+    ];
+    for (key, value) in rows {
+        if !value.is_empty() {
+            println!("{key:<9} {value}");
+        }
+    }
+    println!("{:<9} {}", "attempt", s.attempt);
+    println!("{:<9} {}", "prompt", short(&s.prompt, 100));
+    outcome(s);
+}
+
+pub fn outcome(s: &Session) {
+    println!("\n{}", s.outcome_headline);
+    for (label, value) in [
+        ("Changed", &s.outcome_changed),
+        ("Verified", &s.outcome_verified),
+        ("Uncertain", &s.outcome_uncertain),
+        ("Next", &s.outcome_next),
+    ] {
+        if !value.is_empty() {
+            println!("  {label}: {value}");
+        }
+    }
+}
+
+pub fn inbox(sessions: &[Session], json: bool) {
+    if json {
+        return print_json(&sessions);
+    }
+    if sessions.is_empty() {
+        println!("inbox is empty");
+        return;
+    }
+    for s in sessions {
+        println!("{} [{}] {}", s.id, s.status.as_str(), s.outcome_headline);
+        for (label, value) in [
+            ("Changed", &s.outcome_changed),
+            ("Verified", &s.outcome_verified),
+            ("Uncertain", &s.outcome_uncertain),
+            ("Next", &s.outcome_next),
+        ] {
+            if !value.is_empty() {
+                println!("    {label}: {}", short(value, 120));
+            }
+        }
+    }
+}
+
+/// One event as a listing line (`telecoder events`).
+pub fn event_line(e: &Event, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(e).unwrap_or_default());
+    } else {
+        println!("#{:<6} {} {:<6} {}", e.id, e.created_at, e.kind.as_str(), e.data);
+    }
+}
+
+/// One event as it streams (`telecoder run`, `events --follow`): output text is shown as is.
+pub fn event(e: &Event, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(e).unwrap_or_default());
+        return;
+    }
+    match e.kind {
+        EventKind::Output => {
+            print!("{}", e.data);
+            let _ = std::io::stdout().flush();
+        }
+        EventKind::Status => println!("[status] {}", e.data),
+        EventKind::Done => println!("\n[done] {}", e.data),
+        EventKind::Error => println!("\n[error] {}", e.data),
+    }
+}
