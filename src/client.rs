@@ -148,7 +148,7 @@ impl SseParser {
 
 fn parse_frame(frame: &str, session_id: &str) -> Option<Event> {
     let (mut id, mut kind, mut data) = (None, None, Vec::new());
-    for line in frame.lines() {
+    for line in frame.lines().filter(|line| !line.is_empty()) {
         let (field, value) = line.split_once(':')?;
         let value = value.strip_prefix(' ').unwrap_or(value);
         match field {
