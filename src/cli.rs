@@ -160,34 +160,48 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
         Command::Events { id, after, follow } => {
             let after = after.unwrap_or(0);
             if follow {
-                let terminal = client.follow(&id, after, |e| render::event(e, json)).await?;
+                let terminal = client
+                    .follow(&id, after, |e| render::event(e, json))
+                    .await?;
                 return Ok(exit_for(terminal.as_ref()));
             }
             let events: Vec<Event> = client
-                .get(&format!("/api/sessions/{id}/events"), &[("after", after.to_string())])
+                .get(
+                    &format!("/api/sessions/{id}/events"),
+                    &[("after", after.to_string())],
+                )
                 .await?;
             for event in &events {
                 render::event_line(event, json);
             }
         }
         Command::Inbox { limit } => {
-            let query: Vec<(&str, String)> = limit.map(|l| ("limit", l.to_string())).into_iter().collect();
+            let query: Vec<(&str, String)> = limit
+                .map(|l| ("limit", l.to_string()))
+                .into_iter()
+                .collect();
             let sessions: Vec<Session> = client.get("/api/inbox", &query).await?;
             render::inbox(&sessions, json);
         }
         Command::Rerun { id, follow } => {
-            let session: Session = client.post(&format!("/api/sessions/{id}/rerun"), &json!({})).await?;
+            let session: Session = client
+                .post(&format!("/api/sessions/{id}/rerun"), &json!({}))
+                .await?;
             if follow {
                 return follow_session(client, &session, json).await;
             }
             render::session(&session, json);
         }
         Command::Lineage { id } => {
-            let sessions: Vec<Session> = client.get(&format!("/api/sessions/{id}/lineage"), &[]).await?;
+            let sessions: Vec<Session> = client
+                .get(&format!("/api/sessions/{id}/lineage"), &[])
+                .await?;
             render::sessions(&sessions, json);
         }
         Command::Cancel { id } => {
-            let session: Session = client.post(&format!("/api/sessions/{id}/cancel"), &json!({})).await?;
+            let session: Session = client
+                .post(&format!("/api/sessions/{id}/cancel"), &json!({}))
+                .await?;
             render::session(&session, json);
         }
         Command::Serve | Command::Config | Command::Run(_) => {}
@@ -225,7 +239,10 @@ async fn run_session(config: &Config, args: RunArgs, json: bool) -> Result<ExitC
         Ok(session) => follow_session(&client, &session, json).await,
         Err(ClientError::Unreachable { .. }) => {
             if !json {
-                eprintln!("No daemon at {}; running the session in this process.", config.url);
+                eprintln!(
+                    "No daemon at {}; running the session in this process.",
+                    config.url
+                );
             }
             let embedded = daemon::Embedded::start(config.clone()).await?;
             let client = Client::new(&embedded.url)?;
@@ -240,13 +257,24 @@ async fn run_session(config: &Config, args: RunArgs, json: bool) -> Result<ExitC
     }
 }
 
-async fn follow_session(client: &Client, session: &Session, json: bool) -> Result<ExitCode, CliError> {
+async fn follow_session(
+    client: &Client,
+    session: &Session,
+    json: bool,
+) -> Result<ExitCode, CliError> {
     if !json {
-        println!("session {} ({}, policy {}) on branch telecoder/{}", session.id, session.agent, session.policy_mode, session.id);
+        println!(
+            "session {} ({}, policy {}) on branch telecoder/{}",
+            session.id, session.agent, session.policy_mode, session.id
+        );
     }
-    let terminal = client.follow(&session.id, 0, |e| render::event(e, json)).await?;
+    let terminal = client
+        .follow(&session.id, 0, |e| render::event(e, json))
+        .await?;
     if !json {
-        let finished: Result<Session, _> = client.get(&format!("/api/sessions/{}", session.id), &[]).await;
+        let finished: Result<Session, _> = client
+            .get(&format!("/api/sessions/{}", session.id), &[])
+            .await;
         if let Ok(finished) = finished {
             render::outcome(&finished);
         }

@@ -8,7 +8,9 @@ use telecoder_actors::domain::Event;
 /// Why a request to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the TeleCoder daemon at {url} ({reason}); start it with `telecoder serve`")]
+    #[error(
+        "cannot reach the TeleCoder daemon at {url} ({reason}); start it with `telecoder serve`"
+    )]
     Unreachable { url: String, reason: String },
     #[error("{message} (HTTP {status})")]
     Api { status: u16, message: String },
@@ -68,7 +70,11 @@ impl Client {
         serde_json::from_slice(&body).map_err(|err| ClientError::Protocol(err.to_string()))
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
@@ -79,7 +85,11 @@ impl Client {
         Self::decode(response).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T, ClientError> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -174,7 +184,9 @@ mod tests {
     #[test]
     fn parses_frames_split_across_chunks() {
         let mut parser = SseParser::default();
-        assert!(parser.push(b"id:1\nevent:output\ndata: a\n", "s").is_empty());
+        assert!(parser
+            .push(b"id:1\nevent:output\ndata: a\n", "s")
+            .is_empty());
         let events = parser.push(b"data:  b\n\n:\n\nid:2\nevent:done\ndata: ok\n\n", "s");
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].data, "a\n b");

@@ -51,7 +51,10 @@ fn number<T: std::str::FromStr + PartialOrd + Default>(
         None => Ok(default),
         Some(text) => match text.trim().parse::<T>() {
             Ok(n) if n > T::default() => Ok(n),
-            _ => Err(invalid(name, format!("'{text}' is not a positive whole number"))),
+            _ => Err(invalid(
+                name,
+                format!("'{text}' is not a positive whole number"),
+            )),
         },
     }
 }
@@ -76,13 +79,16 @@ impl Config {
                 None => return Err(invalid("TELECODER_DATA_DIR", "not set and HOME is unknown")),
             },
         };
-        let listen_host = value(lookup, "TELECODER_LISTEN_HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let listen_host =
+            value(lookup, "TELECODER_LISTEN_HOST").unwrap_or_else(|| "127.0.0.1".into());
         let listen_port = match value(lookup, "TELECODER_LISTEN_PORT") {
             None => 7080,
-            Some(text) => text
-                .trim()
-                .parse::<u16>()
-                .map_err(|_| invalid("TELECODER_LISTEN_PORT", format!("'{text}' is not a port number (0-65535)")))?,
+            Some(text) => text.trim().parse::<u16>().map_err(|_| {
+                invalid(
+                    "TELECODER_LISTEN_PORT",
+                    format!("'{text}' is not a port number (0-65535)"),
+                )
+            })?,
         };
         let default_policy = match (
             value(lookup, "TELECODER_POLICY_MODE"),
@@ -98,15 +104,21 @@ impl Config {
             (None, None) => PolicyMode::Observe,
         };
         let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
-        let acpx_command = shell_words::split(&acpx_text)
-            .map_err(|err| invalid("TELECODER_ACPX_COMMAND", format!("cannot split '{acpx_text}': {err}")))?;
+        let acpx_command = shell_words::split(&acpx_text).map_err(|err| {
+            invalid(
+                "TELECODER_ACPX_COMMAND",
+                format!("cannot split '{acpx_text}': {err}"),
+            )
+        })?;
         if acpx_command.is_empty() {
             return Err(invalid("TELECODER_ACPX_COMMAND", "must name a program"));
         }
         let agent_commands = all
             .iter()
             .filter_map(|(name, command)| {
-                let agent = name.strip_prefix(AGENT_PREFIX)?.strip_suffix(AGENT_SUFFIX)?;
+                let agent = name
+                    .strip_prefix(AGENT_PREFIX)?
+                    .strip_suffix(AGENT_SUFFIX)?;
                 (!agent.is_empty() && !command.trim().is_empty())
                     .then(|| (agent.to_owned(), command.clone()))
             })
@@ -119,7 +131,8 @@ impl Config {
                 format!("{stale} must be greater than TELECODER_SESSION_HEARTBEAT_SECONDS ({heartbeat})"),
             ));
         }
-        let default_agent = value(lookup, "TELECODER_DEFAULT_AGENT").unwrap_or_else(|| "codex".into());
+        let default_agent =
+            value(lookup, "TELECODER_DEFAULT_AGENT").unwrap_or_else(|| "codex".into());
         let settings = Settings {
             data_dir,
             default_agent,
@@ -162,17 +175,32 @@ impl Config {
             ("TELECODER_DEFAULT_AGENT", s.default_agent.clone()),
             ("TELECODER_POLICY_MODE", s.default_policy.to_string()),
             ("TELECODER_ACPX_COMMAND", shell_words::join(&s.acpx_command)),
-            ("TELECODER_PROMPT_TIMEOUT_SECONDS", s.prompt_timeout_seconds.to_string()),
-            ("TELECODER_SESSION_HEARTBEAT_SECONDS", s.heartbeat.as_secs().to_string()),
-            ("TELECODER_SESSION_STALE_SECONDS", s.stale.as_secs().to_string()),
-            ("TELECODER_MAX_CONCURRENT_SESSIONS", s.max_concurrent_sessions.to_string()),
+            (
+                "TELECODER_PROMPT_TIMEOUT_SECONDS",
+                s.prompt_timeout_seconds.to_string(),
+            ),
+            (
+                "TELECODER_SESSION_HEARTBEAT_SECONDS",
+                s.heartbeat.as_secs().to_string(),
+            ),
+            (
+                "TELECODER_SESSION_STALE_SECONDS",
+                s.stale.as_secs().to_string(),
+            ),
+            (
+                "TELECODER_MAX_CONCURRENT_SESSIONS",
+                s.max_concurrent_sessions.to_string(),
+            ),
             ("TELECODER_MAX_OUTPUT_BYTES", s.max_output_bytes.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect::<Vec<_>>();
         rows.extend(s.agent_commands.iter().map(|(agent, command)| {
-            (format!("{AGENT_PREFIX}{agent}{AGENT_SUFFIX}"), command.clone())
+            (
+                format!("{AGENT_PREFIX}{agent}{AGENT_SUFFIX}"),
+                command.clone(),
+            )
         }));
         rows.push(("database".into(), s.database_path().display().to_string()));
         rows
@@ -197,7 +225,10 @@ mod tests {
         let config = config(&[]).expect("defaults are valid");
         assert_eq!(config.listen_port, 7080);
         assert_eq!(config.url, "http://127.0.0.1:7080");
-        assert_eq!(config.settings.data_dir, PathBuf::from("/home/u/.telecoder"));
+        assert_eq!(
+            config.settings.data_dir,
+            PathBuf::from("/home/u/.telecoder")
+        );
         assert_eq!(config.settings.default_policy, PolicyMode::Observe);
         assert_eq!(config.settings.stale, Duration::from_secs(30));
     }
@@ -205,8 +236,14 @@ mod tests {
     #[test]
     fn bad_values_name_their_variable() {
         for (pairs, variable) in [
-            (vec![("TELECODER_LISTEN_PORT", "abc")], "TELECODER_LISTEN_PORT"),
-            (vec![("TELECODER_POLICY_MODE", "yolo")], "TELECODER_POLICY_MODE"),
+            (
+                vec![("TELECODER_LISTEN_PORT", "abc")],
+                "TELECODER_LISTEN_PORT",
+            ),
+            (
+                vec![("TELECODER_POLICY_MODE", "yolo")],
+                "TELECODER_POLICY_MODE",
+            ),
             (
                 vec![
                     ("TELECODER_SESSION_HEARTBEAT_SECONDS", "10"),
@@ -214,8 +251,14 @@ mod tests {
                 ],
                 "TELECODER_SESSION_STALE_SECONDS",
             ),
-            (vec![("TELECODER_ACPX_COMMAND", "'unbalanced")], "TELECODER_ACPX_COMMAND"),
-            (vec![("TELECODER_PROMPT_TIMEOUT_SECONDS", "-1")], "TELECODER_PROMPT_TIMEOUT_SECONDS"),
+            (
+                vec![("TELECODER_ACPX_COMMAND", "'unbalanced")],
+                "TELECODER_ACPX_COMMAND",
+            ),
+            (
+                vec![("TELECODER_PROMPT_TIMEOUT_SECONDS", "-1")],
+                "TELECODER_PROMPT_TIMEOUT_SECONDS",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);
@@ -231,8 +274,12 @@ mod tests {
 
     #[test]
     fn agent_commands_are_discovered() {
-        let config = config(&[("TELECODER_AGENT_MY_AGENT_COMMAND", "python3 a.py")]).expect("valid");
-        assert_eq!(config.settings.agent_command("my-agent"), Some("python3 a.py"));
+        let config =
+            config(&[("TELECODER_AGENT_MY_AGENT_COMMAND", "python3 a.py")]).expect("valid");
+        assert_eq!(
+            config.settings.agent_command("my-agent"),
+            Some("python3 a.py")
+        );
         assert_eq!(config.settings.agent_command("other"), None);
     }
 }

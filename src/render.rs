@@ -6,7 +6,10 @@ use std::io::Write;
 use telecoder_actors::domain::{Event, EventKind, Session};
 
 fn print_json<T: serde::Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(&to_value(value)).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&to_value(value)).unwrap_or_default()
+    );
 }
 
 fn short(text: &str, max: usize) -> String {
@@ -38,7 +41,10 @@ pub fn sessions(sessions: &[Session], json: bool) {
         println!("no sessions");
         return;
     }
-    println!("{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  HEADLINE", "ID", "STATUS", "AGENT", "POLICY", "TRY");
+    println!(
+        "{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  HEADLINE",
+        "ID", "STATUS", "AGENT", "POLICY", "TRY"
+    );
     for s in sessions {
         println!(
             "{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  {}",
@@ -124,7 +130,13 @@ pub fn event_line(e: &Event, json: bool) {
     if json {
         println!("{}", serde_json::to_string(e).unwrap_or_default());
     } else {
-        println!("#{:<6} {} {:<6} {}", e.id, e.created_at, e.kind.as_str(), e.data);
+        println!(
+            "#{:<6} {} {:<6} {}",
+            e.id,
+            e.created_at,
+            e.kind.as_str(),
+            e.data
+        );
     }
 }
 

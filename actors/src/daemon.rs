@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::runtime::AgentRuntime;
 use crate::settings::Settings;
 use crate::store::StoreClient;
-use crate::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats, SUPERVISOR_NAME};
+use crate::supervisor::{
+    Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats, SUPERVISOR_NAME,
+};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use std::sync::Arc;
@@ -100,7 +102,8 @@ impl Daemon {
 
     pub async fn cancel(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::Cancel { id, reply }).await?
+        self.ask(|reply| SupervisorMsg::Cancel { id, reply })
+            .await?
     }
 
     pub async fn inject_session_failure(&self, id: &str) -> Result<()> {

@@ -123,7 +123,12 @@ impl Actor for SessionActor {
         };
         tracing::info!(session = %state.id, agent = %session.agent, "session started");
         myself.send_interval(state.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
-        let worker = run_worker(session, state.ctx.clone(), myself.clone(), state.cancel.clone());
+        let worker = run_worker(
+            session,
+            state.ctx.clone(),
+            myself.clone(),
+            state.cancel.clone(),
+        );
         state.worker = Some(tokio::spawn(worker));
         Ok(())
     }
@@ -231,36 +236,40 @@ async fn run_worker(
     report(SessionMsg::Status(session.policy_line()));
     report(SessionMsg::Status("setting up workspace".into()));
     let Some(id) = SessionId::parse(&session.id) else {
-        report(failed(FailureKind::RuntimeError, "invalid session id".into()));
+        report(failed(
+            FailureKind::RuntimeError,
+            "invalid session id".into(),
+        ));
         return;
     };
-    let workspace = match workspace::prepare(
-        &session.repo,
-        &ctx.settings.workspaces_dir(),
-        &id,
-        &cancel,
-    )
-    .await
-    {
-        Ok(workspace) => workspace,
-        Err(message) => {
-            let kind = if cancel.is_cancelled() {
-                FailureKind::Cancelled
-            } else {
-                FailureKind::RuntimeError
-            };
-            report(failed(kind, message));
-            return;
-        }
-    };
+    let workspace =
+        match workspace::prepare(&session.repo, &ctx.settings.workspaces_dir(), &id, &cancel).await
+        {
+            Ok(workspace) => workspace,
+            Err(message) => {
+                let kind = if cancel.is_cancelled() {
+                    FailureKind::Cancelled
+                } else {
+                    FailureKind::RuntimeError
+                };
+                report(failed(kind, message));
+                return;
+            }
+        };
     report(SessionMsg::WorkspaceReady(workspace.clone()));
-    report(SessionMsg::Status(format!("running {}", ctx.runtime.name())));
+    report(SessionMsg::Status(format!(
+        "running {}",
+        ctx.runtime.name()
+    )));
     let request = AgentRequest {
         session_id: session.id.clone(),
         work_dir: workspace.dir,
         prompt: session.prompt.clone(),
         agent: session.agent.clone(),
-        command_override: ctx.settings.agent_command(&session.agent).map(str::to_owned),
+        command_override: ctx
+            .settings
+            .agent_command(&session.agent)
+            .map(str::to_owned),
         permission: session.effective_permission_mode,
         max_runtime: Duration::from_secs(session.max_runtime_seconds),
         scratch_dir: ctx.settings.data_dir.join("tmp"),
@@ -290,4 +299,3 @@ fn finish_from(report: AgentReport) -> Finish {
         Err(failure) => Finish::failed(failure.kind, failure.message, report.text),
     }
 }
-

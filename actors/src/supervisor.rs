@@ -10,9 +10,7 @@
 //! restarting); store work runs in tasks that report back with messages.
 
 use crate::bus::EventBus;
-use crate::domain::{
-    time, EventKind, FailureKind, NewSession, Session, SessionId, SessionStatus,
-};
+use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId, SessionStatus};
 use crate::error::{Error, Result};
 use crate::runtime::AgentRuntime;
 use crate::session_actor::{self, SessionActor, SessionArgs, SessionContext, SessionMsg};
@@ -36,7 +34,7 @@ const STORE_STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// The current supervisor, if the daemon is up.
 pub fn resolve() -> Result<ActorRef<SupervisorMsg>> {
-    ActorRef::where_is(SUPERVISOR_NAME.to_owned())
+    ActorRef::where_is(SUPERVISOR_NAME)
         .ok_or_else(|| Error::Unavailable("the supervisor is not running".into()))
 }
 
@@ -59,7 +57,7 @@ pub enum SupervisorMsg {
     /// Timer: mark stale running sessions abandoned.
     Sweep,
     /// Sessions the sweep just marked abandoned; stop any we still run.
-    Swept(Vec<String>),
+    Swept(Vec<crate::store::queries::Abandoned>),
     /// Bring the store back after a failure.
     RestartStore,
     /// A session's agent process started (so a failure can kill its group).
@@ -130,7 +128,10 @@ impl SupervisorState {
         &self.ctx.settings
     }
 
-    async fn spawn_store(&mut self, myself: &ActorRef<SupervisorMsg>) -> Result<(), ActorProcessingErr> {
+    async fn spawn_store(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+    ) -> Result<(), ActorProcessingErr> {
         let (store, _) = Actor::spawn_linked(
             Some(STORE_NAME.to_owned()),
             StoreActor,
@@ -139,7 +140,12 @@ impl SupervisorState {
         )
         .await?;
         self.store_started = Instant::now();
-        self.children.insert(store.get_id(), Child { kind: ChildKind::Store });
+        self.children.insert(
+            store.get_id(),
+            Child {
+                kind: ChildKind::Store,
+            },
+        );
         Ok(())
     }
 
@@ -294,7 +300,10 @@ async fn create_rerun(settings: Settings, store: StoreClient, id: String) -> Res
         policy: Some(parent.policy_mode),
     };
     let session = new_session_record(&settings, &request, Some(&parent))?;
-    let first = format!("rerun of session {} (attempt {})", parent.id, session.attempt);
+    let first = format!(
+        "rerun of session {} (attempt {})",
+        parent.id, session.attempt
+    );
     store
         .insert_session(session.clone(), vec![(EventKind::Status, first)])
         .await?;
@@ -423,25 +432,30 @@ impl Actor for Supervisor {
                 let _ = myself.cast(SupervisorMsg::Kick);
                 in_background(async move {
                     match store.sweep_stale(cutoff).await {
-                        Ok(events) if !events.is_empty() => {
-                            let ids = events.into_iter().map(|e| e.session_id).collect();
-                            let _ = myself.cast(SupervisorMsg::Swept(ids));
+                        Ok(abandoned) if !abandoned.is_empty() => {
+                            let _ = myself.cast(SupervisorMsg::Swept(abandoned));
                         }
                         Ok(_) => {}
                         Err(err) => tracing::warn!("stale sweep failed: {err}"),
                     }
                 });
             }
-            SupervisorMsg::Swept(ids) => {
-                for id in ids {
+            SupervisorMsg::Swept(abandoned) => {
+                for session in abandoned {
+                    let id = session.event.session_id;
                     tracing::warn!(session = %id, "session marked abandoned (stale heartbeat)");
                     if let Some(cell) = state.sessions.get(&id) {
                         cell.stop(Some("abandoned".into()));
+                    } else if let Some(pgid) = session.agent_pid {
+                        let killed = crate::process::reap_leftovers(&id, pgid);
+                        if killed > 0 {
+                            tracing::warn!(session = %id, killed, "killed agent processes left by a previous daemon");
+                        }
                     }
                 }
             }
             SupervisorMsg::RestartStore => {
-                if ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME.to_owned()).is_some() {
+                if ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME).is_some() {
                     return Ok(());
                 }
                 match state.spawn_store(&myself).await {
@@ -491,7 +505,7 @@ impl Actor for Supervisor {
                 let _ = reply.send(result);
             }
             SupervisorMsg::InjectStoreFailure { reply } => {
-                let result = ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME.to_owned())
+                let result = ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME)
                     .ok_or_else(|| Error::Unavailable("the store is not running".into()))
                     .and_then(|store| {
                         store
@@ -525,8 +539,9 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(Child { kind: ChildKind::Session { id, .. } }) =
-                    state.children.remove(&cell.get_id())
+                if let Some(Child {
+                    kind: ChildKind::Session { id, .. },
+                }) = state.children.remove(&cell.get_id())
                 {
                     state.sessions.remove(&id);
                     let _ = myself.cast(SupervisorMsg::Kick);
@@ -536,7 +551,11 @@ impl Actor for Supervisor {
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                match state.children.remove(&cell.get_id()).map(|child| child.kind) {
+                match state
+                    .children
+                    .remove(&cell.get_id())
+                    .map(|child| child.kind)
+                {
                     Some(ChildKind::Store) => {
                         if state.store_started.elapsed() > STORE_STABLE_AFTER {
                             state.consecutive_store_failures = 0;
@@ -584,7 +603,9 @@ pub const SHUTDOWN_MESSAGE: &str =
 async fn shutdown_sessions(state: &mut SupervisorState) {
     let running: Vec<(String, ActorCell)> = state.sessions.drain().collect();
     for (id, cell) in running {
-        let _ = cell.stop_and_wait(Some("daemon shutdown".into()), Some(Duration::from_secs(5))).await;
+        let _ = cell
+            .stop_and_wait(Some("daemon shutdown".into()), Some(Duration::from_secs(5)))
+            .await;
         let finish = Finish::failed(
             FailureKind::Abandoned,
             SHUTDOWN_MESSAGE.into(),

@@ -39,7 +39,9 @@ pub fn validate_repo(repo: &str) -> Result<()> {
     let work_tree = path.join(".git").exists();
     let bare = path.join("HEAD").is_file() && path.join("objects").is_dir();
     if !(work_tree || bare) {
-        return Err(Error::Invalid(format!("repo is not a git repository: {repo}")));
+        return Err(Error::Invalid(format!(
+            "repo is not a git repository: {repo}"
+        )));
     }
     Ok(())
 }

@@ -81,7 +81,10 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "method not allowed on this path".to_owned(),
         )
     } else if let Some(err) = rejection.find::<reject::InvalidQuery>() {
-        (StatusCode::BAD_REQUEST, format!("invalid query string: {err}"))
+        (
+            StatusCode::BAD_REQUEST,
+            format!("invalid query string: {err}"),
+        )
     } else if let Some(err) = rejection.find::<reject::InvalidHeader>() {
         (StatusCode::BAD_REQUEST, err.to_string())
     } else if let Some(err) = rejection.find::<reject::MissingHeader>() {
@@ -93,4 +96,64 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
     Ok(error_reply(status, &message))
+}
+
+/// Reads a request body of at most `limit` bytes, with or without a Content-Length header
+/// (an empty or chunked body is still a body). Oversized bodies are a 413, not a memory bill.
+pub fn bounded_body(
+    limit: usize,
+) -> impl warp::Filter<Extract = (Result<bytes::Bytes, ApiError>,), Error = Rejection> + Clone {
+    use warp::Filter;
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |declared: Option<u64>, stream| async move {
+            if declared.is_some_and(|length| length > DRAIN_LIMIT as u64) {
+                return Err(too_large(limit));
+            }
+            collect_body(stream, limit).await
+        })
+}
+
+/// An oversized body up to this size is read to its end before the 413 goes out, so the client
+/// sees the answer instead of a connection reset mid-upload.
+const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is too large (limit {limit} bytes)"),
+    )
+}
+
+async fn collect_body<S, B>(stream: S, limit: usize) -> Result<bytes::Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures_util::StreamExt;
+    let mut body = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk
+            .map_err(|err| ApiError::bad_request(format!("cannot read the request body: {err}")))?;
+        seen += chunk.remaining();
+        if seen > limit {
+            if seen > DRAIN_LIMIT {
+                return Err(too_large(limit));
+            }
+            chunk.advance(chunk.remaining());
+            continue;
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            let len = piece.len();
+            body.extend_from_slice(piece);
+            chunk.advance(len);
+        }
+    }
+    if seen > limit {
+        return Err(too_large(limit));
+    }
+    Ok(body.freeze())
 }

@@ -14,7 +14,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 /// Bodies of API requests are small JSON documents.
-pub const API_BODY_LIMIT: u64 = 1024 * 1024;
+pub const API_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Shared by every handler.
 #[derive(Clone)]

@@ -1,6 +1,6 @@
 //! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
 
-use super::errors::{respond, ApiError};
+use super::errors::{bounded_body, respond, ApiError};
 use super::{sse, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ const INBOX_MAX: u32 = 200;
 pub fn routes(
     state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
 ) -> BoxedFilter<(Response,)> {
-    let body = warp::body::content_length_limit(API_BODY_LIMIT).and(warp::body::bytes());
+    let body = bounded_body(API_BODY_LIMIT);
     let query = warp::query::<Query>();
     let api = warp::path("api");
 
@@ -35,13 +35,13 @@ pub fn routes(
         .and(warp::path!("sessions"))
         .and(warp::get())
         .and(state.clone())
-        .and(query.clone())
+        .and(query)
         .then(list);
     let inbox = api
         .and(warp::path!("inbox"))
         .and(warp::get())
         .and(state.clone())
-        .and(query.clone())
+        .and(query)
         .then(inbox);
     let show = api
         .and(warp::path!("sessions" / String))
@@ -62,7 +62,7 @@ pub fn routes(
         .and(warp::path!("sessions" / String / "events"))
         .and(warp::get())
         .and(state.clone())
-        .and(query.clone())
+        .and(query)
         .and(warp::header::optional::<String>("accept"))
         .and(warp::header::optional::<String>("last-event-id"))
         .then(events);
@@ -135,10 +135,10 @@ fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
 }
 
-async fn create(state: AppState, body: Bytes) -> Response {
+async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body: CreateBody = parse_body(&body)?;
+            let body: CreateBody = parse_body(&body?)?;
             let request = NewSession {
                 repo: required(body.repo, "repo")?,
                 prompt: required(body.prompt, "prompt")?,
@@ -237,7 +237,10 @@ async fn cancel(raw_id: String, state: AppState) -> Response {
             if session.status.is_finished() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
-                    format!("session {id} already finished ({})", session.status.as_str()),
+                    format!(
+                        "session {id} already finished ({})",
+                        session.status.as_str()
+                    ),
                 ));
             }
             state.daemon.cancel(id.as_str()).await?;
@@ -306,7 +309,10 @@ mod tests {
     use super::*;
 
     fn query(pairs: &[(&str, &str)]) -> Query {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

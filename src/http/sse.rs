@@ -51,9 +51,19 @@ enum Flow {
 
 /// Sends stored events after `*after`; `Done` once the terminal event went out or the
 /// client left.
-async fn replay(state: &AppState, id: &SessionId, after: &mut i64, tx: &mpsc::Sender<Event>) -> Flow {
+async fn replay(
+    state: &AppState,
+    id: &SessionId,
+    after: &mut i64,
+    tx: &mpsc::Sender<Event>,
+) -> Flow {
     loop {
-        let page = match state.daemon.store().events(id.as_str(), *after, REPLAY_PAGE).await {
+        let page = match state
+            .daemon
+            .store()
+            .events(id.as_str(), *after, REPLAY_PAGE)
+            .await
+        {
             Ok(page) => page,
             Err(err) => {
                 tracing::warn!(session = %id, "event replay failed: {err}");

@@ -61,7 +61,14 @@ mod tests {
 
     #[test]
     fn rejects_anything_else() {
-        for bad in ["../../etc/passwd", "ABCDEF12", "abc", "abcdef123", "abcdefgh", ""] {
+        for bad in [
+            "../../etc/passwd",
+            "ABCDEF12",
+            "abc",
+            "abcdef123",
+            "abcdefgh",
+            "",
+        ] {
             assert_eq!(SessionId::parse(bad), None, "{bad}");
         }
     }

@@ -194,7 +194,10 @@ mod tests {
 
     #[test]
     fn in_progress_headline() {
-        assert_eq!(Outcome::in_progress("running", "").headline, "Session is running.");
+        assert_eq!(
+            Outcome::in_progress("running", "").headline,
+            "Session is running."
+        );
     }
 
     #[test]

@@ -176,10 +176,16 @@ mod tests {
 
     #[test]
     fn parses_names_and_rejects_others() {
-        assert_eq!("standard".parse::<PolicyMode>().ok(), Some(PolicyMode::Standard));
+        assert_eq!(
+            "standard".parse::<PolicyMode>().ok(),
+            Some(PolicyMode::Standard)
+        );
         assert!("yolo".parse::<PolicyMode>().is_err());
         assert_eq!(
-            "approve-all".parse::<PermissionMode>().ok().map(PermissionMode::policy_mode),
+            "approve-all"
+                .parse::<PermissionMode>()
+                .ok()
+                .map(PermissionMode::policy_mode),
             Some(PolicyMode::Standard)
         );
     }

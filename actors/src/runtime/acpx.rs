@@ -83,6 +83,7 @@ impl AcpxRuntime {
         let spawned = Command::new(program)
             .args(args)
             .current_dir(&request.work_dir)
+            .env(crate::process::SESSION_ENV, &request.session_id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -104,7 +105,10 @@ impl AcpxRuntime {
         let _group = GroupGuard(pid);
         let _ = events.send(AgentEvent::Spawned { pid }).await;
 
-        let stderr = child.stderr.take().map(|stderr| tokio::spawn(read_tail(stderr)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(read_tail(stderr)));
         let Some(stdout) = child.stdout.take() else {
             return output.failed(FailureKind::RuntimeError, "acpx stdout unavailable".into());
         };
@@ -131,7 +135,9 @@ impl AcpxRuntime {
         };
         output.flush(&events).await;
         let outcome = match (stop, status) {
-            (Stop::Cancelled, _) => Err(failure(FailureKind::Cancelled, "session cancelled".into())),
+            (Stop::Cancelled, _) => {
+                Err(failure(FailureKind::Cancelled, "session cancelled".into()))
+            }
             (_, None) if cancel.is_cancelled() => {
                 Err(failure(FailureKind::Cancelled, "session cancelled".into()))
             }
@@ -374,7 +380,10 @@ fn classify(
             } else {
                 FailureKind::RuntimeError
             };
-            Err(failure(kind, format!("acpx exited with code {code}{detail}")))
+            Err(failure(
+                kind,
+                format!("acpx exited with code {code}{detail}"),
+            ))
         }
     }
 }
@@ -409,8 +418,19 @@ mod tests {
         assert_eq!(
             runtime.argv(&request(), None),
             [
-                "npx", "acpx", "--cwd", "/tmp/ws", "--approve-reads", "--timeout", "180",
-                "--format", "json", "--json-strict", "codex", "exec", "fix it"
+                "npx",
+                "acpx",
+                "--cwd",
+                "/tmp/ws",
+                "--approve-reads",
+                "--timeout",
+                "180",
+                "--format",
+                "json",
+                "--json-strict",
+                "codex",
+                "exec",
+                "fix it"
             ]
         );
         let mut with_override = request();
@@ -458,8 +478,8 @@ mod tests {
         let mut buffer = OutputBuffer::new(10);
         buffer.push_text("12345");
         buffer.push_text("67890abc");
-        buffer.push_text("more");
+        buffer.push_text("zzz");
         assert!(buffer.text.starts_with("1234567890\n[output truncated"));
-        assert!(!buffer.text.contains("more"));
+        assert!(!buffer.text.contains("zzz"));
     }
 }

@@ -32,11 +32,13 @@ impl StoreClient {
         let deadline = Instant::now() + RESTART_WINDOW;
         let mut pause = Duration::from_millis(10);
         loop {
-            if let Some(store) = ActorRef::<StoreMsg>::where_is(STORE_NAME.to_owned()) {
+            if let Some(store) = ActorRef::<StoreMsg>::where_is(STORE_NAME) {
                 match store.call(&build, Some(CALL_TIMEOUT)).await {
                     Ok(CallResult::Success(result)) => return result,
                     Ok(CallResult::Timeout) => {
-                        return Err(Error::Unavailable("the store did not answer in time".into()))
+                        return Err(Error::Unavailable(
+                            "the store did not answer in time".into(),
+                        ))
                     }
                     // The store died with our request in hand, or before taking it: retry.
                     Ok(CallResult::SenderError) | Err(_) => {}
@@ -102,7 +104,12 @@ impl StoreClient {
         .await
     }
 
-    pub async fn append_event(&self, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+    pub async fn append_event(
+        &self,
+        session_id: &str,
+        kind: EventKind,
+        data: &str,
+    ) -> Result<Event> {
         self.call(|reply| StoreMsg::AppendEvent {
             session_id: session_id.to_owned(),
             kind,
@@ -131,7 +138,7 @@ impl StoreClient {
         .await
     }
 
-    pub async fn sweep_stale(&self, cutoff: String) -> Result<Vec<Event>> {
+    pub async fn sweep_stale(&self, cutoff: String) -> Result<Vec<super::queries::Abandoned>> {
         self.call(|reply| StoreMsg::SweepStale {
             cutoff: cutoff.clone(),
             reply,

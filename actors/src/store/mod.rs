@@ -87,7 +87,7 @@ pub enum StoreMsg {
     /// Mark running sessions whose heartbeat is older than `cutoff` abandoned.
     SweepStale {
         cutoff: String,
-        reply: RpcReplyPort<Result<Vec<Event>>>,
+        reply: RpcReplyPort<Result<Vec<queries::Abandoned>>>,
     },
     /// One session by id.
     GetSession {
@@ -213,9 +213,9 @@ async fn start_writer(myself: ActorRef<StoreMsg>, path: PathBuf) -> Result<mpsc:
             }
         })
         .map_err(|err| Error::Internal(format!("cannot start the store writer thread: {err}")))?;
-    ready_rx
-        .await
-        .map_err(|_| Error::Internal("store writer thread died while opening the database".into()))??;
+    ready_rx.await.map_err(|_| {
+        Error::Internal("store writer thread died while opening the database".into())
+    })??;
     Ok(jobs_tx)
 }
 
@@ -296,9 +296,11 @@ impl Actor for StoreActor {
                 Ok(event)
             }),
             StoreMsg::SweepStale { cutoff, reply } => state.write(reply, move |conn, bus| {
-                let events = queries::sweep_stale(conn, &cutoff)?;
-                publish_all(bus, &events);
-                Ok(events)
+                let abandoned = queries::sweep_stale(conn, &cutoff)?;
+                for session in &abandoned {
+                    bus.publish(&session.event);
+                }
+                Ok(abandoned)
             }),
             StoreMsg::GetSession { id, reply } => {
                 state.read(reply, move |conn| queries::get_session(conn, &id))

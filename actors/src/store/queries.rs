@@ -268,7 +268,12 @@ impl Guard<'_> {
     }
 }
 
-fn write_finish(tx: &Connection, id: &str, finish: &Finish, guard: Guard<'_>) -> Result<Option<Event>> {
+fn write_finish(
+    tx: &Connection,
+    id: &str,
+    finish: &Finish,
+    guard: Guard<'_>,
+) -> Result<Option<Event>> {
     let now = time::now();
     let updated = tx.execute(
         &format!(
@@ -302,7 +307,12 @@ fn write_finish(tx: &Connection, id: &str, finish: &Finish, guard: Guard<'_>) ->
 
 /// Finishes a session this owner runs, with its terminal event in the same transaction.
 /// `None` when the session was already finished (swept as abandoned, say).
-pub fn finish(conn: &mut Connection, id: &str, owner: &str, finish: &Finish) -> Result<Option<Event>> {
+pub fn finish(
+    conn: &mut Connection,
+    id: &str,
+    owner: &str,
+    finish: &Finish,
+) -> Result<Option<Event>> {
     let tx = conn.transaction()?;
     let event = write_finish(&tx, id, finish, Guard::RunningFor(owner))?;
     tx.commit()?;
@@ -322,14 +332,22 @@ pub fn fail_active(conn: &mut Connection, id: &str, finish: &Finish) -> Result<O
 pub const ABANDONED_MESSAGE: &str =
     "session abandoned: no heartbeat from its daemon within the stale window; a rerun is required";
 
+/// A session the stale sweep gave up on, with the agent process it may have left behind.
+#[derive(Clone, Debug)]
+pub struct Abandoned {
+    pub event: Event,
+    pub agent_pid: Option<u32>,
+}
+
 /// Marks every running session whose heartbeat is older than `cutoff` as abandoned.
-pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Event>> {
+pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Abandoned>> {
     let tx = conn.transaction()?;
-    let stale: Vec<String> = {
+    let stale: Vec<(String, Option<u32>)> = {
         let mut stmt = tx.prepare(
-            "SELECT id FROM sessions WHERE status = 'running' AND heartbeat_at < ?1 ORDER BY rowid",
+            "SELECT id, agent_pid FROM sessions WHERE status = 'running' AND heartbeat_at < ?1 \
+             ORDER BY rowid",
         )?;
-        let rows = stmt.query_map(params![cutoff], |row| row.get::<_, String>(0))?;
+        let rows = stmt.query_map(params![cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let finish = Finish::failed(
@@ -337,14 +355,14 @@ pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Event>> {
         ABANDONED_MESSAGE.to_owned(),
         String::new(),
     );
-    let mut events = Vec::new();
-    for id in &stale {
-        if let Some(event) = write_finish(&tx, id, &finish, Guard::Running)? {
-            events.push(event);
+    let mut abandoned = Vec::new();
+    for (id, agent_pid) in stale {
+        if let Some(event) = write_finish(&tx, &id, &finish, Guard::Running)? {
+            abandoned.push(Abandoned { event, agent_pid });
         }
     }
     tx.commit()?;
-    Ok(events)
+    Ok(abandoned)
 }
 
 pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
@@ -409,7 +427,8 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    let sql = format!("{prefix}SELECT {SESSION_COLUMNS} FROM sessions {where_clause} ORDER BY {order}");
+    let sql =
+        format!("{prefix}SELECT {SESSION_COLUMNS} FROM sessions {where_clause} ORDER BY {order}");
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
         .iter()
@@ -430,7 +449,12 @@ pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
 }
 
 /// A session's events with ids above `after`, oldest first, at most `limit` of them.
-pub fn events_after(conn: &Connection, session_id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
+pub fn events_after(
+    conn: &Connection,
+    session_id: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Event>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, session_id, type, data, created_at FROM events \
          WHERE session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -441,8 +465,9 @@ pub fn events_after(conn: &Connection, session_id: &str, after: i64, limit: u32)
 
 /// The oldest pending sessions (FIFO), for the supervisor's run queue.
 pub fn pending_queue(conn: &Connection, limit: usize) -> Result<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id FROM sessions WHERE status = 'pending' ORDER BY rowid LIMIT ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM sessions WHERE status = 'pending' ORDER BY rowid LIMIT ?1",
+    )?;
     let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get(0))?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }

@@ -97,13 +97,13 @@ mod tests {
     #[test]
     fn migrations_validate() {
         assert!(migrations().validate().is_ok());
-        assert_eq!(migrations_len(), current_version());
+        assert_eq!(migrations_len(), current_version() as i64);
     }
 
-    fn migrations_len() -> usize {
+    fn migrations_len() -> i64 {
         let mut conn = Connection::open_in_memory().expect("in-memory db");
         migrations().to_latest(&mut conn).expect("migrate");
-        conn.pragma_query_value(None, "user_version", |row| row.get::<_, usize>(0))
+        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
             .expect("user_version")
     }
 }

@@ -1,0 +1,206 @@
+//! The `telecoder` command line against a real daemon, and on its own.
+
+use crate::support::*;
+use std::process::{Command, Output};
+
+fn telecoder(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let home = tempfile::tempdir().expect("tempdir");
+    Command::new(env!("CARGO_BIN_EXE_telecoder"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run telecoder")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn run_streams_and_exits_by_outcome() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let env = [("TELECODER_URL", daemon.url.as_str())];
+    let ok = telecoder(
+        &env,
+        &[
+            "run",
+            "--repo",
+            &repo.path_str(),
+            "--agent",
+            "mock",
+            "@mock",
+            "outcome",
+        ],
+    );
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    let text = stdout(&ok);
+    assert!(text.contains("[status] running acpx"), "{text}");
+    assert!(text.contains("Looked at the repo."), "{text}");
+    assert!(text.contains("[done] updated README.md"), "{text}");
+
+    let failed = telecoder(&env, &["run", "--repo", &repo.path_str(), "@mock crash"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(stdout(&failed).contains("[error]"));
+
+    let json = telecoder(
+        &env,
+        &["--json", "run", "--repo", &repo.path_str(), "@mock say hi"],
+    );
+    assert!(json.status.success());
+    let events: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some("done".into())
+    );
+}
+
+#[test]
+fn run_without_a_daemon_starts_one_in_process() {
+    let repo = TestRepo::new();
+    let data = tempfile::tempdir().expect("tempdir");
+    let acpx = acpx().to_string_lossy().into_owned();
+    let mock = mock_agent_command();
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let env = [
+        ("TELECODER_DATA_DIR", data_dir.as_str()),
+        ("TELECODER_URL", "http://127.0.0.1:9"),
+        ("TELECODER_ACPX_COMMAND", acpx.as_str()),
+        ("TELECODER_AGENT_MOCK_COMMAND", mock.as_str()),
+        ("TELECODER_DEFAULT_AGENT", "mock"),
+    ];
+    let output = telecoder(
+        &env,
+        &["run", "--repo", &repo.path_str(), "@mock say embedded"],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("embedded"));
+    assert!(stderr(&output).contains("running the session in this process"));
+    let db = rusqlite::Connection::open(data.path().join("telecoder.sqlite")).expect("db");
+    let status: String = db
+        .query_row("SELECT status FROM sessions", [], |row| row.get(0))
+        .expect("session stored");
+    assert_eq!(status, "complete");
+}
+
+#[test]
+fn query_commands() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    let id = api.create(&repo.path_str(), "@mock outcome", serde_json::json!({}))["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    api.wait_finished(&id, SHORT);
+    let env = [("TELECODER_URL", daemon.url.as_str())];
+    for (args, expect) in [
+        (vec!["list"], id.clone()),
+        (vec!["list", "--status", "complete"], id.clone()),
+        (vec!["status", &id], "updated README.md".to_owned()),
+        (vec!["events", &id], "running acpx".to_owned()),
+        (
+            vec!["inbox"],
+            "Verified: ran the tests all green".to_owned(),
+        ),
+        (vec!["lineage", &id], id.clone()),
+    ] {
+        let output = telecoder(&env, &args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert!(
+            stdout(&output).contains(&expect),
+            "{args:?}: {}",
+            stdout(&output)
+        );
+    }
+    let rerun = telecoder(&env, &["--json", "rerun", &id]);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    let session: serde_json::Value = serde_json::from_slice(&rerun.stdout).expect("json");
+    assert_eq!(session["parentSessionId"], id.as_str());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&telecoder(&env, &["--json", "list"]).stdout).expect("json");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
+    let missing = telecoder(&env, &["status", "deadbeef"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("not found"));
+}
+
+#[test]
+fn bad_configuration_and_usage_exit_2_with_one_line() {
+    for (env, needle) in [
+        (
+            vec![("TELECODER_LISTEN_PORT", "abc")],
+            "TELECODER_LISTEN_PORT",
+        ),
+        (
+            vec![("TELECODER_POLICY_MODE", "yolo")],
+            "TELECODER_POLICY_MODE",
+        ),
+        (
+            vec![
+                ("TELECODER_SESSION_HEARTBEAT_SECONDS", "5"),
+                ("TELECODER_SESSION_STALE_SECONDS", "5"),
+            ],
+            "TELECODER_SESSION_STALE_SECONDS",
+        ),
+    ] {
+        for args in [vec!["serve"], vec!["list"]] {
+            let output = telecoder(&env, &args);
+            assert_eq!(output.status.code(), Some(2), "{env:?} {args:?}");
+            let err = stderr(&output);
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+    let output = telecoder(&[], &["run", "--repo", ".", "--policy", "yolo", "task"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output).trim().lines().count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
+
+    let unreachable = telecoder(&[("TELECODER_URL", "http://127.0.0.1:9")], &["list"]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(stderr(&unreachable).contains("cannot reach the TeleCoder daemon"));
+    assert_eq!(stderr(&unreachable).trim().lines().count(), 1);
+}
+
+#[test]
+fn config_prints_resolved_values() {
+    let output = telecoder(
+        &[
+            ("TELECODER_LISTEN_PORT", "7099"),
+            ("TELECODER_AGENT_CLAUDE_COMMAND", "claude --model x"),
+        ],
+        &["config"],
+    );
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for line in [
+        "TELECODER_LISTEN_PORT=7099",
+        "TELECODER_POLICY_MODE=observe",
+        "TELECODER_SESSION_STALE_SECONDS=30",
+        "TELECODER_AGENT_CLAUDE_COMMAND=claude --model x",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}

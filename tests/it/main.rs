@@ -1,0 +1,9 @@
+//! End-to-end tests: the real daemon binary, real acpx, the project's mock ACP agent, real
+//! SQLite files and real git repositories.
+
+mod api;
+mod cli;
+mod lifecycle;
+mod recovery;
+mod streaming;
+mod support;

@@ -1,0 +1,402 @@
+//! Test harness: the real `telecoder` binary on a loopback port with a temp data dir, the real
+//! acpx from the project's npm manifest, the project's mock ACP agent and real git repos.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+pub fn acpx() -> PathBuf {
+    let path = Path::new(ROOT).join("node_modules/.bin/acpx");
+    assert!(
+        path.exists(),
+        "acpx is not installed: run scripts/test (it runs `npm ci` first)"
+    );
+    path
+}
+
+pub fn mock_agent_command() -> String {
+    format!("python3 {ROOT}/tests/mock-agent/mock_acp_agent.py")
+}
+
+/// Polls `check` every 50 ms until it yields a value or `timeout` passes.
+#[track_caller]
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A git repository with one commit on `main`.
+pub struct TestRepo {
+    pub dir: TempDir,
+}
+
+impl TestRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        std::fs::write(repo.path().join("README.md"), "# demo\n").expect("write");
+        repo.git(&["add", "."]);
+        repo.git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qm",
+            "init",
+        ]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path().to_string_lossy().into_owned()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        git_in(self.path(), args)
+    }
+}
+
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A running `telecoder serve`.
+pub struct TestDaemon {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    _data: Option<Arc<TempDir>>,
+    env: Vec<(String, String)>,
+    pub log: Arc<Mutex<String>>,
+}
+
+/// The environment every test daemon gets; `extra` overrides.
+fn base_env(data_dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        (
+            "TELECODER_DATA_DIR",
+            data_dir.to_string_lossy().into_owned(),
+        ),
+        ("TELECODER_LISTEN_HOST", "127.0.0.1".into()),
+        ("TELECODER_LISTEN_PORT", "0".into()),
+        (
+            "TELECODER_ACPX_COMMAND",
+            acpx().to_string_lossy().into_owned(),
+        ),
+        ("TELECODER_AGENT_MOCK_COMMAND", mock_agent_command()),
+        ("TELECODER_DEFAULT_AGENT", "mock".into()),
+        ("TELECODER_SESSION_HEARTBEAT_SECONDS", "1".into()),
+        ("TELECODER_SESSION_STALE_SECONDS", "3".into()),
+        ("TELECODER_LOG", "info".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (key, value) in extra {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    }
+    env
+}
+
+impl TestDaemon {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[(&str, &str)]) -> Self {
+        let data = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let data_dir = data.path().to_path_buf();
+        Self::spawn(base_env(&data_dir, extra), data_dir, Some(data))
+    }
+
+    fn spawn(env: Vec<(String, String)>, data_dir: PathBuf, data: Option<Arc<TempDir>>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_telecoder"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+            )
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start telecoder serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = url_tx.send(url.to_owned());
+                }
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let url = match url_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "daemon did not start: {}",
+                    log.lock().unwrap_or_else(|e| e.into_inner())
+                );
+            }
+        };
+        Self {
+            child: Some(child),
+            url,
+            data_dir,
+            _data: data,
+            env,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait().ok()
+    }
+
+    /// A new daemon on the same data directory (after kill9 or terminate).
+    pub fn restart(mut self) -> Self {
+        self.kill9();
+        let data = self._data.take();
+        Self::spawn(std::mem::take(&mut self.env), self.data_dir.clone(), data)
+    }
+
+    pub fn database(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data_dir.join("telecoder.sqlite")).expect("open db")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url)
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking HTTP client for the API.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub content_type: String,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            runtime: Arc::new(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime"),
+            ),
+        }
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    pub fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.block_on(async {
+            let response = request.send().await.expect("request reaches the daemon");
+            let status = response.status().as_u16();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let text = response.text().await.expect("read body");
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            Reply {
+                status,
+                body,
+                content_type,
+            }
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    pub fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Creates a session and returns its record (asserting 201).
+    #[track_caller]
+    pub fn create(&self, repo: &str, prompt: &str, extra: Value) -> Value {
+        let mut body = json!({ "repo": repo, "prompt": prompt });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let reply = self.post("/api/sessions", &body);
+        assert_eq!(reply.status, 201, "create failed: {}", reply.body);
+        reply.body
+    }
+
+    pub fn session(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/api/sessions/{id}"));
+        assert_eq!(reply.status, 200, "get session {id}: {}", reply.body);
+        reply.body
+    }
+
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/api/sessions/{id}/events"));
+        assert_eq!(reply.status, 200);
+        reply.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the session is finished and returns it.
+    #[track_caller]
+    pub fn wait_finished(&self, id: &str, timeout: Duration) -> Value {
+        wait_for(&format!("session {id} to finish"), timeout, || {
+            let session = self.session(id);
+            let status = session["status"].as_str().unwrap_or_default().to_owned();
+            (!matches!(status.as_str(), "pending" | "running")).then_some(session)
+        })
+    }
+
+    #[track_caller]
+    pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        wait_for(&format!("session {id} to be {status}"), timeout, || {
+            let session = self.session(id);
+            (session["status"] == status).then_some(session)
+        })
+    }
+
+    pub fn list(&self, query: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/api/sessions{query}"));
+        assert_eq!(reply.status, 200, "list {query}: {}", reply.body);
+        reply.body.as_array().cloned().unwrap_or_default()
+    }
+}
+
+pub fn ids(sessions: &[Value]) -> Vec<String> {
+    sessions
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids of live processes whose environment carries this session's marker.
+pub fn session_processes(session_id: &str) -> Vec<i32> {
+    let marker = format!("TELECODER_SESSION_ID={session_id}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| process_alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|entry| entry == marker.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+pub const SHORT: Duration = Duration::from_secs(30);
