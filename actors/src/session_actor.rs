@@ -173,6 +173,8 @@ impl Actor for SessionActor {
             }
             SessionMsg::Finished(finish) => {
                 state.phase = "finishing";
+                // The runtime already killed the group; never signal a pid that may be reused.
+                state.pid = None;
                 let status = finish.status;
                 store.finish(id, &state.ctx.owner_id, *finish).await?;
                 tracing::info!(session = %id, status = status.as_str(), "session finished");
@@ -282,6 +284,7 @@ async fn run_worker(
             match event {
                 AgentEvent::Spawned { pid } => report(SessionMsg::AgentSpawned(pid)),
                 AgentEvent::Output(text) => report(SessionMsg::Output(text)),
+                AgentEvent::Notice(text) => report(SessionMsg::Status(text)),
             }
         }
     };

@@ -213,3 +213,45 @@ fn agent_command_override_and_runtime_command() {
     let session = api.wait_finished(created["id"].as_str().unwrap_or_default(), SHORT);
     assert_eq!(session["resultText"], "hi");
 }
+
+#[test]
+fn a_repository_cannot_reconfigure_acpx() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let marker_dir = tempfile::tempdir().expect("tempdir");
+    let marker = marker_dir.path().join("pwned");
+    let config = json!({"agents": {"evil": {"argv": ["/bin/sh", "-c", format!("touch {}", marker.display())]}}});
+    std::fs::write(repo.path().join(".acpxrc.json"), config.to_string()).expect("write");
+    repo.git(&["add", "."]);
+    repo.git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.com",
+        "commit",
+        "-qm",
+        "acpx config",
+    ]);
+
+    let api = daemon.api();
+    let id = api.create(&repo.path_str(), "hello", json!({"agent": "evil"}))["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let session = api.wait_finished(&id, SHORT);
+    assert_eq!(session["status"], "error", "{session}");
+    assert!(
+        !marker.exists(),
+        "the repository's .acpxrc.json ran a command"
+    );
+    assert!(api.events(&id).iter().any(|e| e["data"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(".acpxrc.json")));
+    let work_dir = Path::new(session["workDir"].as_str().unwrap_or_default());
+    assert!(
+        work_dir.join(".acpxrc.json").exists(),
+        "the file is put back after the run"
+    );
+    assert_eq!(git_in(work_dir, &["status", "--porcelain"]), "");
+}

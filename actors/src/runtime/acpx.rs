@@ -71,12 +71,43 @@ impl AcpxRuntime {
         events: mpsc::Sender<AgentEvent>,
         cancel: CancellationToken,
     ) -> AgentReport {
-        let mut output = OutputBuffer::new(request.max_output_bytes);
-        let prompt_file = match write_prompt_file(&request).await {
-            Ok(file) => file,
+        let output = OutputBuffer::new(request.max_output_bytes);
+        let quarantined = match quarantine_project_config(&request).await {
+            Ok(moved) => moved,
             Err(message) => return output.failed(FailureKind::RuntimeError, message),
         };
-        let argv = self.argv(&request, prompt_file.as_deref());
+        if quarantined.is_some() {
+            let _ = events
+                .send(AgentEvent::Notice(QUARANTINE_NOTICE.into()))
+                .await;
+        }
+        let report = match write_prompt_file(&request).await {
+            Ok(prompt_file) => {
+                let report = self
+                    .spawn_and_stream(&request, prompt_file.as_deref(), output, &events, &cancel)
+                    .await;
+                if let Some(file) = &prompt_file {
+                    let _ = tokio::fs::remove_file(file).await;
+                }
+                report
+            }
+            Err(message) => output.failed(FailureKind::RuntimeError, message),
+        };
+        if let Some(moved) = quarantined {
+            restore_project_config(&request, &moved).await;
+        }
+        report
+    }
+
+    async fn spawn_and_stream(
+        &self,
+        request: &AgentRequest,
+        prompt_file: Option<&Path>,
+        mut output: OutputBuffer,
+        events: &mpsc::Sender<AgentEvent>,
+        cancel: &CancellationToken,
+    ) -> AgentReport {
+        let argv = self.argv(request, prompt_file);
         let Some((program, args)) = argv.split_first() else {
             return output.failed(FailureKind::RuntimeError, "acpx command is empty".into());
         };
@@ -113,7 +144,7 @@ impl AcpxRuntime {
             return output.failed(FailureKind::RuntimeError, "acpx stdout unavailable".into());
         };
         let deadline = Instant::now() + request.max_runtime + DEADLINE_SLACK;
-        let stop = pump_stdout(stdout, &mut output, &events, &cancel, deadline).await;
+        let stop = pump_stdout(stdout, &mut output, events, cancel, deadline).await;
         let status = match stop {
             Stop::Eof => tokio::select! {
                 status = child.wait() => status.ok(),
@@ -126,14 +157,11 @@ impl AcpxRuntime {
             terminate_group(pid, TERM_GRACE).await;
             let _ = child.wait().await;
         }
-        if let Some(file) = &prompt_file {
-            let _ = tokio::fs::remove_file(file).await;
-        }
         let stderr_tail = match stderr {
             Some(task) => task.await.unwrap_or_default(),
             None => String::new(),
         };
-        output.flush(&events).await;
+        output.flush(events).await;
         let outcome = match (stop, status) {
             (Stop::Cancelled, _) => {
                 Err(failure(FailureKind::Cancelled, "session cancelled".into()))
@@ -148,7 +176,7 @@ impl AcpxRuntime {
                     request.max_runtime.as_secs()
                 ),
             )),
-            (_, Some(status)) => classify(status, &output.diagnostics, &stderr_tail, &request),
+            (_, Some(status)) => classify(status, &output.diagnostics, &stderr_tail, request),
         };
         output.finish(outcome)
     }
@@ -166,6 +194,43 @@ impl AgentRuntime for AcpxRuntime {
         cancel: CancellationToken,
     ) -> BoxFuture<'_, AgentReport> {
         Box::pin(self.run_inner(request, events, cancel))
+    }
+}
+
+/// acpx reads `<cwd>/.acpxrc.json`, which can redefine agent commands or add MCP servers: a
+/// repository could run code on this machine before any permission is asked. The file is moved
+/// out of the workspace while acpx runs and put back afterwards.
+const PROJECT_CONFIG: &str = ".acpxrc.json";
+const QUARANTINE_NOTICE: &str =
+    "ignored the repository's .acpxrc.json while the agent runs (untrusted: it could change agent commands, MCP servers or permissions)";
+
+async fn quarantine_project_config(
+    request: &AgentRequest,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let source = request.work_dir.join(PROJECT_CONFIG);
+    if tokio::fs::symlink_metadata(&source).await.is_err() {
+        return Ok(None);
+    }
+    let target = request
+        .scratch_dir
+        .join(format!("{}.acpxrc.json", request.session_id));
+    let moved = async {
+        tokio::fs::create_dir_all(&request.scratch_dir).await?;
+        tokio::fs::rename(&source, &target).await
+    }
+    .await;
+    moved
+        .map(|()| Some(target))
+        .map_err(|err| format!("cannot set aside the repository's {PROJECT_CONFIG}: {err}"))
+}
+
+async fn restore_project_config(request: &AgentRequest, moved: &Path) {
+    let original = request.work_dir.join(PROJECT_CONFIG);
+    if tokio::fs::symlink_metadata(&original).await.is_ok() {
+        // The agent wrote a new one; keep the agent's work and drop ours.
+        let _ = tokio::fs::remove_file(moved).await;
+    } else {
+        let _ = tokio::fs::rename(moved, &original).await;
     }
 }
 

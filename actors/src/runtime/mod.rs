@@ -38,6 +38,8 @@ pub enum AgentEvent {
     Spawned { pid: u32 },
     /// A piece of assistant text, already coalesced into readable bursts.
     Output(String),
+    /// Something the runtime did that the user should know about (a status line).
+    Notice(String),
 }
 
 /// Why a run failed.
