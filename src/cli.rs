@@ -7,7 +7,7 @@ use crate::{daemon, render};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use std::process::ExitCode;
-use telecoder_actors::domain::{Event, PolicyMode, Session};
+use telecoder_actors::domain::{Event, PolicyMode, Session, Triggered, Watch, WatchRun};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -63,6 +63,146 @@ pub enum Command {
     Cancel { id: String },
     /// Print the resolved configuration.
     Config,
+    /// Watch a repository's CI: a failed run starts a session.
+    WatchAddCi {
+        #[command(flatten)]
+        common: WatchArgs,
+        /// Only this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this branch.
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Watch a repository's pull requests: opened/updated PRs start a review session.
+    WatchAddPr {
+        #[command(flatten)]
+        common: WatchArgs,
+        /// Only PRs into this base branch.
+        #[arg(long)]
+        base: Option<String>,
+        /// Only PRs from this head branch.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Run instructions on a cron schedule.
+    WatchAddSchedule {
+        #[command(flatten)]
+        common: WatchArgs,
+        /// Cron expression: 5 fields, or 6 with seconds (e.g. "0 9 * * 1-5").
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone the schedule is read in (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+    },
+    /// List watches.
+    WatchList {
+        /// ci_failure, pr_review or schedule.
+        #[arg(long)]
+        kind: Option<String>,
+        /// active or paused.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        repo: Option<String>,
+    },
+    /// A watch's runs, newest first, with their return summaries.
+    WatchRuns { id: String },
+    /// Stop a watch from firing (it keeps its history).
+    WatchPause { id: String },
+    /// Let a paused watch fire again.
+    WatchResume { id: String },
+    /// Delete a watch and its run history.
+    WatchRm { id: String },
+    /// Report a CI run to the watches (as a CI system would).
+    TriggerCi {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        workflow: String,
+        #[arg(long)]
+        branch: String,
+        #[arg(long)]
+        run_id: String,
+        #[arg(long)]
+        run_url: Option<String>,
+        #[arg(long)]
+        sha: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        conclusion: Option<String>,
+        #[arg(long)]
+        summary: Option<String>,
+    },
+    /// Report a pull-request update to the watches.
+    TriggerPr {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        pr_number: u64,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        head: String,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        head_sha: Option<String>,
+        #[arg(long)]
+        body: Option<String>,
+        #[arg(long)]
+        diff_text: Option<String>,
+    },
+}
+
+/// What every watch needs.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Repository: a local path, a git URL or owner/name.
+    #[arg(long)]
+    pub repo: String,
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Trust policy for its sessions (default observe).
+    #[arg(long)]
+    pub policy: Option<PolicyMode>,
+    /// Sessions it may start per hour.
+    #[arg(long)]
+    pub max_runs_per_hour: Option<u32>,
+    /// What the agent should do when the watch fires.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+    pub instructions: Vec<String>,
+}
+
+impl WatchArgs {
+    fn body(&self, kind: &str) -> Value {
+        json!({
+            "kind": kind,
+            "repo": resolve_repo(&self.repo),
+            "instructions": self.instructions.join(" "),
+            "agent": self.agent,
+            "policy": self.policy.map(|p| p.to_string()),
+            "maxRunsPerHour": self.max_runs_per_hour,
+        })
+    }
+}
+
+/// Adds the non-empty optional fields to a JSON object.
+fn with_fields(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
+    if let Some(object) = body.as_object_mut() {
+        for (key, value) in fields {
+            if let Some(value) = value {
+                object.insert((*key).to_owned(), Value::String(value.clone()));
+            }
+        }
+    }
+    body
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +343,119 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
                 .post(&format!("/api/sessions/{id}/cancel"), &json!({}))
                 .await?;
             render::session(&session, json);
+        }
+        Command::WatchAddCi {
+            common,
+            workflow,
+            branch,
+        } => {
+            let body = with_fields(
+                common.body("ci_failure"),
+                &[("workflow", &workflow), ("branch", &branch)],
+            );
+            let watch: Watch = client.post("/api/watches", &body).await?;
+            render::watch(&watch, json);
+        }
+        Command::WatchAddPr { common, base, head } => {
+            let body = with_fields(
+                common.body("pr_review"),
+                &[("base", &base), ("head", &head)],
+            );
+            let watch: Watch = client.post("/api/watches", &body).await?;
+            render::watch(&watch, json);
+        }
+        Command::WatchAddSchedule {
+            common,
+            cron,
+            timezone,
+        } => {
+            let body = with_fields(
+                common.body("schedule"),
+                &[("schedule", &Some(cron)), ("timezone", &timezone)],
+            );
+            let watch: Watch = client.post("/api/watches", &body).await?;
+            render::watch(&watch, json);
+        }
+        Command::WatchList { kind, status, repo } => {
+            let query: Vec<(&str, String)> = [("kind", kind), ("status", status), ("repo", repo)]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect();
+            let watches: Vec<Watch> = client.get("/api/watches", &query).await?;
+            render::watches(&watches, json);
+        }
+        Command::WatchRuns { id } => {
+            let runs: Vec<WatchRun> = client.get(&format!("/api/watches/{id}/runs"), &[]).await?;
+            render::watch_runs(&runs, json);
+        }
+        Command::WatchPause { id } => {
+            let watch: Watch = client
+                .patch(&format!("/api/watches/{id}"), &json!({"status": "paused"}))
+                .await?;
+            render::watch(&watch, json);
+        }
+        Command::WatchResume { id } => {
+            let watch: Watch = client
+                .patch(&format!("/api/watches/{id}"), &json!({"status": "active"}))
+                .await?;
+            render::watch(&watch, json);
+        }
+        Command::WatchRm { id } => {
+            let deleted: Value = client.delete(&format!("/api/watches/{id}")).await?;
+            if json {
+                println!("{deleted}");
+            } else {
+                println!("watch {id} deleted");
+            }
+        }
+        Command::TriggerCi {
+            repo,
+            workflow,
+            branch,
+            run_id,
+            run_url,
+            sha,
+            status,
+            conclusion,
+            summary,
+        } => {
+            let body = with_fields(
+                json!({"repo": repo, "workflow": workflow, "branch": branch, "runId": run_id}),
+                &[
+                    ("runUrl", &run_url),
+                    ("sha", &sha),
+                    ("status", &status),
+                    ("conclusion", &conclusion),
+                    ("summary", &summary),
+                ],
+            );
+            let started: Vec<Triggered> = client.post("/api/watch-events/ci", &body).await?;
+            render::triggered(&started, json);
+        }
+        Command::TriggerPr {
+            repo,
+            pr_number,
+            title,
+            base,
+            head,
+            action,
+            url,
+            head_sha,
+            body,
+            diff_text,
+        } => {
+            let request = with_fields(
+                json!({"repo": repo, "prNumber": pr_number, "title": title, "base": base, "head": head}),
+                &[
+                    ("action", &action),
+                    ("prUrl", &url),
+                    ("headSha", &head_sha),
+                    ("body", &body),
+                    ("diffText", &diff_text),
+                ],
+            );
+            let started: Vec<Triggered> = client.post("/api/watch-events/pr", &request).await?;
+            render::triggered(&started, json);
         }
         Command::Serve | Command::Config | Command::Run(_) => {}
     }

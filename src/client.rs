@@ -100,6 +100,31 @@ impl Client {
         Self::decode(response).await
     }
 
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, ClientError> {
+        let response = self
+            .http
+            .patch(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        Self::decode(response).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        Self::decode(response).await
+    }
+
     /// Follows a session's events over SSE, calling `on_event` for each, until the terminal
     /// event; returns it.
     pub async fn follow(

@@ -33,6 +33,8 @@ pub struct Config {
     pub listen_port: u16,
     /// Where CLI commands find the daemon.
     pub url: String,
+    /// Verifies GitHub webhook deliveries; without it `/webhooks/github` refuses them.
+    pub github_webhook_secret: Option<String>,
 }
 
 /// Reads variables; tests pass a map instead of the process environment.
@@ -148,6 +150,7 @@ impl Config {
                 default_concurrency(),
             )?,
             max_output_bytes: number(lookup, "TELECODER_MAX_OUTPUT_BYTES", 8 * 1024 * 1024)?,
+            watch_max_runs_per_hour: number(lookup, "TELECODER_WATCH_MAX_RUNS_PER_HOUR", 10)?,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {
@@ -158,6 +161,7 @@ impl Config {
         });
         Ok(Self {
             settings,
+            github_webhook_secret: value(lookup, "TELECODER_GITHUB_WEBHOOK_SECRET"),
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -192,6 +196,10 @@ impl Config {
                 s.max_concurrent_sessions.to_string(),
             ),
             ("TELECODER_MAX_OUTPUT_BYTES", s.max_output_bytes.to_string()),
+            (
+                "TELECODER_WATCH_MAX_RUNS_PER_HOUR",
+                s.watch_max_runs_per_hour.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -202,6 +210,12 @@ impl Config {
                 command.clone(),
             )
         }));
+        let secret = if self.github_webhook_secret.is_some() {
+            "(set)"
+        } else {
+            "(not set)"
+        };
+        rows.push(("TELECODER_GITHUB_WEBHOOK_SECRET".into(), secret.into()));
         rows.push(("database".into(), s.database_path().display().to_string()));
         rows
     }

@@ -61,32 +61,54 @@ async fn shutdown_signal() {
     }
 }
 
+/// The actor system with its HTTP server.
+struct Running {
+    daemon: Daemon,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl Running {
+    async fn launch(config: &Config, listener: TcpListener) -> Result<Self, CliError> {
+        let daemon = start_actors(config).await?;
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            daemon: daemon.clone(),
+            shutdown: shutdown.clone(),
+            github_secret: config.github_webhook_secret.as_deref().map(Into::into),
+        };
+        let server = tokio::spawn(http::serve(listener, state));
+        Ok(Self {
+            daemon,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stops accepting, lets requests finish, then stops sessions and actors.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
+        self.daemon.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
 /// `telecoder serve`.
 pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
     init_tracing();
     let listener = bind(&config.listen_host, config.listen_port).await?;
-    let daemon = start_actors(&config).await?;
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let running = Running::launch(&config, listener).await?;
     tracing::info!(
         data_dir = %config.settings.data_dir.display(),
         "TeleCoder listening on http://{address}"
     );
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        AppState {
-            daemon: daemon.clone(),
-            shutdown: shutdown.clone(),
-        },
-    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
-    shutdown.cancel();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
-    daemon.shutdown(SHUTDOWN_GRACE).await;
+    running.stop().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -94,9 +116,7 @@ pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
 /// A daemon inside the CLI process, on a loopback port of its own.
 pub struct Embedded {
     pub url: String,
-    daemon: Daemon,
-    shutdown: CancellationToken,
-    server: JoinHandle<()>,
+    running: Running,
 }
 
 impl Embedded {
@@ -105,26 +125,14 @@ impl Embedded {
         let address: SocketAddr = listener
             .local_addr()
             .map_err(|err| CliError::Failed(format!("cannot read the local address: {err}")))?;
-        let daemon = start_actors(&config).await?;
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(http::serve(
-            listener,
-            AppState {
-                daemon: daemon.clone(),
-                shutdown: shutdown.clone(),
-            },
-        ));
+        let running = Running::launch(&config, listener).await?;
         Ok(Self {
             url: format!("http://{address}"),
-            daemon,
-            shutdown,
-            server,
+            running,
         })
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
-        self.daemon.shutdown(SHUTDOWN_GRACE).await;
+        self.running.stop().await;
     }
 }

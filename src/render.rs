@@ -3,7 +3,7 @@
 use crate::cli::to_value;
 use crate::config::Config;
 use std::io::Write;
-use telecoder_actors::domain::{Event, EventKind, Session};
+use telecoder_actors::domain::{Event, EventKind, Session, Triggered, Watch, WatchRun};
 
 fn print_json<T: serde::Serialize>(value: &T) {
     println!(
@@ -154,5 +154,103 @@ pub fn event(e: &Event, json: bool) {
         EventKind::Status => println!("[status] {}", e.data),
         EventKind::Done => println!("\n[done] {}", e.data),
         EventKind::Error => println!("\n[error] {}", e.data),
+    }
+}
+
+pub fn watch(w: &Watch, json: bool) {
+    if json {
+        return print_json(w);
+    }
+    println!(
+        "watch {} ({}, {})",
+        w.id,
+        w.kind.as_str(),
+        w.status.as_str()
+    );
+    let filters = [
+        ("repo", &w.repo),
+        ("workflow", &w.workflow_name),
+        ("branch", &w.branch_name),
+        ("base", &w.base_branch),
+        ("head", &w.head_branch),
+        ("schedule", &w.schedule),
+        ("timezone", &w.timezone),
+        ("agent", &w.agent),
+        ("paused", &w.paused_reason),
+    ];
+    for (key, value) in filters {
+        if !value.is_empty() {
+            println!("  {key:<9} {value}");
+        }
+    }
+    println!("  {:<9} {}", "policy", w.policy_mode.as_str());
+    println!("  {:<9} {}", "max/hour", w.max_runs_per_hour);
+    println!("  {:<9} {}", "do", short(&w.instructions, 100));
+}
+
+pub fn watches(watches: &[Watch], json: bool) {
+    if json {
+        return print_json(&watches);
+    }
+    if watches.is_empty() {
+        println!("no watches");
+        return;
+    }
+    println!(
+        "{:<8}  {:<10}  {:<7}  {:<30}  INSTRUCTIONS",
+        "ID", "KIND", "STATUS", "REPO"
+    );
+    for w in watches {
+        println!(
+            "{:<8}  {:<10}  {:<7}  {:<30}  {}",
+            w.id,
+            w.kind.as_str(),
+            w.status.as_str(),
+            short(&w.repo, 30),
+            short(&w.instructions, 60)
+        );
+    }
+}
+
+pub fn watch_runs(runs: &[WatchRun], json: bool) {
+    if json {
+        return print_json(&runs);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+        return;
+    }
+    for run in runs {
+        let session = if run.session_id.is_empty() {
+            "-"
+        } else {
+            run.session_id.as_str()
+        };
+        println!(
+            "run {} [{}] session {} {}",
+            run.id, run.event_key, session, run.created_at
+        );
+        println!("  {}", run.trigger_summary);
+        if !run.skipped_reason.is_empty() {
+            println!("  skipped: {}", run.skipped_reason);
+        }
+        for line in run.return_summary.lines() {
+            println!("  {line}");
+        }
+    }
+}
+
+pub fn triggered(started: &[Triggered], json: bool) {
+    if json {
+        return print_json(&started);
+    }
+    if started.is_empty() {
+        println!("no watch fired");
+    }
+    for t in started {
+        println!(
+            "watch {} started session {} (run {}): {}",
+            t.watch_id, t.session_id, t.run_id, t.trigger_summary
+        );
     }
 }

@@ -1,10 +1,14 @@
 //! The handle on a running actor system: start it, talk to it, stop it.
 
 use crate::bus::EventBus;
-use crate::domain::{Event, NewSession, Session, SessionFilter};
+use crate::domain::{
+    Event, NewSession, Session, SessionFilter, Triggered, Watch, WatchEvent, WatchRun,
+};
 use crate::error::{Error, Result};
+use crate::requests::{NewWatch, WatchPatch};
 use crate::runtime::AgentRuntime;
 use crate::settings::Settings;
+use crate::store::watches::WatchFilter;
 use crate::store::StoreClient;
 use crate::supervisor::{
     Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats, SUPERVISOR_NAME,
@@ -137,6 +141,76 @@ impl Daemon {
     pub async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
         self.store.require_session(id).await?;
         self.store.events(id, after, limit).await
+    }
+
+    pub async fn create_watch(&self, request: NewWatch) -> Result<Watch> {
+        self.ask(|reply| SupervisorMsg::CreateWatch { request, reply })
+            .await?
+    }
+
+    pub async fn update_watch(&self, id: &str, patch: WatchPatch) -> Result<Watch> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::UpdateWatch { id, patch, reply })
+            .await?
+    }
+
+    pub async fn delete_watch(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::DeleteWatch { id, reply })
+            .await?
+    }
+
+    pub async fn watch(&self, id: &str) -> Result<Watch> {
+        self.store.require_watch(id).await
+    }
+
+    pub async fn watches(&self, filter: WatchFilter) -> Result<Vec<Watch>> {
+        self.store.list_watches(filter).await
+    }
+
+    pub async fn watch_runs(&self, id: &str) -> Result<Vec<WatchRun>> {
+        self.store.require_watch(id).await?;
+        self.store.watch_runs(id).await
+    }
+
+    /// Hands an event to every watch; answers with the sessions it started.
+    pub async fn route_event(&self, event: WatchEvent) -> Result<Vec<Triggered>> {
+        self.ask(|reply| SupervisorMsg::RouteEvent { event, reply })
+            .await
+    }
+
+    /// Stores a webhook delivery (once per delivery id) and routes it in the background, so
+    /// the sender gets its answer at once. False for a redelivery.
+    pub async fn accept_delivery(
+        &self,
+        id: &str,
+        name: &str,
+        event: Option<WatchEvent>,
+    ) -> Result<bool> {
+        let payload = match &event {
+            Some(event) => serde_json::to_string(event)
+                .map_err(|err| crate::Error::Internal(format!("cannot encode event: {err}")))?,
+            None => String::new(),
+        };
+        if !self.store.insert_delivery(id, name, &payload).await? {
+            return Ok(false);
+        }
+        match event {
+            Some(event) => {
+                let _ = self.supervisor.cast(SupervisorMsg::RouteDelivery {
+                    id: id.to_owned(),
+                    event,
+                });
+            }
+            None => self.store.finish_delivery(id, "ignored").await?,
+        }
+        Ok(true)
+    }
+
+    pub async fn inject_watch_failure(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.ask(|reply| SupervisorMsg::InjectWatchFailure { id, reply })
+            .await?
     }
 
     /// Stops all sessions (marking them abandoned), then the actor tree.

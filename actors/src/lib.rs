@@ -9,11 +9,13 @@ pub mod daemon;
 pub mod domain;
 pub mod error;
 pub mod process;
+pub mod requests;
 pub mod runtime;
 pub mod session_actor;
 pub mod settings;
 pub mod store;
 pub mod supervisor;
+pub mod watch_actor;
 pub mod workspace;
 
 pub use daemon::Daemon;

@@ -29,6 +29,8 @@ pub struct Settings {
     pub max_concurrent_sessions: usize,
     /// Cap on the agent text kept per session, so a flooding agent cannot exhaust memory.
     pub max_output_bytes: usize,
+    /// Default for a watch's sessions per rolling hour (a loop or a flaky CI cannot run away).
+    pub watch_max_runs_per_hour: u32,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
             stale: Duration::from_secs(30),
             max_concurrent_sessions: default_concurrency(),
             max_output_bytes: 8 * 1024 * 1024,
+            watch_max_runs_per_hour: 10,
         }
     }
 

@@ -10,13 +10,18 @@
 //! restarting); store work runs in tasks that report back with messages.
 
 use crate::bus::EventBus;
-use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId, SessionStatus};
+use crate::domain::{
+    time, EventKind, FailureKind, NewSession, Session, SessionId, Triggered, Watch, WatchEvent,
+    WatchStatus,
+};
 use crate::error::{Error, Result};
+use crate::requests;
+use crate::requests::{NewWatch, WatchPatch};
 use crate::runtime::AgentRuntime;
 use crate::session_actor::{self, SessionActor, SessionArgs, SessionContext, SessionMsg};
 use crate::settings::Settings;
 use crate::store::{Finish, StoreActor, StoreArgs, StoreClient, STORE_NAME};
-use crate::workspace;
+use crate::watch_actor::{self, WatchActor, WatchArgs, WatchMsg};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -67,6 +72,40 @@ pub enum SupervisorMsg {
         id: String,
         reply: RpcReplyPort<Result<()>>,
     },
+    /// Store a new watch and start its actor.
+    CreateWatch {
+        request: NewWatch,
+        reply: RpcReplyPort<Result<Watch>>,
+    },
+    /// Edit, pause or resume a watch.
+    UpdateWatch {
+        id: String,
+        patch: WatchPatch,
+        reply: RpcReplyPort<Result<Watch>>,
+    },
+    /// Delete a watch and stop its actor.
+    DeleteWatch {
+        id: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Route an event to every watch actor; replies with the sessions started.
+    RouteEvent {
+        event: WatchEvent,
+        reply: RpcReplyPort<Vec<Triggered>>,
+    },
+    /// Route a stored webhook delivery, then mark it done.
+    RouteDelivery { id: String, event: WatchEvent },
+    /// Watches to run actors for (start-up, creation, resume, restart).
+    StartWatches(Vec<Watch>),
+    /// A watch changed or was removed: update, start or stop its actor.
+    WatchChanged { id: String, watch: Option<Watch> },
+    /// Restart a failed watch actor (after its backoff).
+    RestartWatch(String),
+    /// Fail a watch's actor on purpose (fault drills and tests).
+    InjectWatchFailure {
+        id: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
     /// Fail the given running session's actor on purpose (fault drills and tests).
     InjectSessionFailure {
         id: String,
@@ -87,6 +126,8 @@ pub struct SupervisorStats {
     pub running_sessions: usize,
     pub store_restarts: u32,
     pub session_failures: u32,
+    pub active_watches: usize,
+    pub watch_restarts: u32,
     pub uptime_ms: u64,
 }
 
@@ -101,7 +142,14 @@ pub struct SupervisorArgs {
 enum ChildKind {
     Store,
     Session { id: String, pid: Option<u32> },
+    Watch { id: String },
 }
+
+/// A watch actor that failed this many times within [`WATCH_FAILURE_WINDOW`] is paused.
+const WATCH_MAX_FAILURES: usize = 5;
+const WATCH_FAILURE_WINDOW: Duration = Duration::from_secs(600);
+/// How long a route waits for watch actors before answering with what it has.
+const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Child {
     kind: ChildKind,
@@ -113,6 +161,12 @@ pub struct SupervisorState {
     children: HashMap<ActorId, Child>,
     /// Running session id → its actor.
     sessions: HashMap<String, ActorCell>,
+    /// Active watch id → its actor.
+    watches: HashMap<String, ActorRef<WatchMsg>>,
+    /// Recent failure times per watch, for backoff and pausing.
+    watch_failures: HashMap<String, Vec<Instant>>,
+    /// Watch actor restarts since start-up.
+    watch_restarts: u32,
     store_restarts: u32,
     consecutive_store_failures: u32,
     store_started: Instant,
@@ -179,6 +233,69 @@ impl SupervisorState {
         }
     }
 
+    async fn spawn_watch(&mut self, myself: &ActorRef<SupervisorMsg>, watch: Watch) {
+        let id = watch.id.clone();
+        if watch.status != WatchStatus::Active || self.watches.contains_key(&id) {
+            return;
+        }
+        let args = WatchArgs {
+            watch,
+            ctx: self.ctx.clone(),
+            supervisor: myself.clone(),
+        };
+        match Actor::spawn_linked(
+            Some(watch_actor::actor_name(&id)),
+            WatchActor,
+            args,
+            myself.get_cell(),
+        )
+        .await
+        {
+            Ok((actor, _)) => {
+                self.children.insert(
+                    actor.get_id(),
+                    Child {
+                        kind: ChildKind::Watch { id: id.clone() },
+                    },
+                );
+                self.watches.insert(id, actor);
+            }
+            Err(err) => {
+                tracing::error!(watch = %id, "cannot start watch: {err}");
+                self.watch_failed(myself, id, err.to_string());
+            }
+        }
+    }
+
+    /// Restarts a failed watch with backoff, or pauses it when it keeps failing.
+    fn watch_failed(&mut self, myself: &ActorRef<SupervisorMsg>, id: String, reason: String) {
+        let failures = self.watch_failures.entry(id.clone()).or_default();
+        failures.retain(|at| at.elapsed() < WATCH_FAILURE_WINDOW);
+        failures.push(Instant::now());
+        let count = failures.len();
+        if count >= WATCH_MAX_FAILURES {
+            self.watch_failures.remove(&id);
+            let store = self.ctx.store.clone();
+            in_background(async move {
+                let paused = async {
+                    let mut watch = store.require_watch(&id).await?;
+                    watch.status = WatchStatus::Paused;
+                    watch.paused_reason = format!(
+                        "paused by the supervisor: its actor failed {count} times in 10 minutes (last: {reason})"
+                    );
+                    store.update_watch(watch).await
+                };
+                match paused.await {
+                    Ok(_) => tracing::error!(watch = %id, "watch paused after repeated failures"),
+                    Err(err) => tracing::error!(watch = %id, "cannot pause failing watch: {err}"),
+                }
+            });
+        } else {
+            let delay = Duration::from_millis(200) * 2u32.pow(count as u32 - 1);
+            myself.send_after(delay, move || SupervisorMsg::RestartWatch(id));
+        }
+    }
+
     fn free_slots(&self) -> usize {
         self.settings()
             .max_concurrent_sessions
@@ -199,88 +316,12 @@ where
     tokio::spawn(work);
 }
 
-fn validate_agent(agent: &str) -> Result<()> {
-    let ok = !agent.is_empty()
-        && agent.len() <= 64
-        && agent
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && agent
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "invalid agent name '{agent}' (letters, digits, '-', '_' and '.', starting with a letter or digit)"
-        )))
-    }
-}
-
-/// Builds the pending record for a request (validating it) or for a rerun.
-fn new_session_record(
-    settings: &Settings,
-    request: &NewSession,
-    parent: Option<&Session>,
-) -> Result<Session> {
-    if request.prompt.trim().is_empty() {
-        return Err(Error::Invalid("prompt must not be empty".into()));
-    }
-    workspace::validate_repo(&request.repo)?;
-    let agent = request
-        .agent
-        .clone()
-        .filter(|agent| !agent.trim().is_empty())
-        .unwrap_or_else(|| settings.default_agent.clone());
-    validate_agent(&agent)?;
-    let policy = request
-        .policy
-        .unwrap_or(settings.default_policy)
-        .resolve(settings.prompt_timeout_seconds);
-    let now = time::now();
-    Ok(Session {
-        id: SessionId::random().to_string(),
-        repo: request.repo.clone(),
-        prompt: request.prompt.clone(),
-        runtime_command: settings
-            .agent_command(&agent)
-            .map(str::to_owned)
-            .unwrap_or_else(|| agent.clone()),
-        agent,
-        parent_session_id: parent.map(|p| p.id.clone()).unwrap_or_default(),
-        attempt: parent.map(|p| p.attempt + 1).unwrap_or(1),
-        policy_mode: policy.mode,
-        effective_permission_mode: policy.permission,
-        workspace_write_policy: policy.writes,
-        max_runtime_seconds: policy.max_runtime_seconds,
-        status: SessionStatus::Pending,
-        owner_id: String::new(),
-        branch: String::new(),
-        work_dir: String::new(),
-        result_text: String::new(),
-        outcome_headline: "Session is pending.".into(),
-        outcome_changed: String::new(),
-        outcome_verified: String::new(),
-        outcome_uncertain: String::new(),
-        outcome_next: String::new(),
-        error: String::new(),
-        failure_kind: FailureKind::None,
-        claimed_at: String::new(),
-        heartbeat_at: String::new(),
-        started_at: String::new(),
-        finished_at: String::new(),
-        created_at: now.clone(),
-        updated_at: now,
-    })
-}
-
 async fn create_session(
     settings: Settings,
     store: StoreClient,
     request: NewSession,
 ) -> Result<Session> {
-    let session = new_session_record(&settings, &request, None)?;
+    let session = requests::new_session_record(&settings, &request, None)?;
     store.insert_session(session.clone(), Vec::new()).await?;
     Ok(session)
 }
@@ -299,7 +340,7 @@ async fn create_rerun(settings: Settings, store: StoreClient, id: String) -> Res
         agent: Some(parent.agent.clone()),
         policy: Some(parent.policy_mode),
     };
-    let session = new_session_record(&settings, &request, Some(&parent))?;
+    let session = requests::new_session_record(&settings, &request, Some(&parent))?;
     let first = format!(
         "rerun of session {} (attempt {})",
         parent.id, session.attempt
@@ -353,6 +394,9 @@ impl Actor for Supervisor {
             store_args,
             children: HashMap::new(),
             sessions: HashMap::new(),
+            watches: HashMap::new(),
+            watch_failures: HashMap::new(),
+            watch_restarts: 0,
             store_restarts: 0,
             consecutive_store_failures: 0,
             store_started: Instant::now(),
@@ -373,6 +417,35 @@ impl Actor for Supervisor {
         // Both then repeat on the timer for as long as the daemon runs.
         let _ = myself.cast(SupervisorMsg::Sweep);
         let _ = myself.cast(SupervisorMsg::Kick);
+        let store = state.ctx.store.clone();
+        let me = myself.clone();
+        in_background(async move {
+            let filter = crate::store::watches::WatchFilter {
+                status: Some(WatchStatus::Active),
+                ..Default::default()
+            };
+            match store.list_watches(filter).await {
+                Ok(watches) => {
+                    let _ = me.cast(SupervisorMsg::StartWatches(watches));
+                }
+                Err(err) => tracing::error!("cannot load watches: {err}"),
+            }
+            match store.pending_deliveries().await {
+                Ok(pending) => {
+                    for (id, _, payload) in pending {
+                        match serde_json::from_str::<WatchEvent>(&payload) {
+                            Ok(event) => {
+                                let _ = me.cast(SupervisorMsg::RouteDelivery { id, event });
+                            }
+                            Err(_) => {
+                                let _ = store.finish_delivery(&id, "ignored").await;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::error!("cannot load pending webhook deliveries: {err}"),
+            }
+        });
         let period = state.settings().heartbeat;
         myself.send_interval(period, || SupervisorMsg::Sweep);
         Ok(())
@@ -495,6 +568,115 @@ impl Actor for Supervisor {
                     let _ = reply.send(result);
                 });
             }
+            SupervisorMsg::CreateWatch { request, reply } => {
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                in_background(async move {
+                    let result = async {
+                        let watch = requests::new_watch_record(&settings, request)?;
+                        store.insert_watch(watch.clone()).await?;
+                        Ok(watch)
+                    }
+                    .await;
+                    if let Ok(watch) = &result {
+                        let _ = myself.cast(SupervisorMsg::StartWatches(vec![watch.clone()]));
+                    }
+                    let _ = reply.send(result);
+                });
+            }
+            SupervisorMsg::UpdateWatch { id, patch, reply } => {
+                let store = state.ctx.store.clone();
+                in_background(async move {
+                    let result = async {
+                        let watch = requests::apply_patch(store.require_watch(&id).await?, patch)?;
+                        if !store.update_watch(watch.clone()).await? {
+                            return Err(Error::NotFound(format!("watch {id} not found")));
+                        }
+                        Ok(watch)
+                    }
+                    .await;
+                    if let Ok(watch) = &result {
+                        let _ = myself.cast(SupervisorMsg::WatchChanged {
+                            id: id.clone(),
+                            watch: Some(watch.clone()),
+                        });
+                    }
+                    let _ = reply.send(result);
+                });
+            }
+            SupervisorMsg::DeleteWatch { id, reply } => {
+                let store = state.ctx.store.clone();
+                in_background(async move {
+                    let result = match store.delete_watch(&id).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Error::NotFound(format!("watch {id} not found"))),
+                        Err(err) => Err(err),
+                    };
+                    if result.is_ok() {
+                        let _ = myself.cast(SupervisorMsg::WatchChanged { id, watch: None });
+                    }
+                    let _ = reply.send(result);
+                });
+            }
+            SupervisorMsg::StartWatches(watches) => {
+                for watch in watches {
+                    state.spawn_watch(&myself, watch).await;
+                }
+            }
+            SupervisorMsg::WatchChanged { id, watch } => match watch {
+                Some(watch) if watch.status == WatchStatus::Active => match state.watches.get(&id) {
+                    Some(actor) => {
+                        let _ = actor.cast(WatchMsg::Update(Box::new(watch)));
+                    }
+                    None => state.spawn_watch(&myself, watch).await,
+                },
+                _ => {
+                    if let Some(actor) = state.watches.remove(&id) {
+                        actor.stop(Some("watch paused or deleted".into()));
+                    }
+                }
+            },
+            SupervisorMsg::RestartWatch(id) => {
+                if state.shutting_down || state.watches.contains_key(&id) {
+                    return Ok(());
+                }
+                let store = state.ctx.store.clone();
+                state.watch_restarts += 1;
+                in_background(async move {
+                    match store.get_watch(&id).await {
+                        Ok(Some(watch)) => {
+                            let _ = myself.cast(SupervisorMsg::StartWatches(vec![watch]));
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::error!(watch = %id, "cannot reload watch: {err}"),
+                    }
+                });
+            }
+            SupervisorMsg::RouteEvent { event, reply } => {
+                let watches: Vec<ActorRef<WatchMsg>> = state.watches.values().cloned().collect();
+                in_background(async move {
+                    let _ = reply.send(route(watches, event).await);
+                });
+            }
+            SupervisorMsg::RouteDelivery { id, event } => {
+                let watches: Vec<ActorRef<WatchMsg>> = state.watches.values().cloned().collect();
+                let store = state.ctx.store.clone();
+                in_background(async move {
+                    let started = route(watches, event).await;
+                    tracing::info!(delivery = %id, sessions = started.len(), "webhook delivery routed");
+                    if let Err(err) = store.finish_delivery(&id, "done").await {
+                        tracing::warn!(delivery = %id, "cannot mark delivery done: {err}");
+                    }
+                });
+            }
+            SupervisorMsg::InjectWatchFailure { id, reply } => {
+                let result = match state.watches.get(&id) {
+                    Some(actor) => actor
+                        .cast(WatchMsg::InjectFailure("drill".into()))
+                        .map_err(|_| Error::Unavailable(format!("watch {id} actor is gone"))),
+                    None => Err(Error::NotFound(format!("watch {id} has no running actor"))),
+                };
+                let _ = reply.send(result);
+            }
             SupervisorMsg::InjectSessionFailure { id, reply } => {
                 let result = match state.sessions.get(&id) {
                     Some(cell) => cell
@@ -519,6 +701,8 @@ impl Actor for Supervisor {
                     running_sessions: state.sessions.len(),
                     store_restarts: state.store_restarts,
                     session_failures: state.session_failures,
+                    active_watches: state.watches.len(),
+                    watch_restarts: state.watch_restarts,
                     uptime_ms: state.started.elapsed().as_millis() as u64,
                 });
             }
@@ -586,6 +770,13 @@ impl Actor for Supervisor {
                             let _ = myself.cast(SupervisorMsg::Kick);
                         });
                     }
+                    Some(ChildKind::Watch { id }) => {
+                        tracing::error!(watch = %id, "watch actor failed: {err}");
+                        state.watches.remove(&id);
+                        if !state.shutting_down {
+                            state.watch_failed(&myself, id, err.to_string());
+                        }
+                    }
                     None => {}
                 }
             }
@@ -593,6 +784,35 @@ impl Actor for Supervisor {
         }
         Ok(())
     }
+}
+
+/// Asks every watch actor about `event` at once and collects the sessions they started.
+async fn route(watches: Vec<ActorRef<WatchMsg>>, event: WatchEvent) -> Vec<Triggered> {
+    let event = Arc::new(event);
+    let mut calls = tokio::task::JoinSet::new();
+    for watch in watches {
+        let event = event.clone();
+        calls.spawn(async move {
+            match watch
+                .call(
+                    |reply| WatchMsg::Event { event, reply },
+                    Some(ROUTE_TIMEOUT),
+                )
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(triggered)) => triggered,
+                _ => None,
+            }
+        });
+    }
+    let mut started = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        if let Ok(Some(triggered)) = result {
+            started.push(triggered);
+        }
+    }
+    started.sort_by_key(|t| t.run_id);
+    started
 }
 
 /// The message sessions interrupted by a shutdown carry.

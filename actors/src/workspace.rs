@@ -156,3 +156,64 @@ mod tests {
         assert!(validate_repo("").is_err());
     }
 }
+
+/// Diff context for a pull request from the local repository: `git diff --stat` and
+/// `git diff --unified=0` of `base...head` (falling back to `origin/` refs). Only reads.
+pub async fn diff_context(repo: &str, base: &str, head: &str) -> String {
+    if is_remote(repo) {
+        return "(no diff available: the repository is remote and the event carried no diffText)"
+            .into();
+    }
+    let never = CancellationToken::new();
+    let dir = Path::new(repo);
+    for (base, head) in [
+        (base.to_owned(), head.to_owned()),
+        (format!("origin/{base}"), format!("origin/{head}")),
+    ] {
+        let range = format!("{base}...{head}");
+        if range.starts_with('-') {
+            break;
+        }
+        let stat = git_output(&["diff", "--stat", &range], dir, &never).await;
+        let patch = git_output(&["diff", "--unified=0", &range], dir, &never).await;
+        if let (Ok(stat), Ok(patch)) = (stat, patch) {
+            return format!(
+                "$ git diff --stat {range}\n{stat}\n$ git diff --unified=0 {range}\n{patch}"
+            );
+        }
+    }
+    format!("(no diff available: cannot compare {base}...{head} in {repo})")
+}
+
+/// Runs a read-only git command and returns its stdout.
+async fn git_output(
+    args: &[&str],
+    cwd: &Path,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    let mut command = Command::new("git");
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let child = command
+        .spawn()
+        .map_err(|err| format!("cannot run git: {err}"))?;
+    let output = tokio::select! {
+        output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()) => output,
+        _ = cancel.cancelled() => return Err("cancelled".into()),
+    };
+    let output = output
+        .map_err(|_| "git timed out".to_owned())?
+        .map_err(|err| format!("git failed: {err}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}

@@ -4,6 +4,8 @@
 mod errors;
 mod sessions;
 mod sse;
+mod watches;
+mod webhooks;
 
 use std::convert::Infallible;
 use telecoder_actors::Daemon;
@@ -15,6 +17,8 @@ use warp::{Filter, Reply};
 
 /// Bodies of API requests are small JSON documents.
 pub const API_BODY_LIMIT: usize = 1024 * 1024;
+/// GitHub sends webhook payloads of at most 25 MB.
+pub const WEBHOOK_BODY_LIMIT: usize = 25 * 1024 * 1024;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -22,6 +26,8 @@ pub struct AppState {
     pub daemon: Daemon,
     /// Cancelled at shutdown; live streams end with it.
     pub shutdown: CancellationToken,
+    /// `TELECODER_GITHUB_WEBHOOK_SECRET`; without it GitHub deliveries are refused.
+    pub github_secret: Option<std::sync::Arc<str>>,
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
@@ -34,7 +40,11 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
     health
-        .or(sessions::routes(with_state(state)))
+        .or(sessions::routes(with_state(state.clone())))
+        .unify()
+        .or(watches::routes(with_state(state.clone())))
+        .unify()
+        .or(webhooks::routes(with_state(state)))
         .unify()
         .recover(errors::recover)
         .unify()

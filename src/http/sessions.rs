@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 use warp::reply::{json, with_status, Response};
 use warp::{Filter, Reply};
 
-type Query = HashMap<String, String>;
+pub type Query = HashMap<String, String>;
 
 /// Inbox size when none is asked for, and the most it returns.
 const INBOX_DEFAULT: u32 = 20;
@@ -91,12 +91,12 @@ pub fn routes(
         .boxed()
 }
 
-fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+pub fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     with_status(json(value), status).into_response()
 }
 
 /// Parses a JSON object body into `T`, with messages a person can act on.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     }
@@ -114,7 +114,7 @@ fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
 }
 
-fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
+pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
     text.parse()
         .map_err(|err: telecoder_actors::domain::policy::UnknownPolicy| {
             ApiError::bad_request(err.to_string())

@@ -7,3 +7,4 @@ mod lifecycle;
 mod recovery;
 mod streaming;
 mod support;
+mod watches;

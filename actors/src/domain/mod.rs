@@ -12,3 +12,8 @@ pub use ids::SessionId;
 pub use outcome::Outcome;
 pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
 pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};
+pub mod prompt;
+pub mod schedule;
+pub mod watch;
+
+pub use watch::{CiEvent, PrEvent, Triggered, Watch, WatchEvent, WatchKind, WatchRun, WatchStatus};

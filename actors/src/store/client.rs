@@ -3,8 +3,9 @@
 //! It resolves the store by name on every call (a restarted store is a new actor) and rides
 //! out a restart by retrying for a short while when the store is missing or died mid-request.
 
+use super::watches::{NewRun, Recorded, WatchFilter};
 use super::{Finish, StoreMsg, STORE_NAME};
-use crate::domain::{Event, EventKind, Session, SessionFilter};
+use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
@@ -185,6 +186,101 @@ impl StoreClient {
 
     pub async fn pending_queue(&self, limit: usize) -> Result<Vec<String>> {
         self.call(|reply| StoreMsg::PendingQueue { limit, reply })
+            .await
+    }
+
+    pub async fn insert_watch(&self, watch: Watch) -> Result<()> {
+        self.call(|reply| StoreMsg::InsertWatch {
+            watch: Box::new(watch.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn update_watch(&self, watch: Watch) -> Result<bool> {
+        self.call(|reply| StoreMsg::UpdateWatch {
+            watch: Box::new(watch.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn delete_watch(&self, id: &str) -> Result<bool> {
+        self.call(|reply| StoreMsg::DeleteWatch {
+            id: id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn record_run(&self, run: NewRun) -> Result<Recorded> {
+        self.call(|reply| StoreMsg::RecordRun {
+            run: Box::new(run.clone()),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn insert_delivery(&self, id: &str, event: &str, payload: &str) -> Result<bool> {
+        self.call(|reply| StoreMsg::InsertDelivery {
+            id: id.to_owned(),
+            event: event.to_owned(),
+            payload: payload.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn finish_delivery(&self, id: &str, state: &str) -> Result<()> {
+        self.call(|reply| StoreMsg::FinishDelivery {
+            id: id.to_owned(),
+            state: state.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn get_watch(&self, id: &str) -> Result<Option<Watch>> {
+        self.call(|reply| StoreMsg::GetWatch {
+            id: id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Like [`Self::get_watch`], but a missing watch is a `NotFound` error.
+    pub async fn require_watch(&self, id: &str) -> Result<Watch> {
+        self.get_watch(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("watch {id} not found")))
+    }
+
+    pub async fn list_watches(&self, filter: WatchFilter) -> Result<Vec<Watch>> {
+        self.call(|reply| StoreMsg::ListWatches {
+            filter: filter.clone(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn watch_runs(&self, watch_id: &str) -> Result<Vec<WatchRun>> {
+        self.call(|reply| StoreMsg::WatchRuns {
+            watch_id: watch_id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn last_event_key(&self, watch_id: &str) -> Result<Option<String>> {
+        self.call(|reply| StoreMsg::LastEventKey {
+            watch_id: watch_id.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn pending_deliveries(&self) -> Result<Vec<(String, String, String)>> {
+        self.call(|reply| StoreMsg::PendingDeliveries { reply })
             .await
     }
 }

@@ -10,18 +10,20 @@ pub mod client;
 mod pool;
 pub mod queries;
 pub mod schema;
+pub mod watches;
 
 pub use client::StoreClient;
 pub use queries::Finish;
 
 use crate::bus::EventBus;
-use crate::domain::{Event, EventKind, Session, SessionFilter};
+use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
 use pool::ReadPool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
+use watches::{NewRun, Recorded, WatchFilter};
 
 /// The registered name; callers resolve the current store through it, since a restarted store
 /// is a new actor.
@@ -115,6 +117,63 @@ pub enum StoreMsg {
     PendingQueue {
         limit: usize,
         reply: RpcReplyPort<Result<Vec<String>>>,
+    },
+    /// Store a new watch.
+    InsertWatch {
+        watch: Box<Watch>,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Replace a watch's editable fields; false if it does not exist.
+    UpdateWatch {
+        watch: Box<Watch>,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    /// Delete a watch and its runs; false if it did not exist.
+    DeleteWatch {
+        id: String,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    /// Record a watch run (and its session) exactly once per event key.
+    RecordRun {
+        run: Box<NewRun>,
+        reply: RpcReplyPort<Result<Recorded>>,
+    },
+    /// Store a webhook delivery once; false for a redelivery.
+    InsertDelivery {
+        id: String,
+        event: String,
+        payload: String,
+        reply: RpcReplyPort<Result<bool>>,
+    },
+    /// Mark a delivery routed (`done`) or not routable (`ignored`).
+    FinishDelivery {
+        id: String,
+        state: String,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// One watch by id.
+    GetWatch {
+        id: String,
+        reply: RpcReplyPort<Result<Option<Watch>>>,
+    },
+    /// Watches matching a filter, newest first.
+    ListWatches {
+        filter: WatchFilter,
+        reply: RpcReplyPort<Result<Vec<Watch>>>,
+    },
+    /// A watch's runs, newest first.
+    WatchRuns {
+        watch_id: String,
+        reply: RpcReplyPort<Result<Vec<WatchRun>>>,
+    },
+    /// The event key of a watch's newest run.
+    LastEventKey {
+        watch_id: String,
+        reply: RpcReplyPort<Result<Option<String>>>,
+    },
+    /// Deliveries accepted but not yet routed.
+    PendingDeliveries {
+        reply: RpcReplyPort<Result<Vec<(String, String, String)>>>,
     },
     /// The writer thread hit a fatal database error; fail so the supervisor reopens.
     WriterFailed(String),
@@ -322,6 +381,46 @@ impl Actor for StoreActor {
             StoreMsg::PendingQueue { limit, reply } => {
                 state.read(reply, move |conn| queries::pending_queue(conn, limit))
             }
+            StoreMsg::InsertWatch { watch, reply } => {
+                state.write(reply, move |conn, _| watches::insert_watch(conn, &watch))
+            }
+            StoreMsg::UpdateWatch { watch, reply } => {
+                state.write(reply, move |conn, _| watches::update_watch(conn, &watch))
+            }
+            StoreMsg::DeleteWatch { id, reply } => {
+                state.write(reply, move |conn, _| watches::delete_watch(conn, &id))
+            }
+            StoreMsg::RecordRun { run, reply } => {
+                state.write(reply, move |conn, _| watches::record_run(conn, &run))
+            }
+            StoreMsg::InsertDelivery {
+                id,
+                event,
+                payload,
+                reply,
+            } => state.write(reply, move |conn, _| {
+                watches::insert_delivery(conn, &id, &event, &payload)
+            }),
+            StoreMsg::FinishDelivery {
+                id,
+                state: done,
+                reply,
+            } => state.write(reply, move |conn, _| {
+                watches::finish_delivery(conn, &id, &done)
+            }),
+            StoreMsg::GetWatch { id, reply } => {
+                state.read(reply, move |conn| watches::get_watch(conn, &id))
+            }
+            StoreMsg::ListWatches { filter, reply } => {
+                state.read(reply, move |conn| watches::list_watches(conn, &filter))
+            }
+            StoreMsg::WatchRuns { watch_id, reply } => {
+                state.read(reply, move |conn| watches::watch_runs(conn, &watch_id))
+            }
+            StoreMsg::LastEventKey { watch_id, reply } => {
+                state.read(reply, move |conn| watches::last_event_key(conn, &watch_id))
+            }
+            StoreMsg::PendingDeliveries { reply } => state.read(reply, watches::pending_deliveries),
             StoreMsg::WriterFailed(reason) => {
                 return Err(format!("store writer failed: {reason}").into())
             }

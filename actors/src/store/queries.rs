@@ -82,6 +82,17 @@ pub fn insert_session(
     first_events: &[(EventKind, String)],
 ) -> Result<Vec<Event>> {
     let tx = conn.transaction()?;
+    let events = insert_session_rows(&tx, session, first_events)?;
+    tx.commit()?;
+    Ok(events)
+}
+
+/// The inserts of [`insert_session`], for callers that already hold a transaction.
+pub fn insert_session_rows(
+    tx: &Connection,
+    session: &Session,
+    first_events: &[(EventKind, String)],
+) -> Result<Vec<Event>> {
     tx.execute(
         &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"),
         params![
@@ -116,12 +127,10 @@ pub fn insert_session(
             session.updated_at,
         ],
     )?;
-    let events = first_events
+    first_events
         .iter()
-        .map(|(kind, data)| insert_event(&tx, &session.id, *kind, data))
-        .collect::<Result<Vec<_>>>()?;
-    tx.commit()?;
-    Ok(events)
+        .map(|(kind, data)| insert_event(tx, &session.id, *kind, data))
+        .collect()
 }
 
 fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
@@ -300,6 +309,9 @@ fn write_finish(
     )?;
     if updated == 0 {
         return Ok(None);
+    }
+    if let Some(session) = get_session(tx, id)? {
+        super::watches::summarise_runs(tx, &session)?;
     }
     let (kind, data) = finish.terminal_event();
     insert_event(tx, id, kind, data).map(Some)

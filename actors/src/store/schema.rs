@@ -54,13 +54,62 @@ CREATE TABLE events (
 CREATE INDEX events_by_session ON events(session_id, id);
 ";
 
+const V2_WATCHES: &str = "
+CREATE TABLE watches (
+    id                 TEXT PRIMARY KEY NOT NULL,
+    kind               TEXT NOT NULL,
+    repo               TEXT NOT NULL,
+    repo_key           TEXT NOT NULL,
+    instructions       TEXT NOT NULL,
+    agent              TEXT NOT NULL,
+    policy_mode        TEXT NOT NULL,
+    workflow_name      TEXT NOT NULL DEFAULT '',
+    branch_name        TEXT NOT NULL DEFAULT '',
+    base_branch        TEXT NOT NULL DEFAULT '',
+    head_branch        TEXT NOT NULL DEFAULT '',
+    status             TEXT NOT NULL,
+    schedule           TEXT NOT NULL DEFAULT '',
+    timezone           TEXT NOT NULL DEFAULT '',
+    max_runs_per_hour  INTEGER NOT NULL,
+    paused_reason      TEXT NOT NULL DEFAULT '',
+    created_at         TEXT NOT NULL,
+    updated_at         TEXT NOT NULL
+);
+CREATE INDEX watches_by_repo ON watches(repo_key, kind, status);
+
+CREATE TABLE watch_runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    watch_id         TEXT NOT NULL REFERENCES watches(id) ON DELETE CASCADE,
+    session_id       TEXT NOT NULL DEFAULT '',
+    event_key        TEXT NOT NULL,
+    source_ref       TEXT NOT NULL DEFAULT '',
+    trigger_summary  TEXT NOT NULL DEFAULT '',
+    result_summary   TEXT NOT NULL DEFAULT '',
+    return_summary   TEXT NOT NULL DEFAULT '',
+    skipped_reason   TEXT NOT NULL DEFAULT '',
+    created_at       TEXT NOT NULL,
+    UNIQUE (watch_id, event_key)
+);
+CREATE INDEX watch_runs_by_session ON watch_runs(session_id) WHERE session_id != '';
+CREATE INDEX watch_runs_by_watch ON watch_runs(watch_id, created_at);
+
+CREATE TABLE webhook_deliveries (
+    delivery_id  TEXT PRIMARY KEY NOT NULL,
+    event        TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    received_at  TEXT NOT NULL
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(received_at) WHERE state = 'pending';
+";
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_SESSIONS_AND_EVENTS)])
+    Migrations::new(vec![M::up(V1_SESSIONS_AND_EVENTS), M::up(V2_WATCHES)])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    1
+    2
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

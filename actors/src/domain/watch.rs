@@ -1,0 +1,441 @@
+//! Watches: standing instructions that turn CI failures, pull-request updates and schedules
+//! into sessions. Matching, event keys and summaries are pure rules here.
+
+use super::policy::PolicyMode;
+use super::session::Session;
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// What a watch reacts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchKind {
+    CiFailure,
+    PrReview,
+    /// (ext) fires on a cron schedule
+    Schedule,
+}
+
+impl WatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CiFailure => "ci_failure",
+            Self::PrReview => "pr_review",
+            Self::Schedule => "schedule",
+        }
+    }
+}
+
+impl FromStr for WatchKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "ci_failure" => Ok(Self::CiFailure),
+            "pr_review" => Ok(Self::PrReview),
+            "schedule" => Ok(Self::Schedule),
+            other => Err(format!(
+                "unknown watch kind '{other}' (expected ci_failure, pr_review or schedule)"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchStatus {
+    Active,
+    Paused,
+}
+
+impl WatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+        }
+    }
+}
+
+impl FromStr for WatchStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "active" => Ok(Self::Active),
+            "paused" => Ok(Self::Paused),
+            other => Err(format!(
+                "unknown watch status '{other}' (expected active or paused)"
+            )),
+        }
+    }
+}
+
+/// The watch record as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Watch {
+    pub id: String,
+    pub kind: WatchKind,
+    pub repo: String,
+    pub instructions: String,
+    pub agent: String,
+    pub policy_mode: PolicyMode,
+    pub workflow_name: String,
+    pub branch_name: String,
+    pub base_branch: String,
+    pub head_branch: String,
+    pub status: WatchStatus,
+    /// (ext) cron expression of a schedule watch
+    pub schedule: String,
+    /// (ext) IANA time zone the schedule is read in
+    pub timezone: String,
+    /// (ext) sessions this watch may start per rolling hour
+    pub max_runs_per_hour: u32,
+    /// (ext) why the watch was paused by the daemon itself (e.g. its actor kept failing)
+    pub paused_reason: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One event a watch acted on (or deliberately skipped).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchRun {
+    pub id: i64,
+    pub watch_id: String,
+    pub session_id: String,
+    pub event_key: String,
+    pub source_ref: String,
+    pub trigger_summary: String,
+    pub result_summary: String,
+    pub return_summary: String,
+    /// (ext) why no session was started (loop guard, rate limit); `""` when one was
+    pub skipped_reason: String,
+    pub created_at: String,
+}
+
+/// A CI run report (`POST /api/watch-events/ci`, or a mapped `workflow_run` webhook).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CiEvent {
+    pub repo: String,
+    pub workflow: String,
+    pub branch: String,
+    pub run_id: String,
+    pub run_url: String,
+    pub sha: String,
+    pub status: String,
+    pub conclusion: String,
+    pub summary: String,
+}
+
+/// A pull-request update (`POST /api/watch-events/pr`, or a mapped `pull_request` webhook).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrEvent {
+    pub repo: String,
+    pub pr_number: u64,
+    pub title: String,
+    pub base: String,
+    pub head: String,
+    pub action: String,
+    pub pr_url: String,
+    pub head_sha: String,
+    pub body: String,
+    pub diff_text: Option<String>,
+}
+
+/// Anything that can fire watches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum WatchEvent {
+    Ci(CiEvent),
+    Pr(PrEvent),
+    /// A schedule slot came due (`slot` is its RFC 3339 time, the event key).
+    Tick {
+        slot: String,
+    },
+}
+
+/// A watch's answer to an event: a session was started for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Triggered {
+    pub watch_id: String,
+    pub session_id: String,
+    /// The new watch run's id.
+    pub run_id: i64,
+    pub trigger_summary: String,
+}
+
+/// Prefix of the branches TeleCoder's own sessions work on; events about them never fire.
+pub const OWN_BRANCH_PREFIX: &str = "telecoder/";
+
+/// `owner/name`, `https://github.com/owner/name(.git)` and `git@github.com:owner/name.git`
+/// all name the same repository; local paths are compared as given (minus a trailing `/`).
+pub fn repo_key(repo: &str) -> String {
+    let trimmed = repo.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+    let github = trimmed
+        .strip_prefix("https://github.com/")
+        .or_else(|| trimmed.strip_prefix("http://github.com/"))
+        .or_else(|| trimmed.strip_prefix("ssh://git@github.com/"))
+        .or_else(|| trimmed.strip_prefix("git@github.com:"))
+        .or_else(|| trimmed.strip_prefix("github.com/"));
+    let owner_name = github.or_else(|| {
+        let looks_short = trimmed.matches('/').count() == 1
+            && !trimmed.starts_with(['/', '.', '~'])
+            && !trimmed.contains(':');
+        looks_short.then_some(trimmed)
+    });
+    match owner_name {
+        Some(path) => format!("github.com/{}", path.to_ascii_lowercase()),
+        None => trimmed.to_owned(),
+    }
+}
+
+fn filter_ok(filter: &str, value: &str) -> bool {
+    filter.is_empty() || filter == value
+}
+
+impl CiEvent {
+    /// Only completed, failed runs fire (`completed` / `failure` when not given).
+    pub fn is_failure(&self) -> bool {
+        let status = if self.status.is_empty() {
+            "completed"
+        } else {
+            &self.status
+        };
+        let conclusion = if self.conclusion.is_empty() {
+            "failure"
+        } else {
+            &self.conclusion
+        };
+        status == "completed" && conclusion == "failure"
+    }
+
+    pub fn event_key(&self) -> String {
+        self.run_id.clone()
+    }
+
+    pub fn trigger_summary(&self) -> String {
+        format!(
+            "CI failure: workflow {} on branch {} (run {})",
+            self.workflow, self.branch, self.run_id
+        )
+    }
+
+    pub fn source_ref(&self) -> String {
+        first_non_empty(&[&self.run_url, &self.sha, &self.run_id])
+    }
+}
+
+impl PrEvent {
+    /// `opened`, `reopened` and `synchronize` (the default) fire.
+    pub fn is_reviewable(&self) -> bool {
+        let action = if self.action.is_empty() {
+            "synchronize"
+        } else {
+            &self.action
+        };
+        matches!(action, "opened" | "reopened" | "synchronize")
+    }
+
+    pub fn event_key(&self) -> String {
+        let head = if self.head_sha.is_empty() {
+            &self.head
+        } else {
+            &self.head_sha
+        };
+        format!("{}:{head}", self.pr_number)
+    }
+
+    pub fn trigger_summary(&self) -> String {
+        let action = if self.action.is_empty() {
+            "synchronize"
+        } else {
+            &self.action
+        };
+        format!(
+            "PR #{} {action}: {} ({} -> {})",
+            self.pr_number, self.title, self.head, self.base
+        )
+    }
+
+    pub fn source_ref(&self) -> String {
+        first_non_empty(&[&self.pr_url, &self.head_sha, &self.head])
+    }
+}
+
+fn first_non_empty(candidates: &[&str]) -> String {
+    candidates
+        .iter()
+        .find(|c| !c.is_empty())
+        .map(|c| (*c).to_owned())
+        .unwrap_or_default()
+}
+
+impl WatchEvent {
+    pub fn event_key(&self) -> String {
+        match self {
+            Self::Ci(ci) => ci.event_key(),
+            Self::Pr(pr) => pr.event_key(),
+            Self::Tick { slot } => slot.clone(),
+        }
+    }
+
+    pub fn trigger_summary(&self) -> String {
+        match self {
+            Self::Ci(ci) => ci.trigger_summary(),
+            Self::Pr(pr) => pr.trigger_summary(),
+            Self::Tick { slot } => format!("Scheduled run for {slot}"),
+        }
+    }
+
+    pub fn source_ref(&self) -> String {
+        match self {
+            Self::Ci(ci) => ci.source_ref(),
+            Self::Pr(pr) => pr.source_ref(),
+            Self::Tick { slot } => slot.clone(),
+        }
+    }
+
+    /// The branch whose change caused this event, for the loop guard.
+    pub fn cause_branch(&self) -> &str {
+        match self {
+            Self::Ci(ci) => &ci.branch,
+            Self::Pr(pr) => &pr.head,
+            Self::Tick { .. } => "",
+        }
+    }
+}
+
+impl Watch {
+    /// Whether this watch reacts to `event` at all (kind, repo, filters, event state).
+    pub fn matches(&self, event: &WatchEvent) -> bool {
+        if self.status != WatchStatus::Active {
+            return false;
+        }
+        match event {
+            WatchEvent::Ci(ci) => {
+                self.kind == WatchKind::CiFailure
+                    && repo_key(&self.repo) == repo_key(&ci.repo)
+                    && filter_ok(&self.workflow_name, &ci.workflow)
+                    && filter_ok(&self.branch_name, &ci.branch)
+                    && ci.is_failure()
+            }
+            WatchEvent::Pr(pr) => {
+                self.kind == WatchKind::PrReview
+                    && repo_key(&self.repo) == repo_key(&pr.repo)
+                    && filter_ok(&self.base_branch, &pr.base)
+                    && filter_ok(&self.head_branch, &pr.head)
+                    && pr.is_reviewable()
+            }
+            WatchEvent::Tick { .. } => self.kind == WatchKind::Schedule,
+        }
+    }
+}
+
+/// `resultSummary`: the outcome headline, at most 280 characters.
+pub fn result_summary(session: &Session) -> String {
+    session
+        .outcome_headline
+        .chars()
+        .take(super::outcome::HEADLINE_MAX_CHARS)
+        .collect()
+}
+
+/// `returnSummary`: six lines to post back to the PR or issue.
+pub fn return_summary(trigger_summary: &str, session: &Session) -> String {
+    let or = |value: &str, fallback: &str| {
+        if value.trim().is_empty() {
+            fallback.to_owned()
+        } else {
+            value.to_owned()
+        }
+    };
+    [
+        format!("Trigger: {}", or(trigger_summary, "Watch event.")),
+        format!(
+            "Runtime: acpx -> {} as {}; policy={}; workspace-writes={}",
+            session.runtime_command,
+            session.agent,
+            session.policy_mode.as_str(),
+            session.workspace_write_policy.as_str()
+        ),
+        format!(
+            "Changed: {}",
+            or(&session.outcome_changed, "No changes were reported.")
+        ),
+        format!(
+            "Verified: {}",
+            or(
+                &session.outcome_verified,
+                "Nothing was reported as verified."
+            )
+        ),
+        format!(
+            "Uncertain: {}",
+            or(
+                &session.outcome_uncertain,
+                "Nothing was flagged as uncertain."
+            )
+        ),
+        format!(
+            "Next: {}",
+            or(&session.outcome_next, "No follow-up was suggested.")
+        ),
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_repo_forms_are_one_repo() {
+        let key = repo_key("acme/widgets");
+        for form in [
+            "https://github.com/acme/widgets",
+            "https://github.com/Acme/Widgets.git",
+            "git@github.com:acme/widgets.git",
+            "https://github.com/acme/widgets/",
+        ] {
+            assert_eq!(repo_key(form), key, "{form}");
+        }
+        assert_ne!(repo_key("acme/gadgets"), key);
+        assert_eq!(repo_key("/srv/repos/app/"), "/srv/repos/app");
+        assert_eq!(repo_key("./acme/widgets"), "./acme/widgets");
+    }
+
+    #[test]
+    fn ci_fires_only_on_completed_failures() {
+        let mut event = CiEvent {
+            run_id: "7".into(),
+            ..CiEvent::default()
+        };
+        assert!(event.is_failure());
+        event.conclusion = "success".into();
+        assert!(!event.is_failure());
+        event.conclusion = "failure".into();
+        event.status = "in_progress".into();
+        assert!(!event.is_failure());
+    }
+
+    #[test]
+    fn pr_keys_prefer_the_head_sha() {
+        let mut event = PrEvent {
+            pr_number: 42,
+            head: "feature".into(),
+            ..PrEvent::default()
+        };
+        assert_eq!(event.event_key(), "42:feature");
+        event.head_sha = "abc123".into();
+        assert_eq!(event.event_key(), "42:abc123");
+        assert!(event.is_reviewable());
+        event.action = "closed".into();
+        assert!(!event.is_reviewable());
+    }
+}

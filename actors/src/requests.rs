@@ -1,0 +1,217 @@
+//! Turning requests into records: validation and defaults for new sessions and watches.
+
+use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus};
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+use crate::workspace;
+
+pub fn validate_agent(agent: &str) -> Result<()> {
+    let ok = !agent.is_empty()
+        && agent.len() <= 64
+        && agent
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && agent
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid agent name '{agent}' (letters, digits, '-', '_' and '.', starting with a letter or digit)"
+        )))
+    }
+}
+
+/// Builds the pending record for a request (validating it) or for a rerun.
+pub fn new_session_record(
+    settings: &Settings,
+    request: &NewSession,
+    parent: Option<&Session>,
+) -> Result<Session> {
+    if request.prompt.trim().is_empty() {
+        return Err(Error::Invalid("prompt must not be empty".into()));
+    }
+    workspace::validate_repo(&request.repo)?;
+    let agent = request
+        .agent
+        .clone()
+        .filter(|agent| !agent.trim().is_empty())
+        .unwrap_or_else(|| settings.default_agent.clone());
+    validate_agent(&agent)?;
+    let policy = request
+        .policy
+        .unwrap_or(settings.default_policy)
+        .resolve(settings.prompt_timeout_seconds);
+    let now = time::now();
+    Ok(Session {
+        id: SessionId::random().to_string(),
+        repo: request.repo.clone(),
+        prompt: request.prompt.clone(),
+        runtime_command: settings
+            .agent_command(&agent)
+            .map(str::to_owned)
+            .unwrap_or_else(|| agent.clone()),
+        agent,
+        parent_session_id: parent.map(|p| p.id.clone()).unwrap_or_default(),
+        attempt: parent.map(|p| p.attempt + 1).unwrap_or(1),
+        policy_mode: policy.mode,
+        effective_permission_mode: policy.permission,
+        workspace_write_policy: policy.writes,
+        max_runtime_seconds: policy.max_runtime_seconds,
+        status: SessionStatus::Pending,
+        owner_id: String::new(),
+        branch: String::new(),
+        work_dir: String::new(),
+        result_text: String::new(),
+        outcome_headline: "Session is pending.".into(),
+        outcome_changed: String::new(),
+        outcome_verified: String::new(),
+        outcome_uncertain: String::new(),
+        outcome_next: String::new(),
+        error: String::new(),
+        failure_kind: FailureKind::None,
+        claimed_at: String::new(),
+        heartbeat_at: String::new(),
+        started_at: String::new(),
+        finished_at: String::new(),
+        created_at: now.clone(),
+        updated_at: now,
+    })
+}
+
+/// What a caller asks for when creating a watch; the supervisor fills in defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewWatch {
+    pub kind: Option<crate::domain::WatchKind>,
+    pub repo: String,
+    pub instructions: String,
+    pub agent: Option<String>,
+    pub policy: Option<crate::domain::PolicyMode>,
+    pub workflow: Option<String>,
+    pub branch: Option<String>,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub max_runs_per_hour: Option<u32>,
+}
+
+/// A partial update of a watch (`PATCH`); unset fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchPatch {
+    pub status: Option<crate::domain::WatchStatus>,
+    pub instructions: Option<String>,
+    pub agent: Option<String>,
+    pub policy: Option<crate::domain::PolicyMode>,
+    pub workflow: Option<String>,
+    pub branch: Option<String>,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    pub max_runs_per_hour: Option<u32>,
+}
+
+/// Checks the parts of a watch that any edit can break.
+fn validate_watch(watch: &crate::domain::Watch) -> Result<()> {
+    use crate::domain::WatchKind;
+    if watch.repo.trim().is_empty() {
+        return Err(Error::Invalid("repo is required".into()));
+    }
+    if watch.instructions.trim().is_empty() {
+        return Err(Error::Invalid("instructions is required".into()));
+    }
+    validate_agent(&watch.agent)?;
+    if watch.max_runs_per_hour == 0 {
+        return Err(Error::Invalid("maxRunsPerHour must be at least 1".into()));
+    }
+    if watch.kind == WatchKind::Schedule {
+        if watch.schedule.trim().is_empty() {
+            return Err(Error::Invalid(
+                "schedule (a cron expression) is required for a schedule watch".into(),
+            ));
+        }
+        crate::domain::schedule::Schedule::parse(&watch.schedule, &watch.timezone)
+            .map_err(Error::Invalid)?;
+    }
+    Ok(())
+}
+
+/// Builds and validates a new, active watch.
+pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate::domain::Watch> {
+    use crate::domain::{PolicyMode, Watch, WatchKind, WatchStatus};
+    let kind = request.kind.unwrap_or(WatchKind::CiFailure);
+    let now = time::now();
+    let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).unwrap_or_default();
+    let watch = Watch {
+        id: SessionId::random().to_string(),
+        kind,
+        repo: request.repo.trim().to_owned(),
+        instructions: request.instructions,
+        agent: request
+            .agent
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| settings.default_agent.clone()),
+        // Watches act while nobody is looking: they default to observe, not to the global mode.
+        policy_mode: request.policy.unwrap_or(PolicyMode::Observe),
+        workflow_name: text(request.workflow),
+        branch_name: text(request.branch),
+        base_branch: text(request.base),
+        head_branch: text(request.head),
+        status: WatchStatus::Active,
+        timezone: if kind == WatchKind::Schedule {
+            request
+                .timezone
+                .filter(|tz| !tz.trim().is_empty())
+                .unwrap_or_else(|| "UTC".into())
+        } else {
+            String::new()
+        },
+        schedule: text(request.schedule),
+        max_runs_per_hour: request
+            .max_runs_per_hour
+            .unwrap_or(settings.watch_max_runs_per_hour),
+        paused_reason: String::new(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    validate_watch(&watch)?;
+    Ok(watch)
+}
+
+/// Applies a patch to a watch and validates the result.
+pub fn apply_patch(
+    mut watch: crate::domain::Watch,
+    patch: WatchPatch,
+) -> Result<crate::domain::Watch> {
+    if let Some(status) = patch.status {
+        watch.status = status;
+        watch.paused_reason.clear();
+    }
+    let set = |slot: &mut String, value: Option<String>| {
+        if let Some(value) = value {
+            *slot = value.trim().to_owned();
+        }
+    };
+    if let Some(instructions) = patch.instructions {
+        watch.instructions = instructions;
+    }
+    set(&mut watch.agent, patch.agent);
+    set(&mut watch.workflow_name, patch.workflow);
+    set(&mut watch.branch_name, patch.branch);
+    set(&mut watch.base_branch, patch.base);
+    set(&mut watch.head_branch, patch.head);
+    set(&mut watch.schedule, patch.schedule);
+    set(&mut watch.timezone, patch.timezone);
+    if let Some(policy) = patch.policy {
+        watch.policy_mode = policy;
+    }
+    if let Some(max) = patch.max_runs_per_hour {
+        watch.max_runs_per_hour = max;
+    }
+    watch.updated_at = time::now();
+    validate_watch(&watch)?;
+    Ok(watch)
+}

@@ -1,0 +1,300 @@
+//! The WatchActor: one per active watch. Events are routed to it as messages; it decides
+//! whether they concern its watch, records the run (exactly once per event key) together with
+//! the session to start, and asks the supervisor to start it. A schedule watch fires from its
+//! own timer.
+
+use crate::domain::schedule::{self, Schedule};
+use crate::domain::watch::OWN_BRANCH_PREFIX;
+use crate::domain::{prompt, NewSession, SessionId, Triggered, Watch, WatchEvent, WatchKind};
+use crate::error::Result;
+use crate::requests;
+use crate::session_actor::SessionContext;
+use crate::store::watches::{NewRun, Recorded};
+use crate::supervisor::SupervisorMsg;
+use crate::workspace;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The registered name of a watch's actor.
+pub fn actor_name(watch_id: &str) -> String {
+    format!("telecoder.watch.{watch_id}")
+}
+
+/// Messages of a watch actor.
+pub enum WatchMsg {
+    /// An incoming event; the reply says whether a session was started for this watch.
+    Event {
+        event: Arc<WatchEvent>,
+        reply: RpcReplyPort<Option<Triggered>>,
+    },
+    /// The watch was edited.
+    Update(Box<Watch>),
+    /// Timer: a schedule slot may be due.
+    Tick,
+    /// A snapshot for the admin view.
+    Inspect(RpcReplyPort<WatchSnapshot>),
+    /// Fail on purpose (tests and fault drills).
+    InjectFailure(String),
+}
+
+/// What a watch actor says about itself.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchSnapshot {
+    pub watch_id: String,
+    pub kind: String,
+    pub events_handled: u64,
+    /// RFC 3339 time of the next schedule slot, `""` for event watches.
+    pub next_fire: String,
+}
+
+pub struct WatchArgs {
+    pub watch: Watch,
+    pub ctx: Arc<SessionContext>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+}
+
+pub struct WatchState {
+    watch: Watch,
+    ctx: Arc<SessionContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+    handled: u64,
+    schedule: Option<Schedule>,
+    next_fire: Option<jiff::Timestamp>,
+}
+
+pub struct WatchActor;
+
+impl WatchState {
+    /// Arms the timer for the next schedule slot after `from` (schedules only).
+    fn arm(&mut self, myself: &ActorRef<WatchMsg>, from: jiff::Timestamp) {
+        let Some(schedule) = &self.schedule else {
+            return;
+        };
+        let now = jiff::Timestamp::now();
+        self.next_fire = schedule.next_after(from.max(now));
+        if let Some(next) = self.next_fire {
+            let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::ZERO);
+            myself.send_after(wait, || WatchMsg::Tick);
+        }
+    }
+
+    fn load_schedule(&mut self) -> Result<(), ActorProcessingErr> {
+        self.schedule = match self.watch.kind {
+            WatchKind::Schedule => {
+                Some(Schedule::parse(&self.watch.schedule, &self.watch.timezone)?)
+            }
+            _ => None,
+        };
+        Ok(())
+    }
+}
+
+impl Actor for WatchActor {
+    type Msg = WatchMsg;
+    type State = WatchState;
+    type Arguments = WatchArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: WatchArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = WatchState {
+            watch: args.watch,
+            ctx: args.ctx,
+            supervisor: args.supervisor,
+            handled: 0,
+            schedule: None,
+            next_fire: None,
+        };
+        state.load_schedule()?;
+        Ok(state)
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(schedule) = state.schedule.clone() {
+            // A slot missed while the daemon was down runs once now, not once per slot.
+            let last = state.ctx.store.last_event_key(&state.watch.id).await?;
+            let since = last
+                .as_deref()
+                .or(Some(state.watch.created_at.as_str()))
+                .and_then(schedule::parse_instant)
+                .unwrap_or_else(jiff::Timestamp::now);
+            if let Some(slot) = schedule.due(since, jiff::Timestamp::now()) {
+                fire_slot(state, slot);
+            }
+            state.arm(&myself, jiff::Timestamp::now());
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            WatchMsg::Event { event, reply } => {
+                state.handled += 1;
+                if !state.watch.matches(&event) {
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                let job = Job::new(state);
+                tokio::spawn(async move {
+                    let _ = reply.send(job.fire(&event).await);
+                });
+            }
+            WatchMsg::Update(watch) => {
+                state.watch = *watch;
+                state.load_schedule()?;
+                state.arm(&myself, jiff::Timestamp::now());
+            }
+            WatchMsg::Tick => {
+                let now = jiff::Timestamp::now();
+                let mut fired = now;
+                // Timers may fire a hair early or late; act on the slot that is due.
+                if let (Some(schedule), Some(next)) = (&state.schedule, state.next_fire) {
+                    if next <= now + jiff::SignedDuration::from_millis(50) {
+                        let before = next - jiff::SignedDuration::from_millis(1);
+                        let slot = schedule.due(before, now).unwrap_or(next);
+                        fire_slot(state, slot);
+                        fired = slot;
+                    }
+                }
+                state.arm(&myself, fired);
+            }
+            WatchMsg::Inspect(reply) => {
+                let _ = reply.send(WatchSnapshot {
+                    watch_id: state.watch.id.clone(),
+                    kind: state.watch.kind.as_str().to_owned(),
+                    events_handled: state.handled,
+                    next_fire: state.next_fire.map(schedule::slot_key).unwrap_or_default(),
+                });
+            }
+            WatchMsg::InjectFailure(reason) => {
+                return Err(format!("injected watch failure: {reason}").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fire_slot(state: &mut WatchState, slot: jiff::Timestamp) {
+    state.handled += 1;
+    let job = Job::new(state);
+    let event = WatchEvent::Tick {
+        slot: schedule::slot_key(slot),
+    };
+    tokio::spawn(async move {
+        job.fire(&event).await;
+    });
+}
+
+/// The slow part of handling an event (diff context, store write), off the actor's mailbox.
+struct Job {
+    watch: Watch,
+    ctx: Arc<SessionContext>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Job {
+    fn new(state: &WatchState) -> Self {
+        Self {
+            watch: state.watch.clone(),
+            ctx: state.ctx.clone(),
+            supervisor: state.supervisor.clone(),
+        }
+    }
+
+    async fn fire(self, event: &WatchEvent) -> Option<Triggered> {
+        let started = Instant::now();
+        let loop_guard = event
+            .cause_branch()
+            .starts_with(OWN_BRANCH_PREFIX)
+            .then(|| {
+                format!(
+                    "loop guard: branch {} belongs to TeleCoder's own work",
+                    event.cause_branch()
+                )
+            });
+        let (session, skipped_reason) = match loop_guard {
+            Some(reason) => (None, Some(reason)),
+            None => match self.session_for(event).await {
+                Ok(session) => (Some(session), None),
+                Err(err) => (None, Some(format!("cannot start a session: {err}"))),
+            },
+        };
+        let run = NewRun {
+            watch_id: self.watch.id.clone(),
+            event_key: event.event_key(),
+            source_ref: event.source_ref(),
+            trigger_summary: event.trigger_summary(),
+            skipped_reason,
+            session,
+            max_runs_per_hour: self.watch.max_runs_per_hour,
+        };
+        let trigger_summary = run.trigger_summary.clone();
+        match self.ctx.store.record_run(run).await {
+            Ok(Recorded::Started { run_id, session_id }) => {
+                tracing::info!(watch = %self.watch.id, session = %session_id, elapsed_ms = started.elapsed().as_millis() as u64, "watch started a session");
+                let _ = self.supervisor.cast(SupervisorMsg::Kick);
+                Some(Triggered {
+                    watch_id: self.watch.id.clone(),
+                    session_id,
+                    run_id,
+                    trigger_summary,
+                })
+            }
+            Ok(Recorded::Skipped { reason, .. }) => {
+                tracing::info!(watch = %self.watch.id, "watch skipped an event: {reason}");
+                None
+            }
+            Ok(Recorded::Duplicate) => None,
+            Err(err) => {
+                tracing::error!(watch = %self.watch.id, "cannot record a watch run: {err}");
+                None
+            }
+        }
+    }
+
+    /// The pending session this event asks for.
+    async fn session_for(&self, event: &WatchEvent) -> Result<crate::domain::Session> {
+        let nonce = SessionId::random().to_string();
+        let prompt = match event {
+            WatchEvent::Ci(ci) => prompt::ci_prompt(&self.watch, ci, &nonce),
+            WatchEvent::Pr(pr) => {
+                let diff = match &pr.diff_text {
+                    Some(diff) => diff.clone(),
+                    None => workspace::diff_context(&self.watch.repo, &pr.base, &pr.head).await,
+                };
+                prompt::pr_prompt(&self.watch, pr, &diff, &nonce)
+            }
+            WatchEvent::Tick { slot } => prompt::schedule_prompt(&self.watch, slot),
+        };
+        let request = NewSession {
+            repo: clone_source(&self.watch.repo),
+            prompt,
+            agent: Some(self.watch.agent.clone()),
+            policy: Some(self.watch.policy_mode),
+        };
+        requests::new_session_record(&self.ctx.settings, &request, None)
+    }
+}
+
+/// Where a watch's sessions clone from: `owner/name` means the GitHub repository.
+fn clone_source(repo: &str) -> String {
+    let key = crate::domain::watch::repo_key(repo);
+    let short_form = !workspace::is_remote(repo) && !std::path::Path::new(repo).exists();
+    match key.strip_prefix("github.com/") {
+        Some(path) if short_form => format!("https://github.com/{path}.git"),
+        _ => repo.to_owned(),
+    }
+}

@@ -1,0 +1,342 @@
+//! Watch routes (`/api/watches*`) and the seed-compatible event endpoints
+//! (`/api/watch-events/ci`, `/api/watch-events/pr`).
+
+use super::errors::{bounded_body, respond, ApiError};
+use super::sessions::{parse_body, parse_policy, reply_json, Query};
+use super::{AppState, API_BODY_LIMIT};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use telecoder_actors::domain::{CiEvent, PrEvent, SessionId, WatchEvent, WatchKind, WatchStatus};
+use telecoder_actors::requests::{NewWatch, WatchPatch};
+use telecoder_actors::store::watches::WatchFilter;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+type Body = Result<Bytes, ApiError>;
+
+pub fn routes(
+    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> BoxedFilter<(Response,)> {
+    let body = bounded_body(API_BODY_LIMIT);
+    let query = warp::query::<Query>();
+    let api = warp::path("api");
+    let create = api
+        .and(warp::path!("watches"))
+        .and(warp::post())
+        .and(state.clone())
+        .and(body.clone())
+        .then(create);
+    let list = api
+        .and(warp::path!("watches"))
+        .and(warp::get())
+        .and(state.clone())
+        .and(query)
+        .then(list);
+    let show = api
+        .and(warp::path!("watches" / String))
+        .and(warp::get())
+        .and(state.clone())
+        .then(show);
+    let update = api
+        .and(warp::path!("watches" / String))
+        .and(warp::patch())
+        .and(state.clone())
+        .and(body.clone())
+        .then(update);
+    let delete = api
+        .and(warp::path!("watches" / String))
+        .and(warp::delete())
+        .and(state.clone())
+        .then(delete);
+    let runs = api
+        .and(warp::path!("watches" / String / "runs"))
+        .and(warp::get())
+        .and(state.clone())
+        .then(runs);
+    let ci = api
+        .and(warp::path!("watch-events" / "ci"))
+        .and(warp::post())
+        .and(state.clone())
+        .and(body.clone())
+        .then(ci_event);
+    let pr = api
+        .and(warp::path!("watch-events" / "pr"))
+        .and(warp::post())
+        .and(state)
+        .and(body)
+        .then(pr_event);
+    create
+        .or(list)
+        .unify()
+        .or(show)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(runs)
+        .unify()
+        .or(ci)
+        .unify()
+        .or(pr)
+        .unify()
+        .boxed()
+}
+
+fn watch_id(raw: &str) -> Result<String, ApiError> {
+    SessionId::parse(raw)
+        .map(|id| id.to_string())
+        .ok_or_else(|| ApiError::not_found(format!("watch {raw} not found")))
+}
+
+fn parse_kind(text: &str) -> Result<WatchKind, ApiError> {
+    text.parse().map_err(ApiError::bad_request)
+}
+
+fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
+    text.parse().map_err(ApiError::bad_request)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    kind: Option<String>,
+    repo: Option<String>,
+    instructions: Option<String>,
+    agent: Option<String>,
+    policy: Option<String>,
+    workflow: Option<String>,
+    branch: Option<String>,
+    base: Option<String>,
+    head: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    max_runs_per_hour: Option<u32>,
+}
+
+async fn create(state: AppState, body: Body) -> Response {
+    respond(
+        async {
+            let body: CreateBody = parse_body(&body?)?;
+            let request = NewWatch {
+                kind: body.kind.as_deref().map(parse_kind).transpose()?,
+                repo: required(body.repo, "repo")?,
+                instructions: required(body.instructions, "instructions")?,
+                agent: body.agent,
+                policy: body.policy.as_deref().map(parse_policy).transpose()?,
+                workflow: body.workflow,
+                branch: body.branch,
+                base: body.base,
+                head: body.head,
+                schedule: body.schedule,
+                timezone: body.timezone,
+                max_runs_per_hour: body.max_runs_per_hour,
+            };
+            let watch = state.daemon.create_watch(request).await?;
+            Ok(reply_json(StatusCode::CREATED, &watch))
+        }
+        .await,
+    )
+}
+
+fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
+    field
+        .filter(|text| !text.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
+}
+
+async fn list(state: AppState, query: Query) -> Response {
+    respond(
+        async {
+            let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
+            let filter = WatchFilter {
+                kind: text("kind").as_deref().map(parse_kind).transpose()?,
+                status: text("status").as_deref().map(parse_status).transpose()?,
+                repo: text("repo"),
+            };
+            let watches = state.daemon.watches(filter).await?;
+            Ok(reply_json(StatusCode::OK, &watches))
+        }
+        .await,
+    )
+}
+
+async fn show(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let watch = state.daemon.watch(&watch_id(&raw_id)?).await?;
+            Ok(reply_json(StatusCode::OK, &watch))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PatchBody {
+    status: Option<String>,
+    instructions: Option<String>,
+    agent: Option<String>,
+    policy: Option<String>,
+    workflow: Option<String>,
+    branch: Option<String>,
+    base: Option<String>,
+    head: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    max_runs_per_hour: Option<u32>,
+}
+
+async fn update(raw_id: String, state: AppState, body: Body) -> Response {
+    respond(
+        async {
+            let id = watch_id(&raw_id)?;
+            let body: PatchBody = parse_body(&body?)?;
+            let patch = WatchPatch {
+                status: body.status.as_deref().map(parse_status).transpose()?,
+                instructions: body.instructions,
+                agent: body.agent,
+                policy: body.policy.as_deref().map(parse_policy).transpose()?,
+                workflow: body.workflow,
+                branch: body.branch,
+                base: body.base,
+                head: body.head,
+                schedule: body.schedule,
+                timezone: body.timezone,
+                max_runs_per_hour: body.max_runs_per_hour,
+            };
+            let watch = state.daemon.update_watch(&id, patch).await?;
+            Ok(reply_json(StatusCode::OK, &watch))
+        }
+        .await,
+    )
+}
+
+async fn delete(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let id = watch_id(&raw_id)?;
+            state.daemon.delete_watch(&id).await?;
+            Ok(reply_json(
+                StatusCode::OK,
+                &json!({"id": id, "deleted": true}),
+            ))
+        }
+        .await,
+    )
+}
+
+async fn runs(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let runs = state.daemon.watch_runs(&watch_id(&raw_id)?).await?;
+            Ok(reply_json(StatusCode::OK, &runs))
+        }
+        .await,
+    )
+}
+
+/// A required string field.
+fn text(body: &Value, name: &str) -> Result<String, ApiError> {
+    match &body[name] {
+        Value::String(text) if !text.trim().is_empty() => Ok(text.clone()),
+        Value::Null => Err(ApiError::bad_request(format!("{name} is required"))),
+        Value::String(_) => Err(ApiError::bad_request(format!("{name} must not be empty"))),
+        _ => Err(ApiError::bad_request(format!("{name} must be a string"))),
+    }
+}
+
+/// An optional string field (`""` when absent).
+fn optional_text(body: &Value, name: &str) -> Result<String, ApiError> {
+    match &body[name] {
+        Value::Null => Ok(String::new()),
+        Value::String(text) => Ok(text.clone()),
+        _ => Err(ApiError::bad_request(format!("{name} must be a string"))),
+    }
+}
+
+/// An identifier GitHub sends as a number and scripts often send as a string.
+fn identifier(body: &Value, name: &str) -> Result<String, ApiError> {
+    match &body[name] {
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+        Value::String(text) if !text.trim().is_empty() && !text.contains(char::is_whitespace) => {
+            Ok(text.clone())
+        }
+        Value::Null => Err(ApiError::bad_request(format!("{name} is required"))),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be a non-negative whole number or an id string"
+        ))),
+    }
+}
+
+fn json_object(body: &Body) -> Result<Value, ApiError> {
+    let bytes = body
+        .as_ref()
+        .map_err(|err| ApiError::new(err.status, err.message.clone()))?;
+    parse_body::<Value>(bytes)
+}
+
+pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
+    Ok(CiEvent {
+        repo: text(body, "repo")?,
+        workflow: text(body, "workflow")?,
+        branch: text(body, "branch")?,
+        run_id: identifier(body, "runId")?,
+        run_url: optional_text(body, "runUrl")?,
+        sha: optional_text(body, "sha")?,
+        status: optional_text(body, "status")?,
+        conclusion: optional_text(body, "conclusion")?,
+        summary: optional_text(body, "summary")?,
+    })
+}
+
+pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
+    let pr_number = identifier(body, "prNumber")?
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad_request("prNumber must be a positive whole number"))?;
+    let diff_text = match &body["diffText"] {
+        Value::Null => None,
+        Value::String(diff) => Some(diff.clone()),
+        _ => return Err(ApiError::bad_request("diffText must be a string")),
+    };
+    Ok(PrEvent {
+        repo: text(body, "repo")?,
+        pr_number,
+        title: text(body, "title")?,
+        base: text(body, "base")?,
+        head: text(body, "head")?,
+        action: optional_text(body, "action")?,
+        pr_url: optional_text(body, "prUrl")?,
+        head_sha: optional_text(body, "headSha")?,
+        body: optional_text(body, "body")?,
+        diff_text,
+    })
+}
+
+async fn ci_event(state: AppState, body: Body) -> Response {
+    respond(
+        async {
+            let event = ci_event_from(&json_object(&body)?)?;
+            let started = state.daemon.route_event(WatchEvent::Ci(event)).await?;
+            Ok(reply_json(StatusCode::CREATED, &started))
+        }
+        .await,
+    )
+}
+
+async fn pr_event(state: AppState, body: Body) -> Response {
+    respond(
+        async {
+            let event = pr_event_from(&json_object(&body)?)?;
+            let started = state.daemon.route_event(WatchEvent::Pr(event)).await?;
+            Ok(reply_json(StatusCode::CREATED, &started))
+        }
+        .await,
+    )
+}
