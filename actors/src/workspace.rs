@@ -128,35 +128,6 @@ async fn git(args: &[&str], cwd: Option<&Path>, cancel: &CancellationToken) -> R
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_remotes() {
-        assert!(is_remote("https://github.com/a/b.git"));
-        assert!(is_remote("git@github.com:a/b.git"));
-        assert!(is_remote("file:///tmp/repo"));
-        assert!(!is_remote("/tmp/repo"));
-        assert!(!is_remote("./dir:with:colons"));
-    }
-
-    #[test]
-    fn rejects_missing_and_non_git_paths() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("nope");
-        assert!(matches!(
-            validate_repo(&missing.to_string_lossy()),
-            Err(Error::Invalid(msg)) if msg.contains("does not exist")
-        ));
-        assert!(matches!(
-            validate_repo(&dir.path().to_string_lossy()),
-            Err(Error::Invalid(msg)) if msg.contains("not a git repository")
-        ));
-        assert!(validate_repo("").is_err());
-    }
-}
-
 /// Diff context for a pull request from the local repository: `git diff --stat` and
 /// `git diff --unified=0` of `base...head` (falling back to `origin/` refs). Only reads.
 pub async fn diff_context(repo: &str, base: &str, head: &str) -> String {
@@ -215,5 +186,34 @@ async fn git_output(
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_remotes() {
+        assert!(is_remote("https://github.com/a/b.git"));
+        assert!(is_remote("git@github.com:a/b.git"));
+        assert!(is_remote("file:///tmp/repo"));
+        assert!(!is_remote("/tmp/repo"));
+        assert!(!is_remote("./dir:with:colons"));
+    }
+
+    #[test]
+    fn rejects_missing_and_non_git_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("nope");
+        assert!(matches!(
+            validate_repo(&missing.to_string_lossy()),
+            Err(Error::Invalid(msg)) if msg.contains("does not exist")
+        ));
+        assert!(matches!(
+            validate_repo(&dir.path().to_string_lossy()),
+            Err(Error::Invalid(msg)) if msg.contains("not a git repository")
+        ));
+        assert!(validate_repo("").is_err());
     }
 }
