@@ -204,3 +204,155 @@ fn config_prints_resolved_values() {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
 }
+
+#[test]
+fn watch_commands() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let env = [("TELECODER_URL", daemon.url.as_str())];
+    let r = repo.path_str();
+    let added = telecoder(
+        &env,
+        &[
+            "--json",
+            "watch-add-ci",
+            "--repo",
+            &r,
+            "--workflow",
+            "build",
+            "@mock",
+            "outcome",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let watch: serde_json::Value = serde_json::from_slice(&added.stdout).expect("json");
+    let id = watch["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(watch["workflowName"], "build");
+    assert_eq!(watch["instructions"], "@mock outcome");
+
+    let pr = telecoder(
+        &env,
+        &[
+            "watch-add-pr",
+            "--repo",
+            &r,
+            "--base",
+            "main",
+            "review",
+            "it",
+        ],
+    );
+    assert!(pr.status.success());
+    assert!(stdout(&pr).contains("pr_review"));
+    let list = telecoder(&env, &["watch-list", "--kind", "ci_failure"]);
+    assert!(
+        stdout(&list).contains(&id) && !stdout(&list).contains("pr_review"),
+        "{}",
+        stdout(&list)
+    );
+
+    let fired = telecoder(
+        &env,
+        &[
+            "trigger-ci",
+            "--repo",
+            &r,
+            "--workflow",
+            "build",
+            "--branch",
+            "main",
+            "--run-id",
+            "9",
+            "--conclusion",
+            "failure",
+        ],
+    );
+    assert!(fired.status.success(), "{}", stderr(&fired));
+    assert!(
+        stdout(&fired).contains(&format!("watch {id} started session")),
+        "{}",
+        stdout(&fired)
+    );
+    let again = telecoder(
+        &env,
+        &[
+            "trigger-ci",
+            "--repo",
+            &r,
+            "--workflow",
+            "build",
+            "--branch",
+            "main",
+            "--run-id",
+            "9",
+        ],
+    );
+    assert!(stdout(&again).contains("no watch fired"));
+    let reviewed = telecoder(
+        &env,
+        &[
+            "--json",
+            "trigger-pr",
+            "--repo",
+            &r,
+            "--pr-number",
+            "3",
+            "--title",
+            "T",
+            "--base",
+            "main",
+            "--head",
+            "f",
+            "--diff-text",
+            "+x",
+        ],
+    );
+    let started: serde_json::Value = serde_json::from_slice(&reviewed.stdout).expect("json");
+    assert_eq!(started.as_array().map(Vec::len), Some(1));
+
+    wait_for("return summary", SHORT, || {
+        let runs = telecoder(&env, &["watch-runs", &id]);
+        stdout(&runs)
+            .contains("Changed: updated README.md")
+            .then_some(())
+    });
+    let paused = telecoder(&env, &["watch-pause", &id]);
+    assert!(stdout(&paused).contains("paused"));
+    let resumed = telecoder(&env, &["watch-resume", &id]);
+    assert!(stdout(&resumed).contains("active"));
+    let removed = telecoder(&env, &["watch-rm", &id]);
+    assert!(removed.status.success());
+    let gone = telecoder(&env, &["watch-runs", &id]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("not found"));
+
+    let bad = telecoder(
+        &env,
+        &[
+            "watch-add-schedule",
+            "--repo",
+            &r,
+            "--cron",
+            "whenever",
+            "x",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("invalid cron"), "{}", stderr(&bad));
+    let scheduled = telecoder(
+        &env,
+        &[
+            "watch-add-schedule",
+            "--repo",
+            &r,
+            "--cron",
+            "0 9 * * 1-5",
+            "--timezone",
+            "Europe/Paris",
+            "standup",
+            "notes",
+        ],
+    );
+    assert!(scheduled.status.success(), "{}", stderr(&scheduled));
+    assert!(stdout(&scheduled).contains("Europe/Paris"));
+}

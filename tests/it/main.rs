@@ -8,3 +8,4 @@ mod recovery;
 mod streaming;
 mod support;
 mod watches;
+mod webhooks;
