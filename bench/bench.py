@@ -489,7 +489,11 @@ def run_session(api, repo, prompt, fetch_events=True):
         if kind in TERMINAL_EVENTS:
             terminal = t
     if terminal is None:
-        raise BenchError("SSE for %s ended without done/error" % session["id"])
+        stored = api.get("/api/sessions/%s/events" % session["id"])
+        raise BenchError(
+            "SSE for %s ended without done/error after %s; stored events: %s"
+            % (session["id"], kinds, [(e["id"], e["type"]) for e in stored])
+        )
     run = {
         "id": session["id"],
         "post_ms": (t_posted - t0) * 1000,
