@@ -269,7 +269,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Run(args) => run_session(&config, args, json).await,
         command => {
-            let client = Client::new(&config.url)?;
+            let client = Client::new(&config.url, config.tokens.for_cli())?;
             query(&client, command, json).await
         }
     }
@@ -487,7 +487,7 @@ async fn run_session(config: &Config, args: RunArgs, json: bool) -> Result<ExitC
         "agent": args.agent,
         "policy": args.policy.map(|p| p.to_string()),
     });
-    let client = Client::new(&config.url)?;
+    let client = Client::new(&config.url, config.tokens.for_cli())?;
     match client.post::<Session>("/api/sessions", &body).await {
         Ok(session) => follow_session(&client, &session, json).await,
         Err(ClientError::Unreachable { .. }) => {
@@ -498,7 +498,7 @@ async fn run_session(config: &Config, args: RunArgs, json: bool) -> Result<ExitC
                 );
             }
             let embedded = daemon::Embedded::start(config.clone()).await?;
-            let client = Client::new(&embedded.url)?;
+            let client = Client::new(&embedded.url, config.tokens.for_cli())?;
             let result = match client.post::<Session>("/api/sessions", &body).await {
                 Ok(session) => follow_session(&client, &session, json).await,
                 Err(err) => Err(err.into()),

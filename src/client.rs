@@ -26,8 +26,18 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Result<Self, ClientError> {
+    pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    ClientError::Protocol("the API token contains invalid characters".into())
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|err| ClientError::Protocol(err.to_string()))?;

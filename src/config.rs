@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
-use telecoder_actors::settings::{default_concurrency, Settings};
+use telecoder_actors::settings::{default_concurrency, Settings, SECRET_VARIABLES};
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
 const AGENT_SUFFIX: &str = "_COMMAND";
@@ -35,6 +36,107 @@ pub struct Config {
     pub url: String,
     /// Verifies GitHub webhook deliveries; without it `/webhooks/github` refuses them.
     pub github_webhook_secret: Option<String>,
+    /// Bearer tokens for the API; with none set, only loopback binds are allowed.
+    pub tokens: Tokens,
+}
+
+/// The API's bearer tokens by scope.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// Everything but admin routes (and admin too when no admin token is set).
+    pub full: Option<String>,
+    /// GET routes only.
+    pub read: Option<String>,
+    /// Everything, including `/admin/*` and `/metrics`.
+    pub admin: Option<String>,
+}
+
+impl Tokens {
+    pub fn any(&self) -> bool {
+        self.full.is_some() || self.read.is_some() || self.admin.is_some()
+    }
+
+    /// The token CLI commands send: the most capable one configured.
+    pub fn for_cli(&self) -> Option<&str> {
+        self.admin
+            .as_deref()
+            .or(self.full.as_deref())
+            .or(self.read.as_deref())
+    }
+}
+
+fn flag(lookup: Lookup<'_>, name: &'static str) -> Result<bool, ConfigError> {
+    match value(lookup, name).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(v) => Err(invalid(name, format!("'{v}' is not true or false"))),
+    }
+}
+
+fn api_tokens(lookup: Lookup<'_>) -> Result<Tokens, ConfigError> {
+    let full = match (
+        value(lookup, "TELECODER_API_TOKEN"),
+        value(lookup, "TELECODER_API_TOKEN_FILE"),
+    ) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => {
+            let token = std::fs::read_to_string(&path).map_err(|err| {
+                invalid(
+                    "TELECODER_API_TOKEN_FILE",
+                    format!("cannot read {path}: {err}"),
+                )
+            })?;
+            let token = token.trim().to_owned();
+            if token.is_empty() {
+                return Err(invalid(
+                    "TELECODER_API_TOKEN_FILE",
+                    format!("{path} is empty"),
+                ));
+            }
+            Some(token)
+        }
+        (None, None) => None,
+    };
+    let tokens = Tokens {
+        full,
+        read: value(lookup, "TELECODER_API_READ_TOKEN"),
+        admin: value(lookup, "TELECODER_ADMIN_TOKEN"),
+    };
+    for (name, token) in [
+        ("TELECODER_API_TOKEN", &tokens.full),
+        ("TELECODER_API_READ_TOKEN", &tokens.read),
+        ("TELECODER_ADMIN_TOKEN", &tokens.admin),
+    ] {
+        if token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            return Err(invalid(name, "tokens must be at least 16 characters"));
+        }
+    }
+    Ok(tokens)
+}
+
+fn allowed_repos(lookup: Lookup<'_>) -> Result<Vec<glob::Pattern>, ConfigError> {
+    value(lookup, "TELECODER_ALLOWED_REPOS")
+        .unwrap_or_default()
+        .split([',', ' ', '\n'])
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            glob::Pattern::new(p.trim()).map_err(|err| {
+                invalid(
+                    "TELECODER_ALLOWED_REPOS",
+                    format!("bad pattern '{p}': {err}"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Reads variables; tests pass a map instead of the process environment.
@@ -135,6 +237,22 @@ impl Config {
         }
         let default_agent =
             value(lookup, "TELECODER_DEFAULT_AGENT").unwrap_or_else(|| "codex".into());
+        let tokens = api_tokens(lookup)?;
+        let github_webhook_secret = value(lookup, "TELECODER_GITHUB_WEBHOOK_SECRET");
+        let passthrough: Vec<String> = value(lookup, "TELECODER_AGENT_ENV_PASSTHROUGH")
+            .unwrap_or_default()
+            .split([',', ' '])
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let secrets = [
+            tokens.full.clone(),
+            tokens.read.clone(),
+            tokens.admin.clone(),
+            github_webhook_secret.clone(),
+            value(lookup, "GITHUB_TOKEN"),
+            value(lookup, "GH_TOKEN"),
+        ];
         let settings = Settings {
             data_dir,
             default_agent,
@@ -151,6 +269,19 @@ impl Config {
             )?,
             max_output_bytes: number(lookup, "TELECODER_MAX_OUTPUT_BYTES", 8 * 1024 * 1024)?,
             watch_max_runs_per_hour: number(lookup, "TELECODER_WATCH_MAX_RUNS_PER_HOUR", 10)?,
+            allowed_repos: allowed_repos(lookup)?,
+            redactor: Redactor::new(secrets.into_iter().flatten()),
+            agent_env_blocklist: SECRET_VARIABLES
+                .iter()
+                .filter(|v| !passthrough.iter().any(|p| p == *v))
+                .map(|v| (*v).to_owned())
+                .collect(),
+            shutdown_grace: Duration::from_secs(number(
+                lookup,
+                "TELECODER_SHUTDOWN_GRACE_SECONDS",
+                10,
+            )?),
+            resume_interrupted: flag(lookup, "TELECODER_RESUME_INTERRUPTED")?,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {
@@ -161,11 +292,27 @@ impl Config {
         });
         Ok(Self {
             settings,
-            github_webhook_secret: value(lookup, "TELECODER_GITHUB_WEBHOOK_SECRET"),
+            github_webhook_secret,
+            tokens,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// A daemon reachable from other machines must not run without a token.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if is_loopback(&self.listen_host) || self.tokens.any() {
+            Ok(())
+        } else {
+            Err(invalid(
+                "TELECODER_API_TOKEN",
+                format!(
+                    "not set, but TELECODER_LISTEN_HOST={} is reachable from other machines; set a token or bind 127.0.0.1",
+                    self.listen_host
+                ),
+            ))
+        }
     }
 
     /// Every resolved value, for `telecoder config`.

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// How long running sessions and open connections get at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long open connections get to finish at shutdown.
+const HTTP_GRACE: Duration = Duration::from_secs(5);
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TELECODER_LOG")
@@ -42,6 +42,22 @@ async fn start_actors(config: &Config) -> Result<Daemon, CliError> {
     Ok(daemon)
 }
 
+/// Tells systemd (when it supervises us) that the database and listener are up, and feeds its
+/// watchdog at half the configured interval. Without `NOTIFY_SOCKET` this does nothing.
+fn systemd_ready() -> Option<JoinHandle<()>> {
+    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot notify systemd: {err}");
+    }
+    let period = sd_notify::watchdog_enabled()? / 2;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -66,6 +82,7 @@ struct Running {
     daemon: Daemon,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
+    grace: Duration,
 }
 
 impl Running {
@@ -76,25 +93,28 @@ impl Running {
             daemon: daemon.clone(),
             shutdown: shutdown.clone(),
             github_secret: config.github_webhook_secret.as_deref().map(Into::into),
+            tokens: Arc::new(config.tokens.clone()),
         };
         let server = tokio::spawn(http::serve(listener, state));
         Ok(Self {
             daemon,
             shutdown,
             server,
+            grace: config.settings.shutdown_grace,
         })
     }
 
     /// Stops accepting, lets requests finish, then stops sessions and actors.
     async fn stop(self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.server).await;
-        self.daemon.shutdown(SHUTDOWN_GRACE).await;
+        let _ = tokio::time::timeout(HTTP_GRACE, self.server).await;
+        self.daemon.shutdown(self.grace).await;
     }
 }
 
 /// `telecoder serve`.
 pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
+    config.check_exposure()?;
     init_tracing();
     let listener = bind(&config.listen_host, config.listen_port).await?;
     let address = listener
@@ -106,9 +126,14 @@ pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
         data_dir = %config.settings.data_dir.display(),
         "TeleCoder listening on http://{address}"
     );
+    let watchdog = systemd_ready();
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     running.stop().await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -174,10 +174,10 @@ if [ "$live" = 1 ]; then
     log "acpx $ACPX_VERSION is installed"
   else
     log "installing acpx@$ACPX_VERSION (found: ${have:-none})"
-    npm install -g --no-audit --no-fund --loglevel=error "acpx@$ACPX_VERSION"
+    npm install -g --no-audit --no-fund --no-update-notifier --loglevel=error "acpx@$ACPX_VERSION"
   fi
 else
-  run npm install -g --no-audit --no-fund --loglevel=error "acpx@$ACPX_VERSION"
+  run npm install -g --no-audit --no-fund --no-update-notifier --loglevel=error "acpx@$ACPX_VERSION"
 fi
 
 # 7. The unit.

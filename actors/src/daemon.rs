@@ -213,11 +213,23 @@ impl Daemon {
             .await?
     }
 
-    /// Stops all sessions (marking them abandoned), then the actor tree.
+    /// Graceful stop: no new sessions start; running ones get `grace` to finish; whatever still
+    /// runs then is stopped and marked abandoned (re-queued with `resume_interrupted`). Pending
+    /// sessions stay queued for the next start.
     pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.supervisor.cast(SupervisorMsg::Drain);
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            match self.stats().await {
+                Ok(stats) if stats.running_sessions > 0 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                _ => break,
+            }
+        }
         let _ = self
             .supervisor
-            .call(SupervisorMsg::Shutdown, Some(grace))
+            .call(SupervisorMsg::Shutdown, Some(Duration::from_secs(30)))
             .await;
         let _ = self
             .supervisor

@@ -34,6 +34,7 @@ pub fn new_session_record(
         return Err(Error::Invalid("prompt must not be empty".into()));
     }
     workspace::validate_repo(&request.repo)?;
+    check_allowed(settings, &request.repo)?;
     let agent = request
         .agent
         .clone()
@@ -78,6 +79,7 @@ pub fn new_session_record(
         finished_at: String::new(),
         created_at: now.clone(),
         updated_at: now,
+        queue_position: 0,
     })
 }
 
@@ -112,6 +114,17 @@ pub struct WatchPatch {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
+}
+
+/// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.
+fn check_allowed(settings: &Settings, repo: &str) -> Result<()> {
+    if settings.repo_allowed(repo) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "repo {repo} is not allowed here (see TELECODER_ALLOWED_REPOS)"
+        )))
+    }
 }
 
 /// Checks the parts of a watch that any edit can break.
@@ -178,6 +191,7 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         updated_at: now,
     };
     validate_watch(&watch)?;
+    check_allowed(settings, &watch.repo)?;
     Ok(watch)
 }
 

@@ -276,6 +276,7 @@ async fn run_worker(
         max_runtime: Duration::from_secs(session.max_runtime_seconds),
         scratch_dir: ctx.settings.data_dir.join("tmp"),
         max_output_bytes: ctx.settings.max_output_bytes,
+        env_remove: ctx.settings.agent_env_blocklist.clone(),
     };
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);

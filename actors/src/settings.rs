@@ -31,6 +31,17 @@ pub struct Settings {
     pub max_output_bytes: usize,
     /// Default for a watch's sessions per rolling hour (a loop or a flaky CI cannot run away).
     pub watch_max_runs_per_hour: u32,
+    /// Repositories sessions and watches may use (globs); empty allows any.
+    pub allowed_repos: Vec<glob::Pattern>,
+    /// Masks secrets in everything stored (events, outcomes, errors).
+    pub redactor: crate::domain::redact::Redactor,
+    /// Variables removed from the agent's environment (tokens, secrets).
+    pub agent_env_blocklist: Vec<String>,
+    /// How long a shutdown waits for running sessions before stopping them.
+    pub shutdown_grace: Duration,
+    /// Re-queue sessions interrupted by a crash or shutdown (as reruns) instead of only
+    /// marking them abandoned.
+    pub resume_interrupted: bool,
 }
 
 impl Settings {
@@ -48,6 +59,11 @@ impl Settings {
             max_concurrent_sessions: default_concurrency(),
             max_output_bytes: 8 * 1024 * 1024,
             watch_max_runs_per_hour: 10,
+            allowed_repos: Vec::new(),
+            redactor: crate::domain::redact::Redactor::default(),
+            agent_env_blocklist: SECRET_VARIABLES.iter().map(|v| (*v).to_owned()).collect(),
+            shutdown_grace: Duration::from_secs(10),
+            resume_interrupted: false,
         }
     }
 
@@ -64,6 +80,32 @@ impl Settings {
         self.agent_commands
             .get(&agent_env_key(agent))
             .map(String::as_str)
+    }
+}
+
+/// Variables that carry TeleCoder's or GitHub's credentials; agents never see them unless the
+/// operator passes them through explicitly.
+pub const SECRET_VARIABLES: [&str; 8] = [
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "TELECODER_API_TOKEN",
+    "TELECODER_API_TOKEN_FILE",
+    "TELECODER_API_READ_TOKEN",
+    "TELECODER_ADMIN_TOKEN",
+    "TELECODER_GITHUB_WEBHOOK_SECRET",
+    "GITHUB_APP_PRIVATE_KEY",
+];
+
+impl Settings {
+    /// Whether sessions and watches may use `repo`.
+    pub fn repo_allowed(&self, repo: &str) -> bool {
+        if self.allowed_repos.is_empty() {
+            return true;
+        }
+        let key = crate::domain::watch::repo_key(repo);
+        self.allowed_repos
+            .iter()
+            .any(|pattern| pattern.matches(repo) || pattern.matches(&key))
     }
 }
 

@@ -115,7 +115,10 @@ pub enum SupervisorMsg {
     InjectStoreFailure { reply: RpcReplyPort<Result<()>> },
     /// Counters for tests and the admin view.
     Stats(RpcReplyPort<SupervisorStats>),
-    /// Stop every session (agents killed, sessions marked abandoned) before the daemon exits.
+    /// Stop starting sessions (the first step of a graceful shutdown).
+    Drain,
+    /// Stop every remaining session (agents killed, sessions marked abandoned) before the
+    /// daemon exits.
     Shutdown(RpcReplyPort<()>),
 }
 
@@ -383,6 +386,7 @@ impl Actor for Supervisor {
         let store_args = StoreArgs {
             path: args.settings.database_path(),
             bus: args.bus,
+            redactor: args.settings.redactor.clone(),
         };
         let mut state = SupervisorState {
             ctx: Arc::new(SessionContext {
@@ -516,6 +520,9 @@ impl Actor for Supervisor {
             SupervisorMsg::Swept(abandoned) => {
                 for session in abandoned {
                     let id = session.event.session_id;
+                    if state.settings().resume_interrupted {
+                        resume(state, id.clone());
+                    }
                     tracing::warn!(session = %id, "session marked abandoned (stale heartbeat)");
                     if let Some(cell) = state.sessions.get(&id) {
                         cell.stop(Some("abandoned".into()));
@@ -706,6 +713,9 @@ impl Actor for Supervisor {
                     uptime_ms: state.started.elapsed().as_millis() as u64,
                 });
             }
+            SupervisorMsg::Drain => {
+                state.shutting_down = true;
+            }
             SupervisorMsg::Shutdown(reply) => {
                 state.shutting_down = true;
                 shutdown_sessions(state).await;
@@ -819,7 +829,8 @@ async fn route(watches: Vec<ActorRef<WatchMsg>>, event: WatchEvent) -> Vec<Trigg
 pub const SHUTDOWN_MESSAGE: &str =
     "daemon shut down while the session was running; a rerun is required";
 
-/// Stops every session actor (which kills its agent) and marks its session abandoned.
+/// Stops every session actor (which kills its agent) and marks its session abandoned (and
+/// queues a rerun when `TELECODER_RESUME_INTERRUPTED` is on).
 async fn shutdown_sessions(state: &mut SupervisorState) {
     let running: Vec<(String, ActorCell)> = state.sessions.drain().collect();
     for (id, cell) in running {
@@ -834,5 +845,30 @@ async fn shutdown_sessions(state: &mut SupervisorState) {
         if let Err(err) = state.ctx.store.fail_active(&id, finish).await {
             tracing::error!(session = %id, "cannot mark session interrupted: {err}");
         }
+        if state.settings().resume_interrupted {
+            let rerun = create_rerun(
+                state.settings().clone(),
+                state.ctx.store.clone(),
+                id.clone(),
+            );
+            if let Err(err) = rerun.await {
+                tracing::error!(session = %id, "cannot queue the interrupted session again: {err}");
+            }
+        }
     }
+}
+
+/// Queues an interrupted session again as a rerun (lineage keeps the history together).
+fn resume(state: &SupervisorState, id: String) {
+    let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+    in_background(async move {
+        match create_rerun(settings, store, id.clone()).await {
+            Ok(rerun) => {
+                tracing::info!(session = %id, rerun = %rerun.id, "interrupted session queued again")
+            }
+            Err(err) => {
+                tracing::error!(session = %id, "cannot queue the interrupted session again: {err}")
+            }
+        }
+    });
 }

@@ -72,12 +72,9 @@ pub async fn prepare(
         .await
         .map_err(|err| format!("cannot create {}: {err}", workspaces.display()))?;
     let dir_arg = dir.to_string_lossy().into_owned();
-    let mut clone = vec!["clone", "--quiet"];
-    if !is_remote(repo) {
-        // Hard-links the object store instead of copying it: the clone costs milliseconds.
-        clone.push("--local");
-    }
-    clone.extend(["--", repo, dir_arg.as_str()]);
+    // For a local path git hard-links the object store when it can (milliseconds) and quietly
+    // copies across filesystems; forcing `--local` would fail there instead.
+    let clone = ["clone", "--quiet", "--", repo, dir_arg.as_str()];
     git(&clone, None, cancel)
         .await
         .map_err(|err| format!("cannot clone {repo}: {err}"))?;

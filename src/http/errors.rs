@@ -63,7 +63,9 @@ pub fn respond(result: Result<Response, ApiError>) -> Response {
 /// Turns warp's rejections (unknown route, wrong method, oversized body…) into JSON errors.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
-    let (status, message) = if rejection.is_not_found() {
+    let (status, message) = if let Some(denied) = rejection.find::<super::auth::Unauthorized>() {
+        (denied.status, denied.message.to_owned())
+    } else if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
         (

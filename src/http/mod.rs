@@ -1,6 +1,7 @@
 //! The HTTP API. Routes parse and validate requests, then hand them to the actor system
 //! through [`Daemon`]; no route touches SQLite or processes.
 
+mod auth;
 mod errors;
 mod sessions;
 mod sse;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// `TELECODER_GITHUB_WEBHOOK_SECRET`; without it GitHub deliveries are refused.
     pub github_secret: Option<std::sync::Arc<str>>,
+    /// Bearer tokens; none configured means an open API (loopback binds only).
+    pub tokens: std::sync::Arc<crate::config::Tokens>,
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
@@ -39,16 +42,15 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    health
+    let gate = auth::gate(state.tokens.clone());
+    let routes = health
         .or(sessions::routes(with_state(state.clone())))
         .unify()
         .or(watches::routes(with_state(state.clone())))
         .unify()
         .or(webhooks::routes(with_state(state)))
-        .unify()
-        .recover(errors::recover)
-        .unify()
-        .boxed()
+        .unify();
+    gate.and(routes).recover(errors::recover).unify().boxed()
 }
 
 /// Serves the API on `listener` until `shutdown` fires.

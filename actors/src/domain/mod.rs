@@ -13,6 +13,7 @@ pub use outcome::Outcome;
 pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
 pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};
 pub mod prompt;
+pub mod redact;
 pub mod schedule;
 pub mod watch;
 

@@ -119,6 +119,9 @@ pub struct Session {
     pub finished_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// (ext) place in the run queue while pending (1 = next to start); 0 otherwise.
+    #[serde(default)]
+    pub queue_position: u32,
 }
 
 impl Session {

@@ -4,13 +4,15 @@
 use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
 use crate::domain::FailureKind;
 use crate::process::{terminate_group, GroupGuard};
+use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::sync::CancellationToken;
 
 /// Linux caps one argv string at 128 KiB; above this the prompt goes through a file.
@@ -21,6 +23,10 @@ const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 const DEADLINE_SLACK: Duration = Duration::from_secs(10);
 /// Time the agent gets to exit after SIGTERM before the group is killed.
 const TERM_GRACE: Duration = Duration::from_secs(2);
+/// One JSON line from acpx larger than this is skipped (memory stays bounded whatever the
+/// agent prints).
+const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+const OVERSIZED_LINE: &str = "\n[output line over 4 MiB skipped]\n";
 /// How much of acpx's diagnostics (stderr, JSON errors) is kept for the error message.
 const DIAGNOSTICS_LIMIT: usize = 16 * 1024;
 
@@ -111,7 +117,11 @@ impl AcpxRuntime {
         let Some((program, args)) = argv.split_first() else {
             return output.failed(FailureKind::RuntimeError, "acpx command is empty".into());
         };
-        let spawned = Command::new(program)
+        let mut command = Command::new(program);
+        for name in &request.env_remove {
+            command.env_remove(name);
+        }
+        let spawned = command
             .args(args)
             .current_dir(&request.work_dir)
             .env(crate::process::SESSION_ENV, &request.session_id)
@@ -269,14 +279,16 @@ async fn pump_stdout(
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Stop {
-    let mut lines = BufReader::new(stdout).lines();
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
     let mut tick = interval(COALESCE_WINDOW);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => output.absorb_line(&line),
-                Ok(None) | Err(_) => return Stop::Eof,
+            line = lines.next() => match line {
+                Some(Ok(line)) => output.absorb_line(&line),
+                // The codec drops the rest of an oversized line and carries on.
+                Some(Err(LinesCodecError::MaxLineLengthExceeded)) => output.push_text(OVERSIZED_LINE),
+                Some(Err(LinesCodecError::Io(_))) | None => return Stop::Eof,
             },
             _ = tick.tick() => output.flush(events).await,
             _ = cancel.cancelled() => return Stop::Cancelled,
@@ -474,6 +486,7 @@ mod tests {
             max_runtime: Duration::from_secs(180),
             scratch_dir: "/tmp/scratch".into(),
             max_output_bytes: 1024,
+            env_remove: Vec::new(),
         }
     }
 

@@ -29,6 +29,8 @@ pub struct AgentRequest {
     pub scratch_dir: PathBuf,
     /// Cap on the agent text kept for this run.
     pub max_output_bytes: usize,
+    /// Environment variables the agent must not inherit (credentials).
+    pub env_remove: Vec<String>,
 }
 
 /// What a runtime reports while it works.

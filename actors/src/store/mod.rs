@@ -16,6 +16,7 @@ pub use client::StoreClient;
 pub use queries::Finish;
 
 use crate::bus::EventBus;
+use crate::domain::redact::Redactor;
 use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
 use pool::ReadPool;
@@ -186,12 +187,15 @@ pub enum StoreMsg {
 pub struct StoreArgs {
     pub path: PathBuf,
     pub bus: EventBus,
+    /// Applied to every text written from an agent or an error, so secrets never land on disk.
+    pub redactor: Redactor,
 }
 
 pub struct StoreState {
     writer: mpsc::Sender<WriteJob>,
     reads: Arc<ReadPool>,
     bus: EventBus,
+    redactor: Redactor,
 }
 
 /// The store actor; stateless itself, everything lives in [`StoreState`].
@@ -293,6 +297,7 @@ impl Actor for StoreActor {
             writer,
             reads: Arc::new(ReadPool::new(args.path)),
             bus: args.bus,
+            redactor: args.redactor,
         })
     }
 
@@ -334,26 +339,35 @@ impl Actor for StoreActor {
                 kind,
                 data,
                 reply,
-            } => state.write(reply, move |conn, bus| {
-                let event = queries::append_event(conn, &session_id, kind, &data)?;
-                bus.publish(&event);
-                Ok(event)
-            }),
+            } => {
+                let data = state.redactor.redact(&data);
+                state.write(reply, move |conn, bus| {
+                    let event = queries::append_event(conn, &session_id, kind, &data)?;
+                    bus.publish(&event);
+                    Ok(event)
+                })
+            }
             StoreMsg::Finish {
                 id,
                 owner,
                 finish,
                 reply,
-            } => state.write(reply, move |conn, bus| {
-                let event = queries::finish(conn, &id, &owner, &finish)?;
-                publish_all(bus, event.as_slice());
-                Ok(event)
-            }),
-            StoreMsg::FailActive { id, finish, reply } => state.write(reply, move |conn, bus| {
-                let event = queries::fail_active(conn, &id, &finish)?;
-                publish_all(bus, event.as_slice());
-                Ok(event)
-            }),
+            } => {
+                let finish = finish.redacted(&state.redactor);
+                state.write(reply, move |conn, bus| {
+                    let event = queries::finish(conn, &id, &owner, &finish)?;
+                    publish_all(bus, event.as_slice());
+                    Ok(event)
+                })
+            }
+            StoreMsg::FailActive { id, finish, reply } => {
+                let finish = finish.redacted(&state.redactor);
+                state.write(reply, move |conn, bus| {
+                    let event = queries::fail_active(conn, &id, &finish)?;
+                    publish_all(bus, event.as_slice());
+                    Ok(event)
+                })
+            }
             StoreMsg::SweepStale { cutoff, reply } => state.write(reply, move |conn, bus| {
                 let abandoned = queries::sweep_stale(conn, &cutoff)?;
                 for session in &abandoned {

@@ -16,6 +16,10 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
     created_at, updated_at";
 
+/// A pending session's place in the FIFO run queue (1 = next); 0 for any other status.
+const QUEUE_POSITION: &str = "CASE WHEN status = 'pending' THEN (SELECT COUNT(*) FROM sessions q \
+    WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) ELSE 0 END";
+
 fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     text.parse().map_err(|_| {
@@ -61,6 +65,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         finished_at: row.get(26)?,
         created_at: row.get(27)?,
         updated_at: row.get(28)?,
+        queue_position: row.get(29)?,
     })
 }
 
@@ -241,6 +246,24 @@ impl Finish {
         }
     }
 
+    /// The same finish with secrets masked in every text field.
+    pub fn redacted(&self, redactor: &crate::domain::redact::Redactor) -> Self {
+        let o = &self.outcome;
+        Self {
+            status: self.status,
+            result_text: redactor.redact(&self.result_text),
+            outcome: Outcome {
+                headline: redactor.redact(&o.headline),
+                changed: redactor.redact(&o.changed),
+                verified: redactor.redact(&o.verified),
+                uncertain: redactor.redact(&o.uncertain),
+                next: redactor.redact(&o.next),
+            },
+            error: redactor.redact(&self.error),
+            failure_kind: self.failure_kind,
+        }
+    }
+
     fn terminal_event(&self) -> (EventKind, &str) {
         if self.status == SessionStatus::Complete {
             (EventKind::Done, self.outcome.headline.as_str())
@@ -379,7 +402,7 @@ pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Abandoned>
 
 pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     conn.query_row(
-        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+        &format!("SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions WHERE id = ?1"),
         params![id],
         session_from_row,
     )
@@ -440,7 +463,7 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
         format!("WHERE {}", clauses.join(" AND "))
     };
     let sql =
-        format!("{prefix}SELECT {SESSION_COLUMNS} FROM sessions {where_clause} ORDER BY {order}");
+        format!("{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}");
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
         .iter()
@@ -453,7 +476,7 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
 /// Finished sessions, most recently updated first.
 pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions WHERE status IN ('complete', 'error') \
+        "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions WHERE status IN ('complete', 'error') \
          ORDER BY updated_at DESC, rowid DESC LIMIT ?1"
     ))?;
     let rows = stmt.query_map(params![limit], session_from_row)?;
