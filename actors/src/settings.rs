@@ -103,9 +103,10 @@ impl Settings {
             return true;
         }
         let key = crate::domain::watch::repo_key(repo);
+        let short = key.strip_prefix("github.com/").unwrap_or(&key);
         self.allowed_repos
             .iter()
-            .any(|pattern| pattern.matches(repo) || pattern.matches(&key))
+            .any(|p| p.matches(repo) || p.matches(&key) || p.matches(short))
     }
 }
 

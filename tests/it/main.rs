@@ -2,9 +2,11 @@
 //! SQLite files and real git repositories.
 
 mod api;
+mod chaos;
 mod cli;
 mod lifecycle;
 mod recovery;
+mod security;
 mod streaming;
 mod support;
 mod watches;

@@ -345,6 +345,20 @@ impl Api {
         })
     }
 
+    /// [`Self::wait_finished`] against a daemon that requires a token.
+    #[track_caller]
+    pub fn wait_finished_with(&self, id: &str, token: &str) -> Value {
+        wait_for(&format!("session {id} to finish"), SHORT, || {
+            let reply = self.send(
+                self.http
+                    .get(format!("{}/api/sessions/{id}", self.base))
+                    .bearer_auth(token),
+            );
+            let status = reply.body["status"].as_str().unwrap_or_default().to_owned();
+            (!matches!(status.as_str(), "pending" | "running")).then_some(reply.body)
+        })
+    }
+
     #[track_caller]
     pub fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
         wait_for(&format!("session {id} to be {status}"), timeout, || {

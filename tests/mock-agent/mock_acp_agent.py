@@ -38,6 +38,7 @@ the prompt ("Echo: <prompt>").
                          "pids: <child> <grandchild>", then behave like hang
     flood MB             emit MB MiB of text in 64 KiB chunks, then finish
     say TEXT...          reply exactly TEXT (literal "\\n" -> newline)
+    env NAME...          reply NAME=value (or NAME=(unset)) per line, as the agent sees it
 
 Directive names are case-insensitive. An unknown directive answers the prompt
 with JSON-RPC error -32602. `sleep`, `stream`, `hang` and `spawn-tree` stop
@@ -233,6 +234,12 @@ def run_behaviour(session_id, text):
 
     if name == "say":
         say_chunk(session_id, unescape_newlines(rest))
+        return "end_turn"
+
+    if name == "env":
+        # Reports environment variables the agent process can see, for the env-scrub tests.
+        shown = ["%s=%s" % (n, os.environ.get(n, "(unset)")) for n in args]
+        say_chunk(session_id, "\n".join(shown))
         return "end_turn"
 
     if name == "stream":
