@@ -63,6 +63,19 @@ pub enum Command {
     Cancel { id: String },
     /// Print the resolved configuration.
     Config,
+    /// Publish a finished session as a GitHub pull request.
+    PublishSession {
+        id: String,
+        /// The branch the pull request merges into.
+        #[arg(long)]
+        base: String,
+        /// Pull request title (default: the outcome headline).
+        #[arg(long)]
+        title: Option<String>,
+        /// Pull request body (default: the structured outcome).
+        #[arg(long)]
+        body: Option<String>,
+    },
     /// Watch a repository's CI: a failed run starts a session.
     WatchAddCi {
         #[command(flatten)]
@@ -343,6 +356,29 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
                 .post(&format!("/api/sessions/{id}/cancel"), &json!({}))
                 .await?;
             render::session(&session, json);
+        }
+        Command::PublishSession {
+            id,
+            base,
+            title,
+            body,
+        } => {
+            let request = with_fields(json!({"base": base}), &[("title", &title), ("body", &body)]);
+            let published: Value = client
+                .post(&format!("/api/sessions/{id}/publish"), &request)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&published).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "pull request #{} {}",
+                    published["pullRequestNumber"],
+                    published["pullRequestUrl"].as_str().unwrap_or_default()
+                );
+            }
         }
         Command::WatchAddCi {
             common,

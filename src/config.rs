@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
-use telecoder_actors::settings::{default_concurrency, Settings, SECRET_VARIABLES};
+use telecoder_actors::settings::{default_concurrency, Secret, Settings, SECRET_VARIABLES};
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
 const AGENT_SUFFIX: &str = "_COMMAND";
@@ -282,6 +282,15 @@ impl Config {
                 10,
             )?),
             resume_interrupted: flag(lookup, "TELECODER_RESUME_INTERRUPTED")?,
+            github_api_url: value(lookup, "TELECODER_GITHUB_API_URL")
+                .unwrap_or_else(|| "https://api.github.com".into()),
+            github_token: value(lookup, "GITHUB_TOKEN")
+                .or_else(|| value(lookup, "GH_TOKEN"))
+                .map(Secret::new),
+            git_author_name: value(lookup, "TELECODER_GIT_AUTHOR_NAME")
+                .unwrap_or_else(|| "TeleCoder".into()),
+            git_author_email: value(lookup, "TELECODER_GIT_AUTHOR_EMAIL")
+                .unwrap_or_else(|| "telecoder@localhost".into()),
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {

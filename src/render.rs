@@ -83,6 +83,15 @@ pub fn session(s: &Session, json: bool) {
             println!("{key:<9} {value}");
         }
     }
+    if s.pull_request_number > 0 {
+        println!(
+            "{:<9} #{} {}",
+            "pr", s.pull_request_number, s.pull_request_url
+        );
+    }
+    if s.queue_position > 0 {
+        println!("{:<9} {}", "queue", s.queue_position);
+    }
     println!("{:<9} {}", "attempt", s.attempt);
     println!("{:<9} {}", "prompt", short(&s.prompt, 100));
     outcome(s);
@@ -154,6 +163,7 @@ pub fn event(e: &Event, json: bool) {
         EventKind::Status => println!("[status] {}", e.data),
         EventKind::Done => println!("\n[done] {}", e.data),
         EventKind::Error => println!("\n[error] {}", e.data),
+        EventKind::Publish => println!("[publish] {}", e.data),
     }
 }
 

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// A publish pushes over the network and talks to GitHub.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a request waits for the supervisor before it is told the daemon is busy.
 const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -141,6 +143,29 @@ impl Daemon {
     pub async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
         self.store.require_session(id).await?;
         self.store.events(id, after, limit).await
+    }
+
+    /// Publishes a finished session as a GitHub pull request.
+    pub async fn publish(
+        &self,
+        id: &str,
+        request: crate::publish::PublishRequest,
+    ) -> Result<crate::publish::Published> {
+        let id = id.to_owned();
+        match self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Publish { id, request, reply },
+                Some(PUBLISH_TIMEOUT),
+            )
+            .await
+        {
+            Ok(CallResult::Success(result)) => result,
+            Ok(CallResult::Timeout) => Err(Error::Unavailable(
+                "publishing is taking long; it goes on in the background: ask again later".into(),
+            )),
+            _ => Err(Error::Unavailable("the supervisor is not running".into())),
+        }
     }
 
     pub async fn create_watch(&self, request: NewWatch) -> Result<Watch> {

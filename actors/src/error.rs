@@ -16,6 +16,9 @@ pub enum Error {
     /// An actor could not be reached in time; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// A service we depend on (GitHub) refused or failed.
+    #[error("{0}")]
+    Upstream(String),
     /// The database failed underneath us.
     #[error("database error: {0}")]
     Store(#[from] rusqlite::Error),

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod domain;
 pub mod error;
 pub mod process;
+pub mod publish;
 pub mod requests;
 pub mod runtime;
 pub mod session_actor;

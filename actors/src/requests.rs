@@ -79,6 +79,8 @@ pub fn new_session_record(
         finished_at: String::new(),
         created_at: now.clone(),
         updated_at: now,
+        pull_request_number: 0,
+        pull_request_url: String::new(),
         queue_position: 0,
     })
 }

@@ -42,6 +42,33 @@ pub struct Settings {
     /// Re-queue sessions interrupted by a crash or shutdown (as reruns) instead of only
     /// marking them abandoned.
     pub resume_interrupted: bool,
+    /// GitHub REST API base (`TELECODER_GITHUB_API_URL`; GitHub Enterprise, tests).
+    pub github_api_url: String,
+    /// `GITHUB_TOKEN` / `GH_TOKEN`; `gh auth token` is asked when unset.
+    pub github_token: Option<Secret>,
+    /// Author of the commit that publishing makes from uncommitted workspace changes.
+    pub git_author_name: String,
+    pub git_author_email: String,
+}
+
+/// A credential that never shows itself in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
 }
 
 impl Settings {
@@ -64,6 +91,10 @@ impl Settings {
             agent_env_blocklist: SECRET_VARIABLES.iter().map(|v| (*v).to_owned()).collect(),
             shutdown_grace: Duration::from_secs(10),
             resume_interrupted: false,
+            github_api_url: "https://api.github.com".into(),
+            github_token: None,
+            git_author_name: "TeleCoder".into(),
+            git_author_email: "telecoder@localhost".into(),
         }
     }
 

@@ -72,6 +72,14 @@ pub enum SupervisorMsg {
         id: String,
         reply: RpcReplyPort<Result<()>>,
     },
+    /// Publish a finished session as a pull request (one publish per session at a time).
+    Publish {
+        id: String,
+        request: crate::publish::PublishRequest,
+        reply: RpcReplyPort<Result<crate::publish::Published>>,
+    },
+    /// A publish finished; the session may be published again.
+    PublishDone(String),
     /// Store a new watch and start its actor.
     CreateWatch {
         request: NewWatch,
@@ -164,6 +172,8 @@ pub struct SupervisorState {
     children: HashMap<ActorId, Child>,
     /// Running session id → its actor.
     sessions: HashMap<String, ActorCell>,
+    /// Sessions being published right now.
+    publishing: std::collections::HashSet<String>,
     /// Active watch id → its actor.
     watches: HashMap<String, ActorRef<WatchMsg>>,
     /// Recent failure times per watch, for backoff and pausing.
@@ -398,6 +408,7 @@ impl Actor for Supervisor {
             store_args,
             children: HashMap::new(),
             sessions: HashMap::new(),
+            publishing: Default::default(),
             watches: HashMap::new(),
             watch_failures: HashMap::new(),
             watch_restarts: 0,
@@ -574,6 +585,23 @@ impl Actor for Supervisor {
                     let result = store.fail_active(&id, finish).await.map(|_| ());
                     let _ = reply.send(result);
                 });
+            }
+            SupervisorMsg::Publish { id, request, reply } => {
+                if !state.publishing.insert(id.clone()) {
+                    let _ = reply.send(Err(Error::Conflict(format!(
+                        "session {id} is being published already"
+                    ))));
+                    return Ok(());
+                }
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                in_background(async move {
+                    let result = crate::publish::publish(&settings, &store, &id, request).await;
+                    let _ = reply.send(result);
+                    let _ = myself.cast(SupervisorMsg::PublishDone(id));
+                });
+            }
+            SupervisorMsg::PublishDone(id) => {
+                state.publishing.remove(&id);
             }
             SupervisorMsg::CreateWatch { request, reply } => {
                 let (settings, store) = (state.settings().clone(), state.ctx.store.clone());

@@ -159,9 +159,21 @@ async fn git_output(
     cwd: &Path,
     cancel: &CancellationToken,
 ) -> Result<String, String> {
+    run_git(args, cwd, &[], cancel).await
+}
+
+/// Runs git in `cwd` with extra environment (credentials travel this way, never in a config
+/// file or on the command line) and returns its stdout, or its stderr as the error.
+pub async fn run_git(
+    args: &[&str],
+    cwd: &Path,
+    env: &[(String, String)],
+    cancel: &CancellationToken,
+) -> Result<String, String> {
     let mut command = Command::new("git");
     command
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())

@@ -42,6 +42,7 @@ impl From<Error> for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Store(_) | Error::Internal(_) => {
                 tracing::error!("request failed: {err}");
                 StatusCode::INTERNAL_SERVER_ERROR

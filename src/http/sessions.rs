@@ -29,7 +29,7 @@ pub fn routes(
         .and(warp::path!("sessions"))
         .and(warp::post())
         .and(state.clone())
-        .and(body)
+        .and(body.clone())
         .then(create);
     let list = api
         .and(warp::path!("sessions"))
@@ -66,6 +66,12 @@ pub fn routes(
         .and(warp::header::optional::<String>("accept"))
         .and(warp::header::optional::<String>("last-event-id"))
         .then(events);
+    let publish = api
+        .and(warp::path!("sessions" / String / "publish"))
+        .and(warp::post())
+        .and(state.clone())
+        .and(body.clone())
+        .then(publish);
     let lineage = api
         .and(warp::path!("sessions" / String / "lineage"))
         .and(warp::get())
@@ -87,6 +93,8 @@ pub fn routes(
         .or(events)
         .unify()
         .or(lineage)
+        .unify()
+        .or(publish)
         .unify()
         .boxed()
 }
@@ -285,6 +293,30 @@ async fn events(
             }
             let events = state.daemon.events(id.as_str(), after, u32::MAX).await?;
             Ok(reply_json(StatusCode::OK, &events))
+        }
+        .await,
+    )
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    base: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+}
+
+async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let body: PublishBody = parse_body(&body?)?;
+            let request = telecoder_actors::publish::PublishRequest {
+                base: required(body.base, "base")?,
+                title: body.title,
+                body: body.body,
+            };
+            let published = state.daemon.publish(id.as_str(), request).await?;
+            Ok(reply_json(StatusCode::CREATED, &published))
         }
         .await,
     )

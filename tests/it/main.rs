@@ -5,6 +5,7 @@ mod api;
 mod chaos;
 mod cli;
 mod lifecycle;
+mod publish;
 mod recovery;
 mod security;
 mod streaming;

@@ -254,6 +254,7 @@ pub struct Reply {
 
 impl Api {
     pub fn new(base: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: base.to_owned(),
             http: reqwest::Client::new(),

@@ -10,6 +10,8 @@ pub enum EventKind {
     Output,
     Error,
     Done,
+    /// (ext) the session was published as a pull request.
+    Publish,
 }
 
 impl EventKind {
@@ -19,6 +21,7 @@ impl EventKind {
             Self::Output => "output",
             Self::Error => "error",
             Self::Done => "done",
+            Self::Publish => "publish",
         }
     }
 
@@ -28,6 +31,7 @@ impl EventKind {
             "output" => Some(Self::Output),
             "error" => Some(Self::Error),
             "done" => Some(Self::Done),
+            "publish" => Some(Self::Publish),
             _ => None,
         }
     }

@@ -119,6 +119,11 @@ pub struct Session {
     pub finished_at: String,
     pub created_at: String,
     pub updated_at: String,
+    /// (ext) the pull request this session was published as; 0 / `""` until then.
+    #[serde(default)]
+    pub pull_request_number: u64,
+    #[serde(default)]
+    pub pull_request_url: String,
     /// (ext) place in the run queue while pending (1 = next to start); 0 otherwise.
     #[serde(default)]
     pub queue_position: u32,

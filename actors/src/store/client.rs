@@ -189,6 +189,16 @@ impl StoreClient {
             .await
     }
 
+    pub async fn record_published(&self, id: &str, number: u64, url: &str) -> Result<Event> {
+        self.call(|reply| StoreMsg::RecordPublished {
+            id: id.to_owned(),
+            number,
+            url: url.to_owned(),
+            reply,
+        })
+        .await
+    }
+
     pub async fn insert_watch(&self, watch: Watch) -> Result<()> {
         self.call(|reply| StoreMsg::InsertWatch {
             watch: Box::new(watch.clone()),

@@ -119,6 +119,13 @@ pub enum StoreMsg {
         limit: usize,
         reply: RpcReplyPort<Result<Vec<String>>>,
     },
+    /// Record the pull request a session was published as (with a `publish` event).
+    RecordPublished {
+        id: String,
+        number: u64,
+        url: String,
+        reply: RpcReplyPort<Result<Event>>,
+    },
     /// Store a new watch.
     InsertWatch {
         watch: Box<Watch>,
@@ -395,6 +402,16 @@ impl Actor for StoreActor {
             StoreMsg::PendingQueue { limit, reply } => {
                 state.read(reply, move |conn| queries::pending_queue(conn, limit))
             }
+            StoreMsg::RecordPublished {
+                id,
+                number,
+                url,
+                reply,
+            } => state.write(reply, move |conn, bus| {
+                let event = queries::record_published(conn, &id, number, &url)?;
+                bus.publish(&event);
+                Ok(event)
+            }),
             StoreMsg::InsertWatch { watch, reply } => {
                 state.write(reply, move |conn, _| watches::insert_watch(conn, &watch))
             }

@@ -16,9 +16,11 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
     created_at, updated_at";
 
-/// A pending session's place in the FIFO run queue (1 = next); 0 for any other status.
-const QUEUE_POSITION: &str = "CASE WHEN status = 'pending' THEN (SELECT COUNT(*) FROM sessions q \
-    WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) ELSE 0 END";
+/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, and a pending session's
+/// place in the FIFO run queue (1 = next; 0 for any other status).
+const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+    (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
+    ELSE 0 END";
 
 fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
@@ -65,7 +67,9 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         finished_at: row.get(26)?,
         created_at: row.get(27)?,
         updated_at: row.get(28)?,
-        queue_position: row.get(29)?,
+        pull_request_number: row.get::<_, i64>(29)?.max(0) as u64,
+        pull_request_url: row.get(30)?,
+        queue_position: row.get(31)?,
     })
 }
 
@@ -198,6 +202,23 @@ pub fn set_workspace(conn: &mut Connection, id: &str, branch: &str, work_dir: &s
         params![id, branch, work_dir, time::now()],
     )?;
     Ok(())
+}
+
+/// Stores the pull request a session was published as, with a `publish` event.
+pub fn record_published(conn: &mut Connection, id: &str, number: u64, url: &str) -> Result<Event> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE sessions SET pr_number = ?2, pr_url = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id, number as i64, url, time::now()],
+    )?;
+    let event = insert_event(
+        &tx,
+        id,
+        EventKind::Publish,
+        &format!("pull request #{number}: {url}"),
+    )?;
+    tx.commit()?;
+    Ok(event)
 }
 
 /// Records (or clears) the agent's process id, so a later instance can find what is left.

@@ -103,13 +103,22 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(received_at) WHERE state = 'pending';
 ";
 
+const V3_PUBLISHED: &str = "
+ALTER TABLE sessions ADD COLUMN pr_number INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN pr_url TEXT NOT NULL DEFAULT '';
+";
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_SESSIONS_AND_EVENTS), M::up(V2_WATCHES)])
+    Migrations::new(vec![
+        M::up(V1_SESSIONS_AND_EVENTS),
+        M::up(V2_WATCHES),
+        M::up(V3_PUBLISHED),
+    ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    2
+    3
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,
