@@ -63,6 +63,13 @@ pub enum Command {
     Cancel { id: String },
     /// Print the resolved configuration.
     Config,
+    /// Operator views: the live actor tree, daemon status, fault drills.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Check this machine: acpx, agents, git, data dir, port, token.
+    Doctor,
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -174,6 +181,16 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// The live actor tree, asked of the actors themselves.
+    Actors,
+    /// Version, uptime, database, sessions by status, queue depth.
+    Status,
+    /// Fail an actor on purpose: store, session:<id> or watch:<id>.
+    Fault { target: String },
+}
+
 /// What every watch needs.
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -280,6 +297,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             render::config(&config, json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor => Ok(crate::doctor::run(&config).await),
         Command::Run(args) => run_session(&config, args, json).await,
         command => {
             let client = Client::new(&config.url, config.tokens.for_cli())?;
@@ -357,6 +375,25 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
                 .await?;
             render::session(&session, json);
         }
+        Command::Admin { command } => match command {
+            AdminCommand::Actors => {
+                let tree: Value = client.get("/admin/actors", &[]).await?;
+                render::actor_tree(&tree, json);
+            }
+            AdminCommand::Status => {
+                let status: Value = client.get("/admin/status", &[]).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            }
+            AdminCommand::Fault { target } => {
+                let _: Value = client
+                    .post("/admin/faults", &json!({"target": target}))
+                    .await?;
+                println!("injected a failure into {target}");
+            }
+        },
         Command::PublishSession {
             id,
             base,
@@ -493,7 +530,7 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
             let started: Vec<Triggered> = client.post("/api/watch-events/pr", &request).await?;
             render::triggered(&started, json);
         }
-        Command::Serve | Command::Config | Command::Run(_) => {}
+        Command::Serve | Command::Config | Command::Doctor | Command::Run(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub github_webhook_secret: Option<String>,
     /// Bearer tokens for the API; with none set, only loopback binds are allowed.
     pub tokens: Tokens,
+    /// `TELECODER_LOG_FORMAT=json` makes every log line a JSON object.
+    pub json_logs: bool,
 }
 
 /// The API's bearer tokens by scope.
@@ -299,10 +301,24 @@ impl Config {
             };
             format!("http://{host}:{listen_port}")
         });
+        let json_logs = match value(lookup, "TELECODER_LOG_FORMAT")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "TELECODER_LOG_FORMAT",
+                    format!("'{other}' is not text or json"),
+                ))
+            }
+        };
         Ok(Self {
             settings,
             github_webhook_secret,
             tokens,
+            json_logs,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -352,6 +368,10 @@ impl Config {
                 s.max_concurrent_sessions.to_string(),
             ),
             ("TELECODER_MAX_OUTPUT_BYTES", s.max_output_bytes.to_string()),
+            (
+                "TELECODER_LOG_FORMAT",
+                if self.json_logs { "json" } else { "text" }.to_owned(),
+            ),
             (
                 "TELECODER_WATCH_MAX_RUNS_PER_HOUR",
                 s.watch_max_runs_per_hour.to_string(),

@@ -17,15 +17,21 @@ use tokio_util::sync::CancellationToken;
 /// How long open connections get to finish at shutdown.
 const HTTP_GRACE: Duration = Duration::from_secs(5);
 
-fn init_tracing() {
+/// Logs go to stderr (journald picks them up), as text or one JSON object per line.
+fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TELECODER_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
 }
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, CliError> {
@@ -115,7 +121,7 @@ impl Running {
 /// `telecoder serve`.
 pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
     config.check_exposure()?;
-    init_tracing();
+    init_tracing(config.json_logs);
     let listener = bind(&config.listen_host, config.listen_port).await?;
     let address = listener
         .local_addr()

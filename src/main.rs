@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod doctor;
 mod http;
 mod render;
 

@@ -264,3 +264,62 @@ pub fn triggered(started: &[Triggered], json: bool) {
         );
     }
 }
+
+/// The actor tree for a person (`telecoder admin actors`).
+pub fn actor_tree(tree: &serde_json::Value, json: bool) {
+    if json {
+        return print_json(tree);
+    }
+    fn line(node: &serde_json::Value) -> String {
+        let secs = node["uptimeMs"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        let mut text = format!(
+            "{} {} [{}] up {secs:.1}s",
+            node["kind"].as_str().unwrap_or_default(),
+            node["name"].as_str().unwrap_or_default(),
+            node["status"].as_str().unwrap_or_default(),
+        );
+        if let Some(handled) = node["messagesHandled"].as_u64() {
+            text.push_str(&format!(" msgs {handled}"));
+        }
+        if let Some(restarts) = node["restarts"].as_u64().filter(|r| *r > 0) {
+            text.push_str(&format!(" restarts {restarts}"));
+        }
+        let session = &node["session"];
+        if session.is_object() {
+            text.push_str(&format!(
+                " | session {} {} agent={} pid={} heartbeat {}ms ago",
+                session["sessionId"].as_str().unwrap_or_default(),
+                session["state"].as_str().unwrap_or_default(),
+                session["agent"].as_str().unwrap_or_default(),
+                session["pid"]
+                    .as_u64()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                session["lastHeartbeatAgeMs"].as_u64().unwrap_or(0),
+            ));
+        }
+        let watch = &node["watch"];
+        if watch.is_object() {
+            text.push_str(&format!(
+                " | watch {} {} events {}",
+                watch["watchId"].as_str().unwrap_or_default(),
+                watch["kind"].as_str().unwrap_or_default(),
+                watch["eventsHandled"].as_u64().unwrap_or(0),
+            ));
+            if let Some(next) = watch["nextFire"].as_str().filter(|n| !n.is_empty()) {
+                text.push_str(&format!(" next {next}"));
+            }
+        }
+        text
+    }
+    println!("{}", line(tree));
+    let children = tree["children"].as_array().cloned().unwrap_or_default();
+    for (i, child) in children.iter().enumerate() {
+        let branch = if i + 1 == children.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        println!("{branch} {}", line(child));
+    }
+}

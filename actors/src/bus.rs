@@ -15,9 +15,19 @@ const CHANNEL_CAPACITY: usize = 1024;
 #[derive(Clone, Default)]
 pub struct EventBus {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
+    /// Counts every committed event (the `events_written` metric).
+    written: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl EventBus {
+    /// A bus that also counts the events it sees.
+    pub fn counting(written: prometheus_client::metrics::counter::Counter) -> Self {
+        Self {
+            written: Some(written),
+            ..Self::default()
+        }
+    }
+
     fn channels(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Event>>> {
         // A poisoned map still holds valid senders; keep serving.
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
@@ -34,6 +44,9 @@ impl EventBus {
     /// Called by the store after commit. A terminal event closes the session's channel, which
     /// readers see as the end of the stream once they have drained it.
     pub fn publish(&self, event: &Event) {
+        if let Some(written) = &self.written {
+            written.inc();
+        }
         let mut channels = self.channels();
         if event.kind.is_terminal() {
             if let Some(sender) = channels.remove(&event.session_id) {

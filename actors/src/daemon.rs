@@ -30,6 +30,8 @@ const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Daemon {
     supervisor: ActorRef<SupervisorMsg>,
     store: StoreClient,
+    metrics: crate::metrics::Metrics,
+    started: std::time::Instant,
     bus: EventBus,
     settings: Arc<Settings>,
     owner_id: String,
@@ -41,13 +43,15 @@ impl Daemon {
         settings: Settings,
         runtime: Arc<dyn AgentRuntime>,
     ) -> Result<(Self, JoinHandle<()>)> {
-        let bus = EventBus::default();
+        let metrics = crate::metrics::Metrics::default();
+        let bus = EventBus::counting(metrics.events_written.clone());
         let owner_id = crate::domain::SessionId::random().to_string();
         let args = SupervisorArgs {
             settings: settings.clone(),
             runtime,
             bus: bus.clone(),
             owner_id: owner_id.clone(),
+            metrics: metrics.clone(),
         };
         let (supervisor, handle) = Actor::spawn(Some(SUPERVISOR_NAME.to_owned()), Supervisor, args)
             .await
@@ -56,6 +60,8 @@ impl Daemon {
             Self {
                 supervisor,
                 store: StoreClient::new(),
+                metrics,
+                started: std::time::Instant::now(),
                 bus,
                 settings: Arc::new(settings),
                 owner_id,
@@ -74,6 +80,15 @@ impl Daemon {
 
     pub fn store(&self) -> &StoreClient {
         &self.store
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// How long this daemon has been up.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// This instance's owner id (recorded on the sessions it runs).
@@ -121,6 +136,28 @@ impl Daemon {
     pub async fn inject_store_failure(&self) -> Result<()> {
         self.ask(|reply| SupervisorMsg::InjectStoreFailure { reply })
             .await?
+    }
+
+    /// The live actor tree (from the actors themselves).
+    pub async fn actor_tree(&self) -> Result<crate::admin::ActorNode> {
+        self.ask(SupervisorMsg::Tree).await
+    }
+
+    /// Database facts for `/admin/status`.
+    pub async fn database_status(&self) -> Result<crate::store::DatabaseStatus> {
+        self.store.call_status().await
+    }
+
+    /// Fails an actor on purpose: `store`, `session:<id>` or `watch:<id>` (fault drills).
+    pub async fn inject_fault(&self, target: &str) -> Result<()> {
+        match target.split_once(':') {
+            None if target == "store" => self.inject_store_failure().await,
+            Some(("session", id)) => self.inject_session_failure(id).await,
+            Some(("watch", id)) => self.inject_watch_failure(id).await,
+            _ => Err(Error::Invalid(format!(
+                "unknown fault target '{target}' (expected store, session:<id> or watch:<id>)"
+            ))),
+        }
     }
 
     pub async fn stats(&self) -> Result<SupervisorStats> {

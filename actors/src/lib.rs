@@ -4,10 +4,12 @@
 //! one [`session_actor::SessionActor`] per running session. [`Daemon`] is the handle the HTTP
 //! layer and the CLI use: it turns requests into actor messages with timeouts.
 
+pub mod admin;
 pub mod bus;
 pub mod daemon;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod process;
 pub mod publish;
 pub mod requests;

@@ -22,6 +22,7 @@ pub struct SessionContext {
     pub owner_id: String,
     pub store: StoreClient,
     pub runtime: Arc<dyn AgentRuntime>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The registered name of a session's actor; a second actor for the same session cannot start.
@@ -59,7 +60,10 @@ pub struct SessionSnapshot {
     pub state: String,
     pub agent: String,
     pub pid: Option<u32>,
+    /// The agent's process group (it leads its own group, so this equals `pid`).
+    pub process_group: Option<u32>,
     pub last_heartbeat_age_ms: u64,
+    pub messages_handled: u64,
 }
 
 pub struct SessionArgs {
@@ -75,6 +79,7 @@ pub struct SessionState {
     phase: &'static str,
     pid: Option<u32>,
     last_heartbeat: Instant,
+    handled: u64,
     cancel: CancellationToken,
     /// Cancels the worker however the actor ends, even by panic.
     _cancel_on_drop: DropGuard,
@@ -106,6 +111,7 @@ impl Actor for SessionActor {
             phase: "claimed",
             pid: None,
             last_heartbeat: Instant::now(),
+            handled: 0,
             _cancel_on_drop: cancel.clone().drop_guard(),
             cancel,
             worker: None,
@@ -139,6 +145,7 @@ impl Actor for SessionActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.handled += 1;
         let store = &state.ctx.store;
         let id = state.id.as_str();
         match message {
@@ -194,7 +201,9 @@ impl Actor for SessionActor {
                         .map(|s| s.agent.clone())
                         .unwrap_or_default(),
                     pid: state.pid,
+                    process_group: state.pid,
                     last_heartbeat_age_ms: state.last_heartbeat.elapsed().as_millis() as u64,
+                    messages_handled: state.handled,
                 });
             }
             SessionMsg::InjectFailure(reason) => {

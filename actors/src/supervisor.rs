@@ -123,6 +123,8 @@ pub enum SupervisorMsg {
     InjectStoreFailure { reply: RpcReplyPort<Result<()>> },
     /// Counters for tests and the admin view.
     Stats(RpcReplyPort<SupervisorStats>),
+    /// The live actor tree, asked of the actors themselves.
+    Tree(RpcReplyPort<crate::admin::ActorNode>),
     /// Stop starting sessions (the first step of a graceful shutdown).
     Drain,
     /// Stop every remaining session (agents killed, sessions marked abandoned) before the
@@ -148,9 +150,11 @@ pub struct SupervisorArgs {
     pub runtime: Arc<dyn AgentRuntime>,
     pub bus: EventBus,
     pub owner_id: String,
+    pub metrics: crate::metrics::Metrics,
 }
 
-enum ChildKind {
+#[derive(Clone)]
+pub(crate) enum ChildKind {
     Store,
     Session { id: String, pid: Option<u32> },
     Watch { id: String },
@@ -164,6 +168,18 @@ const ROUTE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Child {
     kind: ChildKind,
+    cell: ActorCell,
+    started: Instant,
+}
+
+impl Child {
+    fn new(kind: ChildKind, cell: ActorCell) -> Self {
+        Self {
+            kind,
+            cell,
+            started: Instant::now(),
+        }
+    }
 }
 
 pub struct SupervisorState {
@@ -180,6 +196,10 @@ pub struct SupervisorState {
     watch_failures: HashMap<String, Vec<Instant>>,
     /// Watch actor restarts since start-up.
     watch_restarts: u32,
+    /// Restarts per watch, for the admin view.
+    watch_restart_counts: HashMap<String, u32>,
+    /// Messages the supervisor has handled.
+    handled: u64,
     store_restarts: u32,
     consecutive_store_failures: u32,
     store_started: Instant,
@@ -209,9 +229,7 @@ impl SupervisorState {
         self.store_started = Instant::now();
         self.children.insert(
             store.get_id(),
-            Child {
-                kind: ChildKind::Store,
-            },
+            Child::new(ChildKind::Store, store.get_cell()),
         );
         Ok(())
     }
@@ -230,15 +248,12 @@ impl SupervisorState {
         .await
         {
             Ok((actor, _)) => {
-                self.children.insert(
-                    actor.get_id(),
-                    Child {
-                        kind: ChildKind::Session {
-                            id: id.to_string(),
-                            pid: None,
-                        },
-                    },
-                );
+                let kind = ChildKind::Session {
+                    id: id.to_string(),
+                    pid: None,
+                };
+                self.children
+                    .insert(actor.get_id(), Child::new(kind, actor.get_cell()));
                 self.sessions.insert(id.to_string(), actor.get_cell());
             }
             // Still pending in the database: the next kick retries it.
@@ -265,12 +280,9 @@ impl SupervisorState {
         .await
         {
             Ok((actor, _)) => {
-                self.children.insert(
-                    actor.get_id(),
-                    Child {
-                        kind: ChildKind::Watch { id: id.clone() },
-                    },
-                );
+                let kind = ChildKind::Watch { id: id.clone() };
+                self.children
+                    .insert(actor.get_id(), Child::new(kind, actor.get_cell()));
                 self.watches.insert(id, actor);
             }
             Err(err) => {
@@ -369,8 +381,12 @@ async fn reply_and_kick(
     myself: ActorRef<SupervisorMsg>,
     reply: RpcReplyPort<Result<Session>>,
     result: Result<Session>,
+    metrics: crate::metrics::Metrics,
 ) {
     let created = result.is_ok();
+    if created {
+        metrics.sessions_created.inc();
+    }
     let _ = reply.send(result);
     if created {
         let _ = myself.cast(SupervisorMsg::Kick);
@@ -396,6 +412,7 @@ impl Actor for Supervisor {
         let store_args = StoreArgs {
             path: args.settings.database_path(),
             bus: args.bus,
+            metrics: args.metrics.clone(),
             redactor: args.settings.redactor.clone(),
         };
         let mut state = SupervisorState {
@@ -404,6 +421,7 @@ impl Actor for Supervisor {
                 owner_id: args.owner_id,
                 store: StoreClient::new(),
                 runtime: args.runtime,
+                metrics: args.metrics,
             }),
             store_args,
             children: HashMap::new(),
@@ -412,6 +430,8 @@ impl Actor for Supervisor {
             watches: HashMap::new(),
             watch_failures: HashMap::new(),
             watch_restarts: 0,
+            watch_restart_counts: HashMap::new(),
+            handled: 0,
             store_restarts: 0,
             consecutive_store_failures: 0,
             store_started: Instant::now(),
@@ -472,19 +492,22 @@ impl Actor for Supervisor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.handled += 1;
         match message {
             SupervisorMsg::CreateSession { request, reply } => {
                 let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                let metrics = state.ctx.metrics.clone();
                 in_background(async move {
                     let result = create_session(settings, store, request).await;
-                    reply_and_kick(myself, reply, result).await;
+                    reply_and_kick(myself, reply, result, metrics).await;
                 });
             }
             SupervisorMsg::Rerun { id, reply } => {
                 let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                let metrics = state.ctx.metrics.clone();
                 in_background(async move {
                     let result = create_rerun(settings, store, id).await;
-                    reply_and_kick(myself, reply, result).await;
+                    reply_and_kick(myself, reply, result, metrics).await;
                 });
             }
             SupervisorMsg::Kick => {
@@ -530,7 +553,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Swept(abandoned) => {
                 for session in abandoned {
-                    let id = session.event.session_id;
+                    let id = session.finished.session.id;
                     if state.settings().resume_interrupted {
                         resume(state, id.clone());
                     }
@@ -552,6 +575,7 @@ impl Actor for Supervisor {
                 match state.spawn_store(&myself).await {
                     Ok(()) => {
                         state.store_restarts += 1;
+                        state.ctx.metrics.restarted("store");
                         tracing::info!(restarts = state.store_restarts, "store restarted");
                     }
                     Err(err) => {
@@ -676,6 +700,8 @@ impl Actor for Supervisor {
                 }
                 let store = state.ctx.store.clone();
                 state.watch_restarts += 1;
+                *state.watch_restart_counts.entry(id.clone()).or_default() += 1;
+                state.ctx.metrics.restarted("watch");
                 in_background(async move {
                     match store.get_watch(&id).await {
                         Ok(Some(watch)) => {
@@ -731,6 +757,32 @@ impl Actor for Supervisor {
                     });
                 let _ = reply.send(result);
             }
+            SupervisorMsg::Tree(reply) => {
+                let root = crate::admin::ActorNode {
+                    messages_handled: Some(state.handled),
+                    ..crate::admin::ActorNode::new(
+                        &myself.get_cell(),
+                        "supervisor",
+                        state.started.elapsed().as_millis() as u64,
+                        0,
+                    )
+                };
+                let children: Vec<(ActorCell, ChildKind, u64, u32)> = state
+                    .children
+                    .values()
+                    .map(|child| {
+                        let restarts = match &child.kind {
+                            ChildKind::Store => state.store_restarts,
+                            ChildKind::Watch { id } => state.watch_restart_counts.get(id).copied().unwrap_or(0),
+                            ChildKind::Session { .. } => 0,
+                        };
+                        (child.cell.clone(), child.kind.clone(), child.started.elapsed().as_millis() as u64, restarts)
+                    })
+                    .collect();
+                in_background(async move {
+                    let _ = reply.send(crate::admin::tree(root, children).await);
+                });
+            }
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(SupervisorStats {
                     running_sessions: state.sessions.len(),
@@ -761,15 +813,29 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(Child {
-                    kind: ChildKind::Session { id, .. },
-                }) = state.children.remove(&cell.get_id())
+                match state
+                    .children
+                    .remove(&cell.get_id())
+                    .map(|child| child.kind)
                 {
-                    state.sessions.remove(&id);
-                    let _ = myself.cast(SupervisorMsg::Kick);
-                } else if !state.shutting_down {
-                    // The store never stops on its own; treat a clean stop like a failure.
-                    let _ = myself.cast(SupervisorMsg::RestartStore);
+                    Some(ChildKind::Session { id, .. }) => {
+                        state.sessions.remove(&id);
+                        let _ = myself.cast(SupervisorMsg::Kick);
+                    }
+                    // Paused or deleted on purpose; forget it unless a newer actor took over.
+                    Some(ChildKind::Watch { id })
+                        if state
+                            .watches
+                            .get(&id)
+                            .is_some_and(|a| a.get_id() == cell.get_id()) =>
+                    {
+                        state.watches.remove(&id);
+                    }
+                    Some(ChildKind::Store) if !state.shutting_down => {
+                        // The store never stops on its own; treat a clean stop like a failure.
+                        let _ = myself.cast(SupervisorMsg::RestartStore);
+                    }
+                    _ => {}
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) => {

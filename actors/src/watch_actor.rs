@@ -45,6 +45,7 @@ pub struct WatchSnapshot {
     pub watch_id: String,
     pub kind: String,
     pub events_handled: u64,
+    pub messages_handled: u64,
     /// RFC 3339 time of the next schedule slot, `""` for event watches.
     pub next_fire: String,
 }
@@ -60,6 +61,7 @@ pub struct WatchState {
     ctx: Arc<SessionContext>,
     supervisor: ActorRef<SupervisorMsg>,
     handled: u64,
+    messages: u64,
     schedule: Option<Schedule>,
     next_fire: Option<jiff::Timestamp>,
 }
@@ -106,6 +108,7 @@ impl Actor for WatchActor {
             ctx: args.ctx,
             supervisor: args.supervisor,
             handled: 0,
+            messages: 0,
             schedule: None,
             next_fire: None,
         };
@@ -140,6 +143,7 @@ impl Actor for WatchActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.messages += 1;
         match message {
             WatchMsg::Event { event, reply } => {
                 state.handled += 1;
@@ -176,6 +180,7 @@ impl Actor for WatchActor {
                     watch_id: state.watch.id.clone(),
                     kind: state.watch.kind.as_str().to_owned(),
                     events_handled: state.handled,
+                    messages_handled: state.messages,
                     next_fire: state.next_fire.map(schedule::slot_key).unwrap_or_default(),
                 });
             }
@@ -246,6 +251,7 @@ impl Job {
             Ok(Recorded::Started { run_id, session_id }) => {
                 tracing::info!(watch = %self.watch.id, session = %session_id, elapsed_ms = started.elapsed().as_millis() as u64, "watch started a session");
                 let _ = self.supervisor.cast(SupervisorMsg::Kick);
+                self.ctx.metrics.sessions_created.inc();
                 Some(Triggered {
                     watch_id: self.watch.id.clone(),
                     session_id,

@@ -1,6 +1,7 @@
 //! The HTTP API. Routes parse and validate requests, then hand them to the actor system
 //! through [`Daemon`]; no route touches SQLite or processes.
 
+mod admin;
 mod auth;
 mod errors;
 mod sessions;
@@ -55,10 +56,25 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .unify()
         .or(watches::routes(with_state(state.clone())))
         .unify()
-        .or(webhooks::routes(with_state(state)))
+        .or(webhooks::routes(with_state(state.clone())))
+        .unify()
+        .or(admin::routes(with_state(state.clone())))
         .unify();
     let app = gate.and(routes).recover(errors::recover).unify();
-    unread_body_closes().and(app).map(close_if_unread).boxed()
+    let metrics = state.daemon.metrics().clone();
+    unread_body_closes()
+        .and(warp::path::full())
+        .and(app)
+        .map(
+            move |facts: BodyFacts, path: warp::path::FullPath, response: Response| {
+                metrics.http(
+                    &admin::route_label(path.as_str()),
+                    response.status().as_u16(),
+                );
+                close_if_unread(facts, response)
+            },
+        )
+        .boxed()
 }
 
 /// What the connection-close decision needs to know about the request.

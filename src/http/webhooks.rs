@@ -123,54 +123,71 @@ async fn github(
     signature: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Response {
-    respond(
-        async {
-            let Some(secret) = state.github_secret.clone() else {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "GitHub webhooks are disabled: set TELECODER_GITHUB_WEBHOOK_SECRET to the webhook's secret",
-                ));
-            };
-            let body = body?;
-            let signature = signature.ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256 header")
-            })?;
-            if !signature_valid(secret.as_bytes(), &body, &signature) {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "signature does not match the payload (check the webhook secret)",
-                ));
-            }
-            let event = event
-                .filter(|e| !e.is_empty())
-                .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Event header"))?;
-            let delivery = delivery
-                .filter(|d| !d.is_empty() && d.len() <= 128)
-                .ok_or_else(|| ApiError::bad_request("missing or invalid X-GitHub-Delivery header"))?;
-            let payload: Value = serde_json::from_slice(&body)
-                .map_err(|err| ApiError::bad_request(format!("payload is not valid JSON: {err}")))?;
-            if !payload.is_object() {
-                return Err(ApiError::bad_request("payload must be a JSON object"));
-            }
-            if event == "ping" {
-                return Ok(reply_json(StatusCode::OK, &json!({"status": "pong", "delivery": delivery})));
-            }
-            let mapped = map_event(&event, &payload);
-            let relevant = mapped.is_some();
-            if !state.daemon.accept_delivery(&delivery, &event, mapped).await? {
-                return Ok(reply_json(
-                    StatusCode::OK,
-                    &json!({"status": "duplicate", "delivery": delivery}),
-                ));
-            }
-            let status = if relevant { "accepted" } else { "ignored" };
-            Ok(reply_json(
-                StatusCode::ACCEPTED,
-                &json!({"status": status, "delivery": delivery, "event": event}),
-            ))
-        }
-        .await,
-    )
+    let metrics = state.daemon.metrics().clone();
+    let result = handle_delivery(state, event, delivery, signature, body).await;
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(_) => "rejected",
+    };
+    metrics.delivery(outcome);
+    respond(result.map(|(response, _)| response))
+}
+
+/// Verifies, stores and acknowledges one delivery; also says what became of it.
+async fn handle_delivery(
+    state: AppState,
+    event: Option<String>,
+    delivery: Option<String>,
+    signature: Option<String>,
+    body: Result<Bytes, ApiError>,
+) -> Result<(Response, &'static str), ApiError> {
+    let Some(secret) = state.github_secret.clone() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "GitHub webhooks are disabled: set TELECODER_GITHUB_WEBHOOK_SECRET to the webhook's secret",
+        ));
+    };
+    let body = body?;
+    let signature = signature.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing X-Hub-Signature-256 header",
+        )
+    })?;
+    if !signature_valid(secret.as_bytes(), &body, &signature) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "signature does not match the payload (check the webhook secret)",
+        ));
+    }
+    let event = event
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Event header"))?;
+    let delivery = delivery
+        .filter(|d| !d.is_empty() && d.len() <= 128)
+        .ok_or_else(|| ApiError::bad_request("missing or invalid X-GitHub-Delivery header"))?;
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("payload is not valid JSON: {err}")))?;
+    if !payload.is_object() {
+        return Err(ApiError::bad_request("payload must be a JSON object"));
+    }
+    if event == "ping" {
+        let pong = json!({"status": "pong", "delivery": delivery});
+        return Ok((reply_json(StatusCode::OK, &pong), "ping"));
+    }
+    let mapped = map_event(&event, &payload);
+    let relevant = mapped.is_some();
+    if !state
+        .daemon
+        .accept_delivery(&delivery, &event, mapped)
+        .await?
+    {
+        let duplicate = json!({"status": "duplicate", "delivery": delivery});
+        return Ok((reply_json(StatusCode::OK, &duplicate), "duplicate"));
+    }
+    let status = if relevant { "accepted" } else { "ignored" };
+    let answer = json!({"status": status, "delivery": delivery, "event": event});
+    Ok((reply_json(StatusCode::ACCEPTED, &answer), status))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod api;
 mod chaos;
 mod cli;
 mod lifecycle;
+mod ops;
 mod publish;
 mod recovery;
 mod security;

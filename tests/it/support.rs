@@ -162,7 +162,11 @@ impl TestDaemon {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    // Text logs end the URL with a space, JSON logs with a quote.
+                    let url = rest
+                        .split(|c: char| c.is_whitespace() || c == '"')
+                        .next()
+                        .unwrap_or_default();
                     let _ = url_tx.send(url.to_owned());
                 }
                 let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());

@@ -189,6 +189,10 @@ impl StoreClient {
             .await
     }
 
+    pub async fn call_status(&self) -> Result<super::DatabaseStatus> {
+        self.call(StoreMsg::Status).await
+    }
+
     pub async fn record_published(&self, id: &str, number: u64, url: &str) -> Result<Event> {
         self.call(|reply| StoreMsg::RecordPublished {
             id: id.to_owned(),

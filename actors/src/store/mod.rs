@@ -13,7 +13,7 @@ pub mod schema;
 pub mod watches;
 
 pub use client::StoreClient;
-pub use queries::Finish;
+pub use queries::{DatabaseStatus, Finish};
 
 use crate::bus::EventBus;
 use crate::domain::redact::Redactor;
@@ -183,6 +183,10 @@ pub enum StoreMsg {
     PendingDeliveries {
         reply: RpcReplyPort<Result<Vec<(String, String, String)>>>,
     },
+    /// How many messages this store has handled (admin view).
+    Inspect(RpcReplyPort<u64>),
+    /// The database's schema version, file size (with WAL) and sessions by status.
+    Status(RpcReplyPort<Result<DatabaseStatus>>),
     /// The writer thread hit a fatal database error; fail so the supervisor reopens.
     WriterFailed(String),
     /// Fail on purpose (tests and fault drills prove the restart strategy with it).
@@ -194,14 +198,18 @@ pub enum StoreMsg {
 pub struct StoreArgs {
     pub path: PathBuf,
     pub bus: EventBus,
+    pub metrics: crate::metrics::Metrics,
     /// Applied to every text written from an agent or an error, so secrets never land on disk.
     pub redactor: Redactor,
 }
 
 pub struct StoreState {
+    handled: u64,
+    path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
     reads: Arc<ReadPool>,
     bus: EventBus,
+    metrics: crate::metrics::Metrics,
     redactor: Redactor,
 }
 
@@ -258,6 +266,18 @@ fn publish_all(bus: &EventBus, events: &[Event]) {
     }
 }
 
+/// Publishes a session's terminal event and counts the finish.
+fn announce(bus: &EventBus, metrics: &crate::metrics::Metrics, finished: &queries::Finished) {
+    bus.publish(&finished.event);
+    let s = &finished.session;
+    metrics.finished(
+        s.status.as_str(),
+        s.failure_kind.as_str(),
+        &s.started_at,
+        &s.finished_at,
+    );
+}
+
 /// Starts the writer thread, which opens (and migrates) the database itself.
 async fn start_writer(myself: ActorRef<StoreMsg>, path: PathBuf) -> Result<mpsc::Sender<WriteJob>> {
     let (jobs_tx, jobs_rx) = mpsc::channel::<WriteJob>();
@@ -301,9 +321,12 @@ impl Actor for StoreActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let writer = start_writer(myself, args.path.clone()).await?;
         Ok(StoreState {
+            handled: 0,
+            path: args.path.clone(),
             writer,
             reads: Arc::new(ReadPool::new(args.path)),
             bus: args.bus,
+            metrics: args.metrics,
             redactor: args.redactor,
         })
     }
@@ -314,6 +337,7 @@ impl Actor for StoreActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.handled += 1;
         match message {
             StoreMsg::InsertSession {
                 session,
@@ -361,27 +385,32 @@ impl Actor for StoreActor {
                 reply,
             } => {
                 let finish = finish.redacted(&state.redactor);
+                let metrics = state.metrics.clone();
                 state.write(reply, move |conn, bus| {
-                    let event = queries::finish(conn, &id, &owner, &finish)?;
-                    publish_all(bus, event.as_slice());
-                    Ok(event)
+                    let finished = queries::finish(conn, &id, &owner, &finish)?;
+                    finished.iter().for_each(|f| announce(bus, &metrics, f));
+                    Ok(finished.map(|f| f.event))
                 })
             }
             StoreMsg::FailActive { id, finish, reply } => {
                 let finish = finish.redacted(&state.redactor);
+                let metrics = state.metrics.clone();
                 state.write(reply, move |conn, bus| {
-                    let event = queries::fail_active(conn, &id, &finish)?;
-                    publish_all(bus, event.as_slice());
-                    Ok(event)
+                    let finished = queries::fail_active(conn, &id, &finish)?;
+                    finished.iter().for_each(|f| announce(bus, &metrics, f));
+                    Ok(finished.map(|f| f.event))
                 })
             }
-            StoreMsg::SweepStale { cutoff, reply } => state.write(reply, move |conn, bus| {
-                let abandoned = queries::sweep_stale(conn, &cutoff)?;
-                for session in &abandoned {
-                    bus.publish(&session.event);
-                }
-                Ok(abandoned)
-            }),
+            StoreMsg::SweepStale { cutoff, reply } => {
+                let metrics = state.metrics.clone();
+                state.write(reply, move |conn, bus| {
+                    let abandoned = queries::sweep_stale(conn, &cutoff)?;
+                    for session in &abandoned {
+                        announce(bus, &metrics, &session.finished);
+                    }
+                    Ok(abandoned)
+                })
+            }
             StoreMsg::GetSession { id, reply } => {
                 state.read(reply, move |conn| queries::get_session(conn, &id))
             }
@@ -452,6 +481,13 @@ impl Actor for StoreActor {
                 state.read(reply, move |conn| watches::last_event_key(conn, &watch_id))
             }
             StoreMsg::PendingDeliveries { reply } => state.read(reply, watches::pending_deliveries),
+            StoreMsg::Inspect(reply) => {
+                let _ = reply.send(state.handled);
+            }
+            StoreMsg::Status(reply) => {
+                let path = state.path.clone();
+                state.read(reply, move |conn| queries::database_status(conn, &path))
+            }
             StoreMsg::WriterFailed(reason) => {
                 return Err(format!("store writer failed: {reason}").into())
             }

@@ -326,7 +326,7 @@ fn write_finish(
     id: &str,
     finish: &Finish,
     guard: Guard<'_>,
-) -> Result<Option<Event>> {
+) -> Result<Option<Finished>> {
     let now = time::now();
     let updated = tx.execute(
         &format!(
@@ -354,11 +354,20 @@ fn write_finish(
     if updated == 0 {
         return Ok(None);
     }
-    if let Some(session) = get_session(tx, id)? {
-        super::watches::summarise_runs(tx, &session)?;
-    }
+    let Some(session) = get_session(tx, id)? else {
+        return Ok(None);
+    };
+    super::watches::summarise_runs(tx, &session)?;
     let (kind, data) = finish.terminal_event();
-    insert_event(tx, id, kind, data).map(Some)
+    let event = insert_event(tx, id, kind, data)?;
+    Ok(Some(Finished { event, session }))
+}
+
+/// A session that just finished: its terminal event and final record.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub event: Event,
+    pub session: Session,
 }
 
 /// Finishes a session this owner runs, with its terminal event in the same transaction.
@@ -368,7 +377,7 @@ pub fn finish(
     id: &str,
     owner: &str,
     finish: &Finish,
-) -> Result<Option<Event>> {
+) -> Result<Option<Finished>> {
     let tx = conn.transaction()?;
     let event = write_finish(&tx, id, finish, Guard::RunningFor(owner))?;
     tx.commit()?;
@@ -377,7 +386,7 @@ pub fn finish(
 
 /// Fails a session that is still pending or running, whoever owns it (supervisor clean-up,
 /// shutdown, cancel).
-pub fn fail_active(conn: &mut Connection, id: &str, finish: &Finish) -> Result<Option<Event>> {
+pub fn fail_active(conn: &mut Connection, id: &str, finish: &Finish) -> Result<Option<Finished>> {
     let tx = conn.transaction()?;
     let event = write_finish(&tx, id, finish, Guard::Active)?;
     tx.commit()?;
@@ -391,7 +400,7 @@ pub const ABANDONED_MESSAGE: &str =
 /// A session the stale sweep gave up on, with the agent process it may have left behind.
 #[derive(Clone, Debug)]
 pub struct Abandoned {
-    pub event: Event,
+    pub finished: Finished,
     pub agent_pid: Option<u32>,
 }
 
@@ -413,8 +422,11 @@ pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Abandoned>
     );
     let mut abandoned = Vec::new();
     for (id, agent_pid) in stale {
-        if let Some(event) = write_finish(&tx, &id, &finish, Guard::Running)? {
-            abandoned.push(Abandoned { event, agent_pid });
+        if let Some(finished) = write_finish(&tx, &id, &finish, Guard::Running)? {
+            abandoned.push(Abandoned {
+                finished,
+                agent_pid,
+            });
         }
     }
     tx.commit()?;
@@ -526,4 +538,40 @@ pub fn pending_queue(conn: &Connection, limit: usize) -> Result<Vec<String>> {
     )?;
     let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get(0))?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+}
+
+/// What `/admin/status` reports about the database.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    pub path: String,
+    pub size_bytes: u64,
+    pub schema_version: i64,
+    pub sessions_by_status: std::collections::BTreeMap<String, u64>,
+    pub queue_depth: u64,
+}
+
+pub fn database_status(conn: &Connection, path: &std::path::Path) -> Result<DatabaseStatus> {
+    let schema_version = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM sessions GROUP BY status")?;
+    let sessions_by_status: std::collections::BTreeMap<String, u64> = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let size = |suffix: &str| {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+    };
+    Ok(DatabaseStatus {
+        path: path.display().to_string(),
+        size_bytes: size("") + size("-wal"),
+        schema_version,
+        queue_depth: sessions_by_status.get("pending").copied().unwrap_or(0),
+        sessions_by_status,
+    })
 }

@@ -1,0 +1,173 @@
+//! Prometheus metrics, in the text format `/metrics` serves. One [`Metrics`] per daemon,
+//! shared by the actors and the HTTP layer; gauges are refreshed when scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    pub status: String,
+    pub failure_kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+/// Every metric the daemon exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub sessions_created: Counter,
+    pub sessions_finished: Family<FinishedLabels, Counter>,
+    pub sessions_running: Gauge,
+    pub sessions_queued: Gauge,
+    pub session_duration: Histogram,
+    pub events_written: Counter,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    pub actor_restarts: Family<KindLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("telecoder");
+        let sessions_created = Counter::default();
+        let sessions_finished = Family::<FinishedLabels, Counter>::default();
+        let sessions_running = Gauge::default();
+        let sessions_queued = Gauge::default();
+        // 1 s .. ~4.5 h
+        let session_duration = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        let events_written = Counter::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        let actor_restarts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "sessions_created",
+            "Sessions created",
+            sessions_created.clone(),
+        );
+        registry.register(
+            "sessions_finished",
+            "Sessions finished, by status and failure kind",
+            sessions_finished.clone(),
+        );
+        registry.register(
+            "sessions_running",
+            "Sessions running now",
+            sessions_running.clone(),
+        );
+        registry.register(
+            "sessions_queued",
+            "Sessions waiting to start",
+            sessions_queued.clone(),
+        );
+        registry.register(
+            "session_duration_seconds",
+            "Wall time of finished sessions, from start to finish",
+            session_duration.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Session events stored",
+            events_written.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "GitHub webhook deliveries by outcome",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "actor_restarts",
+            "Actors restarted by the supervisor, by kind",
+            actor_restarts.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            sessions_created,
+            sessions_finished,
+            sessions_running,
+            sessions_queued,
+            session_duration,
+            events_written,
+            http_requests,
+            webhook_deliveries,
+            actor_restarts,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text.clear();
+        }
+        text
+    }
+
+    pub fn restarted(&self, kind: &str) {
+        self.actor_restarts
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn delivery(&self, outcome: &str) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn http(&self, route: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.into(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Records a session's end (duration from its start and finish timestamps).
+    pub fn finished(&self, status: &str, failure_kind: &str, started_at: &str, finished_at: &str) {
+        self.sessions_finished
+            .get_or_create(&FinishedLabels {
+                status: status.into(),
+                failure_kind: failure_kind.into(),
+            })
+            .inc();
+        let (Some(start), Some(end)) = (
+            crate::domain::time::parse(started_at),
+            crate::domain::time::parse(finished_at),
+        ) else {
+            return;
+        };
+        if let Ok(duration) = end.duration_since(start) {
+            self.session_duration.observe(duration.as_secs_f64());
+        }
+    }
+}
