@@ -136,12 +136,33 @@ impl Client {
     }
 
     /// Follows a session's events over SSE, calling `on_event` for each, until the terminal
-    /// event; returns it.
+    /// event; returns it. A stream that breaks is resumed after the last event seen, as SSE
+    /// clients do.
     pub async fn follow(
         &self,
         session_id: &str,
         after: i64,
         mut on_event: impl FnMut(&Event),
+    ) -> Result<Option<Event>, ClientError> {
+        let mut after = after;
+        let mut resumes = 0;
+        loop {
+            match self.follow_once(session_id, &mut after, &mut on_event).await {
+                Ok(Some(terminal)) => return Ok(Some(terminal)),
+                Ok(None) | Err(ClientError::Protocol(_)) if resumes < MAX_RESUMES => {
+                    resumes += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * resumes)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        session_id: &str,
+        after: &mut i64,
+        on_event: &mut impl FnMut(&Event),
     ) -> Result<Option<Event>, ClientError> {
         let mut response = self
             .http
@@ -161,6 +182,7 @@ impl Client {
             .map_err(|err| ClientError::Protocol(format!("event stream broke: {err}")))?
         {
             for event in parser.push(&chunk, session_id) {
+                *after = event.id;
                 on_event(&event);
                 if event.kind.is_terminal() {
                     return Ok(Some(event));
@@ -170,6 +192,9 @@ impl Client {
         Ok(None)
     }
 }
+
+/// How often a broken event stream is resumed before giving up.
+const MAX_RESUMES: u64 = 5;
 
 /// Splits an SSE byte stream into events.
 #[derive(Default)]

@@ -285,7 +285,14 @@ async fn pump_stdout(
     loop {
         tokio::select! {
             line = lines.next() => match line {
-                Some(Ok(line)) => output.absorb_line(&line),
+                Some(Ok(line)) => {
+                    output.absorb_line(&line);
+                    // Leading edge: text after a quiet spell goes out at once; a burst that
+                    // follows is held until the next tick.
+                    if output.quiet_for(COALESCE_WINDOW) {
+                        output.flush(events).await;
+                    }
+                }
                 // The codec drops the rest of an oversized line and carries on.
                 Some(Err(LinesCodecError::MaxLineLengthExceeded)) => output.push_text(OVERSIZED_LINE),
                 Some(Err(LinesCodecError::Io(_))) | None => return Stop::Eof,
@@ -344,6 +351,8 @@ fn parse_line(line: &str) -> LineContent {
 struct OutputBuffer {
     text: String,
     pending: String,
+    /// When text was last sent; `None` before the first send.
+    last_flush: Option<std::time::Instant>,
     diagnostics: String,
     limit: usize,
     truncated: bool,
@@ -354,10 +363,16 @@ impl OutputBuffer {
         Self {
             text: String::new(),
             pending: String::new(),
+            last_flush: None,
             diagnostics: String::new(),
             limit,
             truncated: false,
         }
+    }
+
+    /// True when nothing was sent for at least `window`.
+    fn quiet_for(&self, window: Duration) -> bool {
+        self.last_flush.is_none_or(|at| at.elapsed() >= window)
     }
 
     fn absorb_line(&mut self, line: &str) {
@@ -397,6 +412,7 @@ impl OutputBuffer {
 
     async fn flush(&mut self, events: &mpsc::Sender<AgentEvent>) {
         if !self.pending.is_empty() {
+            self.last_flush = Some(std::time::Instant::now());
             let chunk = std::mem::take(&mut self.pending);
             let _ = events.send(AgentEvent::Output(chunk)).await;
         }
