@@ -80,19 +80,24 @@ impl Client {
         serde_json::from_slice(&body).map_err(|err| ClientError::Protocol(err.to_string()))
     }
 
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|err| self.unreachable(&err))?;
+        Self::decode(response).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, ClientError> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        Self::decode(response).await
+        self.send(self.http.get(self.url(path)).query(query)).await
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -100,14 +105,7 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> Result<T, ClientError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        Self::decode(response).await
+        self.send(self.http.post(self.url(path)).json(body)).await
     }
 
     pub async fn patch<T: DeserializeOwned>(
@@ -115,24 +113,11 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> Result<T, ClientError> {
-        let response = self
-            .http
-            .patch(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        Self::decode(response).await
+        self.send(self.http.patch(self.url(path)).json(body)).await
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .send()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        Self::decode(response).await
+        self.send(self.http.delete(self.url(path))).await
     }
 
     /// Follows a session's events over SSE, calling `on_event` for each, until the terminal
@@ -147,7 +132,10 @@ impl Client {
         let mut after = after;
         let mut resumes = 0;
         loop {
-            match self.follow_once(session_id, &mut after, &mut on_event).await {
+            match self
+                .follow_once(session_id, &mut after, &mut on_event)
+                .await
+            {
                 Ok(Some(terminal)) => return Ok(Some(terminal)),
                 Ok(None) | Err(ClientError::Protocol(_)) if resumes < MAX_RESUMES => {
                     resumes += 1;
@@ -166,7 +154,7 @@ impl Client {
     ) -> Result<Option<Event>, ClientError> {
         let mut response = self
             .http
-            .get(format!("{}/api/sessions/{session_id}/events", self.base))
+            .get(self.url(&format!("/api/sessions/{session_id}/events")))
             .query(&[("after", after.to_string())])
             .header("accept", "text/event-stream")
             .send()

@@ -97,17 +97,22 @@ pub fn session(s: &Session, json: bool) {
     outcome(s);
 }
 
+/// The four outcome sections that have content, labelled.
+fn sections(s: &Session) -> impl Iterator<Item = (&'static str, &str)> {
+    [
+        ("Changed", s.outcome_changed.as_str()),
+        ("Verified", s.outcome_verified.as_str()),
+        ("Uncertain", s.outcome_uncertain.as_str()),
+        ("Next", s.outcome_next.as_str()),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+}
+
 pub fn outcome(s: &Session) {
     println!("\n{}", s.outcome_headline);
-    for (label, value) in [
-        ("Changed", &s.outcome_changed),
-        ("Verified", &s.outcome_verified),
-        ("Uncertain", &s.outcome_uncertain),
-        ("Next", &s.outcome_next),
-    ] {
-        if !value.is_empty() {
-            println!("  {label}: {value}");
-        }
+    for (label, value) in sections(s) {
+        println!("  {label}: {value}");
     }
 }
 
@@ -121,15 +126,8 @@ pub fn inbox(sessions: &[Session], json: bool) {
     }
     for s in sessions {
         println!("{} [{}] {}", s.id, s.status.as_str(), s.outcome_headline);
-        for (label, value) in [
-            ("Changed", &s.outcome_changed),
-            ("Verified", &s.outcome_verified),
-            ("Uncertain", &s.outcome_uncertain),
-            ("Next", &s.outcome_next),
-        ] {
-            if !value.is_empty() {
-                println!("    {label}: {}", short(value, 120));
-            }
+        for (label, value) in sections(s) {
+            println!("    {label}: {}", short(value, 120));
         }
     }
 }

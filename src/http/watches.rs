@@ -319,24 +319,32 @@ pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
     })
 }
 
-async fn ci_event(state: AppState, body: Body) -> Response {
+/// Parses an event body and routes the event to every watch; 201 with the sessions started.
+async fn route_event(
+    state: AppState,
+    body: Body,
+    parse: fn(&Value) -> Result<WatchEvent, ApiError>,
+) -> Response {
     respond(
         async {
-            let event = ci_event_from(&json_object(&body)?)?;
-            let started = state.daemon.route_event(WatchEvent::Ci(event)).await?;
+            let event = parse(&json_object(&body)?)?;
+            let started = state.daemon.route_event(event).await?;
             Ok(reply_json(StatusCode::CREATED, &started))
         }
         .await,
     )
 }
 
+async fn ci_event(state: AppState, body: Body) -> Response {
+    route_event(state, body, |value| {
+        ci_event_from(value).map(WatchEvent::Ci)
+    })
+    .await
+}
+
 async fn pr_event(state: AppState, body: Body) -> Response {
-    respond(
-        async {
-            let event = pr_event_from(&json_object(&body)?)?;
-            let started = state.daemon.route_event(WatchEvent::Pr(event)).await?;
-            Ok(reply_json(StatusCode::CREATED, &started))
-        }
-        .await,
-    )
+    route_event(state, body, |value| {
+        pr_event_from(value).map(WatchEvent::Pr)
+    })
+    .await
 }

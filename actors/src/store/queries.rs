@@ -22,7 +22,8 @@ const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' TH
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
     ELSE 0 END";
 
-fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+/// Reads a text column into a type that parses from text (an enum stored by name).
+pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     text.parse().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(

@@ -1,5 +1,6 @@
 //! SQL for watches, watch runs and webhook deliveries.
 
+use super::queries::parse_column;
 use crate::domain::watch::{repo_key, result_summary, return_summary};
 use crate::domain::{time, Session, Watch, WatchKind, WatchRun, WatchStatus};
 use crate::error::{Error, Result};
@@ -11,30 +12,19 @@ const WATCH_COLUMNS: &str = "id, kind, repo, instructions, agent, policy_mode, w
 const RUN_COLUMNS: &str = "id, watch_id, session_id, event_key, source_ref, trigger_summary, \
     result_summary, return_summary, skipped_reason, created_at";
 
-fn text_column<T: std::str::FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    text.parse().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            format!("unexpected value '{text}'").into(),
-        )
-    })
-}
-
 fn watch_from_row(row: &Row<'_>) -> rusqlite::Result<Watch> {
     Ok(Watch {
         id: row.get(0)?,
-        kind: text_column::<WatchKind>(row, 1)?,
+        kind: parse_column::<WatchKind>(row, 1)?,
         repo: row.get(2)?,
         instructions: row.get(3)?,
         agent: row.get(4)?,
-        policy_mode: text_column(row, 5)?,
+        policy_mode: parse_column(row, 5)?,
         workflow_name: row.get(6)?,
         branch_name: row.get(7)?,
         base_branch: row.get(8)?,
         head_branch: row.get(9)?,
-        status: text_column::<WatchStatus>(row, 10)?,
+        status: parse_column::<WatchStatus>(row, 10)?,
         schedule: row.get(11)?,
         timezone: row.get(12)?,
         max_runs_per_hour: row.get(13)?,
