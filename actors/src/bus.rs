@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
 /// Buffered events per session before a slow reader lags and must re-read from the store.
-const CHANNEL_CAPACITY: usize = 1024;
+const CHANNEL_CAPACITY: usize = 128;
 
 /// Cheap to clone; all clones share the same channels.
 #[derive(Clone, Default)]
