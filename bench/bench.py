@@ -2,13 +2,17 @@
 """TeleCoder benchmark driver (python3 stdlib only).
 
 Starts `target/release/telecoder serve` daemons on free ports with throwaway data directories,
-drives them over HTTP with the project's mock ACP agent, and measures:
+drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and measures:
 
   a. start latency   POST /api/sessions latency, and POST returned -> first event (SSE)
   b. overhead        bare `acpx exec` vs the same prompt through the daemon (interleaved)
   c. footprint       daemon RSS / threads idle at start-up and after N finished sessions
   d. burst           N sessions submitted at once, default vs unlimited concurrency
   e. clone cost      "setting up workspace" -> "running acpx" event gap
+  f. ingestion       CI events and signed GitHub webhook deliveries under wrk (mostly duplicates
+                     and events nothing watches): requests/s, p50/p99, non-2xx, sessions created
+  g. scale           a large history generated in SQLite: list/inbox/events latency, DB size, RSS
+  h. streaming       one session streaming N chunks to many SSE clients: completeness, lag, RSS
 
 Nothing is asserted: figures are printed as a table and written to
 bench/results/<UTC timestamp>.json. Usually run through scripts/bench, which installs acpx and
@@ -17,14 +21,20 @@ builds the release binary first. See bench/README.md.
 
 import argparse
 import datetime
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import platform
+import random
 import re
+import resource
 import secrets
+import selectors
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -49,6 +59,13 @@ PROFILES = {
         "footprint_n": 200,
         "footprint_seed_to": 0,
         "burst_sizes": [20],
+        "ingest_s": 10,
+        "scale_sessions": 10000,
+        "scale_events": 100000,
+        "scale_reps": 50,
+        "scale_reps_all": 3,
+        "stream_chunks": 2000,
+        "stream_clients": 50,
     },
     "full": {
         "start_n": 50,
@@ -58,6 +75,13 @@ PROFILES = {
         "footprint_n": 1000,
         "footprint_seed_to": 10000,
         "burst_sizes": [20, 100],
+        "ingest_s": 30,
+        "scale_sessions": 100000,
+        "scale_events": 1000000,
+        "scale_reps": 100,
+        "scale_reps_all": 3,
+        "stream_chunks": 10000,
+        "stream_clients": 100,
     },
 }
 
@@ -153,6 +177,43 @@ def proc_table():
     return table
 
 
+def proc_cpu(pid):
+    """(own CPU s, CPU s of reaped children) of one process, from /proc/<pid>/stat."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            rest = f.read().decode("utf-8", "replace").rsplit(")", 1)[-1].split()
+    except OSError:
+        return None, None
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    # utime, stime, cutime, cstime are fields 14..17
+    return (int(rest[11]) + int(rest[12])) / tick, (int(rest[13]) + int(rest[14])) / tick
+
+
+def machine_busy_s():
+    """CPU seconds all CPUs spent busy since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def own_cpu_s():
+    """CPU seconds of this script and everything it has reaped (daemons, their agents, acpx)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return None
+
+
 def descendants(root, table=None):
     table = table if table is not None else proc_table()
     children = {}
@@ -178,18 +239,24 @@ def tree_rss(root):
 class Sampler(threading.Thread):
     """Samples the daemon's RSS, its process tree's RSS and thread count every `period` s."""
 
-    def __init__(self, pid, period=0.05):
+    def __init__(self, pid, period=0.05, tree=True):
         super().__init__(daemon=True)
         self.pid = pid
         self.period = period
+        self.tree = tree  # False: the daemon alone (cheap enough for short periods)
         self.samples = []  # (t, daemon_rss, tree_rss, processes, threads)
         self._halt = threading.Event()
 
     def run(self):
         t0 = time.perf_counter()
         while not self._halt.is_set():
-            rss, tree, procs = tree_rss(self.pid)
-            threads = proc_status(self.pid).get("Threads", 0)
+            if self.tree:
+                rss, tree, procs = tree_rss(self.pid)
+                threads = proc_status(self.pid).get("Threads", 0)
+            else:
+                status = proc_status(self.pid)
+                rss, threads = status.get("VmRSS", 0), status.get("Threads", 0)
+                tree, procs = rss, 1
             self.samples.append((time.perf_counter() - t0, rss, tree, procs, threads))
             self._halt.wait(self.period)
 
@@ -280,7 +347,7 @@ class Api:
         finally:
             conn.close()
 
-    def wait_idle(self, expected_ids=None, period=0.05, timeout=600):
+    def wait_idle(self, period=0.05, timeout=600):
         """Polls until no session is pending/running; returns the perf_counter it saw that."""
         deadline = time.monotonic() + timeout
         while True:
@@ -321,15 +388,19 @@ class Cleanup:
 
 
 CLEANUP = Cleanup()
+# Unexpected behaviour seen while measuring (kept in the results, never fatal).
+ANOMALIES = []
+# WARN/ERROR lines of every daemon's log, collected when it stops.
+DAEMON_WARNINGS = []
 
 
 def kill_group(proc):
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    """SIGKILL a child started with start_new_session and whatever is left in its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 def daemon_env(data_dir, acpx, extra):
@@ -364,6 +435,7 @@ class Daemon:
         self.proc = None
         self.api = None
         self.startup_ms = None
+        self.log_offset = 0
 
     def config(self):
         out = subprocess.run(
@@ -382,6 +454,7 @@ class Daemon:
 
     def start(self, timeout=30):
         log_file = open(self.log_path, "ab")
+        offset = log_file.tell()  # a restart appends to the same log: read only what is new
         t0 = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
@@ -395,6 +468,7 @@ class Daemon:
         finally:
             log_file.close()
         CLEANUP.daemons.append(self)
+        self.log_offset = offset
         deadline = time.monotonic() + timeout
         port = None
         while port is None:
@@ -404,8 +478,9 @@ class Daemon:
                 )
             if time.monotonic() > deadline:
                 raise BenchError("telecoder serve did not log its address within %d s" % timeout)
-            with open(self.log_path, errors="replace") as f:
-                found = self.LISTEN_RE.search(f.read())
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                found = self.LISTEN_RE.search(f.read().decode("utf-8", "replace"))
             if found:
                 port = int(found.group(2))
             else:
@@ -445,6 +520,12 @@ class Daemon:
             return
         table = proc_table()
         leftovers = [(p, table[p][2]) for p in descendants(self.proc.pid, table)]
+        if self.proc.poll() is not None:
+            # Not expected: a negative code is the signal that ended it (e.g. -9, -11).
+            message = "%s: the daemon (pid %d) exited on its own with code %s; its log ends with:\n%s" % (
+                os.path.basename(self.dir), self.proc.pid, self.proc.returncode, self.log_tail(20))
+            ANOMALIES.append(message)
+            log("warning: " + message)
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -464,6 +545,16 @@ class Daemon:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        try:
+            with open(self.log_path, errors="replace") as f:
+                f.seek(self.log_offset)
+                DAEMON_WARNINGS.extend(
+                    "%s: %s" % (os.path.basename(self.dir), line.rstrip())
+                    for line in f
+                    if " WARN " in line or " ERROR " in line
+                )
+        except OSError:
+            pass
         if self in CLEANUP.daemons:
             CLEANUP.daemons.remove(self)
         self.proc = None
@@ -489,11 +580,24 @@ def run_session(api, repo, prompt, fetch_events=True):
         if kind in TERMINAL_EVENTS:
             terminal = t
     if terminal is None:
+        # Not expected: record it, then finish the measurement by polling the stored events.
         stored = api.get("/api/sessions/%s/events" % session["id"])
-        raise BenchError(
-            "SSE for %s ended without done/error after %s; stored events: %s"
-            % (session["id"], kinds, [(e["id"], e["type"]) for e in stored])
+        ANOMALIES.append(
+            "SSE for %s ended without done/error after %s; stored then: %s"
+            % (session["id"], kinds, [e["type"] for e in stored])
         )
+        log("warning: " + ANOMALIES[-1])
+        deadline = time.monotonic() + 300
+        while terminal is None:
+            stored = api.get("/api/sessions/%s/events" % session["id"])
+            if any(e["type"] in TERMINAL_EVENTS for e in stored):
+                terminal = time.perf_counter()
+                kinds.append([e["type"] for e in stored][-1])
+                first = first or terminal
+            elif time.monotonic() > deadline:
+                raise BenchError("session %s did not finish within 300 s" % session["id"])
+            else:
+                time.sleep(0.005)
     run = {
         "id": session["id"],
         "post_ms": (t_posted - t0) * 1000,
@@ -546,6 +650,7 @@ def run_bare_acpx(acpx, cwd, prompt):
         "--json-strict", "--agent", AGENT_COMMAND, "exec", prompt,
     ]
     with tempfile.TemporaryFile() as err:
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
@@ -565,12 +670,16 @@ def run_bare_acpx(acpx, cwd, prompt):
             kill_group(proc)
             proc.stdout.close()
             CLEANUP.children.remove(proc)
+        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if rc != 0:
             err.seek(0)
             raise BenchError("bare acpx exited %s: %s" % (rc, err.read().decode()[-2000:]))
+        if b'"text":"hi"' not in b"".join(text):
+            raise BenchError("bare acpx did not answer 'hi': %r" % b"".join(text)[-500:])
     return {
         "end_to_end_ms": (t1 - t0) * 1000,
         "first_output_ms": (first_output - t0) * 1000 if first_output else None,
+        "cpu_ms": (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) * 1000,
     }
 
 
@@ -619,12 +728,16 @@ def bench_overhead(api, acpx, repo, clone, n):
                 bare.append(run_bare_acpx(acpx, clone, "@mock say hi"))
             else:
                 daemon.append(run_session(api, repo, "@mock say hi", fetch_events=False))
+    failed = [r for r in daemon if r["terminal"] != "done"]
+    if failed:
+        raise BenchError("session %s ended with %s" % (failed[0]["id"], failed[0]["terminal"]))
     bare_med = statistics.median(r["end_to_end_ms"] for r in bare)
     daemon_med = statistics.median(r["end_to_end_ms"] for r in daemon)
     return {
         "n": n,
         "bare_ms": summary([r["end_to_end_ms"] for r in bare]),
         "daemon_ms": summary([r["end_to_end_ms"] for r in daemon]),
+        "bare_cpu_ms": summary([r["cpu_ms"] for r in bare]),
         "bare_first_output_ms": summary([r["first_output_ms"] for r in bare if r["first_output_ms"]]),
         "daemon_first_output_ms": summary(
             [r["first_output_ms"] for r in daemon if r["first_output_ms"]]
@@ -687,11 +800,14 @@ def bench_footprint(workdir, acpx, repo, profile):
     result["idle"] = daemon.footprint()
     sampler = Sampler(daemon.pid, period=0.25)
     sampler.start()
+    own0, children0 = proc_cpu(daemon.pid)
     t0 = time.perf_counter()
     ids = [daemon.api.create(repo, "@mock say x")["id"] for _ in range(n)]
     t_submitted = time.perf_counter()
     t_idle = daemon.api.wait_idle(period=0.25, timeout=max(600, n * 3))
     samples = sampler.stop()
+    time.sleep(0.5)  # let the last agent be reaped, so its CPU time is counted
+    own1, children1 = proc_cpu(daemon.pid)
     errors = daemon.api.get("/api/sessions?status=error")
     result.update(
         {
@@ -700,6 +816,9 @@ def bench_footprint(workdir, acpx, repo, profile):
             "drain_s": t_idle - t0,
             "sessions_per_s": n / (t_idle - t0),
             "errors": len(errors),
+            # daemon's own CPU, and CPU of the reaped agent processes (acpx/node, the agent, git)
+            "daemon_cpu_ms_per_session": (own1 - own0) * 1000 / n,
+            "agents_cpu_ms_per_session": (children1 - children0) * 1000 / n,
             "peak_rss_during": max(s[1] for s in samples) if samples else None,
             "peak_tree_rss_during": max(s[2] for s in samples) if samples else None,
         }
@@ -809,6 +928,774 @@ def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
 
 
 # ---------------------------------------------------------------------------------------------
+# f. ingestion under wrk
+
+WEBHOOK_SECRET = "bench-webhook-secret"
+# The watches name a GitHub repository (webhook payloads only carry owner/name). Sessions clone
+# it from GitHub, so the daemon of (f) gets a git `insteadOf` rule (GIT_CONFIG_* variables)
+# that points this URL at the local bench repository: nothing leaves the machine.
+GITHUB_REPO = "octo-org/octo-repo"
+GITHUB_CLONE_URL = "https://github.com/octo-org/octo-repo.git"
+WEBHOOK_FIXTURE = os.path.join(ROOT, "tests", "fixtures", "github", "workflow_run_failure.json")
+
+# Rotates through pre-built requests; an entry with `fresh` gets a new X-GitHub-Delivery per
+# request (the signature covers the body only, so the header may change). Counts the status
+# codes per thread and prints one JSON line at the end.
+WRK_SCRIPT = r"""
+-- generated by bench/bench.py
+local entries = {
+__ENTRIES__
+}
+local threads = {}
+local next_tid = 0
+function setup(thread)
+  next_tid = next_tid + 1
+  thread:set("tid", next_tid)
+  table.insert(threads, thread)
+end
+function init(args)
+  n = 0
+  codes = {}
+  prebuilt = {}
+  for i, e in ipairs(entries) do
+    if not e.fresh then prebuilt[i] = wrk.format("POST", e.path, e.headers, e.body) end
+  end
+end
+function request()
+  n = n + 1
+  local i = (n - 1) % #entries + 1
+  local e = entries[i]
+  if e.fresh then
+    e.headers["X-GitHub-Delivery"] = e.fresh .. "-" .. tid .. "-" .. n
+    return wrk.format("POST", e.path, e.headers, e.body)
+  end
+  return prebuilt[i]
+end
+function response(status, headers, body)
+  codes[status] = (codes[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local merged = {}
+  for _, t in ipairs(threads) do
+    local c = t:get("codes")
+    if c then
+      for k, v in pairs(c) do merged[k] = (merged[k] or 0) + v end
+    end
+  end
+  local parts = {}
+  for k, v in pairs(merged) do table.insert(parts, string.format('"%d": %d', k, v)) end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCHJSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"latency_us": {"min": %.0f, "p50": %.0f, "p90": %.0f, "p99": %.0f, "p999": %.0f, ' ..
+    '"max": %.0f, "mean": %.1f, "stdev": %.1f}, "codes": {%s}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.min, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean, latency.stdev,
+    table.concat(parts, ", ")))
+end
+"""
+
+
+def lua_string(text):
+    """A Lua string literal for any text (decimal escapes for everything unusual)."""
+    out = []
+    for byte in text.encode():
+        if byte in (0x22, 0x5C) or byte < 0x20 or byte > 0x7E:
+            out.append("\\%03d" % byte)
+        else:
+            out.append(chr(byte))
+    return '"' + "".join(out) + '"'
+
+
+def write_wrk_script(path, entries):
+    """entries: [{path, headers, body, fresh?}] -> a wrk Lua script rotating through them."""
+    lines = []
+    for e in entries:
+        headers = ", ".join("[%s] = %s" % (lua_string(k), lua_string(v)) for k, v in e["headers"].items())
+        fresh = lua_string(e["fresh"]) if e.get("fresh") else "nil"
+        lines.append("  {path = %s, headers = {%s}, body = %s, fresh = %s}," % (
+            lua_string(e["path"]), headers, lua_string(e["body"]), fresh))
+    with open(path, "w") as f:
+        f.write(WRK_SCRIPT.replace("__ENTRIES__", "\n".join(lines)))
+    return path
+
+
+def ci_entries():
+    """Bodies for POST /api/watch-events/ci: 3 distinct matching failures (each sent again and
+    again: duplicates after the first), other repositories, another workflow, a success."""
+
+    def body(repo, workflow, run_id, conclusion="failure", branch="main"):
+        return json.dumps({
+            "repo": repo, "workflow": workflow, "branch": branch, "runId": run_id,
+            "runUrl": "https://github.com/%s/actions/runs/%d" % (repo, run_id),
+            "sha": "%040x" % run_id, "status": "completed", "conclusion": conclusion,
+            "summary": "bench: %s %s run %d %s" % (repo, workflow, run_id, conclusion),
+        })
+
+    kinds = {
+        "m1": body(GITHUB_REPO, "Build", 9100001),
+        "m2": body(GITHUB_REPO, "Build", 9100002),
+        "m3": body(GITHUB_REPO, "Build", 9100003),
+        "o1": body("other-org/api", "Build", 9100101),
+        "o2": body("other-org/web", "Build", 9100102),
+        "o3": body("/srv/git/other", "Build", 9100103),
+        "w1": body(GITHUB_REPO, "Lint", 9100201),
+        "w2": body(GITHUB_REPO, "Docs", 9100202),
+        "s1": body(GITHUB_REPO, "Build", 9100301, conclusion="success"),
+    }
+    order = ["m1", "o1", "m2", "w1", "m3", "o2", "m1", "s1", "m2", "o3", "m3", "w2"]
+    headers = {"Content-Type": "application/json"}
+    entries = [{"path": "/api/watch-events/ci", "headers": dict(headers), "body": kinds[k], "kind": k} for k in order]
+    return entries, 3
+
+
+def webhook_entries(run_tag):
+    """Signed workflow_run deliveries: 3 distinct matching failures with fixed delivery ids
+    (redeliveries after the first), a fixed-id redelivery of an unwatched event, and unwatched
+    events with a fresh delivery id per request (another repository, another workflow, a
+    success, an action that is not `completed`)."""
+    with open(WEBHOOK_FIXTURE) as f:
+        base = json.load(f)
+
+    def payload(run_id, repo=GITHUB_REPO, workflow="Build", conclusion="failure", action="completed"):
+        p = json.loads(json.dumps(base))
+        owner, name = repo.split("/")
+        p["action"] = action
+        run = p["workflow_run"]
+        run.update({"id": run_id, "name": workflow, "conclusion": conclusion,
+                    "html_url": "https://github.com/%s/actions/runs/%d" % (repo, run_id)})
+        if action != "completed":
+            run.update({"status": "in_progress", "conclusion": None})
+        run["repository"]["full_name"] = repo
+        p["workflow"]["name"] = workflow
+        p["repository"].update({"name": name, "full_name": repo,
+                                "html_url": "https://github.com/" + repo,
+                                "clone_url": "https://github.com/%s.git" % repo})
+        p["repository"]["owner"]["login"] = owner
+        return json.dumps(p, separators=(",", ":"))
+
+    kinds = {
+        # kind: (body, fixed delivery id or None for a fresh one per request)
+        "A": (payload(9200001), "%s-match-1" % run_tag),
+        "B": (payload(9200002), "%s-match-2" % run_tag),
+        "C": (payload(9200003), "%s-match-3" % run_tag),
+        "G": (payload(9200101, repo="other-org/api"), "%s-unwatched-redelivered" % run_tag),
+        "D": (payload(9200102, repo="other-org/web"), None),
+        "E": (payload(9200201, workflow="Lint"), None),
+        "H": (payload(9200301, conclusion="success"), None),
+        "F": (payload(9200401, action="requested"), None),
+    }
+    order = ["A", "D", "B", "G", "E", "C", "F", "A", "G", "H", "B", "D"]
+    entries = []
+    for k in order:
+        body, delivery = kinds[k]
+        signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/bench",
+            "X-GitHub-Event": "workflow_run",
+            "X-GitHub-Delivery": delivery or "",
+            "X-Hub-Signature-256": signature,
+        }
+        entries.append({"path": "/webhooks/github", "headers": headers, "body": body, "kind": k,
+                        "fresh": None if delivery else "%s-%s" % (run_tag, k)})
+    return entries, 3
+
+
+def run_wrk(script, url, seconds, threads=2, connections=16):
+    argv = ["wrk", "-t%d" % threads, "-c%d" % connections, "-d%ds" % seconds, "--timeout", "10s",
+            "--latency", "-s", script, url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise BenchError("wrk failed (%s): %s" % (out.returncode, (out.stderr or out.stdout)[-1000:]))
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCHJSON "):
+            result = json.loads(line[len("BENCHJSON "):])
+            result["text"] = out.stdout.replace(line, "").strip()
+            result["argv"] = " ".join(argv[:-1])
+            return result
+    raise BenchError("wrk printed no summary: %s" % out.stdout[-1000:])
+
+
+def delivery_states(db_path):
+    """{state: count} of the stored webhook deliveries (read-only, beside the running daemon)."""
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
+    try:
+        return dict(conn.execute("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state").fetchall())
+    finally:
+        conn.close()
+
+
+def bench_ingestion(workdir, acpx, repo, profile):
+    seconds = profile["ingest_s"]
+    if not shutil.which("wrk"):
+        message = "f skipped: wrk is not installed (apt-get install wrk; scripts/bench installs it when run as root)"
+        log(message)
+        ANOMALIES.append(message)
+        return {"skipped": message}
+    git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"(\d+)\.(\d+)", git_version)
+    if not found or (int(found.group(1)), int(found.group(2))) < (2, 31):
+        # GIT_CONFIG_COUNT/KEY/VALUE (the insteadOf rule below) need git 2.31; without it the
+        # watch sessions would try to clone from GitHub.
+        message = "f skipped: needs git >= 2.31 (GIT_CONFIG_* variables), found %r" % git_version.strip()
+        log(message)
+        ANOMALIES.append(message)
+        return {"skipped": message}
+    log("f: ingestion under wrk, %d s per route (2 threads, 16 connections)" % seconds)
+    extra = {
+        "TELECODER_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "url.%s.insteadOf" % repo,
+        "GIT_CONFIG_VALUE_0": GITHUB_CLONE_URL,
+    }
+    daemon = Daemon(workdir, "ingestion", acpx, extra).start()
+    db_path = os.path.join(daemon.data_dir, "telecoder.sqlite")
+    watches = {}
+    for kind, body in (
+        ("ci", {"kind": "ci_failure", "repo": GITHUB_REPO, "workflow": "Build", "agent": "mock",
+                "instructions": "@mock say investigated"}),
+        ("pr", {"kind": "pr_review", "repo": GITHUB_REPO, "agent": "mock",
+                "instructions": "@mock say reviewed"}),
+    ):
+        status, payload = daemon.api.call("POST", "/api/watches", body)
+        if status != 201:
+            raise BenchError("POST /api/watches -> %s %s" % (status, payload))
+        watches[kind] = payload["id"]
+    time.sleep(1)
+    result = {"seconds": seconds, "threads": 2, "connections": 16, "watches": watches,
+              "idle": daemon.footprint(), "runs": {}}
+    run_tag = "bench-%s" % secrets.token_hex(4)
+    for name, (entries, distinct), path in (
+        ("ci", ci_entries(), "/api/watch-events/ci"),
+        ("webhook", webhook_entries(run_tag), "/webhooks/github"),
+    ):
+        script = write_wrk_script(os.path.join(daemon.dir, "%s.lua" % name), entries)
+        sessions_before = len(daemon.api.get("/api/sessions"))
+        sampler = Sampler(daemon.pid, period=0.25, tree=False)
+        sampler.start()
+        own0, children0 = proc_cpu(daemon.pid)
+        run = run_wrk(script, "http://127.0.0.1:%d%s" % (daemon.api.port, path), seconds)
+        t_end = time.perf_counter()
+        # Webhooks are routed in the background after the answer: wait for the backlog.
+        drain_s, stuck = None, 0
+        if name == "webhook":
+            deadline = time.monotonic() + 60
+            last, last_change = None, time.perf_counter()
+            while time.monotonic() < deadline:
+                pending = delivery_states(db_path).get("pending", 0)
+                now = time.perf_counter()
+                if pending != last:
+                    last, last_change = pending, now
+                if not pending:
+                    drain_s = now - t_end
+                    break
+                if now - last_change > 5:
+                    # Not draining any more: deliveries whose request was in flight when wrk
+                    # closed its connections can stay stored-but-unrouted (see bench/README.md).
+                    stuck = pending
+                    ANOMALIES.append(
+                        "f webhook: %d deliveries stored by requests in flight when wrk closed its "
+                        "connections are still 'pending' (never routed) %.0f s later: a delivery whose "
+                        "sender hangs up once it is stored is routed only after a restart"
+                        % (pending, now - t_end))
+                    log("warning: " + ANOMALIES[-1])
+                    break
+                time.sleep(0.05)
+        samples = sampler.stop()
+        daemon.api.wait_idle(period=0.1, timeout=120)  # the sessions the matching events started
+        time.sleep(0.3)
+        own1, children1 = proc_cpu(daemon.pid)
+        sessions = daemon.api.get("/api/sessions")
+        ci_runs = daemon.api.get("/api/watches/%s/runs" % watches["ci"])
+        requests = run["requests"]
+        codes = {int(k): v for k, v in run["codes"].items()}
+        run.update({
+            "entries": [e["kind"] for e in entries],
+            "distinct_matching": distinct,
+            "requests_per_s": requests / (run["duration_us"] / 1e6),
+            "non_2xx": sum(v for k, v in codes.items() if not 200 <= k < 300),
+            "sessions_created": len(sessions) - sessions_before,
+            "session_statuses": sorted(s["status"] for s in sessions[: len(sessions) - sessions_before]),
+            "ci_watch_runs": {
+                "started": sum(1 for r in ci_runs if r.get("sessionId")),
+                "skipped": sum(1 for r in ci_runs if not r.get("sessionId")),
+            },
+            "daemon_cpu_s": own1 - own0,
+            "daemon_cpu_us_per_request": (own1 - own0) * 1e6 / requests if requests else None,
+            "agents_cpu_s": children1 - children0,
+            "peak_rss": max((s[1] for s in samples), default=None),
+            "routing_drain_s": drain_s,
+            "deliveries_stuck_pending": stuck,
+        })
+        if name == "webhook":
+            run["deliveries"] = delivery_states(db_path)
+        if run["non_2xx"] or any(run["errors"][k] for k in ("connect", "read", "write", "timeout")):
+            ANOMALIES.append("f %s: non-2xx %s, socket errors %s, codes %s" % (
+                name, run["non_2xx"], run["errors"], run["codes"]))
+        result["runs"][name] = run
+        log("f %s: %.0f req/s, p99 %.1f ms, codes %s, %d sessions created" % (
+            name, run["requests_per_s"], run["latency_us"]["p99"] / 1000, run["codes"], run["sessions_created"]))
+    result["after"] = daemon.footprint()
+    daemon.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# g. scale: a large history generated in SQLite
+
+
+def iso_ms(epoch_s):
+    at = datetime.datetime.fromtimestamp(epoch_s, datetime.timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (at.microsecond // 1000)
+
+
+def generate_history(db_path, data_dir, repo, templates, n_sessions, n_events, big_events, pending):
+    """Fills the (stopped) daemon's database with `n_sessions` sessions and `n_events` events.
+
+    Every column of a generated row comes from a real session of the same outcome (templates:
+    {"complete"|"error": (row dict, [(type, data)])}), with a fresh id, branch, work dir, prompt
+    and timestamps. Sessions are one every ~30 s going back from now, oldest first (so rowid order
+    is creation order, as in a real database); ~85 % complete, ~14 % error, ~1 % cancelled;
+    the newest `pending` ones are pending '@mock hang' (the daemon runs them when it starts);
+    the one in the middle has `big_events` events. Events per session: the template's events,
+    padded with output events (or cut) to the session's share, terminal event last."""
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA foreign_keys = ON")
+        cols = [row[1] for row in conn.execute("PRAGMA table_info(sessions)")]
+        existing = {row[0] for row in conn.execute("SELECT id FROM sessions")}
+        big_index = n_sessions // 2
+        finished = n_sessions - pending - 1
+        base, extra = divmod(max(0, n_events - big_events), max(1, finished))
+        now = time.time()
+        start = now - 30.0 * n_sessions - 600
+        rng = random.Random(8)
+        plan = []  # (id, status, created, finished, n_events)
+        for i in range(n_sessions):
+            sid = secrets.token_hex(4)
+            while sid in existing:
+                sid = secrets.token_hex(4)
+            existing.add(sid)
+            created = start + 30.0 * i + rng.random() * 20
+            if i >= n_sessions - pending:
+                plan.append((sid, "pending", now - 1 - (n_sessions - i) * 0.01, None, 0))
+                continue
+            if i == big_index:
+                status, count = "complete", big_events
+            else:
+                roll = rng.random()
+                status = "complete" if roll < 0.85 else ("error" if roll < 0.99 else "cancelled")
+                k = i if i < big_index else i - 1
+                count = base + (1 if k < extra else 0)
+            plan.append((sid, status, created, created + 20 + rng.random() * 280, count))
+
+        work_root = os.path.join(data_dir, "workspaces")
+        filler = ("line %d of the agent's answer: looked at src/mod%d.py, the function returns the "
+                  "expected value; nothing else to change here.\n")
+
+        def session_rows():
+            for n, (sid, status, created, done_at, _count) in enumerate(plan):
+                template = templates["error" if status in ("error", "cancelled") else "complete"][0]
+                row = dict(template)
+                row.update({"id": sid, "branch": "telecoder/" + sid,
+                            "work_dir": os.path.join(work_root, sid), "agent_pid": None,
+                            "prompt": "bench history session %d: tidy up the helpers in src/mod%d.py "
+                                      "and explain what changed" % (n, n % 10)})
+                if status == "pending":
+                    row.update({"repo": repo, "prompt": "@mock hang", "status": "pending",
+                                "owner_id": "", "branch": "", "work_dir": "", "result_text": "",
+                                "outcome_headline": "Session is pending.", "outcome_changed": "",
+                                "outcome_verified": "", "outcome_uncertain": "", "outcome_next": "",
+                                "error": "", "failure_kind": "", "claimed_at": "", "heartbeat_at": "",
+                                "started_at": "", "finished_at": "", "created_at": iso_ms(created),
+                                "updated_at": iso_ms(created)})
+                else:
+                    row.update({"status": status, "claimed_at": iso_ms(created + 0.002),
+                                "started_at": iso_ms(created + 0.002), "heartbeat_at": iso_ms(done_at),
+                                "finished_at": iso_ms(done_at), "created_at": iso_ms(created),
+                                "updated_at": iso_ms(done_at)})
+                    if status == "cancelled":
+                        row.update({"failure_kind": "cancelled", "error": "cancelled by the user"})
+                yield [row[c] for c in cols]
+
+        def event_rows():
+            for sid, status, created, done_at, count in plan:
+                if not count:
+                    continue
+                events = templates["error" if status in ("error", "cancelled") else "complete"][1]
+                body, terminal = events[:-1], events[-1]
+                if count - 1 <= len(body):
+                    chosen = body[: count - 1]
+                else:
+                    pad = count - 1 - len(body)
+                    chosen = body + [("output", filler % (j, j % 10)) for j in range(pad)]
+                chosen.append(terminal)
+                step = (done_at - created) / (len(chosen) + 1)
+                for j, (kind, data) in enumerate(chosen):
+                    yield (sid, kind, data, iso_ms(created + step * (j + 1)))
+
+        with conn:
+            conn.executemany("INSERT INTO sessions (%s) VALUES (%s)" % (
+                ", ".join(cols), ", ".join("?" for _ in cols)), session_rows())
+            conn.executemany("INSERT INTO events (session_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+                             event_rows())
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        counts = {
+            "sessions": conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0],
+            "events": conn.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+            "by_status": dict(conn.execute("SELECT status, COUNT(*) FROM sessions GROUP BY status").fetchall()),
+        }
+        return plan[big_index][0], [p[0] for p in plan if p[1] == "pending"], counts
+    finally:
+        conn.close()
+
+
+class KeepAliveClient:
+    """One persistent HTTP/1.1 connection for timing many small GETs."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conn = None
+
+    def get(self, path, timeout=300):
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            try:
+                t0 = time.perf_counter()
+                self.conn.request("GET", path, headers={"Accept": "application/json"})
+                resp = self.conn.getresponse()
+                body = resp.read()
+                elapsed = (time.perf_counter() - t0) * 1000
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                if resp.status != 200:
+                    raise BenchError("GET %s -> %s %s" % (path, resp.status, body[:300]))
+                return elapsed, body
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def file_size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def bench_scale(workdir, acpx, repo, profile):
+    n_sessions, n_events = profile["scale_sessions"], profile["scale_events"]
+    reps, reps_all = profile["scale_reps"], profile["scale_reps_all"]
+    pending = 3
+    log("g: scale, %d sessions / %d events generated in SQLite" % (n_sessions, n_events))
+    daemon = Daemon(workdir, "scale", acpx).start()
+    # Two real sessions: every column and event of the generated rows is copied from them.
+    ids = {"complete": daemon.api.create(repo, "@mock say seeded history")["id"],
+           "error": daemon.api.create(repo, "@mock error")["id"]}
+    daemon.api.wait_idle(period=0.05, timeout=120)
+    data_dir = daemon.data_dir
+    daemon.stop()
+    db_path = os.path.join(data_dir, "telecoder.sqlite")
+    conn = sqlite3.connect(db_path, timeout=30)
+    conn.row_factory = sqlite3.Row
+    templates = {}
+    for kind, sid in ids.items():
+        row = conn.execute("SELECT * FROM sessions WHERE id = ?", (sid,)).fetchone()
+        if row is None or row["status"] != kind:
+            raise BenchError("template session %s is %s, expected %s" % (sid, row and row["status"], kind))
+        events = [(e["type"], e["data"]) for e in conn.execute(
+            "SELECT type, data FROM events WHERE session_id = ? ORDER BY id", (sid,))]
+        templates[kind] = (dict(row), events)
+    conn.execute("DELETE FROM events")
+    conn.execute("DELETE FROM sessions")
+    conn.commit()
+    conn.close()
+    t0 = time.perf_counter()
+    big_id, pending_ids, counts = generate_history(
+        db_path, data_dir, repo, templates, n_sessions, n_events, 1000, pending)
+    generate_s = time.perf_counter() - t0
+    log("g: generated %s in %.1f s; restarting the daemon on it" % (counts, generate_s))
+    result = {"generate_s": generate_s, "counts": counts, "big_session": big_id,
+              "db_bytes_generated": file_size(db_path)}
+    daemon = Daemon(workdir, "scale", acpx, data_dir=data_dir).start(timeout=120)
+    result["startup_ms"] = daemon.startup_ms
+    # The pending '@mock hang' sessions start at once: wait until their agents are up, so
+    # `?status=running` has rows and no agent start-up competes with the measurement.
+    deadline = time.monotonic() + 120
+    while True:
+        running = [s["id"] for s in daemon.api.get("/api/sessions?status=running")]
+        up = [sid for sid in running
+              if any(e["type"] == "output" for e in daemon.api.get("/api/sessions/%s/events" % sid))]
+        if len(up) >= len(pending_ids):
+            break
+        if time.monotonic() > deadline:
+            raise BenchError("the %d generated pending sessions did not start: running %s" % (len(pending_ids), running))
+        time.sleep(0.1)
+    time.sleep(1)
+    result["idle"] = daemon.footprint()
+    client = KeepAliveClient(daemon.api.port)
+    show_id = big_id
+    queries = [
+        ("running", "/api/sessions?status=running", reps),
+        ("inbox", "/api/inbox?limit=20", reps),
+        ("events", "/api/sessions/%s/events" % big_id, reps),
+        ("show", "/api/sessions/%s" % show_id, reps),
+        ("list_all", "/api/sessions", reps_all),
+    ]
+    result["queries"] = {}
+    for name, path, n in queries:
+        client.get(path)  # warm-up (page cache, prepared statement)
+        times, size, rows = [], 0, None
+        for i in range(n):
+            elapsed, body = client.get(path)
+            times.append(elapsed)
+            size = len(body)
+            if rows is None:
+                payload = json.loads(body)
+                rows = len(payload) if isinstance(payload, list) else 1
+        result["queries"][name] = {"path": path, "ms": summary(times), "bytes": size, "rows": rows}
+        log("g: %s: p50 %.1f ms, %d rows, %d bytes" % (path, pct(times, 50), rows, size))
+        if name == "show":  # the selective queries are done; the unfiltered list is next
+            result["after_selective"] = daemon.footprint()
+    client.close()
+    time.sleep(1)
+    result["after"] = daemon.footprint()
+    result["db_bytes"] = file_size(db_path)
+    result["wal_bytes"] = file_size(db_path + "-wal")
+    result["shm_bytes"] = file_size(db_path + "-shm")
+    for sid in pending_ids:
+        daemon.api.call("POST", "/api/sessions/%s/cancel" % sid)
+    daemon.api.wait_idle(period=0.1, timeout=60)
+    daemon.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# h. SSE fan-out
+
+
+class SseReader:
+    """A raw-socket SSE client driven by a selector. While streaming it only receives and stamps
+    each recv() with time.time() in ms (so one slow parse cannot delay the other clients'
+    stamps); parse() then decodes the recorded stream offline, giving each event the stamp of
+    the recv() that completed it."""
+
+    TERMINATOR = b"\r\n0\r\n\r\n"  # the last chunk of a chunked body: the stream is over
+
+    def __init__(self, port, path):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                           "Connection: keep-alive\r\n\r\n" % path).encode())
+        self.sock.setblocking(False)
+        self.received = []  # [(recv_ms, bytes)]
+        self.tail = b""
+        self.bytes = 0
+        self.finished = False  # saw the end of the chunked body
+        self.closed = False  # the server closed the connection
+        self.status = None
+        self.connected_ms = None
+        self.events = []  # [recv_ms, id, type, data], filled by parse()
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def on_readable(self):
+        try:
+            data = self.sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        now_ms = time.time() * 1000
+        if not data:
+            self.closed = True
+            return
+        self.received.append((now_ms, data))
+        self.bytes += len(data)
+        self.tail = (self.tail + data)[-16:]
+        if self.tail.endswith(self.TERMINATOR):
+            self.finished = True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def parse(self):
+        raw, body, head, chunked = b"", b"", None, False
+        for now_ms, data in self.received:
+            raw += data
+            if head is None:
+                end = raw.find(b"\r\n\r\n")
+                if end < 0:
+                    continue
+                head = raw[:end].decode("latin-1")
+                raw = raw[end + 4:]
+                self.status = int(head.split()[1])
+                chunked = "transfer-encoding: chunked" in head.lower()
+                self.connected_ms = now_ms
+            if chunked:
+                while True:
+                    line_end = raw.find(b"\r\n")
+                    if line_end < 0:
+                        break
+                    size = int(raw[:line_end].split(b";")[0], 16)
+                    if size == 0:
+                        raw = b""
+                        break
+                    if len(raw) < line_end + 2 + size + 2:
+                        break
+                    body += raw[line_end + 2: line_end + 2 + size]
+                    raw = raw[line_end + 2 + size + 2:]
+            else:
+                body, raw = body + raw, b""
+            while True:
+                end = body.find(b"\n\n")
+                if end < 0:
+                    break
+                block, body = body[:end].decode("utf-8", "replace"), body[end + 2:]
+                kind, lines, event_id = "message", [], None
+                for line in block.split("\n"):
+                    if line.startswith(":"):
+                        continue
+                    field, _, value = line.partition(":")
+                    if value.startswith(" "):
+                        value = value[1:]
+                    if field == "event":
+                        kind = value
+                    elif field == "data":
+                        lines.append(value)
+                    elif field == "id":
+                        event_id = value
+                if lines or event_id is not None:
+                    self.events.append([now_ms, int(event_id) if event_id else None, kind, "\n".join(lines)])
+        self.received = []
+        return self.events
+
+
+def bench_streaming(workdir, acpx, repo, profile):
+    chunks, n_clients = profile["stream_chunks"], profile["stream_clients"]
+    log("h: '@mock stream %d 0' to %d SSE clients" % (chunks, n_clients))
+    daemon = Daemon(workdir, "streaming", acpx).start()
+    time.sleep(1)
+    idle = daemon.footprint()
+    sampler = Sampler(daemon.pid, period=0.02, tree=False)
+    sampler.start()
+    t_post = time.time() * 1000
+    session = daemon.api.create(repo, "@mock stream %d 0" % chunks)
+    path = "/api/sessions/%s/events" % session["id"]
+    selector = selectors.DefaultSelector()
+    readers = []
+    for _ in range(n_clients):
+        reader = SseReader(daemon.api.port, path)
+        readers.append(reader)
+        selector.register(reader, selectors.EVENT_READ)
+    t_connected = time.time() * 1000
+    deadline = time.monotonic() + 60 + chunks * 0.01
+    open_readers = len(readers)
+    while open_readers and time.monotonic() < deadline:
+        for key, _mask in selector.select(timeout=1):
+            reader = key.fileobj
+            reader.on_readable()
+            if reader.finished or reader.closed:
+                selector.unregister(reader)
+                reader.close()
+                open_readers -= 1
+    samples = sampler.stop()
+    timed_out = [r for r in readers if not (r.finished or r.closed)]
+    for reader in timed_out:
+        selector.unregister(reader)
+        reader.close()
+    selector.close()
+    for reader in readers:
+        reader.parse()
+    hwm = proc_status(daemon.pid).get("VmHWM")
+    daemon.api.wait_idle(period=0.05, timeout=120)
+    stored = daemon.api.get(path)
+    stored_session = daemon.api.get("/api/sessions/%s" % session["id"])
+    expected = [(e["id"], e["type"], e["data"]) for e in stored]
+    created_ms = {e["id"]: parse_ts(e["createdAt"]) for e in stored}
+    complete, problems, lags, live_counts = 0, [], [], []
+    spread = {}
+    for n, reader in enumerate(readers):
+        got = [(e[1], e[2], e[3]) for e in reader.events]
+        if got == expected:
+            complete += 1
+        else:
+            missing = [e[0] for e in expected if e not in got]
+            problems.append("client %d (HTTP %s, %s): %d of %d events, %d missing/different (first %s)%s" % (
+                n, reader.status, "ended" if reader.finished else ("closed early" if reader.closed else "timed out"),
+                len(got), len(expected), len(missing), missing[:3],
+                "" if len(got) <= len(expected) else ", %d extra" % (len(got) - len(expected))))
+        live = 0
+        for recv_ms, event_id, _kind, _data in reader.events:
+            created = created_ms.get(event_id)
+            # live only: created after this client's stream was open (1 ms resolution)
+            if created is None or reader.connected_ms is None or created <= reader.connected_ms:
+                continue
+            live += 1
+            lags.append(recv_ms - created)
+            spread.setdefault(event_id, []).append(recv_ms)
+        live_counts.append(live)
+    outputs = [e for e in stored if e["type"] == "output"]
+    text = "".join(e["data"] for e in outputs)
+    wanted = "".join("chunk %d\n" % i for i in range(1, chunks + 1))
+    first_output = parse_ts(outputs[0]["createdAt"]) if outputs else None
+    last = parse_ts(stored[-1]["createdAt"]) if stored else None
+    for line in problems[:5]:
+        ANOMALIES.append("h: " + line)
+    result = {
+        "chunks": chunks,
+        "clients": n_clients,
+        "session": session["id"],
+        "status": stored_session["status"],
+        "events": len(stored),
+        "output_events": len(outputs),
+        "output_bytes": len(text),
+        "chunks_intact": text == wanted,
+        "clients_complete": complete,
+        "clients_timed_out": len(timed_out),
+        "problems": problems,
+        "connect_all_ms": t_connected - t_post,
+        "first_output_after_connect_ms": (first_output - t_connected) if first_output else None,
+        "stream_ms": (last - first_output) if first_output and last else None,
+        "live_events_per_client": summary(live_counts),
+        "lag_ms": summary(lags),
+        "fanout_spread_ms": summary([max(v) - min(v) for v in spread.values() if len(v) > 1]),
+        "bytes_per_client": summary([r.bytes for r in readers]),
+        # per stored event: when it was stored, its size, and how late the first and the last
+        # client that had it live received it
+        "per_event": [
+            {"id": e["id"], "type": e["type"], "bytes": len(e["data"].encode()), "createdAt": e["createdAt"],
+             "clients_live": len(spread.get(e["id"], [])),
+             "lag_first_ms": (min(spread[e["id"]]) - created_ms[e["id"]]) if spread.get(e["id"]) else None,
+             "lag_last_ms": (max(spread[e["id"]]) - created_ms[e["id"]]) if spread.get(e["id"]) else None}
+            for e in stored
+        ],
+        "idle": idle,
+        "peak_rss": max((s[1] for s in samples), default=None),
+        "peak_threads": max((s[4] for s in samples), default=None),
+        "hwm": hwm,
+    }
+    daemon.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # set-up, machine, report
 
 
@@ -869,68 +1756,145 @@ def mib(value):
     return "-" if value is None else "%.1f MiB" % (value / 1048576.0)
 
 
+def kib(value):
+    if value is None:
+        return "-"
+    return "%.1f MiB" % (value / 1048576.0) if value >= 1048576 else "%.1f KiB" % (value / 1024.0)
+
+
 def ms(value):
     return "-" if value is None else ("%.1f ms" % value if value < 100 else "%.0f ms" % value)
 
 
-def table(results):
-    rows = []  # (figure, p50/value, p99, note)
-    a, b, c, e = results.get("a"), results.get("b"), results.get("c"), results.get("a")
+def table_rows(results):
+    """[(level, figure, p50/value, p99/second value, note)]; level 1 rows are details."""
+    rows = []
+    a, b, c = results.get("a"), results.get("b"), results.get("c")
+
+    def add(level, figure, first, second="", note=""):
+        rows.append((level, figure, first, second, note))
+
     if a:
-        rows.append(("a POST /api/sessions", ms(a["post_ms"]["p50"]), ms(a["post_ms"]["p99"]), "n=%d" % a["n"]))
-        rows.append(("a start latency: POST -> 1st event (SSE)", ms(a["first_event_ms"]["p50"]), ms(a["first_event_ms"]["p99"]), "client clock"))
+        add(0, "a POST /api/sessions", ms(a["post_ms"]["p50"]), ms(a["post_ms"]["p99"]), "n=%d" % a["n"])
+        add(0, "a start latency: POST -> 1st event", ms(a["first_event_ms"]["p50"]), ms(a["first_event_ms"]["p99"]), "SSE, client clock")
         s = a["server_created_to_first_event_ms"]
-        rows.append(("a   server: created -> 1st event", ms(s["p50"]), ms(s["p99"]), "createdAt, 1 ms res."))
-        rows.append(("a session end-to-end (say hi)", ms(a["end_to_end_ms"]["p50"]), ms(a["end_to_end_ms"]["p99"]), "POST -> done seen"))
+        add(1, "server: created -> 1st event", ms(s["p50"]), ms(s["p99"]), "createdAt, 1 ms resolution")
+        add(0, "a session end-to-end (say hi)", ms(a["end_to_end_ms"]["p50"]), ms(a["end_to_end_ms"]["p99"]), "POST -> done seen")
         for key, label in (
-            ("acpx_to_first_output", "a   'running acpx' -> 1st output"),
-            ("first_output_to_done", "a   1st output -> done"),
+            ("acpx_to_first_output", "'running acpx' -> 1st output"),
+            ("first_output_to_done", "1st output -> done"),
         ):
             s = a["phases_ms"][key]
-            rows.append((label, ms(s["p50"]), ms(s["p99"]), "server timestamps"))
+            add(1, label, ms(s["p50"]), ms(s["p99"]), "server timestamps")
     if b:
-        rows.append(("b bare acpx exec", ms(b["bare_ms"]["p50"]), ms(b["bare_ms"]["p99"]), "n=%d, interleaved" % b["n"]))
-        rows.append(("b through daemon", ms(b["daemon_ms"]["p50"]), ms(b["daemon_ms"]["p99"]), "POST -> done seen"))
-        rows.append(("b overhead (median diff / ratio)", "%+.0f ms" % b["overhead_ms"], "x%.3f" % b["ratio"], ""))
-        rows.append(("b   1st output: bare / daemon", ms(b["bare_first_output_ms"]["p50"]), ms(b["daemon_first_output_ms"]["p50"]), "p50 / p50"))
+        add(0, "b bare acpx exec", ms(b["bare_ms"]["p50"]), ms(b["bare_ms"]["p99"]), "n=%d, interleaved" % b["n"])
+        add(0, "b through the daemon", ms(b["daemon_ms"]["p50"]), ms(b["daemon_ms"]["p99"]), "POST -> done seen")
+        add(0, "b overhead: median diff, ratio", "%+.0f ms" % b["overhead_ms"], "x%.3f" % b["ratio"], "daemon / bare")
+        add(1, "1st output: bare, daemon", ms(b["bare_first_output_ms"]["p50"]), ms(b["daemon_first_output_ms"]["p50"]), "p50, p50")
+        add(1, "CPU of one bare acpx run", ms(b["bare_cpu_ms"]["p50"]), ms(b["bare_cpu_ms"]["p99"]), "acpx + agent, user+sys")
     if c:
-        rows.append(("c daemon start-up (spawn -> /health)", ms(c["startup_ms"]), "", ""))
-        rows.append(("c idle RSS / threads", mib(c["idle"]["rss"]), "%s thr" % c["idle"]["threads"], "after 2 s idle"))
-        rows.append(("c RSS / threads after %d sessions" % c["sessions"], mib(c["after"]["rss"]), "%s thr" % c["after"]["threads"],
-                     "HWM %s, %d errors" % (mib(c["after"]["hwm"]), c["errors"])))
-        rows.append(("c   %d sessions drained in" % c["sessions"], "%.1f s" % c["drain_s"], "%.2f/s" % c["sessions_per_s"], "default limit"))
-        rows.append(("c   GET /api/sessions | /api/inbox", ms(c["after"]["list_ms"]), ms(c["after"]["inbox_ms"]), ""))
+        add(0, "c daemon start-up (spawn -> /health)", ms(c["startup_ms"]))
+        add(0, "c idle RSS, threads", mib(c["idle"]["rss"]), "%s thr" % c["idle"]["threads"], "after 2 s idle")
+        add(0, "c RSS, threads after %d sessions" % c["sessions"], mib(c["after"]["rss"]), "%s thr" % c["after"]["threads"],
+            "2 s idle; HWM %s; %d errors" % (mib(c["after"]["hwm"]), c["errors"]))
+        add(1, "%d sessions drained in" % c["sessions"], "%.1f s" % c["drain_s"], "%.2f/s" % c["sessions_per_s"], "default limit")
+        add(1, "CPU per session: daemon, agents", ms(c["daemon_cpu_ms_per_session"]), ms(c["agents_cpu_ms_per_session"]), "agents = acpx+node+agent+git")
+        add(1, "GET /api/sessions, /api/inbox", ms(c["after"]["list_ms"]), ms(c["after"]["inbox_ms"]), "%d sessions stored" % c["sessions"])
         seeded = c.get("seeded")
         if seeded:
             r = seeded["restarted_idle"]
-            rows.append(("c RSS / threads at %d (seeded, restarted)" % seeded["total_sessions"], mib(r["rss"]), "%s thr" % r["threads"],
-                         "%d rows inserted" % seeded["rows_inserted"]))
-            rows.append(("c   GET /api/sessions | /api/inbox", ms(r["list_ms"]), ms(r["inbox_ms"]), "%d sessions" % seeded["total_sessions"]))
+            add(0, "c RSS, threads at %d sessions" % seeded["total_sessions"], mib(r["rss"]), "%s thr" % r["threads"],
+                "restarted; %d rows seeded via SQLite" % seeded["rows_inserted"])
+            add(1, "GET /api/sessions, /api/inbox", ms(r["list_ms"]), ms(r["inbox_ms"]), "%d sessions stored" % seeded["total_sessions"])
             r = seeded["after_20_more"]
-            rows.append(("c   after 20 more real sessions", mib(r["rss"]), "%s thr" % r["threads"], "HWM %s" % mib(r["hwm"])))
-    for d in results.get("d", []):
-        label = "d burst %d, limit %s" % (d["sessions"], d["max_concurrent"])
-        rows.append((label + ": wall", "%.2f s" % d["wall_s"], "%.2f/s" % d["sessions_per_s"],
-                     "%d ok, server %.2f s" % (d["complete"], d["server_wall_s"] or 0)))
-        rows.append(("d   peak RSS daemon | tree", mib(d["peak_rss"]), mib(d["peak_tree_rss"]),
-                     "%d procs, %d thr" % (d["peak_processes"], d["peak_threads"])))
-        rows.append(("d   queued (created -> started)", ms(d["queued_ms"]["p50"]), ms(d["queued_ms"]["p99"]), ""))
-        rows.append(("d   clone under burst", ms(d["clone_ms"]["p50"]), ms(d["clone_ms"]["p99"]), ""))
+            add(1, "after 20 more real sessions", mib(r["rss"]), "%s thr" % r["threads"], "HWM %s" % mib(r["hwm"]))
     bursts = {}
     for d in results.get("d", []):
         bursts.setdefault(d["sessions"], {})[d["limit"]] = d
+        add(0, "d burst %d, limit %s: wall, rate" % (d["sessions"], d["max_concurrent"]), "%.2f s" % d["wall_s"],
+            "%.2f/s" % d["sessions_per_s"], "%d ok; server %.2f s" % (d["complete"], d["server_wall_s"] or 0))
+        add(1, "peak RSS: daemon, tree", mib(d["peak_rss"]), mib(d["peak_tree_rss"]),
+            "%d procs, %d daemon threads" % (d["peak_processes"], d["peak_threads"]))
+        add(1, "queued (created -> started)", ms(d["queued_ms"]["p50"]), ms(d["queued_ms"]["p99"]))
+        add(1, "clone under the burst", ms(d["clone_ms"]["p50"]), ms(d["clone_ms"]["p99"]))
     for n, pair in sorted(bursts.items()):
         if "default" in pair and "1000" in pair:
             lo, hi = pair["default"], pair["1000"]
-            rows.append(("d burst %d: limit 1000 vs default" % n, "x%.2f wall" % (hi["wall_s"] / lo["wall_s"]),
-                         "x%.2f tree" % (hi["peak_tree_rss"] / lo["peak_tree_rss"]), "ratios (1000 / default)"))
-    if e:
-        rows.append(("e clone (setting up -> running acpx)", ms(e["clone_ms"]["p50"]), ms(e["clone_ms"]["p99"]), "sessions of (a)"))
-    header = ("figure", "p50/value", "p99/2nd", "note")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+            add(0, "d burst %d: limit 1000 vs default" % n, "x%.2f wall" % (hi["wall_s"] / lo["wall_s"]),
+                "x%.2f tree" % (hi["peak_tree_rss"] / lo["peak_tree_rss"]), "ratios 1000 / default")
+    if a:
+        add(0, "e clone: 'setting up' -> 'running acpx'", ms(a["clone_ms"]["p50"]), ms(a["clone_ms"]["p99"]), "sessions of (a)")
+    f = results.get("f")
+    if f and f.get("skipped"):
+        add(0, "f ingestion", "skipped", "", f["skipped"].split(": ", 1)[-1][:70])
+    elif f:
+        for name, label in (("ci", "f POST /api/watch-events/ci"), ("webhook", "f POST /webhooks/github (signed)")):
+            r = f["runs"].get(name)
+            if not r:
+                continue
+            codes = ", ".join("%s x%d" % (k, v) for k, v in sorted(r["codes"].items()))
+            add(0, label + ": rate", "%.0f req/s" % r["requests_per_s"], "",
+                "wrk %d s, %d thr, %d conn; %d requests" % (f["seconds"], f["threads"], f["connections"], r["requests"]))
+            add(1, "latency", ms(r["latency_us"]["p50"] / 1000), ms(r["latency_us"]["p99"] / 1000),
+                "p99.9 %s, max %s" % (ms(r["latency_us"]["p999"] / 1000), ms(r["latency_us"]["max"] / 1000)))
+            socket_errors = sum(r["errors"][k] for k in ("connect", "read", "write", "timeout"))
+            add(1, "non-2xx, socket errors", str(r["non_2xx"]), str(socket_errors), codes)
+            add(1, "sessions created", str(r["sessions_created"]), "of %d" % r["distinct_matching"],
+                "distinct matching events; %s" % (", ".join(sorted(set(r["session_statuses"]))) or "-"))
+            add(1, "daemon CPU per request, peak RSS", "%.0f us" % r["daemon_cpu_us_per_request"], mib(r["peak_rss"]),
+                "daemon %.1f CPU-s; agents %.1f CPU-s" % (r["daemon_cpu_s"], r["agents_cpu_s"]))
+            if name == "webhook":
+                d = r.get("deliveries", {})
+                stored = ", ".join("%s %d" % kv for kv in sorted(d.items()))
+                if r.get("deliveries_stuck_pending"):
+                    add(1, "background routing: never routed", "%d stuck" % r["deliveries_stuck_pending"], "",
+                        "pending: in flight when wrk hung up; stored: %s" % stored)
+                else:
+                    add(1, "background routing drained", ms((r["routing_drain_s"] or 0) * 1000)
+                        if r["routing_drain_s"] is not None else "-", "", "after wrk ended; stored: %s" % stored)
+        ci, hook = f["runs"].get("ci"), f["runs"].get("webhook")
+        if ci and hook:
+            add(0, "f webhook vs CI events: rate, p99", "x%.2f" % (hook["requests_per_s"] / ci["requests_per_s"]),
+                "x%.2f" % (hook["latency_us"]["p99"] / ci["latency_us"]["p99"]), "ratios webhook / CI")
+    g = results.get("g")
+    if g:
+        c = g["counts"]
+        add(0, "g generated history", "%d sess" % c["sessions"], "%d ev" % c["events"],
+            "SQLite, %.1f s; %s" % (g["generate_s"], ", ".join("%s %d" % kv for kv in sorted(c["by_status"].items()))))
+        add(1, "daemon start-up on it", ms(g["startup_ms"]), "", "spawn -> /health")
+        for key, label in (("running", "GET /api/sessions?status=running"), ("inbox", "GET /api/inbox?limit=20"),
+                           ("events", "GET /api/sessions/:id/events"), ("show", "GET /api/sessions/:id"),
+                           ("list_all", "GET /api/sessions (unfiltered)")):
+            q = g["queries"][key]
+            add(0 if key != "list_all" else 0, "g " + label, ms(q["ms"]["p50"]), ms(q["ms"]["p99"]),
+                "%d rows, %s; n=%d" % (q["rows"], kib(q["bytes"]), q["ms"]["n"]))
+        add(0, "g database file, WAL", mib(g["db_bytes"]), mib(g["wal_bytes"]), "after the queries")
+        add(0, "g RSS idle, after the queries", mib(g["idle"]["rss"]), mib(g["after"]["rss"]),
+            "HWM %s, %s threads" % (mib(g["after"]["hwm"]), g["after"]["threads"]))
+    h = results.get("h")
+    if h:
+        add(0, "h %d chunks to %d SSE clients" % (h["chunks"], h["clients"]), "%d/%d ok" % (h["clients_complete"], h["clients"]),
+            "%d events" % h["events"], "%d output events (coalesced), chunks %s" % (
+                h["output_events"], "intact" if h["chunks_intact"] else "NOT intact"))
+        add(1, "delivery lag, live events", ms(h["lag_ms"]["p50"]), ms(h["lag_ms"]["p99"]),
+            "n=%d; recv vs createdAt (1 ms res.), max %s" % (h["lag_ms"]["n"], ms(h["lag_ms"].get("max"))))
+        add(1, "fan-out spread per event", ms(h["fanout_spread_ms"].get("p50")), ms(h["fanout_spread_ms"].get("p99")),
+            "last - first client to receive it")
+        add(1, "peak RSS streaming, idle", mib(h["peak_rss"]), mib(h["idle"]["rss"]),
+            "HWM %s; %s threads at peak; stream %s" % (mib(h["hwm"]), h["peak_threads"], ms(h["stream_ms"])))
+    return rows
+
+
+HEADER = ("figure", "p50/value", "p99/2nd", "note")
+
+
+def table(results):
+    rows = [(r[1] if r[0] == 0 else "    " + r[1],) + r[2:] for r in table_rows(results)]
+    widths = [max(len(str(r[i])) for r in rows + [HEADER]) for i in range(4)]
     lines = []
-    for i, row in enumerate([header] + rows):
-        lines.append("  ".join(str(v).ljust(widths[j]) if j in (0, 3) else str(v).rjust(widths[j]) for j, v in enumerate(row)).rstrip())
+    for i, row in enumerate([HEADER] + rows):
+        cells = [str(v).ljust(widths[j]) if j in (0, 3) else str(v).rjust(widths[j]) for j, v in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -938,16 +1902,12 @@ def table(results):
 
 def markdown_table(results):
     """The same table as Markdown, for bench/README.md."""
-    lines = table(results).splitlines()
-    out = []
-    for i, line in enumerate(lines):
-        if i == 1:
-            out.append("|---|---:|---:|---|")
-            continue
-        cells = re.split(r"\s{2,}", line.strip())
-        while len(cells) < 4:
-            cells.append("")
-        out.append("| " + " | ".join(cells[:4]) + " |")
+    out = ["| " + " | ".join(HEADER) + " |", "|---|---:|---:|---|"]
+    for level, *cells in table_rows(results):
+        cells = [str(c).replace("|", "\\|") for c in cells]
+        if level:
+            cells[0] = "&nbsp;&nbsp;" + cells[0]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -955,10 +1915,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="profile", action="store_const", const="quick", help="about 2-3 minutes (default)")
-    mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N; tens of minutes")
-    parser.add_argument("--acpx", default=os.environ.get("TELECODER_ACPX_COMMAND") or os.path.join(ROOT, "node_modules", ".bin", "acpx"),
+    mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
+    parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcde", help="sections to run, e.g. 'ad' (default abcde)")
+    parser.add_argument("--only", default="abcdefgh", help="sections to run, e.g. 'ad' (default abcdefgh)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args()
     profile_name = args.profile or "quick"
@@ -974,6 +1934,7 @@ def main():
             raise BenchError("%s is required" % tool)
 
     started = datetime.datetime.now(datetime.timezone.utc)
+    busy0, own0, wall0 = machine_busy_s(), own_cpu_s(), time.monotonic()
     workdir = tempfile.mkdtemp(prefix="telecoder-bench-")
     CLEANUP.dirs.append(workdir)
     repo = make_repo(os.path.join(workdir, "repo"))
@@ -984,6 +1945,7 @@ def main():
         "profile": profile_name,
         "profile_settings": profile,
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loadavg_start": loadavg(),
         "machine": machine(),
         "versions": versions(acpx),
     }
@@ -1006,8 +1968,26 @@ def main():
         for n in profile["burst_sizes"]:
             results["d"].append(bench_burst(workdir, acpx, repo, n, "default", {}))
             results["d"].append(bench_burst(workdir, acpx, repo, n, "1000", {"TELECODER_MAX_CONCURRENT_SESSIONS": "1000"}))
+    if "f" in sections:
+        results["f"] = bench_ingestion(workdir, acpx, repo, profile)
+    if "g" in sections:
+        results["g"] = bench_scale(workdir, acpx, repo, profile)
+    if "h" in sections:
+        results["h"] = bench_streaming(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
+    results["loadavg_end"] = loadavg()
+    # Everything the bench started has been stopped and reaped by now, so the rest of the
+    # machine's busy time belongs to other processes: the noise floor of this run.
+    busy, own, wall = machine_busy_s() - busy0, own_cpu_s() - own0, time.monotonic() - wall0
+    results["cpu"] = {
+        "machine_busy_s": busy,
+        "bench_s": own,
+        "other_s": max(0.0, busy - own),
+        "other_share": max(0.0, busy - own) / (wall * results["machine"]["nproc"]),
+    }
+    results["anomalies"] = ANOMALIES
+    results["daemon_warnings"] = DAEMON_WARNINGS[:200]
 
     os.makedirs(RESULTS_DIR, exist_ok=True)
     out_path = os.path.join(RESULTS_DIR, started.strftime("%Y%m%dT%H%M%SZ") + ".json")
@@ -1017,13 +1997,21 @@ def main():
     print()
     print("TeleCoder bench (%s) %s  commit %s  acpx %s" % (
         profile_name, results["started_at"], results["versions"]["telecoder_commit"], results["versions"]["acpx"]))
-    print("%d CPUs (%s), %s RAM, kernel %s, took %.0f s" % (
-        m["nproc"], m["cpu_model"], "%.1f GiB" % (m["mem_total_bytes"] / 2.0 ** 30), m["kernel"], results["duration_s"]))
+    print("%d CPUs (%s), %s RAM, kernel %s, took %.0f s, load average %s -> %s" % (
+        m["nproc"], m["cpu_model"], "%.1f GiB" % (m["mem_total_bytes"] / 2.0 ** 30), m["kernel"], results["duration_s"],
+        results["loadavg_start"], results["loadavg_end"]))
+    print("CPU: bench %.0f s, other processes %.0f s (%.0f%% of the machine's capacity during the run)" % (
+        results["cpu"]["bench_s"], results["cpu"]["other_s"], 100 * results["cpu"]["other_share"]))
     print()
     print(table(results))
     if args.markdown:
         print()
         print(markdown_table(results))
+    if ANOMALIES or DAEMON_WARNINGS:
+        print()
+        print("%d anomalies, %d daemon WARN/ERROR log lines (see the JSON):" % (len(ANOMALIES), len(DAEMON_WARNINGS)))
+        for line in (ANOMALIES + DAEMON_WARNINGS)[:10]:
+            print("  " + line[:300])
     print()
     print("results: %s" % os.path.relpath(out_path, os.getcwd()))
 
@@ -1034,6 +2022,8 @@ def on_sigterm(_signum, _frame):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, on_sigterm)
+    # A shell without job control starts background jobs with SIGINT ignored; take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = 0
     try:
         main()

@@ -101,6 +101,8 @@ pub enum SupervisorMsg {
         event: WatchEvent,
         reply: RpcReplyPort<Vec<Triggered>>,
     },
+    /// Route the deliveries a previous run stored but never routed (once watches are up).
+    RecoverDeliveries,
     /// Route a stored webhook delivery, then mark it done.
     RouteDelivery { id: String, event: WatchEvent },
     /// Watches to run actors for (start-up, creation, resume, restart).
@@ -200,6 +202,8 @@ pub struct SupervisorState {
     watch_restart_counts: HashMap<String, u32>,
     /// Messages the supervisor has handled.
     handled: u64,
+    /// Watches are loaded, so stored webhook deliveries may be routed.
+    deliveries_ready: bool,
     store_restarts: u32,
     consecutive_store_failures: u32,
     store_started: Instant,
@@ -432,6 +436,7 @@ impl Actor for Supervisor {
             watch_restarts: 0,
             watch_restart_counts: HashMap::new(),
             handled: 0,
+            deliveries_ready: false,
             store_restarts: 0,
             consecutive_store_failures: 0,
             store_started: Instant::now(),
@@ -465,21 +470,9 @@ impl Actor for Supervisor {
                 }
                 Err(err) => tracing::error!("cannot load watches: {err}"),
             }
-            match store.pending_deliveries().await {
-                Ok(pending) => {
-                    for (id, _, payload) in pending {
-                        match serde_json::from_str::<WatchEvent>(&payload) {
-                            Ok(event) => {
-                                let _ = me.cast(SupervisorMsg::RouteDelivery { id, event });
-                            }
-                            Err(_) => {
-                                let _ = store.finish_delivery(&id, "ignored").await;
-                            }
-                        }
-                    }
-                }
-                Err(err) => tracing::error!("cannot load pending webhook deliveries: {err}"),
-            }
+            // After the watches (messages from one sender arrive in order): a delivery routed
+            // before its watch exists would be lost.
+            let _ = me.cast(SupervisorMsg::RecoverDeliveries);
         });
         let period = state.settings().heartbeat;
         myself.send_interval(period, || SupervisorMsg::Sweep);
@@ -539,6 +532,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Sweep => {
                 let store = state.ctx.store.clone();
+                let deliveries_ready = state.deliveries_ready;
                 let cutoff = time::ago(state.settings().stale);
                 let _ = myself.cast(SupervisorMsg::Kick);
                 in_background(async move {
@@ -548,6 +542,10 @@ impl Actor for Supervisor {
                         }
                         Ok(_) => {}
                         Err(err) => tracing::warn!("stale sweep failed: {err}"),
+                    }
+                    if deliveries_ready {
+                        let cutoff = time::ago(DELIVERY_RETRY_AFTER);
+                        route_pending_deliveries(&store, &myself, &cutoff).await;
                     }
                 });
             }
@@ -716,6 +714,13 @@ impl Actor for Supervisor {
                 let watches: Vec<ActorRef<WatchMsg>> = state.watches.values().cloned().collect();
                 in_background(async move {
                     let _ = reply.send(route(watches, event).await);
+                });
+            }
+            SupervisorMsg::RecoverDeliveries => {
+                state.deliveries_ready = true;
+                let store = state.ctx.store.clone();
+                in_background(async move {
+                    route_pending_deliveries(&store, &myself, &time::now()).await;
                 });
             }
             SupervisorMsg::RouteDelivery { id, event } => {
@@ -889,6 +894,35 @@ impl Actor for Supervisor {
         Ok(())
     }
 }
+
+/// Deliveries stored before `received_before` but never routed (a crash between storing and
+/// routing) are routed now; runs are exactly-once, so routing twice is harmless.
+async fn route_pending_deliveries(
+    store: &StoreClient,
+    supervisor: &ActorRef<SupervisorMsg>,
+    received_before: &str,
+) {
+    let pending = match store.pending_deliveries(received_before).await {
+        Ok(pending) => pending,
+        Err(err) => {
+            tracing::error!("cannot load pending webhook deliveries: {err}");
+            return;
+        }
+    };
+    for (id, _, payload) in pending {
+        match serde_json::from_str::<WatchEvent>(&payload) {
+            Ok(event) => {
+                let _ = supervisor.cast(SupervisorMsg::RouteDelivery { id, event });
+            }
+            Err(_) => {
+                let _ = store.finish_delivery(&id, "ignored").await;
+            }
+        }
+    }
+}
+
+/// A delivery still pending this long after it arrived lost its routing (see above).
+const DELIVERY_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Asks every watch actor about `event` at once and collects the sessions they started.
 async fn route(watches: Vec<ActorRef<WatchMsg>>, event: WatchEvent) -> Vec<Triggered> {

@@ -158,7 +158,10 @@ pub async fn serve(listener: TcpListener, state: AppState) {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A client that sends its request and closes its side (fire-and-forget webhook
+            // senders) still has its request carried out, instead of cancelled mid-way.
+            .half_close(true);
         let connection = builder
             .serve_connection_with_upgrades(
                 TokioIo::new(stream),

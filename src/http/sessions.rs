@@ -171,7 +171,27 @@ fn session_filter(query: &Query) -> Result<SessionFilter, ApiError> {
         policy: text("policy").as_deref().map(parse_policy).transpose()?,
         parent: text("parent"),
         lineage: text("lineage"),
+        limit: page_number(query, "limit", 1)?,
+        offset: page_number(query, "offset", 0)?,
     })
+}
+
+/// (ext) paging of the list: a whole number of at least `min`; absent means no paging.
+fn page_number(query: &Query, name: &str, min: u32) -> Result<Option<u32>, ApiError> {
+    let Some(raw) = query.get(name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= min)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be a whole number from {min} to {}, got '{raw}'",
+                u32::MAX
+            ))
+        })
 }
 
 async fn list(state: AppState, query: Query) -> Response {

@@ -236,6 +236,20 @@ fn list_filters() {
         [quick.as_str()]
     );
     assert!(api.list("?status=error").is_empty());
+    // (ext) paging
+    assert_eq!(ids(&api.list("?limit=2")), [slow.as_str(), other.as_str()]);
+    assert_eq!(ids(&api.list("?limit=2&offset=2")), [quick.as_str()]);
+    assert_eq!(
+        ids(&api.list("?offset=1")),
+        [other.as_str(), quick.as_str()]
+    );
+    for bad in ["?limit=0", "?limit=-1", "?offset=x", "?limit=99999999999"] {
+        assert_error(
+            &api.get(&format!("/api/sessions{bad}")),
+            400,
+            "must be a whole number",
+        );
+    }
 
     // A running session cannot be rerun.
     assert_error(

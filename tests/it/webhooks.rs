@@ -289,7 +289,7 @@ fn deliveries_accepted_before_a_crash_are_routed_after_restart() {
     } = hook;
     let daemon = daemon.restart();
     let api = daemon.api();
-    let run = wait_for("the recovered run", SHORT, || {
+    let run = wait_for_or_log(&daemon, "the recovered run", || {
         runs(&api, &ci).into_iter().next()
     });
     assert_eq!(run["eventKey"], "555");
@@ -303,4 +303,56 @@ fn deliveries_accepted_before_a_crash_are_routed_after_restart() {
         .expect("delivery");
     assert_eq!(state, "done");
     drop(repo);
+}
+
+#[test]
+fn a_sender_that_hangs_up_still_gets_its_delivery_routed() {
+    use std::io::Write;
+    let hook = start();
+    let api = hook.daemon.api();
+    let ci = watch(
+        &api,
+        json!({"repo": GITHUB_URL, "instructions": "@mock say routed"}),
+    );
+    let body = serde_json::to_vec(&fixture("workflow_run_failure")).expect("encode");
+    let head = format!(
+        "POST /webhooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: workflow_run\r\nX-GitHub-Delivery: hangup-0\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
+        sign(SECRET, &body),
+        body.len()
+    );
+    let addr = hook.daemon.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.write_all(head.as_bytes()).expect("head");
+    stream.write_all(&body).expect("body");
+    drop(stream);
+    let run = wait_for("the run of the abandoned request", SHORT, || {
+        runs(&api, &ci).into_iter().next()
+    });
+    assert_eq!(run["eventKey"], "30433642");
+    assert_eq!(
+        signed(
+            &api,
+            "workflow_run",
+            "hangup-0",
+            &fixture("workflow_run_failure")
+        )
+        .body["status"],
+        "duplicate"
+    );
+}
+
+/// [`wait_for`], printing the daemon's log when it times out.
+fn wait_for_or_log<T>(daemon: &TestDaemon, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + SHORT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -193,4 +193,7 @@ pub struct SessionFilter {
     pub policy: Option<PolicyMode>,
     pub parent: Option<String>,
     pub lineage: Option<String>,
+    /// (ext) at most this many, after skipping `offset`; unset returns all (the contract).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
 }

@@ -293,8 +293,14 @@ impl StoreClient {
         .await
     }
 
-    pub async fn pending_deliveries(&self) -> Result<Vec<(String, String, String)>> {
-        self.call(|reply| StoreMsg::PendingDeliveries { reply })
-            .await
+    pub async fn pending_deliveries(
+        &self,
+        received_before: &str,
+    ) -> Result<Vec<(String, String, String)>> {
+        self.call(|reply| StoreMsg::PendingDeliveries {
+            received_before: received_before.to_owned(),
+            reply,
+        })
+        .await
     }
 }

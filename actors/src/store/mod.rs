@@ -179,8 +179,9 @@ pub enum StoreMsg {
         watch_id: String,
         reply: RpcReplyPort<Result<Option<String>>>,
     },
-    /// Deliveries accepted but not yet routed.
+    /// Deliveries received before a time but not yet routed.
     PendingDeliveries {
+        received_before: String,
         reply: RpcReplyPort<Result<Vec<(String, String, String)>>>,
     },
     /// How many messages this store has handled (admin view).
@@ -203,7 +204,11 @@ pub struct StoreArgs {
     pub redactor: Redactor,
 }
 
+/// Reads running at once; matches the idle connections the pool keeps.
+const MAX_CONCURRENT_READS: usize = 8;
+
 pub struct StoreState {
+    read_slots: Arc<tokio::sync::Semaphore>,
     handled: u64,
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
@@ -237,15 +242,24 @@ impl StoreState {
         let _ = self.writer.send(boxed);
     }
 
-    /// Runs a read on a pooled connection in a blocking task; the actor moves on at once.
+    /// Runs a read on a pooled connection in a blocking task; the actor moves on at once. At
+    /// most [`MAX_CONCURRENT_READS`] run at once (100 SSE clients replaying at the same moment
+    /// would otherwise take 100 threads); the rest wait their turn.
     fn read<T: Send + 'static>(
         &self,
         reply: RpcReplyPort<Result<T>>,
         query: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) {
-        let reads = self.reads.clone();
-        tokio::task::spawn_blocking(move || {
-            let _ = reply.send(reads.with(query));
+        let (reads, slots) = (self.reads.clone(), self.read_slots.clone());
+        tokio::spawn(async move {
+            let Ok(slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = reply.send(reads.with(query));
+                drop(slot);
+            })
+            .await;
         });
     }
 }
@@ -321,6 +335,7 @@ impl Actor for StoreActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let writer = start_writer(myself, args.path.clone()).await?;
         Ok(StoreState {
+            read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
             handled: 0,
             path: args.path.clone(),
             writer,
@@ -480,7 +495,12 @@ impl Actor for StoreActor {
             StoreMsg::LastEventKey { watch_id, reply } => {
                 state.read(reply, move |conn| watches::last_event_key(conn, &watch_id))
             }
-            StoreMsg::PendingDeliveries { reply } => state.read(reply, watches::pending_deliveries),
+            StoreMsg::PendingDeliveries {
+                received_before,
+                reply,
+            } => state.read(reply, move |conn| {
+                watches::pending_deliveries(conn, &received_before)
+            }),
             StoreMsg::Inspect(reply) => {
                 let _ = reply.send(state.handled);
             }

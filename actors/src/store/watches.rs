@@ -290,12 +290,18 @@ pub fn finish_delivery(conn: &mut Connection, id: &str, state: &str) -> Result<(
     Ok(())
 }
 
-/// Deliveries accepted but not yet routed (the daemon stopped in between), oldest first.
-pub fn pending_deliveries(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+/// Deliveries accepted before `received_before` but not yet routed (the daemon stopped in
+/// between), oldest first.
+pub fn pending_deliveries(
+    conn: &Connection,
+    received_before: &str,
+) -> Result<Vec<(String, String, String)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT delivery_id, event, payload FROM webhook_deliveries WHERE state = 'pending' \
-         ORDER BY received_at",
+         AND received_at < ?1 ORDER BY received_at",
     )?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let rows = stmt.query_map(params![received_before], |row| {
+        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+    })?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
