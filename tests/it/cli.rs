@@ -169,6 +169,11 @@ fn bad_configuration_and_usage_exit_2_with_one_line() {
             assert!(err.contains(needle), "{err}");
         }
     }
+    assert_eq!(
+        telecoder(&[], &[]).status.code(),
+        Some(2),
+        "no command is a usage error"
+    );
     let output = telecoder(&[], &["run", "--repo", ".", "--policy", "yolo", "task"]);
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
