@@ -255,3 +255,27 @@ fn a_repository_cannot_reconfigure_acpx() {
     );
     assert_eq!(git_in(work_dir, &["status", "--porcelain"]), "");
 }
+
+#[test]
+fn prompts_too_large_for_one_argument_go_through_a_file() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    // Linux caps one argv string at 128 KiB.
+    let prompt = format!(
+        "@mock say big prompt ok\n{}",
+        "context line\n".repeat(15_000)
+    );
+    assert!(prompt.len() > 150_000);
+    let id = api.create(&repo.path_str(), &prompt, json!({}))["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let session = api.wait_finished(&id, SHORT);
+    assert_eq!(session["status"], "complete", "{}", session["error"]);
+    assert_eq!(session["resultText"], "big prompt ok");
+    assert_eq!(session["prompt"].as_str().map(str::len), Some(prompt.len()));
+    let scratch = daemon.data_dir.join("tmp");
+    let leftovers = std::fs::read_dir(&scratch).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "the prompt file is removed after the run");
+}
