@@ -312,3 +312,49 @@ fn without_a_token_or_with_a_bad_one_publishing_fails_clearly() {
     assert!(!message.contains(wrong));
     assert_eq!(api.session(&id)["pullRequestNumber"], 0);
 }
+
+#[test]
+fn publish_session_from_the_cli() {
+    let setup = setup(Some(TOKEN));
+    let api = setup.daemon.api();
+    let id = run_to_end(&api, "@mock write cli.txt from the CLI");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_telecoder"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "HOME",
+                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+            )
+            .env("TELECODER_URL", &setup.daemon.url)
+            .output()
+            .expect("cli")
+    };
+    let published = cli(&[
+        "publish-session",
+        &id,
+        "--base",
+        "main",
+        "--title",
+        "From the CLI",
+    ]);
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&published.stdout).trim(),
+        "pull request #1 https://github.com/acme/widgets/pull/1"
+    );
+    assert_eq!(
+        setup.github.lock().expect("lock").pulls[0]["title"],
+        "From the CLI"
+    );
+    let status = cli(&["status", &id]);
+    assert!(String::from_utf8_lossy(&status.stdout)
+        .contains("#1 https://github.com/acme/widgets/pull/1"));
+    let missing_base = cli(&["publish-session", &id]);
+    assert_eq!(missing_base.status.code(), Some(2), "--base is required");
+}

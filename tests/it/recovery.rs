@@ -124,3 +124,47 @@ fn sigterm_stops_agents_and_marks_running_sessions() {
         "{session}"
     );
 }
+
+#[test]
+fn interrupted_sessions_are_queued_again_when_asked_to() {
+    let mut daemon = TestDaemon::start_with(&[
+        ("TELECODER_RESUME_INTERRUPTED", "true"),
+        ("TELECODER_SHUTDOWN_GRACE_SECONDS", "1"),
+    ]);
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    let crashed = api.create(&repo.path_str(), "@mock sleep 4", json!({}))["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    api.wait_status(&crashed, "running", SHORT);
+    daemon.kill9();
+    let mut daemon = daemon.restart();
+    let api = daemon.api();
+    assert_eq!(
+        api.wait_finished(&crashed, SHORT)["failureKind"],
+        "abandoned"
+    );
+    let rerun = wait_for("the crashed session to be queued again", SHORT, || {
+        api.list(&format!("?parent={crashed}")).into_iter().next()
+    });
+    assert_eq!(rerun["attempt"], 2);
+    assert_eq!(rerun["prompt"], "@mock sleep 4");
+    let rerun_id = rerun["id"].as_str().unwrap_or_default().to_owned();
+    api.wait_status(&rerun_id, "running", SHORT);
+
+    // A graceful stop with a short grace period does the same.
+    let stopped = daemon.terminate().expect("exit status");
+    assert!(stopped.success());
+    let daemon = daemon.restart();
+    let api = daemon.api();
+    let session = api.session(&rerun_id);
+    assert_eq!(session["failureKind"], "abandoned");
+    let again = wait_for("the interrupted rerun to be queued again", SHORT, || {
+        api.list(&format!("?parent={rerun_id}")).into_iter().next()
+    });
+    assert_eq!(again["attempt"], 3);
+    let finished = api.wait_finished(again["id"].as_str().unwrap_or_default(), SHORT);
+    assert_eq!(finished["status"], "complete");
+    assert_eq!(ids(&api.list(&format!("?lineage={crashed}"))).len(), 3);
+}
