@@ -1,19 +1,7 @@
 //! The `telecoder` command line against a real daemon, and on its own.
 
 use crate::support::*;
-use std::process::{Command, Output};
-
-fn telecoder(env: &[(&str, &str)], args: &[&str]) -> Output {
-    let home = tempfile::tempdir().expect("tempdir");
-    Command::new(env!("CARGO_BIN_EXE_telecoder"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home.path())
-        .envs(env.iter().copied())
-        .output()
-        .expect("run telecoder")
-}
+use std::process::Output;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

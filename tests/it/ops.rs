@@ -264,18 +264,11 @@ fn systemd_hears_ready_watchdog_and_stopping() {
 fn admin_and_doctor_commands() {
     let daemon = TestDaemon::start();
     let run = |args: &[&str], extra: &[(&str, &str)]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_telecoder"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "HOME",
-                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-            )
-            .env("TELECODER_URL", &daemon.url)
-            .envs(extra.iter().copied())
-            .output()
-            .expect("cli")
+        let env: Vec<(&str, &str)> = [("TELECODER_URL", daemon.url.as_str())]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        telecoder(&env, args)
     };
     let text = run(&["admin", "actors"], &[]);
     assert!(text.status.success());

@@ -318,19 +318,7 @@ fn publish_session_from_the_cli() {
     let setup = setup(Some(TOKEN));
     let api = setup.daemon.api();
     let id = run_to_end(&api, "@mock write cli.txt from the CLI");
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_telecoder"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "HOME",
-                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-            )
-            .env("TELECODER_URL", &setup.daemon.url)
-            .output()
-            .expect("cli")
-    };
+    let cli = |args: &[&str]| telecoder(&[("TELECODER_URL", setup.daemon.url.as_str())], args);
     let published = cli(&[
         "publish-session",
         &id,

@@ -150,18 +150,13 @@ fn every_route_but_health_needs_a_token_with_the_right_scope() {
     );
 
     // The CLI sends the token from the same configuration.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_telecoder"))
-        .args(["list"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "HOME",
-            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-        )
-        .env("TELECODER_URL", &daemon.url)
-        .env("TELECODER_API_TOKEN", FULL)
-        .output()
-        .expect("cli");
+    let output = telecoder(
+        &[
+            ("TELECODER_URL", daemon.url.as_str()),
+            ("TELECODER_API_TOKEN", FULL),
+        ],
+        &["list"],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -173,15 +168,15 @@ fn every_route_but_health_needs_a_token_with_the_right_scope() {
 #[test]
 fn a_public_bind_without_a_token_refuses_to_start() {
     let data = tempfile::tempdir().expect("tempdir");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_telecoder"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TELECODER_DATA_DIR", data.path())
-        .env("TELECODER_LISTEN_HOST", "0.0.0.0")
-        .env("TELECODER_LISTEN_PORT", "0")
-        .output()
-        .expect("serve");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let output = telecoder(
+        &[
+            ("TELECODER_DATA_DIR", data_dir.as_str()),
+            ("TELECODER_LISTEN_HOST", "0.0.0.0"),
+            ("TELECODER_LISTEN_PORT", "0"),
+        ],
+        &["serve"],
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TELECODER_API_TOKEN"), "{stderr}");

@@ -26,6 +26,19 @@ pub fn mock_agent_command() -> String {
     format!("python3 {ROOT}/tests/mock-agent/mock_acp_agent.py")
 }
 
+/// Runs the `telecoder` CLI with only PATH, a throwaway HOME and `env` in its environment.
+pub fn telecoder(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().expect("tempdir");
+    Command::new(env!("CARGO_BIN_EXE_telecoder"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run telecoder")
+}
+
 /// Polls `check` every 50 ms until it yields a value or `timeout` passes.
 #[track_caller]
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
