@@ -104,6 +104,9 @@ pub enum Command {
         /// Only PRs from this head branch.
         #[arg(long)]
         head: Option<String>,
+        /// Leave draft PRs alone; they are reviewed once marked ready for review.
+        #[arg(long)]
+        skip_drafts: bool,
     },
     /// Run instructions on a cron schedule.
     WatchAddSchedule {
@@ -429,11 +432,17 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
             let watch: Watch = client.post("/api/watches", &body).await?;
             render::watch(&watch, json);
         }
-        Command::WatchAddPr { common, base, head } => {
-            let body = with_fields(
+        Command::WatchAddPr {
+            common,
+            base,
+            head,
+            skip_drafts,
+        } => {
+            let mut body = with_fields(
                 common.body("pr_review"),
                 &[("base", &base), ("head", &head)],
             );
+            body["skipDrafts"] = Value::Bool(skip_drafts);
             let watch: Watch = client.post("/api/watches", &body).await?;
             render::watch(&watch, json);
         }

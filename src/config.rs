@@ -165,6 +165,26 @@ fn number<T: std::str::FromStr + PartialOrd + Default>(
     }
 }
 
+/// A positive whole number no larger than `max`.
+fn bounded<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let n = number(lookup, name, default)?;
+    if n > max {
+        return Err(invalid(
+            name,
+            format!("{n} is more than the maximum, {max}"),
+        ));
+    }
+    Ok(n)
+}
+
+/// The longest minimum spacing of schedules an operator may ask for: once a day.
+const SCHEDULE_MIN_INTERVAL_MAX: u64 = 24 * 3600;
+
 impl Config {
     /// The configuration of this process's environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -270,7 +290,18 @@ impl Config {
                 default_concurrency(),
             )?,
             max_output_bytes: number(lookup, "TELECODER_MAX_OUTPUT_BYTES", 8 * 1024 * 1024)?,
-            watch_max_runs_per_hour: number(lookup, "TELECODER_WATCH_MAX_RUNS_PER_HOUR", 10)?,
+            watch_max_runs_per_hour: bounded(
+                lookup,
+                "TELECODER_WATCH_MAX_RUNS_PER_HOUR",
+                10,
+                telecoder_actors::domain::watch::MAX_RUNS_PER_HOUR_LIMIT,
+            )?,
+            schedule_min_interval: Duration::from_secs(bounded(
+                lookup,
+                "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
+                60,
+                SCHEDULE_MIN_INTERVAL_MAX,
+            )?),
             allowed_repos: allowed_repos(lookup)?,
             redactor: Redactor::new(secrets.into_iter().flatten()),
             agent_env_blocklist: SECRET_VARIABLES
@@ -376,6 +407,10 @@ impl Config {
                 "TELECODER_WATCH_MAX_RUNS_PER_HOUR",
                 s.watch_max_runs_per_hour.to_string(),
             ),
+            (
+                "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
+                s.schedule_min_interval.as_secs().to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -448,6 +483,14 @@ mod tests {
             (
                 vec![("TELECODER_PROMPT_TIMEOUT_SECONDS", "-1")],
                 "TELECODER_PROMPT_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("TELECODER_WATCH_MAX_RUNS_PER_HOUR", "100000")],
+                "TELECODER_WATCH_MAX_RUNS_PER_HOUR",
+            ),
+            (
+                vec![("TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS", "0")],
+                "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
             ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");

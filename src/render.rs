@@ -193,6 +193,9 @@ pub fn watch(w: &Watch, json: bool) {
     }
     println!("  {:<9} {}", "policy", w.policy_mode.as_str());
     println!("  {:<9} {}", "max/hour", w.max_runs_per_hour);
+    if w.skip_drafts {
+        println!("  {:<9} skipped", "drafts");
+    }
     println!("  {:<9} {}", "do", short(&w.instructions, 100));
 }
 

@@ -100,6 +100,7 @@ pub struct NewWatch {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
+    pub skip_drafts: Option<bool>,
 }
 
 /// A partial update of a watch (`PATCH`); unset fields keep their value.
@@ -116,6 +117,7 @@ pub struct WatchPatch {
     pub schedule: Option<String>,
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
+    pub skip_drafts: Option<bool>,
 }
 
 /// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.
@@ -130,7 +132,8 @@ fn check_allowed(settings: &Settings, repo: &str) -> Result<()> {
 }
 
 /// Checks the parts of a watch that any edit can break.
-fn validate_watch(watch: &crate::domain::Watch) -> Result<()> {
+fn validate_watch(settings: &Settings, watch: &crate::domain::Watch) -> Result<()> {
+    use crate::domain::watch::MAX_RUNS_PER_HOUR_LIMIT;
     use crate::domain::WatchKind;
     if watch.repo.trim().is_empty() {
         return Err(Error::Invalid("repo is required".into()));
@@ -139,8 +142,16 @@ fn validate_watch(watch: &crate::domain::Watch) -> Result<()> {
         return Err(Error::Invalid("instructions is required".into()));
     }
     validate_agent(&watch.agent)?;
-    if watch.max_runs_per_hour == 0 {
-        return Err(Error::Invalid("maxRunsPerHour must be at least 1".into()));
+    if !(1..=MAX_RUNS_PER_HOUR_LIMIT).contains(&watch.max_runs_per_hour) {
+        return Err(Error::Invalid(format!(
+            "maxRunsPerHour must be between 1 and {MAX_RUNS_PER_HOUR_LIMIT} (got {})",
+            watch.max_runs_per_hour
+        )));
+    }
+    if watch.skip_drafts && watch.kind != WatchKind::PrReview {
+        return Err(Error::Invalid(
+            "skipDrafts applies to pr_review watches only".into(),
+        ));
     }
     if watch.kind == WatchKind::Schedule {
         if watch.schedule.trim().is_empty() {
@@ -149,6 +160,7 @@ fn validate_watch(watch: &crate::domain::Watch) -> Result<()> {
             ));
         }
         crate::domain::schedule::Schedule::parse(&watch.schedule, &watch.timezone)
+            .and_then(|schedule| schedule.check_spacing(settings.schedule_min_interval))
             .map_err(Error::Invalid)?;
     }
     Ok(())
@@ -189,16 +201,18 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
             .max_runs_per_hour
             .unwrap_or(settings.watch_max_runs_per_hour),
         paused_reason: String::new(),
+        skip_drafts: request.skip_drafts.unwrap_or(false),
         created_at: now.clone(),
         updated_at: now,
     };
-    validate_watch(&watch)?;
+    validate_watch(settings, &watch)?;
     check_allowed(settings, &watch.repo)?;
     Ok(watch)
 }
 
 /// Applies a patch to a watch and validates the result.
 pub fn apply_patch(
+    settings: &Settings,
     mut watch: crate::domain::Watch,
     patch: WatchPatch,
 ) -> Result<crate::domain::Watch> {
@@ -227,7 +241,10 @@ pub fn apply_patch(
     if let Some(max) = patch.max_runs_per_hour {
         watch.max_runs_per_hour = max;
     }
+    if let Some(skip) = patch.skip_drafts {
+        watch.skip_drafts = skip;
+    }
     watch.updated_at = time::now();
-    validate_watch(&watch)?;
+    validate_watch(settings, &watch)?;
     Ok(watch)
 }

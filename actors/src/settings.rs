@@ -31,6 +31,9 @@ pub struct Settings {
     pub max_output_bytes: usize,
     /// Default for a watch's sessions per rolling hour (a loop or a flaky CI cannot run away).
     pub watch_max_runs_per_hour: u32,
+    /// Shortest time a schedule may leave between two runs (`* * * * * *` would start a
+    /// session every second).
+    pub schedule_min_interval: Duration,
     /// Repositories sessions and watches may use (globs); empty allows any.
     pub allowed_repos: Vec<glob::Pattern>,
     /// Masks secrets in everything stored (events, outcomes, errors).
@@ -86,6 +89,7 @@ impl Settings {
             max_concurrent_sessions: default_concurrency(),
             max_output_bytes: 8 * 1024 * 1024,
             watch_max_runs_per_hour: 10,
+            schedule_min_interval: Duration::from_secs(60),
             allowed_repos: Vec::new(),
             redactor: crate::domain::redact::Redactor::default(),
             agent_env_blocklist: SECRET_VARIABLES.iter().map(|v| (*v).to_owned()).collect(),

@@ -641,10 +641,11 @@ impl Actor for Supervisor {
                 });
             }
             SupervisorMsg::UpdateWatch { id, patch, reply } => {
-                let store = state.ctx.store.clone();
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
                 in_background(async move {
                     let result = async {
-                        let watch = requests::apply_patch(store.require_watch(&id).await?, patch)?;
+                        let current = store.require_watch(&id).await?;
+                        let watch = requests::apply_patch(&settings, current, patch)?;
                         if !store.update_watch(watch.clone()).await? {
                             return Err(Error::NotFound(format!("watch {id} not found")));
                         }

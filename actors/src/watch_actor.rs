@@ -170,7 +170,10 @@ impl Actor for WatchActor {
                         let before = next - jiff::SignedDuration::from_millis(1);
                         let slot = schedule.due(before, now).unwrap_or(next);
                         fire_slot(state, slot);
-                        fired = slot;
+                        // Watches stored before the spacing rule existed keep to it too.
+                        let spacing = state.ctx.settings.schedule_min_interval;
+                        fired = slot + jiff::SignedDuration::try_from(spacing).unwrap_or_default()
+                            - jiff::SignedDuration::from_millis(1);
                     }
                 }
                 state.arm(&myself, fired);
@@ -244,7 +247,11 @@ impl Job {
             trigger_summary: event.trigger_summary(),
             skipped_reason,
             session,
-            max_runs_per_hour: self.watch.max_runs_per_hour,
+            // Records stored before the cap existed are held to it as well.
+            max_runs_per_hour: self
+                .watch
+                .max_runs_per_hour
+                .min(crate::domain::watch::MAX_RUNS_PER_HOUR_LIMIT),
         };
         let trigger_summary = run.trigger_summary.clone();
         match self.ctx.store.record_run(run).await {

@@ -119,9 +119,9 @@ pub fn bounded_body(
 
 /// An oversized body up to this size is read to its end before the 413 goes out, so the client
 /// sees the answer instead of a connection reset mid-upload.
-const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
+pub(super) const DRAIN_LIMIT: usize = 32 * 1024 * 1024;
 
-fn too_large(limit: usize) -> ApiError {
+pub(super) fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body is too large (limit {limit} bytes)"),

@@ -116,6 +116,7 @@ struct CreateBody {
     schedule: Option<String>,
     timezone: Option<String>,
     max_runs_per_hour: Option<u32>,
+    skip_drafts: Option<bool>,
 }
 
 async fn create(state: AppState, body: Body) -> Response {
@@ -135,6 +136,7 @@ async fn create(state: AppState, body: Body) -> Response {
                 schedule: body.schedule,
                 timezone: body.timezone,
                 max_runs_per_hour: body.max_runs_per_hour,
+                skip_drafts: body.skip_drafts,
             };
             let watch = state.daemon.create_watch(request).await?;
             Ok(reply_json(StatusCode::CREATED, &watch))
@@ -189,6 +191,7 @@ struct PatchBody {
     schedule: Option<String>,
     timezone: Option<String>,
     max_runs_per_hour: Option<u32>,
+    skip_drafts: Option<bool>,
 }
 
 async fn update(raw_id: String, state: AppState, body: Body) -> Response {
@@ -208,6 +211,7 @@ async fn update(raw_id: String, state: AppState, body: Body) -> Response {
                 schedule: body.schedule,
                 timezone: body.timezone,
                 max_runs_per_hour: body.max_runs_per_hour,
+                skip_drafts: body.skip_drafts,
             };
             let watch = state.daemon.update_watch(&id, patch).await?;
             Ok(reply_json(StatusCode::OK, &watch))
@@ -285,6 +289,7 @@ pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
         repo: text(body, "repo")?,
         workflow: text(body, "workflow")?,
         branch: text(body, "branch")?,
+        workflow_path: optional_text(body, "workflowPath")?,
         run_id: identifier(body, "runId")?,
         run_url: optional_text(body, "runUrl")?,
         sha: optional_text(body, "sha")?,
@@ -316,6 +321,11 @@ pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
         head_sha: optional_text(body, "headSha")?,
         body: optional_text(body, "body")?,
         diff_text,
+        draft: match &body["draft"] {
+            Value::Null => false,
+            Value::Bool(draft) => *draft,
+            _ => return Err(ApiError::bad_request("draft must be true or false")),
+        },
     })
 }
 

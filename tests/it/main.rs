@@ -4,6 +4,7 @@
 mod api;
 mod chaos;
 mod cli;
+mod hooks;
 mod lifecycle;
 mod ops;
 mod publish;

@@ -330,13 +330,14 @@ fn loop_guard_and_rate_limit_record_skipped_runs() {
 
 #[test]
 fn schedules_fire_on_their_timer_and_catch_up_once_after_downtime() {
-    let daemon = TestDaemon::start();
+    // Every second is below the default minimum spacing; the operator may lower it.
+    let daemon = TestDaemon::start_with(&[("TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS", "1")]);
     let repo = TestRepo::new();
     let api = daemon.api();
     let r = repo.path_str();
     let every_second = create_watch(
         &api,
-        json!({"kind": "schedule", "repo": r, "instructions": "@mock say tick", "schedule": "* * * * * *", "maxRunsPerHour": 100}),
+        json!({"kind": "schedule", "repo": r, "instructions": "@mock say tick", "schedule": "* * * * * *", "maxRunsPerHour": 60}),
     );
     let fired = wait_for("scheduled runs", Duration::from_secs(15), || {
         let runs = runs(&api, &every_second);

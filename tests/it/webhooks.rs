@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::time::Duration;
 
-const SECRET: &str = "test-webhook-secret";
+pub const SECRET: &str = "test-webhook-secret";
 const GITHUB_URL: &str = "https://github.com/octo-org/octo-repo";
 
 fn fixture(name: &str) -> Value {
@@ -15,36 +15,45 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture json")
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
+pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-struct Hook {
-    daemon: TestDaemon,
-    repo: TestRepo,
+pub struct Hook {
+    pub daemon: TestDaemon,
+    pub repo: TestRepo,
     _git_config: tempfile::TempDir,
 }
 
 /// A daemon with the webhook secret set, where cloning the GitHub URL clones a local repo.
 fn start() -> Hook {
+    start_mapping(&[GITHUB_URL], &[])
+}
+
+/// A daemon with the webhook secret set (and `env`), where cloning any of `urls` clones one
+/// local repo.
+pub fn start_mapping(urls: &[&str], env: &[(&str, &str)]) -> Hook {
     let repo = TestRepo::new();
     let git_config = tempfile::tempdir().expect("tempdir");
     let config_path = git_config.path().join("gitconfig");
+    let rules: String = urls
+        .iter()
+        .map(|url| format!("\tinsteadOf = {url}\n"))
+        .collect();
     std::fs::write(
         &config_path,
-        format!(
-            "[url \"{}\"]\n\tinsteadOf = {GITHUB_URL}\n",
-            repo.path_str()
-        ),
+        format!("[url \"{}\"]\n{rules}", repo.path_str()),
     )
     .expect("gitconfig");
     let config = config_path.to_string_lossy().into_owned();
-    let daemon = TestDaemon::start_with(&[
+    let mut all = vec![
         ("TELECODER_GITHUB_WEBHOOK_SECRET", SECRET),
         ("GIT_CONFIG_GLOBAL", config.as_str()),
-    ]);
+    ];
+    all.extend_from_slice(env);
+    let daemon = TestDaemon::start_with(&all);
     Hook {
         daemon,
         repo,
@@ -77,13 +86,13 @@ fn signed(api: &Api, event: &str, delivery: &str, payload: &Value) -> Reply {
     deliver(api, event, delivery, &body, Some(sign(SECRET, &body)))
 }
 
-fn watch(api: &Api, body: Value) -> String {
+pub fn watch(api: &Api, body: Value) -> String {
     let reply = api.post("/api/watches", &body);
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body["id"].as_str().unwrap_or_default().to_owned()
 }
 
-fn runs(api: &Api, watch: &str) -> Vec<Value> {
+pub fn runs(api: &Api, watch: &str) -> Vec<Value> {
     api.get(&format!("/api/watches/{watch}/runs"))
         .body
         .as_array()

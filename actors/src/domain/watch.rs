@@ -94,6 +94,9 @@ pub struct Watch {
     pub max_runs_per_hour: u32,
     /// (ext) why the watch was paused by the daemon itself (e.g. its actor kept failing)
     pub paused_reason: String,
+    /// (ext) a PR watch that ignores draft PRs (work in progress); by default drafts are
+    /// reviewed like the reference does
+    pub skip_drafts: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -121,6 +124,10 @@ pub struct WatchRun {
 pub struct CiEvent {
     pub repo: String,
     pub workflow: String,
+    /// (ext) the workflow's file (`.github/workflows/test.yml`); a watch's workflow filter may
+    /// name it instead of the workflow's display name
+    #[serde(default)]
+    pub workflow_path: String,
     pub branch: String,
     pub run_id: String,
     pub run_url: String,
@@ -144,6 +151,9 @@ pub struct PrEvent {
     pub head_sha: String,
     pub body: String,
     pub diff_text: Option<String>,
+    /// (ext) the PR is a draft; watches with `skipDrafts` ignore it
+    #[serde(default)]
+    pub draft: bool,
 }
 
 /// Anything that can fire watches.
@@ -168,6 +178,10 @@ pub struct Triggered {
     pub run_id: i64,
     pub trigger_summary: String,
 }
+
+/// The most sessions one watch may start per rolling hour, whatever its `maxRunsPerHour` says:
+/// one a minute, like the shortest schedule interval by default.
+pub const MAX_RUNS_PER_HOUR_LIMIT: u32 = 60;
 
 /// Prefix of the branches TeleCoder's own sessions work on; events about them never fire.
 pub const OWN_BRANCH_PREFIX: &str = "telecoder/";
@@ -199,6 +213,11 @@ fn filter_ok(filter: &str, value: &str) -> bool {
     filter.is_empty() || filter == value
 }
 
+/// The actions of a `pull_request` that ask for a review: new commits to look at, or a draft
+/// that became ready (its head may have been reviewed already; the event key dedupes that).
+pub const REVIEWABLE_PR_ACTIONS: [&str; 4] =
+    ["opened", "reopened", "synchronize", "ready_for_review"];
+
 impl CiEvent {
     /// Only completed, failed runs fire (`completed` / `failure` when not given).
     pub fn is_failure(&self) -> bool {
@@ -219,6 +238,16 @@ impl CiEvent {
         self.run_id.clone()
     }
 
+    /// A workflow filter names the workflow (`test`), its file (`.github/workflows/test.yml`)
+    /// or the file's name (`test.yml`): GitHub's runs may carry an empty run name.
+    fn workflow_matches(&self, filter: &str) -> bool {
+        let file_name = self.workflow_path.rsplit('/').next().unwrap_or_default();
+        filter.is_empty()
+            || filter == self.workflow
+            || (!self.workflow_path.is_empty()
+                && (filter == self.workflow_path || filter == file_name))
+    }
+
     pub fn trigger_summary(&self) -> String {
         format!(
             "CI failure: workflow {} on branch {} (run {})",
@@ -232,14 +261,14 @@ impl CiEvent {
 }
 
 impl PrEvent {
-    /// `opened`, `reopened` and `synchronize` (the default) fire.
+    /// [`REVIEWABLE_PR_ACTIONS`] fire; an event without an action is a `synchronize`.
     pub fn is_reviewable(&self) -> bool {
         let action = if self.action.is_empty() {
             "synchronize"
         } else {
             &self.action
         };
-        matches!(action, "opened" | "reopened" | "synchronize")
+        REVIEWABLE_PR_ACTIONS.contains(&action)
     }
 
     pub fn event_key(&self) -> String {
@@ -321,7 +350,7 @@ impl Watch {
             WatchEvent::Ci(ci) => {
                 self.kind == WatchKind::CiFailure
                     && repo_key(&self.repo) == repo_key(&ci.repo)
-                    && filter_ok(&self.workflow_name, &ci.workflow)
+                    && ci.workflow_matches(&self.workflow_name)
                     && filter_ok(&self.branch_name, &ci.branch)
                     && ci.is_failure()
             }
@@ -330,6 +359,7 @@ impl Watch {
                     && repo_key(&self.repo) == repo_key(&pr.repo)
                     && filter_ok(&self.base_branch, &pr.base)
                     && filter_ok(&self.head_branch, &pr.head)
+                    && !(self.skip_drafts && pr.draft)
                     && pr.is_reviewable()
             }
             WatchEvent::Tick { .. } => self.kind == WatchKind::Schedule,
@@ -437,5 +467,80 @@ mod tests {
         assert!(event.is_reviewable());
         event.action = "closed".into();
         assert!(!event.is_reviewable());
+        event.action = "ready_for_review".into();
+        assert!(event.is_reviewable());
+        event.action = "converted_to_draft".into();
+        assert!(!event.is_reviewable());
+    }
+
+    fn watch(kind: WatchKind) -> Watch {
+        Watch {
+            id: "w".into(),
+            kind,
+            repo: "octo-org/octo-repo".into(),
+            instructions: "look".into(),
+            agent: "mock".into(),
+            policy_mode: PolicyMode::Observe,
+            workflow_name: String::new(),
+            branch_name: String::new(),
+            base_branch: String::new(),
+            head_branch: String::new(),
+            status: WatchStatus::Active,
+            schedule: String::new(),
+            timezone: String::new(),
+            max_runs_per_hour: 10,
+            paused_reason: String::new(),
+            skip_drafts: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn workflow_filters_match_the_name_the_file_or_its_path() {
+        // GitHub's own example: an empty run name, the workflow named in `workflow`.
+        let event = WatchEvent::Ci(CiEvent {
+            repo: "octo-org/octo-repo".into(),
+            workflow: "test".into(),
+            workflow_path: ".github/workflows/test.yml".into(),
+            run_id: "1".into(),
+            ..CiEvent::default()
+        });
+        let mut ci = watch(WatchKind::CiFailure);
+        for filter in ["", "test", "test.yml", ".github/workflows/test.yml"] {
+            ci.workflow_name = filter.into();
+            assert!(ci.matches(&event), "{filter}");
+        }
+        for filter in ["Test", "build", "test.yaml", "workflows/test.yml"] {
+            ci.workflow_name = filter.into();
+            assert!(!ci.matches(&event), "{filter}");
+        }
+        // Without a path, only the name matches (an empty path matches no filter).
+        let bare = WatchEvent::Ci(CiEvent {
+            repo: "octo-org/octo-repo".into(),
+            workflow: "test".into(),
+            run_id: "1".into(),
+            ..CiEvent::default()
+        });
+        ci.workflow_name = "test.yml".into();
+        assert!(!ci.matches(&bare));
+    }
+
+    #[test]
+    fn drafts_are_reviewed_unless_the_watch_skips_them() {
+        let mut draft = PrEvent {
+            repo: "octo-org/octo-repo".into(),
+            pr_number: 2,
+            action: "opened".into(),
+            draft: true,
+            ..PrEvent::default()
+        };
+        let mut pr = watch(WatchKind::PrReview);
+        assert!(pr.matches(&WatchEvent::Pr(draft.clone())));
+        pr.skip_drafts = true;
+        assert!(!pr.matches(&WatchEvent::Pr(draft.clone())));
+        draft.draft = false;
+        draft.action = "ready_for_review".into();
+        assert!(pr.matches(&WatchEvent::Pr(draft)));
     }
 }

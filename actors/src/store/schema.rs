@@ -108,17 +108,23 @@ ALTER TABLE sessions ADD COLUMN pr_number INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN pr_url TEXT NOT NULL DEFAULT '';
 ";
 
+/// Task "hooks" (issue 18): PR watches that skip draft pull requests.
+const V4_WATCH_SKIP_DRAFTS: &str = "
+ALTER TABLE watches ADD COLUMN skip_drafts INTEGER NOT NULL DEFAULT 0;
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
         M::up(V2_WATCHES),
         M::up(V3_PUBLISHED),
+        M::up(V4_WATCH_SKIP_DRAFTS),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    3
+    4
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const WATCH_COLUMNS: &str = "id, kind, repo, instructions, agent, policy_mode, workflow_name, \
     branch_name, base_branch, head_branch, status, schedule, timezone, max_runs_per_hour, \
-    paused_reason, created_at, updated_at";
+    paused_reason, created_at, updated_at, skip_drafts";
 const RUN_COLUMNS: &str = "id, watch_id, session_id, event_key, source_ref, trigger_summary, \
     result_summary, return_summary, skipped_reason, created_at";
 
@@ -31,6 +31,7 @@ fn watch_from_row(row: &Row<'_>) -> rusqlite::Result<Watch> {
         paused_reason: row.get(14)?,
         created_at: row.get(15)?,
         updated_at: row.get(16)?,
+        skip_drafts: row.get(17)?,
     })
 }
 
@@ -51,7 +52,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<WatchRun> {
 
 pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
     conn.execute(
-        &format!("INSERT INTO watches ({WATCH_COLUMNS}, repo_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+        &format!("INSERT INTO watches ({WATCH_COLUMNS}, repo_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
         params![
             watch.id,
             watch.kind.as_str(),
@@ -70,6 +71,7 @@ pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
             watch.paused_reason,
             watch.created_at,
             watch.updated_at,
+            watch.skip_drafts,
             repo_key(&watch.repo),
         ],
     )?;
@@ -81,7 +83,8 @@ pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
     let updated = conn.execute(
         "UPDATE watches SET instructions = ?2, agent = ?3, policy_mode = ?4, workflow_name = ?5, \
          branch_name = ?6, base_branch = ?7, head_branch = ?8, status = ?9, schedule = ?10, \
-         timezone = ?11, max_runs_per_hour = ?12, paused_reason = ?13, updated_at = ?14 WHERE id = ?1",
+         timezone = ?11, max_runs_per_hour = ?12, paused_reason = ?13, updated_at = ?14, \
+         skip_drafts = ?15 WHERE id = ?1",
         params![
             watch.id,
             watch.instructions,
@@ -97,6 +100,7 @@ pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
             watch.max_runs_per_hour,
             watch.paused_reason,
             time::now(),
+            watch.skip_drafts,
         ],
     )?;
     Ok(updated == 1)
