@@ -417,6 +417,7 @@ impl Actor for Supervisor {
                 args.settings.data_dir.display()
             )
         })?;
+        crate::publish::remove_leftovers(&args.settings.data_dir);
         let store_args = StoreArgs {
             path: args.settings.database_path(),
             bus: args.bus,
