@@ -101,7 +101,10 @@ fn is_zombie(pid: i32) -> bool {
         .ok()
         .and_then(|stat| {
             let after_name = &stat[stat.rfind(')')? + 1..];
-            after_name.split_whitespace().next().map(|state| state == "Z")
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
         })
         .unwrap_or(true)
 }

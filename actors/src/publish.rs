@@ -287,7 +287,11 @@ pub fn remove_leftovers(data_dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(SCRATCH_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -476,7 +480,11 @@ impl CleanRepo {
         tree_of(&["read-tree", "refs/telecoder/head"]).await?;
         tree_of(&["add", "--all"]).await?;
         let tree = tree_of(&["write-tree"]).await?;
-        if tree == self.local(&["rev-parse", &format!("{head}^{{tree}}")]).await? {
+        if tree
+            == self
+                .local(&["rev-parse", &format!("{head}^{{tree}}")])
+                .await?
+        {
             return Ok(head);
         }
         let message = format!(
@@ -494,9 +502,12 @@ impl CleanRepo {
             ("GIT_COMMITTER_EMAIL", settings.git_author_email.as_str()),
             ("GIT_COMMITTER_DATE", date.as_str()),
         ];
-        self.local_with(&["commit-tree", &tree, "-p", &head, "-m", &message], &identity)
-            .await
-            .map_err(|err| format!("cannot commit the workspace's changes: {err}"))
+        self.local_with(
+            &["commit-tree", &tree, "-p", &head, "-m", &message],
+            &identity,
+        )
+        .await
+        .map_err(|err| format!("cannot commit the workspace's changes: {err}"))
     }
 
     /// The base as GitHub has it now, or as the workspace cloned it.
@@ -528,8 +539,16 @@ impl CleanRepo {
         }
     }
 
-    async fn ensure_ahead_of(&self, remote: &str, base: &str, head: &str) -> Result<(), GitRefusal> {
-        let base_ref = self.base_ref(remote, base).await.map_err(GitRefusal::Failed)?;
+    async fn ensure_ahead_of(
+        &self,
+        remote: &str,
+        base: &str,
+        head: &str,
+    ) -> Result<(), GitRefusal> {
+        let base_ref = self
+            .base_ref(remote, base)
+            .await
+            .map_err(GitRefusal::Failed)?;
         let ahead = self
             .local(&["rev-list", "--count", &format!("{base_ref}..{head}")])
             .await
@@ -559,7 +578,8 @@ impl CleanRepo {
 
 /// The session's finish time in git's raw date format (`<seconds> +0000`).
 fn commit_date(session: &Session) -> String {
-    let at = crate::domain::time::parse(&session.finished_at).unwrap_or_else(std::time::SystemTime::now);
+    let at =
+        crate::domain::time::parse(&session.finished_at).unwrap_or_else(std::time::SystemTime::now);
     let seconds = at
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -250,8 +250,20 @@ impl TestDaemon {
 }
 
 impl Drop for TestDaemon {
+    /// A test that ends (or panics) with the daemon up leaves no agent behind either: every
+    /// process that inherited this daemon's data directory is killed with it. (After `kill9`
+    /// the agents are left on purpose, for the next daemon to reap.)
     fn drop(&mut self) {
-        self.kill9();
+        if self.child.is_some() {
+            self.kill9();
+            let marker = format!("TELECODER_DATA_DIR={}", self.data_dir.display());
+            for pid in processes_with_env(&marker) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 
@@ -412,7 +424,11 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// Pids of live processes whose environment carries this session's marker.
 pub fn session_processes(session_id: &str) -> Vec<i32> {
-    let marker = format!("TELECODER_SESSION_ID={session_id}");
+    processes_with_env(&format!("TELECODER_SESSION_ID={session_id}"))
+}
+
+/// Pids of live processes with `marker` (`NAME=value`) in their environment.
+pub fn processes_with_env(marker: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

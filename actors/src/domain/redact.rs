@@ -139,7 +139,11 @@ impl Redactor {
                 occurrences(text, shape)
                     .filter(|o| o.body_end - o.body_start >= MIN_TOKEN_BODY)
                     .map(|o| {
-                        let start = if shape.keep_prefix { o.body_start } else { o.at };
+                        let start = if shape.keep_prefix {
+                            o.body_start
+                        } else {
+                            o.at
+                        };
                         start..o.body_end
                     }),
             );
@@ -310,7 +314,7 @@ mod tests {
         let redactor = Redactor::new(["hunter2-password".to_owned()]);
         for text in [
             format!("token: {TOKEN} end"),
-            format!("{TOKEN}"),
+            TOKEN.to_owned(),
             "pw hunter2-password, Bearer abcdef0123456789abcdef.x".to_owned(),
             format!("ghp_ short, then {TOKEN}ghp_tail and é ✓ hunter2-pass"),
             "the token is here and bearer of news: ghp_abc".to_owned(),
@@ -328,7 +332,10 @@ mod tests {
         let mut stream = redactor.stream();
         assert_eq!(stream.push("compiling... done\n"), "compiling... done\n");
         assert_eq!(stream.push("now ghp_"), "now ");
-        assert_eq!(stream.push("0123456789abcdefghij rest."), "[REDACTED] rest.");
+        assert_eq!(
+            stream.push("0123456789abcdefghij rest."),
+            "[REDACTED] rest."
+        );
         assert_eq!(stream.push(" and gh"), " and ");
         assert_eq!(stream.push("ost"), "ghos", "a `t` may begin `token `");
         assert_eq!(stream.finish(), "t");

@@ -556,7 +556,10 @@ mod tests {
         let mut option_like = request();
         option_like.prompt = "--file=/etc/shadow".into();
         let argv = runtime.argv(&option_like, None);
-        assert_eq!(&argv[argv.len() - 3..], ["exec", "--", "--file=/etc/shadow"]);
+        assert_eq!(
+            &argv[argv.len() - 3..],
+            ["exec", "--", "--file=/etc/shadow"]
+        );
         let mut with_override = request();
         with_override.command_override = Some("python3 agent.py".into());
         let argv = runtime.argv(&with_override, Some(Path::new("/tmp/p")));

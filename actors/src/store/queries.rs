@@ -562,7 +562,9 @@ pub fn run_queue(conn: &Connection, limit: usize, owner: &str) -> Result<RunQueu
     let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get(0))?;
     let pending = rows.collect::<rusqlite::Result<_>>()?;
     let running_elsewhere: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM sessions WHERE status = 'running' AND owner_id != ?1")?
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sessions WHERE status = 'running' AND owner_id != ?1",
+        )?
         .query_row(params![owner], |row| row.get(0))?;
     Ok(RunQueue {
         pending,
