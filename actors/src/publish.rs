@@ -23,7 +23,6 @@ use crate::store::StoreClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 /// What the caller asks for.
@@ -429,25 +428,11 @@ impl CleanRepo {
             .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
             .envs(env.iter().copied())
             .env("GIT_TERMINAL_PROMPT", "0")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        let child = command
-            .spawn()
-            .map_err(|err| format!("cannot run git: {err}"))?;
-        let _group = child.id().map(crate::process::GroupGuard);
-        let output = tokio::time::timeout(timeout, child.wait_with_output())
+            .current_dir(self.dir.path());
+        let never = tokio_util::sync::CancellationToken::new();
+        crate::workspace::output_of(command, timeout, &never)
             .await
-            .map_err(|_| format!("git {} timed out", args.first().unwrap_or(&"")))?
-            .map_err(|err| format!("git failed: {err}"))?;
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-        }
+            .map(|stdout| stdout.trim().to_owned())
     }
 
     /// The commit to publish: the workspace's HEAD, plus one commit for whatever the agent

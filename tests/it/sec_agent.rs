@@ -201,9 +201,13 @@ fn trap(markers: &Path, name: &str) -> String {
         "#!/bin/sh\n{{ echo \"$0 $*\"; env; }} > '{}/ran-{name}'\ncat\n",
         markers.display()
     );
-    std::fs::write(&script, body).expect("write trap");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_script(&script, &body);
     script.to_string_lossy().into_owned()
+}
+
+fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, body).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
 /// Plants every git trap an agent could leave in its workspace: hooks, executable config, a
@@ -299,17 +303,12 @@ fn logging_git(dir: &Path, log: &Path) -> PathBuf {
             .stdout,
     )
     .expect("utf-8");
-    let script = dir.join("git");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{{ echo \"argv: $*\"; echo \"cwd: $PWD\"; env | sed 's/^/env: /'; echo ---; }} >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.trim()
-        ),
-    )
-    .expect("write wrapper");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let body = format!(
+        "#!/bin/sh\n{{ echo \"argv: $*\"; echo \"cwd: $PWD\"; env | sed 's/^/env: /'; echo ---; }} >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        real.trim()
+    );
+    write_script(&dir.join("git"), &body);
     dir.to_path_buf()
 }
 
