@@ -96,27 +96,34 @@ fn failures_are_classified() {
     let daemon = TestDaemon::start();
     let short = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
     let repo = TestRepo::new();
-    let (api, short_api) = (daemon.api(), short.api());
     let cases = [
         (
-            &api,
+            &daemon,
             "@mock crash",
             "runtime_error",
             "acpx exited with code 1",
         ),
-        (&api, "@mock error", "runtime_error", "mock agent failure"),
-        (&short_api, "@mock hang", "timeout", "timed out"),
+        (
+            &daemon,
+            "@mock error",
+            "runtime_error",
+            "mock agent failure",
+        ),
+        (&short, "@mock hang", "timeout", "timed out"),
     ];
     let ids: Vec<String> = cases
         .iter()
-        .map(|(api, prompt, _, _)| {
-            api.create(&repo.path_str(), prompt, json!({}))["id"]
+        .map(|(daemon, prompt, _, _)| {
+            daemon.api().create(&repo.path_str(), prompt, json!({}))["id"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         })
         .collect();
-    for (id, (api, prompt, kind, message)) in ids.iter().zip(cases) {
+    for (id, (daemon, prompt, kind, message)) in ids.iter().zip(cases) {
+        // A client of its own: one left idle while the other daemon's sessions finish could
+        // meet the server's idle timeout.
+        let api = daemon.api();
         let session = api.wait_finished(id, SHORT);
         assert_eq!(session["status"], "error", "{prompt}: {session}");
         assert_eq!(session["failureKind"], kind, "{prompt}: {session}");

@@ -144,6 +144,7 @@ fn processes_that_leave_the_agents_group_die_with_the_session() {
     assert_eq!(api.wait_finished(&finished, SHORT)["status"], "complete");
     assert_nothing_left(&finished, pid);
 
+    let api = daemon.api(); // the old client's connection may have idled out meanwhile
     let cancelled = id_of(&api.create(&repo.path_str(), "@mock escape hang", json!({})));
     let pid = escaped_pid(&api, &cancelled);
     assert!(
