@@ -257,11 +257,19 @@ impl Drop for TestDaemon {
         if self.child.is_some() {
             self.kill9();
             let marker = format!("TELECODER_DATA_DIR={}", self.data_dir.display());
-            for pid in processes_with_env(&marker) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+            // Again until none is left: processes die (and acpx cleans up) while we scan.
+            for _ in 0..40 {
+                let left = processes_with_env(&marker);
+                if left.is_empty() {
+                    break;
+                }
+                for pid in left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
