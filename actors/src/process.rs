@@ -43,41 +43,70 @@ impl Drop for GroupGuard {
     }
 }
 
-/// The variable every agent process carries, so a later daemon can tell its leftovers apart
-/// from unrelated processes that happen to reuse a pid.
+/// The variable every agent process carries. A process can leave its group (`setsid`, a double
+/// fork) but keeps its environment: the marker finds what the group signal misses, and tells a
+/// session's leftovers apart from unrelated processes that happen to reuse a pid.
 pub const SESSION_ENV: &str = "TELECODER_SESSION_ID";
 
-/// Kills what a previous daemon instance left of a session's agent: every process in group
-/// `pgid` whose environment names `session_id`. Returns how many were signalled.
-pub fn reap_leftovers(session_id: &str, pgid: u32) -> usize {
+/// Scans of `/proc` while new marked processes keep appearing (forks racing the scan).
+const MAX_SCANS: usize = 50;
+
+/// Kills every process whose environment carries `session_id`'s marker, wherever it is in the
+/// process tree. Any runtime's processes are found this way as long as they inherit
+/// [`SESSION_ENV`]; the session actor calls this when a session ends, the supervisor when a
+/// session actor fails and when it reaps what a crashed daemon left.
+///
+/// The marked processes are stopped first (a stopped process cannot fork) and scanned for again
+/// until no new one appears, then all are killed. Without leftovers this is one scan of `/proc`.
+/// Blocking (reads `/proc`); run it on a blocking thread. Returns how many were killed.
+pub fn kill_session_processes(session_id: &str) -> usize {
     let marker = format!("{SESSION_ENV}={session_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if process_group_of(pid) != Some(pgid) || !environment_has(pid, &marker) {
-            continue;
+    let mut stopped: Vec<Pid> = Vec::new();
+    for _ in 0..MAX_SCANS {
+        let new: Vec<Pid> = marked_processes(&marker)
+            .into_iter()
+            .filter(|pid| !stopped.contains(pid))
+            .collect();
+        if new.is_empty() {
+            break;
         }
-        if nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-            killed += 1;
+        for pid in new {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGSTOP);
+            stopped.push(pid);
         }
     }
-    killed
+    stopped
+        .into_iter()
+        .filter(|pid| nix::sys::signal::kill(*pid, Signal::SIGKILL).is_ok())
+        .count()
 }
 
-/// The process group of `pid`, from `/proc/<pid>/stat` (field 5, after the parenthesised name).
-fn process_group_of(pid: i32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(2)?.parse().ok()
+/// Live (not zombie) processes other than this one whose environment holds `marker`.
+fn marked_processes(marker: &str) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me && environment_has(*pid, marker) && !is_zombie(*pid))
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// A zombie is already dead (only its exit status is left): it cannot be signalled away.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_name = &stat[stat.rfind(')')? + 1..];
+            after_name
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
+        })
+        .unwrap_or(true)
 }
 
 fn environment_has(pid: i32, marker: &str) -> bool {
@@ -87,4 +116,38 @@ fn environment_has(pid: i32, marker: &str) -> bool {
                 .any(|entry| entry == marker.as_bytes())
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn alive(pid: u32) -> bool {
+        !is_zombie(pid as i32)
+    }
+
+    #[test]
+    fn kills_marked_processes_that_left_the_group_and_nothing_else() {
+        let session = format!("unit{}", std::process::id());
+        let spawn = |marker: &str| {
+            Command::new("setsid")
+                .args(["sleep", "60"])
+                .env(SESSION_ENV, marker)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn sleeper")
+        };
+        let mut escaped = spawn(&session);
+        let mut other = spawn("someone-else");
+        let escaped_pid = escaped.id();
+        assert_eq!(kill_session_processes(&session), 1);
+        let _ = escaped.wait();
+        assert!(!alive(escaped_pid));
+        assert!(alive(other.id()), "an unmarked process is left alone");
+        assert_eq!(kill_session_processes(&session), 0, "nothing left to kill");
+        let _ = other.kill();
+        let _ = other.wait();
+    }
 }

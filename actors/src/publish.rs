@@ -2,21 +2,28 @@
 //! uncommitted, push `telecoder/<id>`, open (or find) the PR, record it on the session.
 //!
 //! Idempotent and resumable: a published session answers with its PR; a publish that failed
-//! after the push finds the pushed branch (and any PR already opened) on the next try. The token
-//! travels only in the environment of the git process and in request headers: it is never
-//! logged, stored, written to a git config or shown to the agent.
+//! after the push finds the pushed branch (and any PR already opened) on the next try.
+//!
+//! The workspace is the agent's: its `.git/config`, hooks and attributes may be traps
+//! (`core.fsmonitor`, `core.hooksPath`, filters, `includeIf`, a redirected `origin`, …). So git
+//! never runs in it. Publishing works in a private repository of its own (under the data
+//! directory's `tmp/`, mode 0700) that borrows the workspace's objects, learns its HEAD through
+//! `git fetch` (upload-pack: the safe way git reads an untrusted repository), snapshots the work
+//! tree with a private index, commits with `commit-tree` (no hooks) and pushes to the GitHub URL
+//! derived from the session's repo — never to the workspace's `origin`. Every git process gets a
+//! scrubbed environment; only the fetch of the base and the push read the token, from a 0600
+//! config file included for them alone, so it is in no process's argv or environment, never
+//! logged, stored, or shown to the agent.
 
 use crate::domain::watch::repo_key;
 use crate::domain::{Session, SessionStatus};
 use crate::error::{Error, Result};
 use crate::settings::{Secret, Settings};
 use crate::store::StoreClient;
-use crate::workspace::run_git;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// What the caller asks for.
 #[derive(Clone, Debug, Default)]
@@ -150,11 +157,15 @@ pub async fn publish(
             .redactor
             .redact(&message.replace(token.expose(), crate::domain::redact::MASK))
     };
-    let git = Git::new(Path::new(&session.work_dir), &token);
-    git.commit_pending(&session, settings)
+    let git = CleanRepo::create(settings, &session, &token)
         .await
         .map_err(|e| Error::Upstream(scrub(e)))?;
-    git.ensure_ahead_of(&request.base)
+    let head = git
+        .snapshot(&session, settings)
+        .await
+        .map_err(|e| Error::Upstream(scrub(e)))?;
+    let remote = format!("https://github.com/{owner}/{name}");
+    git.ensure_ahead_of(&remote, &request.base, &head)
         .await
         .map_err(|e| match e {
             GitRefusal::NothingToPublish => {
@@ -162,9 +173,10 @@ pub async fn publish(
             }
             GitRefusal::Failed(message) => Error::Upstream(scrub(message)),
         })?;
-    git.push(&session.branch)
+    git.push(&remote, &head, &session.branch)
         .await
         .map_err(|e| Error::Upstream(scrub(e)))?;
+    drop(git);
     let github = GitHub::new(settings, &token, &owner, &name)?;
     let (number, url) = match github.find_pull(&owner, &session.branch).await? {
         Some(found) => found,
@@ -204,7 +216,10 @@ fn check_publishable(session: &Session, request: &PublishRequest) -> Result<()> 
             session.status.as_str()
         )));
     }
-    if session.work_dir.is_empty() || !Path::new(&session.work_dir).join(".git").exists() {
+    // A real directory: a `.git` file or symlink would point publishing at another repository.
+    let git_dir = Path::new(&session.work_dir).join(".git");
+    let real_dir = std::fs::symlink_metadata(&git_dir).is_ok_and(|meta| meta.is_dir());
+    if session.work_dir.is_empty() || !real_dir {
         return Err(Error::Invalid(format!(
             "session {} has no workspace to publish",
             session.id
@@ -218,100 +233,312 @@ enum GitRefusal {
     Failed(String),
 }
 
-/// Git in a session's workspace, authenticated by an HTTP header passed in the environment.
-struct Git<'a> {
-    dir: &'a Path,
-    auth: Vec<(String, String)>,
-    never: CancellationToken,
+/// Local git steps read the agent's files; remote steps talk to GitHub.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(600);
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(110);
+
+/// Variables a push may need from the daemon's environment (the user's git configuration,
+/// proxies, certificates, ssh). Nothing else is passed on: no token variable, no `GIT_DIR` or
+/// other `GIT_*` that would redirect git.
+const REMOTE_ENV: [&str; 20] = [
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "GIT_SSH_COMMAND",
+    "SSH_AUTH_SOCK",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "http_proxy",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "LANG",
+    "LC_ALL",
+];
+
+/// Publishing's own repository; see the module docs. Removed (token file included) when
+/// dropped; a crash leaves it to [`remove_leftovers`].
+struct CleanRepo {
+    dir: tempfile::TempDir,
+    /// `<dir>/repo.git`, as git's `--git-dir` argument.
+    git_dir: String,
+    /// The session's workspace: read as a work tree and an object store, never run in.
+    workspace: PathBuf,
 }
 
-impl<'a> Git<'a> {
-    fn new(dir: &'a Path, token: &Secret) -> Self {
-        use base64_header::basic;
-        Self {
-            dir,
-            auth: vec![
-                ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-                ("GIT_CONFIG_COUNT".into(), "1".into()),
-                (
-                    "GIT_CONFIG_KEY_0".into(),
-                    "http.https://github.com/.extraheader".into(),
-                ),
-                (
-                    "GIT_CONFIG_VALUE_0".into(),
-                    format!("AUTHORIZATION: basic {}", basic(token.expose())),
-                ),
-            ],
-            never: CancellationToken::new(),
-        }
-    }
+/// Where publishing's private repositories live.
+fn scratch_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("tmp")
+}
 
-    async fn run(&self, args: &[&str]) -> Result<String, String> {
-        run_git(args, self.dir, &self.auth, &self.never).await
-    }
+const SCRATCH_PREFIX: &str = "publish-";
 
-    async fn commit_pending(&self, session: &Session, settings: &Settings) -> Result<(), String> {
-        if self
-            .run(&["status", "--porcelain"])
-            .await?
-            .trim()
-            .is_empty()
+/// Removes what publishes interrupted by a crash left (their repositories hold a token file).
+pub fn remove_leftovers(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_dir(data_dir)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
         {
-            return Ok(());
+            let _ = std::fs::remove_dir_all(entry.path());
         }
-        self.run(&["add", "-A"]).await?;
+    }
+}
+
+impl CleanRepo {
+    async fn create(
+        settings: &Settings,
+        session: &Session,
+        token: &Secret,
+    ) -> Result<Self, String> {
+        let scratch = scratch_dir(&settings.data_dir);
+        tokio::fs::create_dir_all(&scratch)
+            .await
+            .map_err(|err| format!("cannot create {}: {err}", scratch.display()))?;
+        // Created 0700: the token file inside is for this daemon only.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{SCRATCH_PREFIX}{}-", session.id))
+            .tempdir_in(&scratch)
+            .map_err(|err| format!("cannot create a publishing directory: {err}"))?;
+        let repo = Self {
+            git_dir: dir.path().join("repo.git").to_string_lossy().into_owned(),
+            dir,
+            workspace: PathBuf::from(&session.work_dir),
+        };
+        let prepared = async {
+            tokio::fs::create_dir_all(repo.home()).await?;
+            repo.write_auth(token).await
+        };
+        prepared
+            .await
+            .map_err(|err| format!("cannot prepare publishing: {err}"))?;
+        repo.local(&["init", "--quiet", "--bare", "--template=", &repo.git_dir])
+            .await?;
+        for (key, value) in [
+            ("core.hooksPath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("commit.gpgSign", "false"),
+        ] {
+            repo.local(&["config", key, value]).await?;
+        }
+        // Borrow the workspace's objects instead of copying a whole history.
+        let alternates = Path::new(&repo.git_dir).join("objects/info/alternates");
+        let objects = repo.workspace.join(".git/objects");
+        let borrowed = async {
+            tokio::fs::create_dir_all(Path::new(&repo.git_dir).join("objects/info")).await?;
+            tokio::fs::write(&alternates, format!("{}\n", objects.display())).await
+        };
+        borrowed
+            .await
+            .map_err(|err| format!("cannot prepare publishing: {err}"))?;
+        Ok(repo)
+    }
+
+    /// An empty home: local steps see no user or system git configuration.
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn auth_file(&self) -> PathBuf {
+        self.dir.path().join("auth.config")
+    }
+
+    /// The token as git's HTTP header for github.com, in a file only its owner can read.
+    async fn write_auth(&self, token: &Secret) -> std::io::Result<()> {
+        let config = format!(
+            "[http \"https://github.com/\"]\n\textraHeader = AUTHORIZATION: basic {}\n",
+            base64_header::basic(token.expose())
+        );
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(self.auth_file())
+            .await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, config.as_bytes()).await
+    }
+
+    /// Git on publishing's repository without the user's configuration or any credential.
+    async fn local(&self, args: &[&str]) -> Result<String, String> {
+        self.local_with(args, &[]).await
+    }
+
+    async fn local_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Result<String, String> {
+        let home = self.home().to_string_lossy().into_owned();
+        let index = self.dir.path().join("index").to_string_lossy().into_owned();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("HOME", &home),
+            ("XDG_CONFIG_HOME", &home),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_INDEX_FILE", &index),
+        ];
+        env.extend_from_slice(extra);
+        let mut full = vec!["--git-dir", self.git_dir.as_str()];
+        full.extend_from_slice(args);
+        self.run(&full, &env, LOCAL_TIMEOUT).await
+    }
+
+    /// Git talking to GitHub: the user's configuration (proxies, `insteadOf`, certificates)
+    /// and the token header; nothing from the workspace.
+    async fn remote(&self, args: &[&str]) -> Result<String, String> {
+        let inherited: Vec<(&str, String)> = REMOTE_ENV
+            .iter()
+            .filter_map(|name| Some((*name, std::env::var(name).ok()?)))
+            .collect();
+        let env: Vec<(&str, &str)> = inherited.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let include = format!("include.path={}", self.auth_file().display());
+        let mut full = vec![
+            "-c",
+            include.as_str(),
+            "-c",
+            "credential.helper=",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "--git-dir",
+            self.git_dir.as_str(),
+        ];
+        full.extend_from_slice(args);
+        self.run(&full, &env, REMOTE_TIMEOUT).await
+    }
+
+    /// Runs git in publishing's directory (never the workspace) with exactly `env` (plus
+    /// `PATH`), and returns its stdout, or its stderr as the error.
+    async fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let mut command = tokio::process::Command::new("git");
+        command
+            .args(args)
+            .env_clear()
+            .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
+            .envs(env.iter().copied())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .current_dir(self.dir.path());
+        let never = tokio_util::sync::CancellationToken::new();
+        crate::workspace::output_of(command, timeout, &never)
+            .await
+            .map(|stdout| stdout.trim().to_owned())
+    }
+
+    /// The commit to publish: the workspace's HEAD, plus one commit for whatever the agent
+    /// left uncommitted. Dated when the session finished, so a retry makes the same commit
+    /// (and the push is a no-op instead of a rejected rewrite).
+    async fn snapshot(&self, session: &Session, settings: &Settings) -> Result<String, String> {
+        let workspace_git = self.workspace.join(".git").to_string_lossy().into_owned();
+        self.local(&[
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            &workspace_git,
+            "+HEAD:refs/telecoder/head",
+        ])
+        .await
+        .map_err(|err| format!("cannot read the workspace's HEAD: {err}"))?;
+        let head = self
+            .local(&["rev-parse", "--verify", "refs/telecoder/head^{commit}"])
+            .await?;
+        let work_tree = self.workspace.to_string_lossy().into_owned();
+        let tree_of = |args: &'static [&'static str]| {
+            let work_tree = work_tree.clone();
+            async move {
+                let mut full = vec!["--work-tree", work_tree.as_str()];
+                full.extend_from_slice(args);
+                self.local(&full).await
+            }
+        };
+        tree_of(&["read-tree", "refs/telecoder/head"]).await?;
+        tree_of(&["add", "--all"]).await?;
+        let tree = tree_of(&["write-tree"]).await?;
+        if tree
+            == self
+                .local(&["rev-parse", &format!("{head}^{{tree}}")])
+                .await?
+        {
+            return Ok(head);
+        }
         let message = format!(
             "{}\n\n{}\n\nTeleCoder session {}",
             title_line(&session.outcome_headline),
             session.outcome_changed,
             session.id
         );
-        let name = format!("user.name={}", settings.git_author_name);
-        let email = format!("user.email={}", settings.git_author_email);
-        self.run(&[
-            "-c",
-            &name,
-            "-c",
-            &email,
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "--quiet",
-            "--no-verify",
-            "-m",
-            &message,
-        ])
+        let date = commit_date(session);
+        let identity = [
+            ("GIT_AUTHOR_NAME", settings.git_author_name.as_str()),
+            ("GIT_AUTHOR_EMAIL", settings.git_author_email.as_str()),
+            ("GIT_AUTHOR_DATE", date.as_str()),
+            ("GIT_COMMITTER_NAME", settings.git_author_name.as_str()),
+            ("GIT_COMMITTER_EMAIL", settings.git_author_email.as_str()),
+            ("GIT_COMMITTER_DATE", date.as_str()),
+        ];
+        self.local_with(
+            &["commit-tree", &tree, "-p", &head, "-m", &message],
+            &identity,
+        )
         .await
-        .map(drop)
+        .map_err(|err| format!("cannot commit the workspace's changes: {err}"))
     }
 
-    /// The base as the remote has it now (fetched), or as it was cloned.
-    async fn base_ref(&self, base: &str) -> Result<String, String> {
+    /// The base as GitHub has it now, or as the workspace cloned it.
+    async fn base_ref(&self, remote: &str, base: &str) -> Result<&'static str, String> {
         if base.starts_with('-') {
             return Err(format!("invalid base branch {base}"));
         }
-        match self
-            .run(&["fetch", "--quiet", "origin", &format!("refs/heads/{base}")])
-            .await
-        {
-            Ok(_) => Ok("FETCH_HEAD".into()),
+        const BASE: &str = "refs/telecoder/base";
+        let fetch = |source: String, from: String| async move {
+            let refspec = format!("+{from}:{BASE}");
+            let args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"];
+            let mut full = args.to_vec();
+            full.extend([source.as_str(), refspec.as_str()]);
+            if source.starts_with("https://") {
+                self.remote(&full).await
+            } else {
+                self.local(&full).await
+            }
+        };
+        match fetch(remote.to_owned(), format!("refs/heads/{base}")).await {
+            Ok(_) => Ok(BASE),
             Err(fetch_error) => {
-                let cloned = format!("refs/remotes/origin/{base}");
-                self.run(&["rev-parse", "--verify", "--quiet", &cloned])
+                let workspace_git = self.workspace.join(".git").to_string_lossy().into_owned();
+                fetch(workspace_git, format!("refs/remotes/origin/{base}"))
                     .await
-                    .map(|_| cloned)
+                    .map(|_| BASE)
                     .map_err(|_| format!("cannot find base branch {base} on origin: {fetch_error}"))
             }
         }
     }
 
-    async fn ensure_ahead_of(&self, base: &str) -> Result<(), GitRefusal> {
-        let base_ref = self.base_ref(base).await.map_err(GitRefusal::Failed)?;
-        let ahead = self
-            .run(&["rev-list", "--count", &format!("{base_ref}..HEAD")])
+    async fn ensure_ahead_of(
+        &self,
+        remote: &str,
+        base: &str,
+        head: &str,
+    ) -> Result<(), GitRefusal> {
+        let base_ref = self
+            .base_ref(remote, base)
             .await
             .map_err(GitRefusal::Failed)?;
-        match ahead.trim().parse::<u64>() {
+        let ahead = self
+            .local(&["rev-list", "--count", &format!("{base_ref}..{head}")])
+            .await
+            .map_err(GitRefusal::Failed)?;
+        match ahead.parse::<u64>() {
             Ok(0) => Err(GitRefusal::NothingToPublish),
             Ok(_) => Ok(()),
             Err(_) => Err(GitRefusal::Failed(format!(
@@ -320,17 +547,29 @@ impl<'a> Git<'a> {
         }
     }
 
-    async fn push(&self, branch: &str) -> Result<(), String> {
-        self.run(&[
+    async fn push(&self, remote: &str, head: &str, branch: &str) -> Result<(), String> {
+        self.remote(&[
             "push",
             "--quiet",
-            "origin",
-            &format!("HEAD:refs/heads/{branch}"),
+            "--no-verify",
+            remote,
+            &format!("{head}:refs/heads/{branch}"),
         ])
         .await
         .map(drop)
         .map_err(|err| format!("cannot push {branch}: {err}"))
     }
+}
+
+/// The session's finish time in git's raw date format (`<seconds> +0000`).
+fn commit_date(session: &Session) -> String {
+    let at =
+        crate::domain::time::parse(&session.finished_at).unwrap_or_else(std::time::SystemTime::now);
+    let seconds = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    format!("{seconds} +0000")
 }
 
 fn title_line(headline: &str) -> String {

@@ -3,7 +3,7 @@
 //! heartbeats on a timer, writes the outcome and stops.
 
 use crate::domain::{EventKind, FailureKind, Session, SessionId};
-use crate::process::{signal_group, terminate_group};
+use crate::process::{kill_session_processes, terminate_group};
 use crate::runtime::{AgentEvent, AgentReport, AgentRequest, AgentRuntime};
 use crate::settings::Settings;
 use crate::store::{Finish, StoreClient};
@@ -225,13 +225,26 @@ impl Actor for SessionActor {
         if let Some(pid) = state.pid {
             terminate_group(pid, Duration::from_secs(2)).await;
         }
+        // Only a session this actor ran: an actor that lost the claim must not touch processes
+        // of a session another daemon runs.
+        if state.session.is_some() {
+            kill_leftovers(state.id.as_str()).await;
+        }
         Ok(())
     }
 }
 
-/// Kills what a failed session left running; used by the supervisor, which may only know the pid.
-pub fn kill_agent(pid: u32) {
-    signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+/// Kills the processes of a session that left its agent's process group (`setsid`, double
+/// forks), found by their environment marker; off the async threads, since it reads `/proc`.
+/// Used when a session ends, whatever the runtime, and by the supervisor's reapers.
+pub async fn kill_leftovers(session_id: &str) {
+    let id = session_id.to_owned();
+    let killed = tokio::task::spawn_blocking(move || kill_session_processes(&id))
+        .await
+        .unwrap_or(0);
+    if killed > 0 {
+        tracing::warn!(session = %session_id, killed, "killed agent processes that outlived their session");
+    }
 }
 
 /// The worker: everything slow happens here, reported to the actor as messages.
@@ -289,13 +302,25 @@ async fn run_worker(
     };
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);
+    // Every runtime's output passes here: a secret the agent prints in pieces is masked before
+    // any piece is stored or streamed.
+    let mut redactor = ctx.settings.redactor.stream();
     let forward = async {
         while let Some(event) = events_rx.recv().await {
             match event {
                 AgentEvent::Spawned { pid } => report(SessionMsg::AgentSpawned(pid)),
-                AgentEvent::Output(text) => report(SessionMsg::Output(text)),
+                AgentEvent::Output(text) => {
+                    let shown = redactor.push(&text);
+                    if !shown.is_empty() {
+                        report(SessionMsg::Output(shown));
+                    }
+                }
                 AgentEvent::Notice(text) => report(SessionMsg::Status(text)),
             }
+        }
+        let rest = redactor.finish();
+        if !rest.is_empty() {
+            report(SessionMsg::Output(rest));
         }
     };
     let (agent_report, ()) = tokio::join!(run, forward);

@@ -57,11 +57,12 @@ pub enum SupervisorMsg {
     },
     /// Start pending sessions while slots are free.
     Kick,
-    /// The oldest pending sessions, read by a queue task; start those not yet running.
-    StartSessions(Vec<String>),
-    /// Timer: mark stale running sessions abandoned.
+    /// The run queue, read by a queue task; start those not yet running while slots are free.
+    StartSessions(crate::store::queries::RunQueue),
+    /// Timer: mark stale running sessions abandoned and kill what is left of their agents.
     Sweep,
-    /// Sessions the sweep just marked abandoned; stop any we still run.
+    /// A sweep is done (its abandoned sessions' processes are dead); stop any of them we still
+    /// run, and start pending sessions again.
     Swept(Vec<crate::store::queries::Abandoned>),
     /// Bring the store back after a failure.
     RestartStore,
@@ -210,6 +211,9 @@ pub struct SupervisorState {
     session_failures: u32,
     started: Instant,
     shutting_down: bool,
+    /// A sweep is marking sessions abandoned and killing their agents; nothing starts until it
+    /// is done.
+    sweeping: bool,
 }
 
 pub struct Supervisor;
@@ -413,6 +417,7 @@ impl Actor for Supervisor {
                 args.settings.data_dir.display()
             )
         })?;
+        crate::publish::remove_leftovers(&args.settings.data_dir);
         let store_args = StoreArgs {
             path: args.settings.database_path(),
             bus: args.bus,
@@ -443,6 +448,7 @@ impl Actor for Supervisor {
             session_failures: 0,
             started: Instant::now(),
             shutting_down: false,
+            sweeping: false,
         };
         state.spawn_store(&myself).await?;
         Ok(state)
@@ -455,8 +461,9 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         // Start-up recovery: stale running sessions become abandoned, pending ones run again.
         // Both then repeat on the timer for as long as the daemon runs.
+        // The sweep kicks the queue when it is done: a crashed instance's agents die before
+        // pending sessions take their slots.
         let _ = myself.cast(SupervisorMsg::Sweep);
-        let _ = myself.cast(SupervisorMsg::Kick);
         let store = state.ctx.store.clone();
         let me = myself.clone();
         in_background(async move {
@@ -505,24 +512,31 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Kick => {
                 let free = state.free_slots();
-                if state.shutting_down || free == 0 {
+                // A sweep in progress kicks again once the agents it abandoned are dead.
+                if state.shutting_down || state.sweeping || free == 0 {
                     return Ok(());
                 }
                 let store = state.ctx.store.clone();
+                let owner = state.ctx.owner_id.clone();
                 // Ask for enough to skip the ones we already run but that are not claimed yet.
                 let limit = free + state.sessions.len();
                 in_background(async move {
-                    match store.pending_queue(limit).await {
-                        Ok(ids) => {
-                            let _ = myself.cast(SupervisorMsg::StartSessions(ids));
+                    match store.run_queue(limit, &owner).await {
+                        Ok(queue) => {
+                            let _ = myself.cast(SupervisorMsg::StartSessions(queue));
                         }
                         Err(err) => tracing::warn!("cannot read the run queue: {err}"),
                     }
                 });
             }
-            SupervisorMsg::StartSessions(ids) => {
-                for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
-                    if state.shutting_down || state.free_slots() == 0 {
+            SupervisorMsg::StartSessions(queue) => {
+                // Read before a sweep began; the sweep's own kick reads it again.
+                if state.sweeping {
+                    return Ok(());
+                }
+                for id in queue.pending.iter().filter_map(|id| SessionId::parse(id)) {
+                    let free = state.free_slots().saturating_sub(queue.running_elsewhere);
+                    if state.shutting_down || free == 0 {
                         break;
                     }
                     if !state.sessions.contains_key(id.as_str()) {
@@ -531,18 +545,24 @@ impl Actor for Supervisor {
                 }
             }
             SupervisorMsg::Sweep => {
+                if state.sweeping {
+                    return Ok(());
+                }
+                state.sweeping = true;
                 let store = state.ctx.store.clone();
                 let deliveries_ready = state.deliveries_ready;
                 let cutoff = time::ago(state.settings().stale);
-                let _ = myself.cast(SupervisorMsg::Kick);
                 in_background(async move {
-                    match store.sweep_stale(cutoff).await {
-                        Ok(abandoned) if !abandoned.is_empty() => {
-                            let _ = myself.cast(SupervisorMsg::Swept(abandoned));
-                        }
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!("stale sweep failed: {err}"),
+                    let abandoned = store.sweep_stale(cutoff).await.unwrap_or_else(|err| {
+                        tracing::warn!("stale sweep failed: {err}");
+                        Vec::new()
+                    });
+                    // Reap first, then start: the agents of abandoned sessions (a crashed
+                    // daemon's too) are dead before their slots are given to pending sessions.
+                    for session in &abandoned {
+                        session_actor::kill_leftovers(&session.finished.session.id).await;
                     }
+                    let _ = myself.cast(SupervisorMsg::Swept(abandoned));
                     if deliveries_ready {
                         let cutoff = time::ago(DELIVERY_RETRY_AFTER);
                         route_pending_deliveries(&store, &myself, &cutoff).await;
@@ -550,6 +570,7 @@ impl Actor for Supervisor {
                 });
             }
             SupervisorMsg::Swept(abandoned) => {
+                state.sweeping = false;
                 for session in abandoned {
                     let id = session.finished.session.id;
                     if state.settings().resume_interrupted {
@@ -558,13 +579,9 @@ impl Actor for Supervisor {
                     tracing::warn!(session = %id, "session marked abandoned (stale heartbeat)");
                     if let Some(cell) = state.sessions.get(&id) {
                         cell.stop(Some("abandoned".into()));
-                    } else if let Some(pgid) = session.agent_pid {
-                        let killed = crate::process::reap_leftovers(&id, pgid);
-                        if killed > 0 {
-                            tracing::warn!(session = %id, killed, "killed agent processes left by a previous daemon");
-                        }
                     }
                 }
+                let _ = myself.cast(SupervisorMsg::Kick);
             }
             SupervisorMsg::RestartStore => {
                 if ActorRef::<crate::store::StoreMsg>::where_is(STORE_NAME).is_some() {
@@ -864,7 +881,7 @@ impl Actor for Supervisor {
                         state.sessions.remove(&id);
                         tracing::error!(session = %id, "session actor failed: {err}");
                         if let Some(pid) = pid {
-                            session_actor::kill_agent(pid);
+                            crate::process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                         }
                         let store = state.ctx.store.clone();
                         let message = format!(
@@ -872,6 +889,7 @@ impl Actor for Supervisor {
                              stopped the agent and marked the session failed"
                         );
                         in_background(async move {
+                            session_actor::kill_leftovers(&id).await;
                             let finish =
                                 Finish::failed(FailureKind::RuntimeError, message, String::new());
                             if let Err(err) = store.fail_active(&id, finish).await {

@@ -159,23 +159,22 @@ async fn git_output(
     cwd: &Path,
     cancel: &CancellationToken,
 ) -> Result<String, String> {
-    run_git(args, cwd, &[], cancel).await
-}
-
-/// Runs git in `cwd` with extra environment (credentials travel this way, never in a config
-/// file or on the command line) and returns its stdout, or its stderr as the error.
-pub async fn run_git(
-    args: &[&str],
-    cwd: &Path,
-    env: &[(String, String)],
-    cancel: &CancellationToken,
-) -> Result<String, String> {
     let mut command = Command::new("git");
     command
         .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
-        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    output_of(command, Duration::from_secs(30), cancel).await
+}
+
+/// Runs a prepared git command in its own process group (killed however this ends), without
+/// stdin, bounded by `timeout` and `cancel`; returns its stdout, or its stderr as the error.
+pub async fn output_of(
+    mut command: Command,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<String, String> {
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,8 +183,9 @@ pub async fn run_git(
     let child = command
         .spawn()
         .map_err(|err| format!("cannot run git: {err}"))?;
+    let _group = child.id().map(crate::process::GroupGuard);
     let output = tokio::select! {
-        output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()) => output,
+        output = tokio::time::timeout(timeout, child.wait_with_output()) => output,
         _ = cancel.cancelled() => return Err("cancelled".into()),
     };
     let output = output

@@ -25,7 +25,10 @@ fn kill9_during_twenty_running_sessions_loses_nothing_and_leaves_no_orphans() {
             .all(|id| session_processes(id).len() >= 3)
             .then_some(())
     });
-    // Sessions finishing, running briefly and queued at the moment of the crash.
+    // Sessions finishing, running briefly and queued at the moment of the crash. (A new client:
+    // the old one's connection sat idle through the wait, long enough for the server to close
+    // it on a loaded machine.)
+    let api = daemon.api();
     let others: Vec<String> = (0..6)
         .map(|i| {
             api.create(&r, &format!("@mock sleep 0.{i}"), json!({}))["id"]

@@ -91,24 +91,39 @@ fn session_runs_to_a_structured_outcome() {
 
 #[test]
 fn failures_are_classified() {
-    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    // Only the hang meets the short timeout: on a loaded machine starting node and python can
+    // take longer than 2 s, and a crash must not be classified as a timeout then.
+    let daemon = TestDaemon::start();
+    let short = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
     let repo = TestRepo::new();
-    let api = daemon.api();
     let cases = [
-        ("@mock crash", "runtime_error", "acpx exited with code 1"),
-        ("@mock error", "runtime_error", "mock agent failure"),
-        ("@mock hang", "timeout", "timed out"),
+        (
+            &daemon,
+            "@mock crash",
+            "runtime_error",
+            "acpx exited with code 1",
+        ),
+        (
+            &daemon,
+            "@mock error",
+            "runtime_error",
+            "mock agent failure",
+        ),
+        (&short, "@mock hang", "timeout", "timed out"),
     ];
     let ids: Vec<String> = cases
         .iter()
-        .map(|(prompt, _, _)| {
-            api.create(&repo.path_str(), prompt, json!({}))["id"]
+        .map(|(daemon, prompt, _, _)| {
+            daemon.api().create(&repo.path_str(), prompt, json!({}))["id"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         })
         .collect();
-    for (id, (prompt, kind, message)) in ids.iter().zip(cases) {
+    for (id, (daemon, prompt, kind, message)) in ids.iter().zip(cases) {
+        // A client of its own: one left idle while the other daemon's sessions finish could
+        // meet the server's idle timeout.
+        let api = daemon.api();
         let session = api.wait_finished(id, SHORT);
         assert_eq!(session["status"], "error", "{prompt}: {session}");
         assert_eq!(session["failureKind"], kind, "{prompt}: {session}");

@@ -9,6 +9,7 @@ mod lifecycle;
 mod ops;
 mod publish;
 mod recovery;
+mod sec_agent;
 mod security;
 mod streaming;
 mod support;

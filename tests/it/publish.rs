@@ -7,12 +7,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use warp::Filter;
 
-const TOKEN: &str = "ghp_publishTestToken0123456789abcdefABCD";
-const GITHUB_REPO: &str = "https://github.com/acme/widgets";
+pub(crate) const TOKEN: &str = "ghp_publishTestToken0123456789abcdefABCD";
+pub(crate) const GITHUB_REPO: &str = "https://github.com/acme/widgets";
 
 #[derive(Default)]
-struct FakeGitHub {
-    pulls: Vec<Value>,
+pub(crate) struct FakeGitHub {
+    pub(crate) pulls: Vec<Value>,
     requests: Vec<(String, String, String)>,
     fail_next_create: Option<u16>,
 }
@@ -70,16 +70,20 @@ fn fake_github() -> (String, Arc<Mutex<FakeGitHub>>) {
     (url_rx.recv().expect("fake github url"), state)
 }
 
-struct Setup {
-    daemon: TestDaemon,
-    remote: tempfile::TempDir,
-    github: Arc<Mutex<FakeGitHub>>,
+pub(crate) struct Setup {
+    pub(crate) daemon: TestDaemon,
+    pub(crate) remote: tempfile::TempDir,
+    pub(crate) github: Arc<Mutex<FakeGitHub>>,
     _keep: Vec<tempfile::TempDir>,
 }
 
-/// A bare "GitHub" repository with one commit on main, a git config mapping the GitHub URL to
-/// it, a fake REST API, and a daemon using both.
 fn setup(token: Option<&str>) -> Setup {
+    setup_with(token, &[])
+}
+
+/// A bare "GitHub" repository with one commit on main, a git config mapping the GitHub URL to
+/// it, a fake REST API, and a daemon using both (and `extra` in its environment).
+pub(crate) fn setup_with(token: Option<&str>, extra: &[(&str, &str)]) -> Setup {
     let remote = tempfile::tempdir().expect("tempdir");
     git_in(remote.path(), &["init", "-q", "--bare", "-b", "main"]);
     let seed = TestRepo::new();
@@ -103,6 +107,7 @@ fn setup(token: Option<&str>) -> Setup {
     if let Some(token) = token {
         env.push(("GITHUB_TOKEN", token));
     }
+    env.extend_from_slice(extra);
     let daemon = TestDaemon::start_with(&env);
     Setup {
         daemon,
@@ -112,7 +117,7 @@ fn setup(token: Option<&str>) -> Setup {
     }
 }
 
-fn run_to_end(api: &Api, prompt: &str) -> String {
+pub(crate) fn run_to_end(api: &Api, prompt: &str) -> String {
     let id = api.create(GITHUB_REPO, prompt, json!({"policy": "standard"}))["id"]
         .as_str()
         .unwrap_or_default()
@@ -122,7 +127,7 @@ fn run_to_end(api: &Api, prompt: &str) -> String {
     id
 }
 
-fn publish(api: &Api, id: &str, body: Value) -> Reply {
+pub(crate) fn publish(api: &Api, id: &str, body: Value) -> Reply {
     api.post(&format!("/api/sessions/{id}/publish"), &body)
 }
 

@@ -250,8 +250,28 @@ impl TestDaemon {
 }
 
 impl Drop for TestDaemon {
+    /// A test that ends (or panics) with the daemon up leaves no agent behind either: every
+    /// process that inherited this daemon's data directory is killed with it. (After `kill9`
+    /// the agents are left on purpose, for the next daemon to reap.)
     fn drop(&mut self) {
-        self.kill9();
+        if self.child.is_some() {
+            self.kill9();
+            let marker = format!("TELECODER_DATA_DIR={}", self.data_dir.display());
+            // Again until none is left: processes die (and acpx cleans up) while we scan.
+            for _ in 0..40 {
+                let left = processes_with_env(&marker);
+                if left.is_empty() {
+                    break;
+                }
+                for pid in left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
@@ -412,7 +432,11 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// Pids of live processes whose environment carries this session's marker.
 pub fn session_processes(session_id: &str) -> Vec<i32> {
-    let marker = format!("TELECODER_SESSION_ID={session_id}");
+    processes_with_env(&format!("TELECODER_SESSION_ID={session_id}"))
+}
+
+/// Pids of live processes with `marker` (`NAME=value`) in their environment.
+pub fn processes_with_env(marker: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -3,7 +3,7 @@
 # (node_modules/.bin/acpx, see package.json) the way TeleCoder runs it:
 #
 #   acpx --cwd <dir> <--deny-all|--approve-reads|--approve-all> --timeout <s> \
-#        --format json --json-strict --agent "python3 <abs>/mock_acp_agent.py" exec "<prompt>"
+#        --format json --json-strict --agent "python3 <abs>/mock_acp_agent.py" exec -- "<prompt>"
 #
 # and assert exit codes, assistant text (concatenated agent_message_chunk text
 # from stdout JSON lines), files written, state files and leftover processes.
@@ -303,6 +303,44 @@ check "exec --file - text" "$(cat "$SCRATCH/stdin.out.text")" "via stdin"
 RC=$?; eval "$(python3 -c "$ANALYZE" "$SCRATCH/noprompt.out")"
 check "exec without prompt, empty stdin: rc (usage)" "$RC/$ACPXCODE" "2/USAGE"
 
+echo "== prompts that look like options (TeleCoder passes \`exec -- <prompt>\`)"
+i=0
+for p in "--file=$SCRATCH/echo.out" --version --help -x --; do
+  i=$((i + 1))
+  run_acpx "opt$i" --deny-all 20 "$p" --
+  check "exec -- $p rc" "$RC" 0
+  check "exec -- $p reaches the agent as text" "$TEXT" "Echo: $p"
+done
+run_acpx opt-skill --deny-all 20 --skill --
+check "exec -- --skill: acpx's skill installer takes over even after -- (why TeleCoder sends it via --file)" "$RC" 1
+printf '[{"type":"text","text":"  --skill\\n"}]' >"$D/blocks.json"
+"$ACPX" --cwd "$D" --deny-all --timeout 20 --format json --json-strict \
+  --agent "$AGENT" exec --file "$D/blocks.json" >"$SCRATCH/blocks.out" 2>&1 </dev/null
+RC=$?; eval "$(python3 -c "$ANALYZE" "$SCRATCH/blocks.out")"
+check "exec --file <one JSON text block> rc" "$RC" 0
+BLOCKS="$(cat "$SCRATCH/blocks.out.text"; printf x)"
+check "exec --file <one JSON text block>: text arrives untrimmed" "${BLOCKS%x}" $'Echo:   --skill\n'
+
+echo "== chunks, shell, escape"
+run_acpx chunks --deny-all 20 '@mock chunks 10 key=ghp_01 23456789\nx'
+check "chunks count" "$CHUNKS" 2
+check "chunks text" "$TEXT" $'key=ghp_0123456789\nx'
+run_acpx shell-denied --deny-all 20 "@mock shell touch ran"
+check "shell denied rc" "$RC" 5
+check "shell denied: nothing ran" "$([[ -e "$D/ran" ]] && echo ran || echo absent)" absent
+run_acpx shell --approve-all 20 "@mock shell echo hi > out.txt; cat out.txt"
+check "shell allowed text" "$TEXT" $'hi\nexit 0'
+run_acpx escape --deny-all 20 "@mock escape"
+check "escape rc" "$RC" 0
+ESCAPED="${TEXT#escaped: }"
+if [[ "$ESCAPED" =~ ^[0-9]+$ ]] && alive "$ESCAPED"; then
+  ok "escape: sleeper $ESCAPED outlives acpx (TeleCoder kills it by its session marker)"
+  check "escape: sleeper left the session" "$([[ "$(ps -o sid= -p "$ESCAPED")" == "$(ps -o sid= -p $$)" ]] && echo same || echo other)" other
+  kill -KILL "$ESCAPED"
+else
+  bad "escape: no live sleeper ($TEXT)"
+fi
+
 echo "== agent command handling"
 "$ACPX" --cwd "$D" --deny-all --timeout 20 --format json --json-strict \
   --agent "python3 tests/mock-agent/mock_acp_agent.py" exec "hi" >"$SCRATCH/rel.out" 2>&1 </dev/null
@@ -317,7 +355,7 @@ else
   check "exec left ~/.acpx unchanged" "$(ls -A "$HOME/.acpx" 2>/dev/null | sort | tr '\n' ' ')" "$STATE_BEFORE"
 fi
 check "no stray files in --cwd dirs" \
-  "$(find "$SCRATCH" -mindepth 2 -type f ! -name prompt.txt ! -name in.txt ! -path '*/sub/out.txt' | head -5)" ""
+  "$(find "$SCRATCH" -mindepth 2 -type f ! -name prompt.txt ! -name in.txt ! -name blocks.json ! -name out.txt ! -path '*/sub/out.txt' | head -5)" ""
 
 echo "== timing (${TIMING_RUNS:-5} x exec echo)"
 for i in $(seq "${TIMING_RUNS:-5}"); do

@@ -6,7 +6,7 @@ line (newline-delimited JSON). Stdlib only. Designed to be driven by the real
 `acpx` CLI, e.g.
 
     acpx --cwd DIR --approve-all --format json --json-strict \
-         --agent "python3 /abs/path/mock_acp_agent.py" exec "@mock say hi"
+         --agent "python3 /abs/path/mock_acp_agent.py" exec -- "@mock say hi"
 
 Behaviour is selected by a directive anywhere in the prompt text:
 
@@ -39,6 +39,14 @@ the prompt ("Echo: <prompt>").
     flood MB             emit MB MiB of text in 64 KiB chunks, then finish
     say TEXT...          reply exactly TEXT (literal "\\n" -> newline)
     env NAME...          reply NAME=value (or NAME=(unset)) per line, as the agent sees it
+    chunks MS PART...    emit each PART as its own chunk (literal "\\n" -> newline), MS ms
+                         apart: text (a secret) split across chunks
+    shell CMD...         session/request_permission (kind "execute"); if allowed, run
+                         `sh -c CMD` in the session cwd (stdin closed) and reply with its
+                         output and exit code; otherwise "permission denied for shell"
+    escape [hang]        start `sleep 1000` that leaves the agent's process group and session
+                         (setsid, then a double fork), emit "escaped: <pid>", then finish
+                         (or hang like `hang`)
 
 Directive names are case-insensitive. An unknown directive answers the prompt
 with JSON-RPC error -32602. `sleep`, `stream`, `hang` and `spawn-tree` stop
@@ -242,6 +250,34 @@ def run_behaviour(session_id, text):
         say_chunk(session_id, "\n".join(shown))
         return "end_turn"
 
+    if name == "chunks":
+        delay_ms = num_arg(args, 0, 300, float, "MS")
+        for i, part in enumerate(args[1:]):
+            if i > 0 and cancel.wait(delay_ms / 1000.0):
+                return "cancelled"
+            say_chunk(session_id, unescape_newlines(part))
+        return "end_turn"
+
+    if name == "shell":
+        return do_shell(session_id, cwd, rest, cancel)
+
+    if name == "escape":
+        # `setsid` puts sh in a new session and group; sh forks the sleeper and exits, so the
+        # sleeper is re-parented too. Only its environment still says which session it is from.
+        child = subprocess.Popen(
+            ["setsid", "sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        escaped = child.stdout.readline().decode().strip()
+        child.wait()
+        say_chunk(session_id, "escaped: %s" % escaped)
+        if args[:1] == ["hang"]:
+            cancel.wait()
+            return "cancelled"
+        return "end_turn"
+
     if name == "stream":
         count = num_arg(args, 0, 20, int, "N")
         delay_ms = num_arg(args, 1, 200, float, "MS")
@@ -419,6 +455,37 @@ def do_write(session_id, cwd, rest, cancel):
         },
     )
     say_chunk(session_id, "wrote %s" % rel_path)
+    return "end_turn"
+
+
+def do_shell(session_id, cwd, rest, cancel):
+    command = rest.strip()
+    if not command:
+        raise PromptError(-32602, "shell needs CMD")
+    tool_call_id = "mock-shell-%s" % uuid.uuid4().hex[:12]
+    allowed = ask_permission(
+        session_id, tool_call_id, "Run %s" % command, "execute", [], {"command": command}
+    )
+    if not allowed:
+        session_update(
+            session_id,
+            {"sessionUpdate": "tool_call_update", "toolCallId": tool_call_id, "status": "failed"},
+        )
+        say_chunk(session_id, "permission denied for shell")
+        return "cancelled" if cancel.is_set() else "end_turn"
+    done = subprocess.run(
+        ["sh", "-c", command],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    session_update(
+        session_id,
+        {"sessionUpdate": "tool_call_update", "toolCallId": tool_call_id, "status": "completed"},
+    )
+    output = done.stdout.decode("utf-8", "replace")
+    say_chunk(session_id, "%sexit %d" % (output, done.returncode))
     return "end_turn"
 
 

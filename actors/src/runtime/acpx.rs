@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Linux caps one argv string at 128 KiB; above this the prompt goes through a file.
 const MAX_PROMPT_ARG_BYTES: usize = 100 * 1024;
+/// Arguments acpx 0.19.1 looks for anywhere in its argv, even after `--`: `--skill` hands the
+/// run to its skill installer before options are parsed. A prompt equal to one goes through
+/// the file instead.
+const ARGV_WIDE_FLAGS: [&str; 1] = ["--skill"];
 /// Output chunks arriving within this window are sent as one event.
 const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 /// acpx enforces `--timeout` itself; our own deadline is the backstop if it does not.
@@ -66,7 +70,9 @@ impl AcpxRuntime {
         argv.push("exec".into());
         match prompt_file {
             Some(path) => argv.extend(["--file".into(), path.to_string_lossy().into_owned()]),
-            None => argv.push(request.prompt.clone()),
+            // `--` ends acpx's options: a prompt such as `--file=/etc/shadow` or `--version` is
+            // text for the agent, never an option.
+            None => argv.extend(["--".into(), request.prompt.clone()]),
         }
         argv
     }
@@ -248,17 +254,36 @@ fn failure(kind: FailureKind, message: String) -> AgentFailure {
     AgentFailure { kind, message }
 }
 
-/// Prompts too large for one argument go through a scratch file outside the workspace.
+/// True when the prompt cannot travel as the last argument.
+fn needs_prompt_file(prompt: &str) -> bool {
+    prompt.len() > MAX_PROMPT_ARG_BYTES || ARGV_WIDE_FLAGS.contains(&prompt)
+}
+
+/// An ACP text content block. acpx reads a prompt file that holds a JSON array of content
+/// blocks as exactly those blocks (other files are trimmed, and parsed as blocks when they
+/// look like JSON), so the prompt is written as one text block: it arrives as given.
+#[derive(serde::Serialize)]
+struct TextBlock<'a> {
+    r#type: &'static str,
+    text: &'a str,
+}
+
+/// Prompts that cannot be an argument go through a scratch file outside the workspace.
 async fn write_prompt_file(request: &AgentRequest) -> Result<Option<std::path::PathBuf>, String> {
-    if request.prompt.len() <= MAX_PROMPT_ARG_BYTES {
+    if !needs_prompt_file(&request.prompt) {
         return Ok(None);
     }
     let path = request
         .scratch_dir
         .join(format!("{}.prompt", request.session_id));
+    let blocks = serde_json::to_string(&[TextBlock {
+        r#type: "text",
+        text: &request.prompt,
+    }])
+    .map_err(|err| format!("cannot encode the prompt: {err}"))?;
     tokio::fs::create_dir_all(&request.scratch_dir)
         .await
-        .and(tokio::fs::write(&path, &request.prompt).await)
+        .and(tokio::fs::write(&path, blocks).await)
         .map_err(|err| format!("cannot write the prompt file {}: {err}", path.display()))?;
     Ok(Some(path))
 }
@@ -524,8 +549,16 @@ mod tests {
                 "--json-strict",
                 "codex",
                 "exec",
+                "--",
                 "fix it"
             ]
+        );
+        let mut option_like = request();
+        option_like.prompt = "--file=/etc/shadow".into();
+        let argv = runtime.argv(&option_like, None);
+        assert_eq!(
+            &argv[argv.len() - 3..],
+            ["exec", "--", "--file=/etc/shadow"]
         );
         let mut with_override = request();
         with_override.command_override = Some("python3 agent.py".into());
@@ -534,6 +567,14 @@ mod tests {
             &argv[argv.len() - 5..],
             ["--agent", "python3 agent.py", "exec", "--file", "/tmp/p"]
         );
+    }
+
+    #[test]
+    fn prompts_acpx_would_misread_go_through_the_file() {
+        assert!(!needs_prompt_file("--file=/etc/shadow"));
+        assert!(!needs_prompt_file("--help"));
+        assert!(needs_prompt_file("--skill"));
+        assert!(needs_prompt_file(&"x".repeat(MAX_PROMPT_ARG_BYTES + 1)));
     }
 
     #[test]

@@ -38,7 +38,8 @@ pub struct AgentRequest {
 pub enum AgentEvent {
     /// The agent process started; `pid` leads its own process group.
     Spawned { pid: u32 },
-    /// A piece of assistant text, already coalesced into readable bursts.
+    /// A piece of assistant text, already coalesced into readable bursts. Raw: the session
+    /// redacts the stream (across pieces) before anything is stored or shown.
     Output(String),
     /// Something the runtime did that the user should know about (a status line).
     Notice(String),
@@ -62,7 +63,10 @@ pub struct AgentReport {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs agents. Implementations must leave no process behind when the future completes or is
-/// dropped, and must stop promptly when `cancel` fires.
+/// dropped, and must stop promptly when `cancel` fires. Every process they start must carry
+/// `process::SESSION_ENV=<session id>` in its environment: when the session ends, the session
+/// actor kills whatever still carries it (`process::kill_session_processes`), including
+/// processes that left the agent's process group.
 pub trait AgentRuntime: Send + Sync + 'static {
     /// Shown in logs and events.
     fn name(&self) -> &'static str;

@@ -184,9 +184,13 @@ impl StoreClient {
         .await
     }
 
-    pub async fn pending_queue(&self, limit: usize) -> Result<Vec<String>> {
-        self.call(|reply| StoreMsg::PendingQueue { limit, reply })
-            .await
+    pub async fn run_queue(&self, limit: usize, owner: &str) -> Result<super::queries::RunQueue> {
+        self.call(|reply| StoreMsg::RunQueue {
+            limit,
+            owner: owner.to_owned(),
+            reply,
+        })
+        .await
     }
 
     pub async fn call_status(&self) -> Result<super::DatabaseStatus> {

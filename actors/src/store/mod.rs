@@ -114,10 +114,11 @@ pub enum StoreMsg {
         limit: u32,
         reply: RpcReplyPort<Result<Vec<Event>>>,
     },
-    /// The oldest pending session ids.
-    PendingQueue {
+    /// The oldest pending session ids, and how many sessions run for other owners.
+    RunQueue {
         limit: usize,
-        reply: RpcReplyPort<Result<Vec<String>>>,
+        owner: String,
+        reply: RpcReplyPort<Result<queries::RunQueue>>,
     },
     /// Record the pull request a session was published as (with a `publish` event).
     RecordPublished {
@@ -443,9 +444,11 @@ impl Actor for StoreActor {
             } => state.read(reply, move |conn| {
                 queries::events_after(conn, &session_id, after, limit)
             }),
-            StoreMsg::PendingQueue { limit, reply } => {
-                state.read(reply, move |conn| queries::pending_queue(conn, limit))
-            }
+            StoreMsg::RunQueue {
+                limit,
+                owner,
+                reply,
+            } => state.read(reply, move |conn| queries::run_queue(conn, limit, &owner)),
             StoreMsg::RecordPublished {
                 id,
                 number,

@@ -543,13 +543,33 @@ pub fn events_after(
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
 
-/// The oldest pending sessions (FIFO), for the supervisor's run queue.
-pub fn pending_queue(conn: &Connection, limit: usize) -> Result<Vec<String>> {
+/// What the supervisor's run queue needs to start sessions.
+#[derive(Clone, Debug, Default)]
+pub struct RunQueue {
+    /// The oldest pending session ids (FIFO).
+    pub pending: Vec<String>,
+    /// Sessions still `running` for another daemon instance (one that crashed and has not been
+    /// swept yet, or one sharing the data directory): their agents may still be alive, so they
+    /// take slots of the concurrency limit until the stale sweep ends them.
+    pub running_elsewhere: usize,
+}
+
+/// The run queue as `owner` sees it.
+pub fn run_queue(conn: &Connection, limit: usize, owner: &str) -> Result<RunQueue> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM sessions WHERE status = 'pending' ORDER BY rowid LIMIT ?1",
     )?;
     let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get(0))?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    let pending = rows.collect::<rusqlite::Result<_>>()?;
+    let running_elsewhere: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM sessions WHERE status = 'running' AND owner_id != ?1",
+        )?
+        .query_row(params![owner], |row| row.get(0))?;
+    Ok(RunQueue {
+        pending,
+        running_elsewhere: usize::try_from(running_elsewhere).unwrap_or(0),
+    })
 }
 
 /// What `/admin/status` reports about the database.
