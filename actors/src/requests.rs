@@ -1,9 +1,62 @@
 //! Turning requests into records: validation and defaults for new sessions and watches.
 
-use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus};
+use crate::domain::repo::{self, RepoTarget};
+use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus, WatchEvent};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::workspace;
+use std::path::Path;
+
+/// Resolves a repository reference the one way every part of TeleCoder uses: a local path
+/// becomes absolute with symlinks and `..` resolved (relative paths are relative to this
+/// process), `file://` URLs are local paths, other URLs are refused if they hide `.` or `..`
+/// segments, and `owner/name` stays a GitHub name. Sessions clone and watches match on the
+/// result; a session's record keeps the string as given.
+pub fn resolve_repo(given: &str) -> Result<RepoTarget> {
+    let trimmed = given.trim();
+    if trimmed.is_empty() {
+        return Err(Error::Invalid("repo must not be empty".into()));
+    }
+    if let Some(rest) = trimmed.strip_prefix("file://") {
+        // `file:///path` or `file://host/path`: only the path matters here.
+        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        repo::check_url(trimmed).map_err(Error::Invalid)?;
+        return Ok(resolve_local(Path::new(path)));
+    }
+    if repo::is_remote(trimmed) || repo::is_github_short(trimmed) {
+        return RepoTarget::remote(trimmed).map_err(Error::Invalid);
+    }
+    Ok(resolve_local(Path::new(trimmed)))
+}
+
+/// An existing path with its symlinks resolved; a missing one made absolute and cleaned of
+/// dots without the disk (it cannot be cloned, but it can still be compared).
+fn resolve_local(path: &Path) -> RepoTarget {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let resolved =
+        std::fs::canonicalize(&absolute).unwrap_or_else(|_| repo::lexical_clean(&absolute));
+    RepoTarget::local(&resolved)
+}
+
+/// What a session clones, resolved again at clone time and checked against the allowlist
+/// again, so a symlink swapped since the session was created cannot lead outside it.
+pub fn clone_source(settings: &Settings, given: &str) -> Result<String> {
+    let target = resolve_repo(given)?;
+    workspace::validate_repo(&target, given)?;
+    check_allowed(settings, &target, given)?;
+    Ok(target.source)
+}
+
+/// Puts an incoming event's repo in resolved form, so it matches watches stored that way.
+pub fn resolve_event_repo(event: &mut WatchEvent) -> Result<()> {
+    let repo = match event {
+        WatchEvent::Ci(ci) => &mut ci.repo,
+        WatchEvent::Pr(pr) => &mut pr.repo,
+        WatchEvent::Tick { .. } => return Ok(()),
+    };
+    *repo = resolve_repo(repo)?.source;
+    Ok(())
+}
 
 pub fn validate_agent(agent: &str) -> Result<()> {
     let ok = !agent.is_empty()
@@ -33,8 +86,9 @@ pub fn new_session_record(
     if request.prompt.trim().is_empty() {
         return Err(Error::Invalid("prompt must not be empty".into()));
     }
-    workspace::validate_repo(&request.repo)?;
-    check_allowed(settings, &request.repo)?;
+    let target = resolve_repo(&request.repo)?;
+    workspace::validate_repo(&target, &request.repo)?;
+    check_allowed(settings, &target, &request.repo)?;
     let agent = request
         .agent
         .clone()
@@ -119,8 +173,8 @@ pub struct WatchPatch {
 }
 
 /// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.
-fn check_allowed(settings: &Settings, repo: &str) -> Result<()> {
-    if settings.repo_allowed(repo) {
+fn check_allowed(settings: &Settings, target: &RepoTarget, repo: &str) -> Result<()> {
+    if settings.repo_allowed(target) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
@@ -158,12 +212,20 @@ fn validate_watch(watch: &crate::domain::Watch) -> Result<()> {
 pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate::domain::Watch> {
     use crate::domain::{PolicyMode, Watch, WatchKind, WatchStatus};
     let kind = request.kind.unwrap_or(WatchKind::CiFailure);
+    // Stored resolved, so `--repo .` here and `trigger-ci --repo .` there are one repository.
+    let target = match request.repo.trim() {
+        "" => None,
+        given => Some(resolve_repo(given)?),
+    };
     let now = time::now();
     let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).unwrap_or_default();
     let watch = Watch {
         id: SessionId::random().to_string(),
         kind,
-        repo: request.repo.trim().to_owned(),
+        repo: target
+            .as_ref()
+            .map(|t| t.source.clone())
+            .unwrap_or_default(),
         instructions: request.instructions,
         agent: request
             .agent
@@ -193,7 +255,9 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         updated_at: now,
     };
     validate_watch(&watch)?;
-    check_allowed(settings, &watch.repo)?;
+    if let Some(target) = &target {
+        check_allowed(settings, target, &request.repo)?;
+    }
     Ok(watch)
 }
 
