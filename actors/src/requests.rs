@@ -295,3 +295,62 @@ pub fn apply_patch(
     validate_watch(&watch)?;
     Ok(watch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::repo::RepoKind;
+
+    fn settings_allowing(pattern: &str) -> Settings {
+        let mut settings = Settings::new("/nonexistent");
+        settings.allowed_repos = vec![glob::Pattern::new(pattern).expect("pattern")];
+        settings
+    }
+
+    #[test]
+    fn local_paths_resolve_dots_and_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let repo = root.join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        std::os::unix::fs::symlink(&repo, root.join("link")).expect("symlink");
+        let expected = repo.to_string_lossy().into_owned();
+        for given in [
+            repo.join("../repo/./").to_string_lossy().into_owned(),
+            root.join("link").to_string_lossy().into_owned(),
+            format!("file://{}", root.join("link").display()),
+        ] {
+            let target = resolve_repo(&given).expect("resolves");
+            assert_eq!(target.kind, RepoKind::Local, "{given}");
+            assert_eq!(target.source, expected, "{given}");
+        }
+        let missing = resolve_repo(&format!("{}/gone/../other", root.display())).expect("ok");
+        assert_eq!(missing.source, format!("{}/other", root.display()));
+    }
+
+    #[test]
+    fn the_allowlist_sees_where_a_path_really_leads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        for sub in ["allowed", "outside"] {
+            std::fs::create_dir(root.join(sub)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink(root.join("outside"), root.join("allowed/escape"))
+            .expect("symlink");
+        let settings = settings_allowing(&format!("{}/allowed/*", root.display()));
+        for attack in [
+            format!("{}/allowed/../outside", root.display()),
+            format!("{}/allowed/escape", root.display()),
+        ] {
+            let target = resolve_repo(&attack).expect("resolves");
+            assert!(!settings.repo_allowed(&target), "{attack} must be refused");
+        }
+        let url = resolve_repo("https://github.com/acme/widgets/../../evil/repo");
+        assert!(matches!(url, Err(Error::Invalid(msg)) if msg.contains("'..'")));
+        let github = settings_allowing("acme/*");
+        let ok = resolve_repo("https://github.com/acme/widgets.git").expect("valid");
+        assert!(github.repo_allowed(&ok));
+        let evil = resolve_repo("evil/repo").expect("valid");
+        assert!(!github.repo_allowed(&evil));
+    }
+}

@@ -462,4 +462,65 @@ mod tests {
         event.action = "closed".into();
         assert!(!event.is_reviewable());
     }
+
+    fn ci_watch() -> Watch {
+        Watch {
+            id: "w1".into(),
+            kind: WatchKind::CiFailure,
+            repo: "acme/widgets".into(),
+            instructions: "fix".into(),
+            agent: "codex".into(),
+            policy_mode: PolicyMode::Observe,
+            workflow_name: "build".into(),
+            branch_name: String::new(),
+            base_branch: String::new(),
+            head_branch: String::new(),
+            status: WatchStatus::Active,
+            schedule: String::new(),
+            timezone: String::new(),
+            max_runs_per_hour: 10,
+            paused_reason: String::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn mismatches_say_why() {
+        let watch = ci_watch();
+        let event = |repo: &str, workflow: &str, conclusion: &str| {
+            WatchEvent::Ci(CiEvent {
+                repo: repo.into(),
+                workflow: workflow.into(),
+                branch: "main".into(),
+                run_id: "1".into(),
+                conclusion: conclusion.into(),
+                ..CiEvent::default()
+            })
+        };
+        assert_eq!(
+            watch.mismatch(&event("https://github.com/acme/widgets", "build", "")),
+            None
+        );
+        assert_eq!(
+            watch.mismatch(&event("acme/gadgets", "build", "")),
+            Some(Mismatch::NotConcerned)
+        );
+        assert!(matches!(
+            watch.mismatch(&event("acme/widgets", "test", "")),
+            Some(Mismatch::Filtered(reason)) if reason.contains("workflow filter 'build'")
+        ));
+        assert!(matches!(
+            watch.mismatch(&event("acme/widgets", "build", "success")),
+            Some(Mismatch::Ignored(reason)) if reason.contains("'success' is not failure")
+        ));
+        let paused = Watch {
+            status: WatchStatus::Paused,
+            ..ci_watch()
+        };
+        assert_eq!(
+            paused.mismatch(&event("acme/widgets", "build", "")),
+            Some(Mismatch::NotConcerned)
+        );
+    }
 }
