@@ -4,10 +4,13 @@
 mod api;
 mod chaos;
 mod cli;
+mod cli_compat;
+mod first_hour;
 mod lifecycle;
 mod ops;
 mod publish;
 mod recovery;
+mod repo_paths;
 mod security;
 mod streaming;
 mod support;
