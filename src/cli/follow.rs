@@ -109,11 +109,12 @@ async fn started(
 }
 
 pub async fn run_session(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
+    let target = &args.target;
     let body = json!({
-        "repo": absolute_repo(&args.repo),
+        "repo": absolute_repo(&target.repo),
         "prompt": args.prompt.join(" "),
-        "agent": args.agent,
-        "policy": args.policy.map(|p| p.to_string()),
+        "agent": target.agent,
+        "policy": target.policy.map(|p| p.to_string()),
     });
     let header = |s: &Session| {
         format!(

@@ -179,17 +179,25 @@ pub struct Detach {
     pub detach: bool,
 }
 
+/// Where and how sessions run: shared by `run` and the watch commands.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Repository: a local path or a git URL (for watches also owner/name).
+    #[arg(long)]
+    pub repo: String,
+    /// Agent name (default: TELECODER_DEFAULT_AGENT).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Trust policy: locked, observe or standard (watches default to observe).
+    #[arg(long)]
+    pub policy: Option<PolicyMode>,
+}
+
 /// What every watch needs.
 #[derive(Args, Debug)]
 pub struct WatchArgs {
-    /// Repository: a local path, a git URL or owner/name.
-    #[arg(long)]
-    pub repo: String,
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Trust policy for its sessions (default observe).
-    #[arg(long)]
-    pub policy: Option<PolicyMode>,
+    #[command(flatten)]
+    pub target: Target,
     /// Sessions it may start per hour.
     #[arg(long)]
     pub max_runs_per_hour: Option<u32>,
@@ -200,15 +208,8 @@ pub struct WatchArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Repository to work on: a local path or a git URL.
-    #[arg(long)]
-    pub repo: String,
-    /// Agent name (default: TELECODER_DEFAULT_AGENT).
-    #[arg(long)]
-    pub agent: Option<String>,
-    /// Trust policy: locked, observe or standard.
-    #[arg(long)]
-    pub policy: Option<PolicyMode>,
+    #[command(flatten)]
+    pub target: Target,
     #[command(flatten)]
     pub detach: Detach,
     /// The task (flags may come before or after it; put `--` before words that start with `-`).

@@ -70,10 +70,10 @@ impl WatchArgs {
     fn body(&self, kind: &str) -> Value {
         json!({
             "kind": kind,
-            "repo": absolute_repo(&self.repo),
+            "repo": absolute_repo(&self.target.repo),
             "instructions": self.instructions.join(" "),
-            "agent": self.agent,
-            "policy": self.policy.map(|p| p.to_string()),
+            "agent": self.target.agent,
+            "policy": self.target.policy.map(|p| p.to_string()),
             "maxRunsPerHour": self.max_runs_per_hour,
         })
     }

@@ -39,6 +39,16 @@ pub fn json_of(output: &Output) -> Value {
     })
 }
 
+/// Creates a session through the API, waits until it has finished, and returns its id.
+pub fn finished(api: &Api, repo: &TestRepo, prompt: &str) -> String {
+    let id = api.create(&repo.path_str(), prompt, serde_json::json!({}))["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    api.wait_finished(&id, SHORT);
+    id
+}
+
 /// The reference's record types (its `src/types.ts`): key and JSON type.
 const SESSION: &[(&str, &str)] = &[
     ("id", "string"),
@@ -450,11 +460,7 @@ fn text_on_a_terminal_json_elsewhere_and_flags_to_choose() {
     let daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock outcome", serde_json::json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    api.wait_finished(&id, SHORT);
+    let id = finished(&api, &repo, "@mock outcome");
     let env = [("TELECODER_URL", daemon.url.as_str())];
 
     let table = shown(&env, &["list"]);
@@ -502,11 +508,7 @@ fn read_commands_work_without_a_daemon() {
     let mut daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock outcome", serde_json::json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    api.wait_finished(&id, SHORT);
+    let id = finished(&api, &repo, "@mock outcome");
     let watch = api.post(
         "/api/watches",
         &serde_json::json!({"repo": repo.path_str(), "instructions": "@mock say fixed"}),
@@ -585,11 +587,7 @@ fn read_commands_work_without_a_daemon() {
     // After kill -9: the last commits are still in the write-ahead log, and are read.
     let daemon = daemon.restart();
     let api = daemon.api();
-    let newest = api.create(&repo.path_str(), "@mock say newest", serde_json::json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    api.wait_finished(&newest, SHORT);
+    let newest = finished(&api, &repo, "@mock say newest");
     let mut daemon = daemon;
     daemon.kill9();
     let listed = json_of(&telecoder(&env, &["list"]));
@@ -673,11 +671,7 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     let daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock flood 2", serde_json::json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    api.wait_finished(&id, SHORT);
+    let id = finished(&api, &repo, "@mock flood 2");
     let bin = env!("CARGO_BIN_EXE_telecoder");
     for command in [
         "list | head -1",

@@ -2,7 +2,7 @@
 //! Ctrl-C that explains, triggers that say why nothing fired, schedules that show when they
 //! fire, a list that shows age and repository.
 
-use crate::cli_compat::{cli_at, json_of, text};
+use crate::cli_compat::{cli_at, finished, json_of, text};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
@@ -476,11 +476,7 @@ fn list_shows_age_and_repo_and_takes_a_limit() {
     let repo = TestRepo::new();
     let api = daemon.api();
     for prompt in ["@mock say one", "@mock say two"] {
-        let id = api.create(&repo.path_str(), prompt, json!({}))["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        api.wait_finished(&id, SHORT);
+        finished(&api, &repo, prompt);
     }
     let env = [("TELECODER_URL", daemon.url.as_str())];
     let table = text(&telecoder(&env, &["--human", "list"]).stdout);
