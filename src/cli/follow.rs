@@ -206,6 +206,7 @@ pub async fn events(ctx: &Ctx, id: &str, after: i64) -> Result<ExitCode, CliErro
 /// really stopped, so that a script can rely on it once `cancel` returns 0.
 pub async fn cancel(ctx: &Ctx, id: &str) -> Result<ExitCode, CliError> {
     let out = ctx.out;
+    out.progress(&format!("cancelling {id}…\n"))?;
     let mut session: Session = ctx
         .client
         .post(&format!("/api/sessions/{id}/cancel"), &json!({}))
@@ -216,9 +217,6 @@ pub async fn cancel(ctx: &Ctx, id: &str) -> Result<ExitCode, CliError> {
         .shutdown_grace
         .max(Duration::from_secs(5));
     let deadline = Instant::now() + wait;
-    if !session.status.is_finished() {
-        out.progress(&format!("cancelling {id}…\n"))?;
-    }
     while !session.status.is_finished() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         session = ctx.client.get(&format!("/api/sessions/{id}"), &[]).await?;
