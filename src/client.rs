@@ -16,6 +16,9 @@ pub enum ClientError {
     Api { status: u16, message: String },
     #[error("unexpected answer from the daemon: {0}")]
     Protocol(String),
+    /// Writing what arrived failed (the reader of our stdout went away).
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
 }
 
 /// Talks to one daemon.
@@ -120,6 +123,15 @@ impl Client {
         self.send(self.http.delete(self.url(path))).await
     }
 
+    /// Whether a daemon answers `/health` at this address.
+    pub async fn healthy(&self) -> bool {
+        let request = self
+            .http
+            .get(self.url("/health"))
+            .timeout(Duration::from_secs(5));
+        matches!(request.send().await, Ok(response) if response.status().is_success())
+    }
+
     /// Follows a session's events over SSE, calling `on_event` for each, until the terminal
     /// event; returns it. A stream that breaks is resumed after the last event seen, as SSE
     /// clients do.
@@ -127,7 +139,7 @@ impl Client {
         &self,
         session_id: &str,
         after: i64,
-        mut on_event: impl FnMut(&Event),
+        mut on_event: impl FnMut(&Event) -> std::io::Result<()>,
     ) -> Result<Option<Event>, ClientError> {
         let mut after = after;
         let mut resumes = 0;
@@ -150,7 +162,7 @@ impl Client {
         &self,
         session_id: &str,
         after: &mut i64,
-        on_event: &mut impl FnMut(&Event),
+        on_event: &mut impl FnMut(&Event) -> std::io::Result<()>,
     ) -> Result<Option<Event>, ClientError> {
         let mut response = self
             .http
@@ -171,7 +183,7 @@ impl Client {
         {
             for event in parser.push(&chunk, session_id) {
                 *after = event.id;
-                on_event(&event);
+                on_event(&event).map_err(ClientError::Output)?;
                 if event.kind.is_terminal() {
                     return Ok(Some(event));
                 }

@@ -1,8 +1,22 @@
-//! `telecoder doctor`: checks that this machine can run TeleCoder, one line per check.
+//! `telecoder doctor`: checks that this machine can run TeleCoder, one line per check (or one
+//! JSON object). It looks without touching: nothing is created, not even the data directory.
 
+use crate::cli::output::Out;
+use crate::cli::CliError;
+use crate::client::Client;
 use crate::config::Config;
+use serde::Serialize;
+use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
+
+/// One check's result.
+#[derive(Serialize)]
+struct Check {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
 
 /// Runs `program args` and returns its first line of output.
 async fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
@@ -24,25 +38,65 @@ async fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn data_dir_writable(config: &Config) -> Result<String, String> {
+/// Whether the daemon can use its data directory: writable if it exists, else creatable
+/// (its nearest existing parent is a writable directory). Probes with `access(2)` only.
+fn data_dir_usable(config: &Config) -> Result<String, String> {
     let dir = &config.settings.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
-    let probe = dir.join(".doctor-probe");
-    std::fs::write(&probe, b"ok")
-        .map_err(|err| format!("cannot write in {}: {err}", dir.display()))?;
-    let _ = std::fs::remove_file(probe);
-    Ok(dir.display().to_string())
+    if dir.is_dir() {
+        return writable(dir)
+            .map(|()| dir.display().to_string())
+            .map_err(|err| format!("cannot write in {}: {err}", dir.display()));
+    }
+    if dir.exists() {
+        return Err(format!("{} exists but is not a directory", dir.display()));
+    }
+    let parent = dir
+        .ancestors()
+        .skip(1)
+        .find(|p| p.is_dir())
+        .ok_or_else(|| format!("no parent directory of {} exists", dir.display()))?;
+    writable(parent)
+        .map(|()| format!("{} (created at first start)", dir.display()))
+        .map_err(|err| {
+            format!(
+                "cannot create {}: {} is not writable ({err})",
+                dir.display(),
+                parent.display()
+            )
+        })
 }
 
-async fn port_free(config: &Config) -> Result<String, String> {
-    let address = format!("{}:{}", config.listen_host, config.listen_port);
-    match tokio::net::TcpListener::bind((config.listen_host.as_str(), config.listen_port)).await {
-        Ok(_) => Ok(format!("{address} is free")),
-        Err(err) => Err(format!(
-            "cannot listen on {address}: {err} (is a daemon already running?)"
-        )),
+fn writable(path: &Path) -> Result<(), nix::Error> {
+    nix::unistd::access(
+        path,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+}
+
+/// A running daemon is good news, not a busy port.
+async fn daemon_or_port(config: &Config) -> (&'static str, Result<String, String>) {
+    if let Ok(client) = Client::new(&config.url, config.tokens.for_cli()) {
+        if client.healthy().await {
+            return ("daemon", Ok(format!("daemon reachable at {}", config.url)));
+        }
     }
+    let address = format!("{}:{}", config.listen_host, config.listen_port);
+    let port = match tokio::net::TcpListener::bind((
+        config.listen_host.as_str(),
+        config.listen_port,
+    ))
+    .await
+    {
+        Ok(_) => Ok(format!(
+            "{address} is free (no daemon answers at {}: start one with `telecoder serve`)",
+            config.url
+        )),
+        Err(err) => Err(format!(
+            "cannot listen on {address}: {err}; something that is not a TeleCoder daemon \
+             holds it: set TELECODER_LISTEN_PORT to another port"
+        )),
+    };
+    ("port", port)
 }
 
 fn agents(config: &Config) -> Result<String, String> {
@@ -67,15 +121,30 @@ fn agents(config: &Config) -> Result<String, String> {
     ))
 }
 
-/// Prints each check and returns 0 when all pass.
-pub async fn run(config: &Config) -> ExitCode {
+fn token(config: &Config) -> Result<String, String> {
+    config
+        .check_exposure()
+        .map(|()| {
+            if config.tokens.any() {
+                "set".to_owned()
+            } else {
+                format!("not set (fine: {} is loopback only)", config.listen_host)
+            }
+        })
+        .map_err(|err| err.to_string())
+}
+
+/// Prints each check and exits 0 when all pass.
+pub async fn run(config: &Config, out: Out) -> Result<ExitCode, CliError> {
     let acpx = &config.settings.acpx_command;
     let acpx_args: Vec<&str> = acpx[1..]
         .iter()
         .map(String::as_str)
         .chain(["--version"])
         .collect();
-    let checks: Vec<(&str, Result<String, String>)> = vec![
+    let (listener, listening) = daemon_or_port(config).await;
+    let results: Vec<(&'static str, Result<String, String>)> = vec![
+        (listener, listening),
         (
             "acpx",
             version_of(&acpx[0], &acpx_args)
@@ -85,35 +154,31 @@ pub async fn run(config: &Config) -> ExitCode {
         ("node", version_of("node", &["--version"]).await),
         ("git", version_of("git", &["--version"]).await),
         ("agents", agents(config)),
-        ("data dir", data_dir_writable(config)),
-        ("port", port_free(config).await),
-        (
-            "token",
-            config
-                .check_exposure()
-                .map(|()| {
-                    if config.tokens.any() {
-                        "set".to_owned()
-                    } else {
-                        format!("not set (fine: {} is loopback only)", config.listen_host)
-                    }
-                })
-                .map_err(|err| err.to_string()),
-        ),
+        ("data dir", data_dir_usable(config)),
+        ("token", token(config)),
     ];
-    let mut failed = 0;
-    for (name, result) in &checks {
-        match result {
-            Ok(detail) => println!("ok    {name:<9} {detail}"),
-            Err(problem) => {
-                failed += 1;
-                println!("FAIL  {name:<9} {problem}");
-            }
-        }
-    }
-    if failed == 0 {
+    let checks: Vec<Check> = results
+        .into_iter()
+        .map(|(name, result)| {
+            let ok = result.is_ok();
+            let detail = result.unwrap_or_else(|problem| problem);
+            Check { name, ok, detail }
+        })
+        .collect();
+    let all_ok = checks.iter().all(|c| c.ok);
+    let report = serde_json::json!({"ok": all_ok, "checks": checks});
+    out.data(&report, || {
+        checks
+            .iter()
+            .map(|c| {
+                let mark = if c.ok { "ok  " } else { "FAIL" };
+                format!("{mark}  {:<9} {}\n", c.name, c.detail)
+            })
+            .collect()
+    })?;
+    Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }

@@ -8,7 +8,8 @@ mod doctor;
 mod http;
 mod render;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,6 +19,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };
+    if cli.command.is_none() {
+        // Like the reference: no command prints the usage and succeeds.
+        let _ = cli::Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,34 +36,29 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
+        Err(cli::CliError::ClosedPipe) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            let _ = writeln!(std::io::stderr(), "error: {err}");
             err.exit_code()
         }
     }
 }
 
-/// Help and version print in full; real usage errors are one line and exit code 2.
+/// Help and version print in full and succeed. A usage error prints clap's whole message
+/// (what is missing, "did you mean", the usage line) and exits 1 like the reference; an
+/// unknown policy exits 2, as the contract says for an unknown mode.
 fn usage_error(err: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = err.print();
     match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = err.print();
-            ExitCode::SUCCESS
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let policy = matches!(
+                err.get(ContextKind::InvalidArg),
+                Some(ContextValue::String(arg)) if arg.starts_with("--policy")
+            );
+            ExitCode::from(if policy { 2 } else { 1 })
         }
-        // `telecoder` alone: the help is the most useful answer, but it is still a usage error.
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = err.print();
-            ExitCode::from(2)
-        }
-        _ => {
-            let rendered = err.render().to_string();
-            let line = rendered
-                .lines()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("{line}");
-            ExitCode::from(2)
-        }
+        _ => ExitCode::FAILURE,
     }
 }

@@ -1,17 +1,16 @@
-//! How the CLI shows things: readable text for a person, JSON with `--json`.
+//! How the CLI shows things to a person: tables and text. (Machines get the records as JSON;
+//! see `cli::output`.)
 
-use crate::cli::to_value;
 use crate::config::Config;
-use std::io::Write;
-use telecoder_actors::domain::{Event, EventKind, Session, Triggered, Watch, WatchRun};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+use telecoder_actors::domain::schedule::{self, Schedule};
+use telecoder_actors::domain::{time, Event, EventKind, Session, Watch, WatchKind, WatchRun};
 
-fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&to_value(value)).unwrap_or_default()
-    );
-}
-
+/// The first line of `text`, cut at `max` characters with an ellipsis.
 fn short(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     match line.char_indices().nth(max) {
@@ -20,48 +19,171 @@ fn short(text: &str, max: usize) -> String {
     }
 }
 
-pub fn config(config: &Config, json: bool) {
-    let rows = config.describe();
-    if json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            rows.into_iter().map(|(k, v)| (k, v.into())).collect();
-        print_json(&map);
-    } else {
-        for (key, value) in rows {
-            println!("{key}={value}");
+/// The end of `text` when it is too long: for paths, the end is what tells them apart.
+fn tail(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return text.to_owned();
+    }
+    let kept: String = text.chars().skip(count - max + 1).collect();
+    format!("…{kept}")
+}
+
+/// Columns padded to their widest cell; the last column runs free.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i == last {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// How long ago `timestamp` was, compactly: `42s`, `5m`, `3h`, `2d`.
+pub fn age(timestamp: &str, now: SystemTime) -> String {
+    let Some(at) = time::parse(timestamp) else {
+        return "-".into();
+    };
+    let secs = now.duration_since(at).map(|d| d.as_secs()).unwrap_or(0);
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m", secs / 60),
+        3600..=86_399 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A repository as a column: `owner/name` for GitHub, the end of a path or URL otherwise.
+fn repo_cell(repo: &str) -> String {
+    let key = telecoder_actors::domain::repo::repo_key(repo);
+    match key.strip_prefix("github.com/") {
+        Some(short) => tail(short, 30),
+        None => tail(&key, 30),
+    }
+}
+
+/// The resolved configuration, one `VARIABLE=value` per line.
+pub fn config(config: &Config) -> String {
+    config
+        .describe()
+        .into_iter()
+        .map(|(key, value)| format!("{key}={value}\n"))
+        .collect()
+}
+
+/// The resolved configuration as the reference prints it (`bun run config`): its keys, in its
+/// order, with its types; then ours (marked (ext) in the README).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigView {
+    data_dir: String,
+    db_path: String,
+    workspace_dir: String,
+    listen_host: String,
+    listen_port: u16,
+    acpx_command: String,
+    /// Agent name (lower case, `-` for `_`) → command, as the reference keys it.
+    agent_commands: BTreeMap<String, String>,
+    default_agent: String,
+    default_policy_mode: &'static str,
+    permission_mode: &'static str,
+    workspace_write_policy: &'static str,
+    policy_max_runtime_seconds: u64,
+    prompt_timeout_seconds: u64,
+    session_heartbeat_seconds: u64,
+    session_stale_seconds: u64,
+    url: String,
+    max_concurrent_sessions: usize,
+    max_output_bytes: usize,
+    watch_max_runs_per_hour: u32,
+    allowed_repos: Vec<String>,
+    shutdown_grace_seconds: u64,
+    resume_interrupted: bool,
+    github_webhook_secret_set: bool,
+    api_token_set: bool,
+    log_format: &'static str,
+}
+
+impl ConfigView {
+    pub fn of(config: &Config) -> Self {
+        let s = &config.settings;
+        let policy = s.default_policy.resolve(s.prompt_timeout_seconds);
+        Self {
+            data_dir: s.data_dir.display().to_string(),
+            db_path: s.database_path().display().to_string(),
+            workspace_dir: s.workspaces_dir().display().to_string(),
+            listen_host: config.listen_host.clone(),
+            listen_port: config.listen_port,
+            acpx_command: shell_words::join(&s.acpx_command),
+            agent_commands: s
+                .agent_commands
+                .iter()
+                .map(|(name, command)| {
+                    (name.to_ascii_lowercase().replace('_', "-"), command.clone())
+                })
+                .collect(),
+            default_agent: s.default_agent.clone(),
+            default_policy_mode: s.default_policy.as_str(),
+            permission_mode: policy.permission.as_str(),
+            workspace_write_policy: policy.writes.as_str(),
+            policy_max_runtime_seconds: policy.max_runtime_seconds,
+            prompt_timeout_seconds: s.prompt_timeout_seconds,
+            session_heartbeat_seconds: s.heartbeat.as_secs(),
+            session_stale_seconds: s.stale.as_secs(),
+            url: config.url.clone(),
+            max_concurrent_sessions: s.max_concurrent_sessions,
+            max_output_bytes: s.max_output_bytes,
+            watch_max_runs_per_hour: s.watch_max_runs_per_hour,
+            allowed_repos: s.allowed_repos.iter().map(|p| p.to_string()).collect(),
+            shutdown_grace_seconds: s.shutdown_grace.as_secs(),
+            resume_interrupted: s.resume_interrupted,
+            github_webhook_secret_set: config.github_webhook_secret.is_some(),
+            api_token_set: config.tokens.any(),
+            log_format: if config.json_logs { "json" } else { "text" },
         }
     }
 }
 
-pub fn sessions(sessions: &[Session], json: bool) {
-    if json {
-        return print_json(&sessions);
-    }
+pub fn sessions(sessions: &[Session]) -> String {
     if sessions.is_empty() {
-        println!("no sessions");
-        return;
+        return "no sessions\n".into();
     }
-    println!(
-        "{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  HEADLINE",
-        "ID", "STATUS", "AGENT", "POLICY", "TRY"
-    );
-    for s in sessions {
-        println!(
-            "{:<8}  {:<9}  {:<10}  {:<8}  {:>3}  {}",
-            s.id,
-            s.status.as_str(),
-            short(&s.agent, 10),
-            s.policy_mode.as_str(),
-            s.attempt,
-            short(&s.outcome_headline, 70)
-        );
-    }
+    let now = SystemTime::now();
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.status.as_str().to_owned(),
+                age(&s.created_at, now),
+                short(&s.agent, 12),
+                repo_cell(&s.repo),
+                short(&s.outcome_headline, 60),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "AGE", "AGENT", "REPO", "HEADLINE"], rows)
 }
 
-pub fn session(s: &Session, json: bool) {
-    if json {
-        return print_json(s);
-    }
+pub fn session(s: &Session) -> String {
+    let mut text = String::new();
     let rows = [
         ("id", s.id.as_str()),
         ("status", s.status.as_str()),
@@ -80,21 +202,23 @@ pub fn session(s: &Session, json: bool) {
     ];
     for (key, value) in rows {
         if !value.is_empty() {
-            println!("{key:<9} {value}");
+            let _ = writeln!(text, "{key:<9} {value}");
         }
     }
     if s.pull_request_number > 0 {
-        println!(
+        let _ = writeln!(
+            text,
             "{:<9} #{} {}",
             "pr", s.pull_request_number, s.pull_request_url
         );
     }
     if s.queue_position > 0 {
-        println!("{:<9} {}", "queue", s.queue_position);
+        let _ = writeln!(text, "{:<9} {}", "queue", s.queue_position);
     }
-    println!("{:<9} {}", "attempt", s.attempt);
-    println!("{:<9} {}", "prompt", short(&s.prompt, 100));
-    outcome(s);
+    let _ = writeln!(text, "{:<9} {}", "attempt", s.attempt);
+    let _ = writeln!(text, "{:<9} {}", "prompt", short(&s.prompt, 100));
+    text.push_str(&outcome(s));
+    text
 }
 
 /// The four outcome sections that have content, labelled.
@@ -109,68 +233,84 @@ fn sections(s: &Session) -> impl Iterator<Item = (&'static str, &str)> {
     .filter(|(_, value)| !value.is_empty())
 }
 
-pub fn outcome(s: &Session) {
-    println!("\n{}", s.outcome_headline);
+pub fn outcome(s: &Session) -> String {
+    let mut text = format!("\n{}\n", s.outcome_headline);
     for (label, value) in sections(s) {
-        println!("  {label}: {value}");
+        let _ = writeln!(text, "  {label}: {value}");
     }
+    text
 }
 
-pub fn inbox(sessions: &[Session], json: bool) {
-    if json {
-        return print_json(&sessions);
-    }
+pub fn inbox(sessions: &[Session]) -> String {
     if sessions.is_empty() {
-        println!("inbox is empty");
-        return;
+        return "inbox is empty\n".into();
     }
+    let now = SystemTime::now();
+    let mut text = String::new();
     for s in sessions {
-        println!("{} [{}] {}", s.id, s.status.as_str(), s.outcome_headline);
+        let _ = writeln!(
+            text,
+            "{} [{}] {} ago {}: {}",
+            s.id,
+            s.status.as_str(),
+            age(&s.updated_at, now),
+            repo_cell(&s.repo),
+            s.outcome_headline
+        );
         for (label, value) in sections(s) {
-            println!("    {label}: {}", short(value, 120));
+            let _ = writeln!(text, "    {label}: {}", short(value, 120));
         }
     }
+    text
 }
 
 /// One event as a listing line (`telecoder events`).
-pub fn event_line(e: &Event, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(e).unwrap_or_default());
-    } else {
-        println!(
-            "#{:<6} {} {:<6} {}",
-            e.id,
-            e.created_at,
-            e.kind.as_str(),
-            e.data
-        );
-    }
+pub fn event_line(e: &Event) -> String {
+    format!(
+        "#{:<6} {} {:<6} {}\n",
+        e.id,
+        e.created_at,
+        e.kind.as_str(),
+        e.data
+    )
 }
 
 /// One event as it streams (`telecoder run`, `events --follow`): output text is shown as is.
-pub fn event(e: &Event, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(e).unwrap_or_default());
-        return;
-    }
+pub fn event(e: &Event) -> String {
     match e.kind {
-        EventKind::Output => {
-            print!("{}", e.data);
-            let _ = std::io::stdout().flush();
-        }
-        EventKind::Status => println!("[status] {}", e.data),
-        EventKind::Done => println!("\n[done] {}", e.data),
-        EventKind::Error => println!("\n[error] {}", e.data),
-        EventKind::Publish => println!("[publish] {}", e.data),
+        EventKind::Output => e.data.clone(),
+        EventKind::Status => format!("[status] {}\n", e.data),
+        EventKind::Done => format!("\n[done] {}\n", e.data),
+        EventKind::Error => format!("\n[error] {}\n", e.data),
+        EventKind::Publish => format!("[publish] {}\n", e.data),
     }
 }
 
-pub fn watch(w: &Watch, json: bool) {
-    if json {
-        return print_json(w);
+/// The next `count` times a schedule watch fires, in its time zone.
+pub fn next_fires(w: &Watch, count: usize) -> Vec<String> {
+    let Ok(schedule) = Schedule::parse(&w.schedule, &w.timezone) else {
+        return Vec::new();
+    };
+    let mut at = jiff::Timestamp::now();
+    let mut fires = Vec::new();
+    while fires.len() < count {
+        let Some(next) = schedule.next_after(at) else {
+            break;
+        };
+        let zone = jiff::tz::TimeZone::get(&w.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        fires.push(format!(
+            "{} ({})",
+            next.to_zoned(zone).strftime("%a %Y-%m-%d %H:%M:%S %Z"),
+            schedule::slot_key(next)
+        ));
+        at = next;
     }
-    println!(
-        "watch {} ({}, {})",
+    fires
+}
+
+pub fn watch(w: &Watch) -> String {
+    let mut text = format!(
+        "watch {} ({}, {})\n",
         w.id,
         w.kind.as_str(),
         w.status.as_str()
@@ -188,90 +328,104 @@ pub fn watch(w: &Watch, json: bool) {
     ];
     for (key, value) in filters {
         if !value.is_empty() {
-            println!("  {key:<9} {value}");
+            let _ = writeln!(text, "  {key:<9} {value}");
         }
     }
-    println!("  {:<9} {}", "policy", w.policy_mode.as_str());
-    println!("  {:<9} {}", "max/hour", w.max_runs_per_hour);
+    let _ = writeln!(text, "  {:<9} {}", "policy", w.policy_mode.as_str());
+    let _ = writeln!(text, "  {:<9} {}", "max/hour", w.max_runs_per_hour);
     if w.skip_drafts {
-        println!("  {:<9} skipped", "drafts");
+        let _ = writeln!(text, "  {:<9} skipped", "drafts");
     }
-    println!("  {:<9} {}", "do", short(&w.instructions, 100));
+    let _ = writeln!(text, "  {:<9} {}", "do", short(&w.instructions, 100));
+    if w.kind == WatchKind::Schedule {
+        for (i, fire) in next_fires(w, 3).into_iter().enumerate() {
+            let label = if i == 0 { "next" } else { "" };
+            let _ = writeln!(text, "  {label:<9} {fire}");
+        }
+    }
+    text
 }
 
-pub fn watches(watches: &[Watch], json: bool) {
-    if json {
-        return print_json(&watches);
-    }
+pub fn watches(watches: &[Watch]) -> String {
     if watches.is_empty() {
-        println!("no watches");
-        return;
+        return "no watches\n".into();
     }
-    println!(
-        "{:<8}  {:<10}  {:<7}  {:<30}  INSTRUCTIONS",
-        "ID", "KIND", "STATUS", "REPO"
-    );
-    for w in watches {
-        println!(
-            "{:<8}  {:<10}  {:<7}  {:<30}  {}",
-            w.id,
-            w.kind.as_str(),
-            w.status.as_str(),
-            short(&w.repo, 30),
-            short(&w.instructions, 60)
-        );
-    }
+    let now = SystemTime::now();
+    let rows = watches
+        .iter()
+        .map(|w| {
+            vec![
+                w.id.clone(),
+                w.kind.as_str().to_owned(),
+                w.status.as_str().to_owned(),
+                age(&w.created_at, now),
+                repo_cell(&w.repo),
+                short(&w.instructions, 60),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "KIND", "STATUS", "AGE", "REPO", "INSTRUCTIONS"],
+        rows,
+    )
 }
 
-pub fn watch_runs(runs: &[WatchRun], json: bool) {
-    if json {
-        return print_json(&runs);
-    }
+pub fn watch_runs(runs: &[WatchRun]) -> String {
     if runs.is_empty() {
-        println!("no runs");
-        return;
+        return "no runs\n".into();
     }
+    let mut text = String::new();
     for run in runs {
         let session = if run.session_id.is_empty() {
             "-"
         } else {
             run.session_id.as_str()
         };
-        println!(
+        let _ = writeln!(
+            text,
             "run {} [{}] session {} {}",
             run.id, run.event_key, session, run.created_at
         );
-        println!("  {}", run.trigger_summary);
+        let _ = writeln!(text, "  {}", run.trigger_summary);
         if !run.skipped_reason.is_empty() {
-            println!("  skipped: {}", run.skipped_reason);
+            let _ = writeln!(text, "  skipped: {}", run.skipped_reason);
         }
         for line in run.return_summary.lines() {
-            println!("  {line}");
+            let _ = writeln!(text, "  {line}");
         }
     }
+    text
 }
 
-pub fn triggered(started: &[Triggered], json: bool) {
-    if json {
-        return print_json(&started);
+/// `telecoder admin status` for a person.
+pub fn admin_status(status: &Value) -> String {
+    let mut text = String::new();
+    let field = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    if let Some(object) = status.as_object() {
+        for (key, value) in object {
+            match value {
+                Value::Object(inner) => {
+                    let _ = writeln!(text, "{key}:");
+                    for (k, v) in inner {
+                        let _ = writeln!(text, "  {k:<22} {}", field(v));
+                    }
+                }
+                other => {
+                    let _ = writeln!(text, "{key:<24} {}", field(other));
+                }
+            }
+        }
     }
-    if started.is_empty() {
-        println!("no watch fired");
-    }
-    for t in started {
-        println!(
-            "watch {} started session {} (run {}): {}",
-            t.watch_id, t.session_id, t.run_id, t.trigger_summary
-        );
-    }
+    text
 }
 
 /// The actor tree for a person (`telecoder admin actors`).
-pub fn actor_tree(tree: &serde_json::Value, json: bool) {
-    if json {
-        return print_json(tree);
-    }
-    fn line(node: &serde_json::Value) -> String {
+pub fn actor_tree(tree: &Value) -> String {
+    fn line(node: &Value) -> String {
         let secs = node["uptimeMs"].as_u64().unwrap_or(0) as f64 / 1000.0;
         let mut text = format!(
             "{} {} [{}] up {secs:.1}s",
@@ -280,14 +434,15 @@ pub fn actor_tree(tree: &serde_json::Value, json: bool) {
             node["status"].as_str().unwrap_or_default(),
         );
         if let Some(handled) = node["messagesHandled"].as_u64() {
-            text.push_str(&format!(" msgs {handled}"));
+            let _ = write!(text, " msgs {handled}");
         }
         if let Some(restarts) = node["restarts"].as_u64().filter(|r| *r > 0) {
-            text.push_str(&format!(" restarts {restarts}"));
+            let _ = write!(text, " restarts {restarts}");
         }
         let session = &node["session"];
         if session.is_object() {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 " | session {} {} agent={} pid={} heartbeat {}ms ago",
                 session["sessionId"].as_str().unwrap_or_default(),
                 session["state"].as_str().unwrap_or_default(),
@@ -297,23 +452,24 @@ pub fn actor_tree(tree: &serde_json::Value, json: bool) {
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "-".into()),
                 session["lastHeartbeatAgeMs"].as_u64().unwrap_or(0),
-            ));
+            );
         }
         let watch = &node["watch"];
         if watch.is_object() {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 " | watch {} {} events {}",
                 watch["watchId"].as_str().unwrap_or_default(),
                 watch["kind"].as_str().unwrap_or_default(),
                 watch["eventsHandled"].as_u64().unwrap_or(0),
-            ));
+            );
             if let Some(next) = watch["nextFire"].as_str().filter(|n| !n.is_empty()) {
-                text.push_str(&format!(" next {next}"));
+                let _ = write!(text, " next {next}");
             }
         }
         text
     }
-    println!("{}", line(tree));
+    let mut text = format!("{}\n", line(tree));
     let children = tree["children"].as_array().cloned().unwrap_or_default();
     for (i, child) in children.iter().enumerate() {
         let branch = if i + 1 == children.len() {
@@ -321,6 +477,41 @@ pub fn actor_tree(tree: &serde_json::Value, json: bool) {
         } else {
             "├─"
         };
-        println!("{branch} {}", line(child));
+        let _ = writeln!(text, "{branch} {}", line(child));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ages_are_compact() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 86_400);
+        let at = |secs: u64| time::format(now - Duration::from_secs(secs));
+        assert_eq!(age(&at(5), now), "5s");
+        assert_eq!(age(&at(300), now), "5m");
+        assert_eq!(age(&at(7200), now), "2h");
+        assert_eq!(age(&at(3 * 86_400), now), "3d");
+        assert_eq!(age("", now), "-");
+    }
+
+    #[test]
+    fn tables_align_and_paths_keep_their_end() {
+        let text = table(
+            &["ID", "NAME"],
+            vec![
+                vec!["a".into(), "x".into()],
+                vec!["bbbb".into(), "y".into()],
+            ],
+        );
+        assert_eq!(text, "ID    NAME\na     x\nbbbb  y\n");
+        assert_eq!(tail("/very/long/path/to/repo", 10), "…h/to/repo");
+        assert_eq!(
+            repo_cell("https://github.com/Acme/Widgets.git"),
+            "acme/widgets"
+        );
     }
 }

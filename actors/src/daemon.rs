@@ -2,7 +2,7 @@
 
 use crate::bus::EventBus;
 use crate::domain::{
-    Event, NewSession, Session, SessionFilter, Triggered, Watch, WatchEvent, WatchRun,
+    watch::Routed, Event, NewSession, Session, SessionFilter, Watch, WatchEvent, WatchRun,
 };
 use crate::error::{Error, Result};
 use crate::requests::{NewWatch, WatchPatch};
@@ -226,7 +226,11 @@ impl Daemon {
         self.store.require_watch(id).await
     }
 
-    pub async fn watches(&self, filter: WatchFilter) -> Result<Vec<Watch>> {
+    /// Watches matching `filter`; its repo is compared in resolved form, as watches are stored.
+    pub async fn watches(&self, mut filter: WatchFilter) -> Result<Vec<Watch>> {
+        if let Some(repo) = &mut filter.repo {
+            *repo = crate::requests::resolve_repo(repo)?.source;
+        }
         self.store.list_watches(filter).await
     }
 
@@ -235,8 +239,10 @@ impl Daemon {
         self.store.watch_runs(id).await
     }
 
-    /// Hands an event to every watch; answers with the sessions it started.
-    pub async fn route_event(&self, event: WatchEvent) -> Result<Vec<Triggered>> {
+    /// Hands an event to every watch; answers with the sessions it started and why the
+    /// concerned watches that started nothing did not.
+    pub async fn route_event(&self, mut event: WatchEvent) -> Result<Routed> {
+        crate::requests::resolve_event_repo(&mut event)?;
         self.ask(|reply| SupervisorMsg::RouteEvent { event, reply })
             .await
     }

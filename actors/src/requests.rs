@@ -1,9 +1,66 @@
 //! Turning requests into records: validation and defaults for new sessions and watches.
 
-use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus};
+use crate::domain::repo::{self, RepoKind, RepoTarget};
+use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus, WatchEvent};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::workspace;
+use std::path::Path;
+
+/// Resolves a repository reference the one way every part of TeleCoder uses: a local path
+/// becomes absolute with symlinks and `..` resolved (relative paths are relative to this
+/// process), `file://` URLs are local paths, other URLs are refused if they hide `.` or `..`
+/// segments, and `owner/name` stays a GitHub name. Sessions clone and watches match on the
+/// result; a session's record keeps the string as given.
+pub fn resolve_repo(given: &str) -> Result<RepoTarget> {
+    let trimmed = given.trim();
+    if trimmed.is_empty() {
+        return Err(Error::Invalid("repo must not be empty".into()));
+    }
+    if let Some(rest) = trimmed.strip_prefix("file://") {
+        // `file:///path` or `file://host/path`: the path is what the allowlist must see. It
+        // stays a URL otherwise: one that leads nowhere fails at clone time, as URLs do.
+        repo::check_url(trimmed).map_err(Error::Invalid)?;
+        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        return Ok(RepoTarget {
+            kind: RepoKind::Url,
+            ..resolve_local(Path::new(path))
+        });
+    }
+    if repo::is_remote(trimmed) || repo::is_github_short(trimmed) {
+        return RepoTarget::remote(trimmed).map_err(Error::Invalid);
+    }
+    Ok(resolve_local(Path::new(trimmed)))
+}
+
+/// An existing path with its symlinks resolved; a missing one made absolute and cleaned of
+/// dots without the disk (it cannot be cloned, but it can still be compared).
+fn resolve_local(path: &Path) -> RepoTarget {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let resolved =
+        std::fs::canonicalize(&absolute).unwrap_or_else(|_| repo::lexical_clean(&absolute));
+    RepoTarget::local(&resolved)
+}
+
+/// What a session clones, resolved again at clone time and checked against the allowlist
+/// again, so a symlink swapped since the session was created cannot lead outside it.
+pub fn clone_source(settings: &Settings, given: &str) -> Result<String> {
+    let target = resolve_repo(given)?;
+    workspace::validate_repo(&target, given)?;
+    check_allowed(settings, &target, given)?;
+    Ok(target.source)
+}
+
+/// Puts an incoming event's repo in resolved form, so it matches watches stored that way.
+pub fn resolve_event_repo(event: &mut WatchEvent) -> Result<()> {
+    let repo = match event {
+        WatchEvent::Ci(ci) => &mut ci.repo,
+        WatchEvent::Pr(pr) => &mut pr.repo,
+        WatchEvent::Tick { .. } => return Ok(()),
+    };
+    *repo = resolve_repo(repo)?.source;
+    Ok(())
+}
 
 pub fn validate_agent(agent: &str) -> Result<()> {
     let ok = !agent.is_empty()
@@ -33,8 +90,9 @@ pub fn new_session_record(
     if request.prompt.trim().is_empty() {
         return Err(Error::Invalid("prompt must not be empty".into()));
     }
-    workspace::validate_repo(&request.repo)?;
-    check_allowed(settings, &request.repo)?;
+    let target = resolve_repo(&request.repo)?;
+    workspace::validate_repo(&target, &request.repo)?;
+    check_allowed(settings, &target, &request.repo)?;
     let agent = request
         .agent
         .clone()
@@ -121,8 +179,8 @@ pub struct WatchPatch {
 }
 
 /// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.
-fn check_allowed(settings: &Settings, repo: &str) -> Result<()> {
-    if settings.repo_allowed(repo) {
+fn check_allowed(settings: &Settings, target: &RepoTarget, repo: &str) -> Result<()> {
+    if settings.repo_allowed(target) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
@@ -170,12 +228,20 @@ fn validate_watch(settings: &Settings, watch: &crate::domain::Watch) -> Result<(
 pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate::domain::Watch> {
     use crate::domain::{PolicyMode, Watch, WatchKind, WatchStatus};
     let kind = request.kind.unwrap_or(WatchKind::CiFailure);
+    // Stored resolved, so `--repo .` here and `trigger-ci --repo .` there are one repository.
+    let target = match request.repo.trim() {
+        "" => None,
+        given => Some(resolve_repo(given)?),
+    };
     let now = time::now();
     let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).unwrap_or_default();
     let watch = Watch {
         id: SessionId::random().to_string(),
         kind,
-        repo: request.repo.trim().to_owned(),
+        repo: target
+            .as_ref()
+            .map(|t| t.source.clone())
+            .unwrap_or_default(),
         instructions: request.instructions,
         agent: request
             .agent
@@ -206,7 +272,9 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         updated_at: now,
     };
     validate_watch(settings, &watch)?;
-    check_allowed(settings, &watch.repo)?;
+    if let Some(target) = &target {
+        check_allowed(settings, target, &request.repo)?;
+    }
     Ok(watch)
 }
 
@@ -247,4 +315,61 @@ pub fn apply_patch(
     watch.updated_at = time::now();
     validate_watch(settings, &watch)?;
     Ok(watch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_allowing(pattern: &str) -> Settings {
+        let mut settings = Settings::new("/nonexistent");
+        settings.allowed_repos = vec![glob::Pattern::new(pattern).expect("pattern")];
+        settings
+    }
+
+    #[test]
+    fn local_paths_resolve_dots_and_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let repo = root.join("repo");
+        std::fs::create_dir(&repo).expect("mkdir");
+        std::os::unix::fs::symlink(&repo, root.join("link")).expect("symlink");
+        let expected = repo.to_string_lossy().into_owned();
+        for given in [
+            repo.join("../repo/./").to_string_lossy().into_owned(),
+            root.join("link").to_string_lossy().into_owned(),
+            format!("file://{}", root.join("link").display()),
+        ] {
+            let target = resolve_repo(&given).expect("resolves");
+            assert_eq!(target.source, expected, "{given}");
+        }
+        let missing = resolve_repo(&format!("{}/gone/../other", root.display())).expect("ok");
+        assert_eq!(missing.source, format!("{}/other", root.display()));
+    }
+
+    #[test]
+    fn the_allowlist_sees_where_a_path_really_leads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        for sub in ["allowed", "outside"] {
+            std::fs::create_dir(root.join(sub)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink(root.join("outside"), root.join("allowed/escape"))
+            .expect("symlink");
+        let settings = settings_allowing(&format!("{}/allowed/*", root.display()));
+        for attack in [
+            format!("{}/allowed/../outside", root.display()),
+            format!("{}/allowed/escape", root.display()),
+        ] {
+            let target = resolve_repo(&attack).expect("resolves");
+            assert!(!settings.repo_allowed(&target), "{attack} must be refused");
+        }
+        let url = resolve_repo("https://github.com/acme/widgets/../../evil/repo");
+        assert!(matches!(url, Err(Error::Invalid(msg)) if msg.contains("'..'")));
+        let github = settings_allowing("acme/*");
+        let ok = resolve_repo("https://github.com/acme/widgets.git").expect("valid");
+        assert!(github.repo_allowed(&ok));
+        let evil = resolve_repo("evil/repo").expect("valid");
+        assert!(!github.repo_allowed(&evil));
+    }
 }

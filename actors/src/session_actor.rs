@@ -266,9 +266,15 @@ async fn run_worker(
         ));
         return;
     };
+    let source = match crate::requests::clone_source(&ctx.settings, &session.repo) {
+        Ok(source) => source,
+        Err(err) => {
+            report(failed(FailureKind::RuntimeError, err.to_string()));
+            return;
+        }
+    };
     let workspace =
-        match workspace::prepare(&session.repo, &ctx.settings.workspaces_dir(), &id, &cancel).await
-        {
+        match workspace::prepare(&source, &ctx.settings.workspaces_dir(), &id, &cancel).await {
             Ok(workspace) => workspace,
             Err(message) => {
                 let kind = if cancel.is_cancelled() {

@@ -132,16 +132,14 @@ pub const SECRET_VARIABLES: [&str; 8] = [
 ];
 
 impl Settings {
-    /// Whether sessions and watches may use `repo`.
-    pub fn repo_allowed(&self, repo: &str) -> bool {
-        if self.allowed_repos.is_empty() {
-            return true;
-        }
-        let key = crate::domain::watch::repo_key(repo);
-        let short = key.strip_prefix("github.com/").unwrap_or(&key);
-        self.allowed_repos
-            .iter()
-            .any(|p| p.matches(repo) || p.matches(&key) || p.matches(short))
+    /// Whether sessions and watches may use `repo`. Patterns are matched against the resolved
+    /// forms only (symlinks and `..` applied), never against the string as given.
+    pub fn repo_allowed(&self, repo: &crate::domain::repo::RepoTarget) -> bool {
+        self.allowed_repos.is_empty()
+            || repo
+                .allowlist_forms()
+                .iter()
+                .any(|form| self.allowed_repos.iter().any(|p| p.matches(form)))
     }
 }
 

@@ -10,9 +10,9 @@
 //! restarting); store work runs in tasks that report back with messages.
 
 use crate::bus::EventBus;
+use crate::domain::watch::{Routed, Skipped};
 use crate::domain::{
-    time, EventKind, FailureKind, NewSession, Session, SessionId, Triggered, Watch, WatchEvent,
-    WatchStatus,
+    time, EventKind, FailureKind, NewSession, Session, SessionId, Watch, WatchEvent, WatchStatus,
 };
 use crate::error::{Error, Result};
 use crate::requests;
@@ -21,7 +21,7 @@ use crate::runtime::AgentRuntime;
 use crate::session_actor::{self, SessionActor, SessionArgs, SessionContext, SessionMsg};
 use crate::settings::Settings;
 use crate::store::{Finish, StoreActor, StoreArgs, StoreClient, STORE_NAME};
-use crate::watch_actor::{self, WatchActor, WatchArgs, WatchMsg};
+use crate::watch_actor::{self, Verdict, WatchActor, WatchArgs, WatchMsg};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -100,7 +100,7 @@ pub enum SupervisorMsg {
     /// Route an event to every watch actor; replies with the sessions started.
     RouteEvent {
         event: WatchEvent,
-        reply: RpcReplyPort<Vec<Triggered>>,
+        reply: RpcReplyPort<Routed>,
     },
     /// Route the deliveries a previous run stored but never routed (once watches are up).
     RecoverDeliveries,
@@ -221,6 +221,14 @@ pub struct Supervisor;
 impl SupervisorState {
     fn settings(&self) -> &Settings {
         &self.ctx.settings
+    }
+
+    /// Every running watch actor with its watch id, for routing an event.
+    fn watch_refs(&self) -> Vec<(String, ActorRef<WatchMsg>)> {
+        self.watches
+            .iter()
+            .map(|(id, actor)| (id.clone(), actor.clone()))
+            .collect()
     }
 
     async fn spawn_store(
@@ -729,7 +737,7 @@ impl Actor for Supervisor {
                 });
             }
             SupervisorMsg::RouteEvent { event, reply } => {
-                let watches: Vec<ActorRef<WatchMsg>> = state.watches.values().cloned().collect();
+                let watches = state.watch_refs();
                 in_background(async move {
                     let _ = reply.send(route(watches, event).await);
                 });
@@ -742,11 +750,11 @@ impl Actor for Supervisor {
                 });
             }
             SupervisorMsg::RouteDelivery { id, event } => {
-                let watches: Vec<ActorRef<WatchMsg>> = state.watches.values().cloned().collect();
+                let watches = state.watch_refs();
                 let store = state.ctx.store.clone();
                 in_background(async move {
-                    let started = route(watches, event).await;
-                    tracing::info!(delivery = %id, sessions = started.len(), "webhook delivery routed");
+                    let routed = route(watches, event).await;
+                    tracing::info!(delivery = %id, sessions = routed.triggered.len(), skipped = ?routed.skipped, "webhook delivery routed");
                     if let Err(err) = store.finish_delivery(&id, "done").await {
                         tracing::warn!(delivery = %id, "cannot mark delivery done: {err}");
                     }
@@ -943,33 +951,40 @@ async fn route_pending_deliveries(
 /// A delivery still pending this long after it arrived lost its routing (see above).
 const DELIVERY_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Asks every watch actor about `event` at once and collects the sessions they started.
-async fn route(watches: Vec<ActorRef<WatchMsg>>, event: WatchEvent) -> Vec<Triggered> {
+/// Asks every watch actor about `event` at once and collects the sessions they started and
+/// the reasons of those that started nothing.
+async fn route(watches: Vec<(String, ActorRef<WatchMsg>)>, event: WatchEvent) -> Routed {
     let event = Arc::new(event);
     let mut calls = tokio::task::JoinSet::new();
-    for watch in watches {
+    for (watch_id, watch) in watches {
         let event = event.clone();
         calls.spawn(async move {
-            match watch
+            let verdict = match watch
                 .call(
                     |reply| WatchMsg::Event { event, reply },
                     Some(ROUTE_TIMEOUT),
                 )
                 .await
             {
-                Ok(ractor::rpc::CallResult::Success(triggered)) => triggered,
-                _ => None,
-            }
+                Ok(ractor::rpc::CallResult::Success(verdict)) => verdict,
+                _ => Verdict::Skipped("the watch did not answer in time".into()),
+            };
+            (watch_id, verdict)
         });
     }
-    let mut started = Vec::new();
+    let mut routed = Routed::default();
     while let Some(result) = calls.join_next().await {
-        if let Ok(Some(triggered)) = result {
-            started.push(triggered);
+        match result {
+            Ok((_, Verdict::Started(triggered))) => routed.triggered.push(triggered),
+            Ok((watch_id, Verdict::Skipped(reason))) => {
+                routed.skipped.push(Skipped { watch_id, reason })
+            }
+            _ => {}
         }
     }
-    started.sort_by_key(|t| t.run_id);
-    started
+    routed.triggered.sort_by_key(|t| t.run_id);
+    routed.skipped.sort_by(|a, b| a.watch_id.cmp(&b.watch_id));
+    routed
 }
 
 /// The message sessions interrupted by a shutdown carry.

@@ -4,7 +4,7 @@
 //! own timer.
 
 use crate::domain::schedule::{self, Schedule};
-use crate::domain::watch::OWN_BRANCH_PREFIX;
+use crate::domain::watch::{Mismatch, OWN_BRANCH_PREFIX};
 use crate::domain::{prompt, NewSession, SessionId, Triggered, Watch, WatchEvent, WatchKind};
 use crate::error::Result;
 use crate::requests;
@@ -26,7 +26,7 @@ pub enum WatchMsg {
     /// An incoming event; the reply says whether a session was started for this watch.
     Event {
         event: Arc<WatchEvent>,
-        reply: RpcReplyPort<Option<Triggered>>,
+        reply: RpcReplyPort<Verdict>,
     },
     /// The watch was edited.
     Update(Box<Watch>),
@@ -36,6 +36,18 @@ pub enum WatchMsg {
     Inspect(RpcReplyPort<WatchSnapshot>),
     /// Fail on purpose (tests and fault drills).
     InjectFailure(String),
+}
+
+/// A watch's answer to an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A session was started (and its run recorded).
+    Started(Triggered),
+    /// The event concerned this watch but started nothing: filter, event state, duplicate,
+    /// loop guard, hourly limit. The text says which, for `trigger-*` to tell the user.
+    Skipped(String),
+    /// Another kind of watch or another repository.
+    NotConcerned,
 }
 
 /// What a watch actor says about itself.
@@ -147,9 +159,16 @@ impl Actor for WatchActor {
         match message {
             WatchMsg::Event { event, reply } => {
                 state.handled += 1;
-                if !state.watch.matches(&event) {
-                    let _ = reply.send(None);
-                    return Ok(());
+                match state.watch.mismatch(&event) {
+                    None => {}
+                    Some(Mismatch::NotConcerned) => {
+                        let _ = reply.send(Verdict::NotConcerned);
+                        return Ok(());
+                    }
+                    Some(Mismatch::Filtered(reason) | Mismatch::Ignored(reason)) => {
+                        let _ = reply.send(Verdict::Skipped(reason));
+                        return Ok(());
+                    }
                 }
                 let job = Job::new(state);
                 tokio::spawn(async move {
@@ -222,7 +241,7 @@ impl Job {
         }
     }
 
-    async fn fire(self, event: &WatchEvent) -> Option<Triggered> {
+    async fn fire(self, event: &WatchEvent) -> Verdict {
         let started = Instant::now();
         let loop_guard = event
             .cause_branch()
@@ -259,7 +278,7 @@ impl Job {
                 tracing::info!(watch = %self.watch.id, session = %session_id, elapsed_ms = started.elapsed().as_millis() as u64, "watch started a session");
                 let _ = self.supervisor.cast(SupervisorMsg::Kick);
                 self.ctx.metrics.sessions_created.inc();
-                Some(Triggered {
+                Verdict::Started(Triggered {
                     watch_id: self.watch.id.clone(),
                     session_id,
                     run_id,
@@ -268,12 +287,15 @@ impl Job {
             }
             Ok(Recorded::Skipped { reason, .. }) => {
                 tracing::info!(watch = %self.watch.id, "watch skipped an event: {reason}");
-                None
+                Verdict::Skipped(reason)
             }
-            Ok(Recorded::Duplicate) => None,
+            Ok(Recorded::Duplicate) => Verdict::Skipped(format!(
+                "duplicate: this watch already handled event {}",
+                event.event_key()
+            )),
             Err(err) => {
                 tracing::error!(watch = %self.watch.id, "cannot record a watch run: {err}");
-                None
+                Verdict::Skipped(format!("cannot record the run: {err}"))
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Workspaces: a private clone of the user's repository per session, on its own branch. The
 //! user's repository, branch and working tree are only ever read.
 
+use crate::domain::repo::{RepoKind, RepoTarget};
 use crate::domain::SessionId;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -12,35 +13,29 @@ use tokio_util::sync::CancellationToken;
 /// Remote clones over a slow link may take a while; a hung one must not hold a slot forever.
 const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// True for anything git treats as a URL rather than a local path.
-pub fn is_remote(repo: &str) -> bool {
-    if repo.contains("://") {
-        return true;
-    }
-    // scp-like `user@host:path` (but not a local path that merely contains a colon)
-    match repo.split_once(':') {
-        Some((host, _)) => !host.contains('/') && host.contains('@'),
-        None => false,
-    }
-}
+pub use crate::domain::repo::is_remote;
 
-/// Checks a repo before a session is stored: a local path must exist and be a git repository.
-pub fn validate_repo(repo: &str) -> Result<()> {
-    if repo.trim().is_empty() {
-        return Err(Error::Invalid("repo must not be empty".into()));
+/// Checks a resolved repo before a session is stored: a local path must exist and be a git
+/// repository; `owner/name` is not a path (a session names a GitHub repository by its URL).
+pub fn validate_repo(target: &RepoTarget, given: &str) -> Result<()> {
+    match target.kind {
+        RepoKind::Url => return Ok(()),
+        RepoKind::GithubShort => {
+            return Err(Error::Invalid(format!(
+                "repo path does not exist: {given} (name a GitHub repository by its URL)"
+            )))
+        }
+        RepoKind::Local => {}
     }
-    if is_remote(repo) {
-        return Ok(());
-    }
-    let path = Path::new(repo);
+    let path = Path::new(&target.source);
     if !path.exists() {
-        return Err(Error::Invalid(format!("repo path does not exist: {repo}")));
+        return Err(Error::Invalid(format!("repo path does not exist: {given}")));
     }
     let work_tree = path.join(".git").exists();
     let bare = path.join("HEAD").is_file() && path.join("objects").is_dir();
     if !(work_tree || bare) {
         return Err(Error::Invalid(format!(
-            "repo is not a git repository: {repo}"
+            "repo is not a git repository: {given}"
         )));
     }
     Ok(())
@@ -203,26 +198,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recognises_remotes() {
-        assert!(is_remote("https://github.com/a/b.git"));
-        assert!(is_remote("git@github.com:a/b.git"));
-        assert!(is_remote("file:///tmp/repo"));
-        assert!(!is_remote("/tmp/repo"));
-        assert!(!is_remote("./dir:with:colons"));
-    }
-
-    #[test]
     fn rejects_missing_and_non_git_paths() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let missing = dir.path().join("nope");
+        let missing = RepoTarget::local(&dir.path().join("nope"));
         assert!(matches!(
-            validate_repo(&missing.to_string_lossy()),
+            validate_repo(&missing, "nope"),
             Err(Error::Invalid(msg)) if msg.contains("does not exist")
         ));
         assert!(matches!(
-            validate_repo(&dir.path().to_string_lossy()),
+            validate_repo(&RepoTarget::local(dir.path()), "dir"),
             Err(Error::Invalid(msg)) if msg.contains("not a git repository")
         ));
-        assert!(validate_repo("").is_err());
+        let short = RepoTarget::remote("acme/widgets").expect("valid");
+        assert!(validate_repo(&short, "acme/widgets").is_err());
     }
 }

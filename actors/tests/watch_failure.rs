@@ -47,7 +47,7 @@ async fn failing_watch_actors_restart_then_pause() {
         ..CiEvent::default()
     });
     let started = fx.daemon.route_event(event).await.expect("routed");
-    assert_eq!(started.len(), 1);
+    assert_eq!(started.triggered.len(), 1);
 
     // Keep failing: after five failures in ten minutes the supervisor pauses the watch.
     for _ in 0..4 {

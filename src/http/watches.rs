@@ -61,12 +61,14 @@ pub fn routes(
         .and(warp::path!("watch-events" / "ci"))
         .and(warp::post())
         .and(state.clone())
+        .and(query)
         .and(body.clone())
         .then(ci_event);
     let pr = api
         .and(warp::path!("watch-events" / "pr"))
         .and(warp::post())
         .and(state)
+        .and(query)
         .and(body)
         .then(pr_event);
     create
@@ -330,30 +332,46 @@ pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
 }
 
 /// Parses an event body and routes the event to every watch; 201 with the sessions started.
+/// (ext) `?explain=true` answers `{triggered, skipped}` instead, `skipped` saying why each
+/// watch of the event's kind and repository started nothing.
 async fn route_event(
     state: AppState,
+    query: Query,
     body: Body,
     parse: fn(&Value) -> Result<WatchEvent, ApiError>,
 ) -> Response {
     respond(
         async {
+            let explain = match query.get("explain").map(String::as_str) {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") | Some("") => true,
+                Some(other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "explain must be true or false, got '{other}'"
+                    )))
+                }
+            };
             let event = parse(&json_object(&body)?)?;
-            let started = state.daemon.route_event(event).await?;
-            Ok(reply_json(StatusCode::CREATED, &started))
+            let routed = state.daemon.route_event(event).await?;
+            Ok(if explain {
+                reply_json(StatusCode::CREATED, &routed)
+            } else {
+                reply_json(StatusCode::CREATED, &routed.triggered)
+            })
         }
         .await,
     )
 }
 
-async fn ci_event(state: AppState, body: Body) -> Response {
-    route_event(state, body, |value| {
+async fn ci_event(state: AppState, query: Query, body: Body) -> Response {
+    route_event(state, query, body, |value| {
         ci_event_from(value).map(WatchEvent::Ci)
     })
     .await
 }
 
-async fn pr_event(state: AppState, body: Body) -> Response {
-    route_event(state, body, |value| {
+async fn pr_event(state: AppState, query: Query, body: Body) -> Response {
+    route_event(state, query, body, |value| {
         pr_event_from(value).map(WatchEvent::Pr)
     })
     .await

@@ -4,11 +4,14 @@
 mod api;
 mod chaos;
 mod cli;
+mod cli_compat;
+mod first_hour;
 mod hooks;
 mod lifecycle;
 mod ops;
 mod publish;
 mod recovery;
+mod repo_paths;
 mod sec_agent;
 mod security;
 mod streaming;

@@ -270,7 +270,7 @@ fn admin_and_doctor_commands() {
             .collect();
         telecoder(&env, args)
     };
-    let text = run(&["admin", "actors"], &[]);
+    let text = run(&["--human", "admin", "actors"], &[]);
     assert!(text.status.success());
     let shown = String::from_utf8_lossy(&text.stdout);
     assert!(
@@ -289,7 +289,7 @@ fn admin_and_doctor_commands() {
     let acpx = acpx().to_string_lossy().into_owned();
     let data_dir = data.path().to_string_lossy().into_owned();
     let good = run(
-        &["doctor"],
+        &["doctor", "--human"],
         &[
             ("TELECODER_ACPX_COMMAND", &acpx),
             ("TELECODER_DATA_DIR", &data_dir),
@@ -303,7 +303,7 @@ fn admin_and_doctor_commands() {
         "{report}"
     );
     let bad = run(
-        &["doctor"],
+        &["doctor", "--human"],
         &[
             ("TELECODER_ACPX_COMMAND", "/nonexistent/acpx"),
             ("TELECODER_DATA_DIR", &data_dir),

@@ -325,6 +325,7 @@ fn publish_session_from_the_cli() {
     let id = run_to_end(&api, "@mock write cli.txt from the CLI");
     let cli = |args: &[&str]| telecoder(&[("TELECODER_URL", setup.daemon.url.as_str())], args);
     let published = cli(&[
+        "--human",
         "publish-session",
         &id,
         "--base",
@@ -345,9 +346,13 @@ fn publish_session_from_the_cli() {
         setup.github.lock().expect("lock").pulls[0]["title"],
         "From the CLI"
     );
-    let status = cli(&["status", &id]);
+    let status = cli(&["--human", "status", &id]);
     assert!(String::from_utf8_lossy(&status.stdout)
         .contains("#1 https://github.com/acme/widgets/pull/1"));
     let missing_base = cli(&["publish-session", &id]);
-    assert_eq!(missing_base.status.code(), Some(2), "--base is required");
+    assert_eq!(missing_base.status.code(), Some(1), "--base is required");
+    assert!(
+        String::from_utf8_lossy(&missing_base.stderr).contains("--base <BASE>"),
+        "clap's whole message names what is missing"
+    );
 }

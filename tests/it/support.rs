@@ -294,7 +294,12 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: base.to_owned(),
-            http: reqwest::Client::new(),
+            // Idle connections are dropped well before the server's own idle limit, so a test
+            // that waits a while never sends on a connection the server is closing.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(3))
+                .build()
+                .expect("http client"),
             runtime: Arc::new(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()

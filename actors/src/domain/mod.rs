@@ -14,6 +14,7 @@ pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
 pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};
 pub mod prompt;
 pub mod redact;
+pub mod repo;
 pub mod schedule;
 pub mod watch;
 

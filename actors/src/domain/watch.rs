@@ -183,34 +183,50 @@ pub struct Triggered {
 /// one a minute, like the shortest schedule interval by default.
 pub const MAX_RUNS_PER_HOUR_LIMIT: u32 = 60;
 
+/// (ext) A watch that was concerned by an event but started nothing, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub watch_id: String,
+    pub reason: String,
+}
+
+/// Everything routing one event produced: the sessions started and the watches that let it
+/// pass with their reasons (watches of other kinds or repositories are not listed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routed {
+    pub triggered: Vec<Triggered>,
+    pub skipped: Vec<Skipped>,
+}
+
 /// Prefix of the branches TeleCoder's own sessions work on; events about them never fire.
 pub const OWN_BRANCH_PREFIX: &str = "telecoder/";
 
-/// `owner/name`, `https://github.com/owner/name(.git)` and `git@github.com:owner/name.git`
-/// all name the same repository; local paths are compared as given (minus a trailing `/`).
-pub fn repo_key(repo: &str) -> String {
-    let trimmed = repo.trim().trim_end_matches('/');
-    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
-    let github = trimmed
-        .strip_prefix("https://github.com/")
-        .or_else(|| trimmed.strip_prefix("http://github.com/"))
-        .or_else(|| trimmed.strip_prefix("ssh://git@github.com/"))
-        .or_else(|| trimmed.strip_prefix("git@github.com:"))
-        .or_else(|| trimmed.strip_prefix("github.com/"));
-    let owner_name = github.or_else(|| {
-        let looks_short = trimmed.matches('/').count() == 1
-            && !trimmed.starts_with(['/', '.', '~'])
-            && !trimmed.contains(':');
-        looks_short.then_some(trimmed)
-    });
-    match owner_name {
-        Some(path) => format!("github.com/{}", path.to_ascii_lowercase()),
-        None => trimmed.to_owned(),
+pub use super::repo::repo_key;
+
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() {
+        default
+    } else {
+        value
     }
 }
 
-fn filter_ok(filter: &str, value: &str) -> bool {
-    filter.is_empty() || filter == value
+/// `Some(reason)` when a set filter rejects `value`.
+fn filter_rejects(name: &str, filter: &str, value: &str) -> Option<String> {
+    (!filter.is_empty() && filter != value)
+        .then(|| format!("{name} filter '{filter}' does not match '{value}'"))
+}
+
+/// Why a watch let an event pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mismatch {
+    /// Paused, another kind of watch, or another repository: not this watch's business.
+    NotConcerned,
+    /// One of the watch's filters rejects the event; the text says which.
+    Filtered(String),
+    /// The event itself does not fire (a run that did not fail, a closed PR).
+    Ignored(String),
 }
 
 /// The actions of a `pull_request` that ask for a review: new commits to look at, or a draft
@@ -219,19 +235,22 @@ pub const REVIEWABLE_PR_ACTIONS: [&str; 4] =
     ["opened", "reopened", "synchronize", "ready_for_review"];
 
 impl CiEvent {
-    /// Only completed, failed runs fire (`completed` / `failure` when not given).
+    /// Only completed, failed runs fire (`completed` / `failure` when not given; any case).
     pub fn is_failure(&self) -> bool {
-        let status = if self.status.is_empty() {
-            "completed"
+        self.ignored_because().is_none()
+    }
+
+    /// Why this run does not fire any watch, if it does not.
+    fn ignored_because(&self) -> Option<String> {
+        let status = or_default(&self.status, "completed");
+        let conclusion = or_default(&self.conclusion, "failure");
+        if !status.eq_ignore_ascii_case("completed") {
+            Some(format!("status '{status}' is not completed"))
+        } else if !conclusion.eq_ignore_ascii_case("failure") {
+            Some(format!("conclusion '{conclusion}' is not failure"))
         } else {
-            &self.status
-        };
-        let conclusion = if self.conclusion.is_empty() {
-            "failure"
-        } else {
-            &self.conclusion
-        };
-        status == "completed" && conclusion == "failure"
+            None
+        }
     }
 
     pub fn event_key(&self) -> String {
@@ -261,14 +280,23 @@ impl CiEvent {
 }
 
 impl PrEvent {
-    /// [`REVIEWABLE_PR_ACTIONS`] fire; an event without an action is a `synchronize`.
+    /// [`REVIEWABLE_PR_ACTIONS`] fire, in any case; an event without an action is a
+    /// `synchronize`.
     pub fn is_reviewable(&self) -> bool {
-        let action = if self.action.is_empty() {
-            "synchronize"
-        } else {
-            &self.action
-        };
-        REVIEWABLE_PR_ACTIONS.contains(&action)
+        self.ignored_because().is_none()
+    }
+
+    fn ignored_because(&self) -> Option<String> {
+        let action = or_default(&self.action, "synchronize");
+        let fires = REVIEWABLE_PR_ACTIONS
+            .iter()
+            .any(|a| action.eq_ignore_ascii_case(a));
+        (!fires).then(|| {
+            format!(
+                "action '{action}' does not fire (only {})",
+                REVIEWABLE_PR_ACTIONS.join(", ")
+            )
+        })
     }
 
     pub fn event_key(&self) -> String {
@@ -343,27 +371,48 @@ impl WatchEvent {
 impl Watch {
     /// Whether this watch reacts to `event` at all (kind, repo, filters, event state).
     pub fn matches(&self, event: &WatchEvent) -> bool {
-        if self.status != WatchStatus::Active {
-            return false;
+        self.mismatch(event).is_none()
+    }
+
+    /// Why this watch does not react to `event`; `None` when it does.
+    pub fn mismatch(&self, event: &WatchEvent) -> Option<Mismatch> {
+        let (kind, repo) = match event {
+            WatchEvent::Ci(ci) => (WatchKind::CiFailure, ci.repo.as_str()),
+            WatchEvent::Pr(pr) => (WatchKind::PrReview, pr.repo.as_str()),
+            WatchEvent::Tick { .. } => (WatchKind::Schedule, self.repo.as_str()),
+        };
+        if self.status != WatchStatus::Active
+            || self.kind != kind
+            || repo_key(&self.repo) != repo_key(repo)
+        {
+            return Some(Mismatch::NotConcerned);
         }
-        match event {
-            WatchEvent::Ci(ci) => {
-                self.kind == WatchKind::CiFailure
-                    && repo_key(&self.repo) == repo_key(&ci.repo)
-                    && ci.workflow_matches(&self.workflow_name)
-                    && filter_ok(&self.branch_name, &ci.branch)
-                    && ci.is_failure()
-            }
-            WatchEvent::Pr(pr) => {
-                self.kind == WatchKind::PrReview
-                    && repo_key(&self.repo) == repo_key(&pr.repo)
-                    && filter_ok(&self.base_branch, &pr.base)
-                    && filter_ok(&self.head_branch, &pr.head)
-                    && !(self.skip_drafts && pr.draft)
-                    && pr.is_reviewable()
-            }
-            WatchEvent::Tick { .. } => self.kind == WatchKind::Schedule,
+        let filtered = match event {
+            WatchEvent::Ci(ci) => (!ci.workflow_matches(&self.workflow_name))
+                .then(|| {
+                    format!(
+                        "workflow filter '{}' does not match '{}'",
+                        self.workflow_name, ci.workflow
+                    )
+                })
+                .or_else(|| filter_rejects("branch", &self.branch_name, &ci.branch)),
+            WatchEvent::Pr(pr) => filter_rejects("base", &self.base_branch, &pr.base)
+                .or_else(|| filter_rejects("head", &self.head_branch, &pr.head))
+                .or_else(|| {
+                    (self.skip_drafts && pr.draft)
+                        .then(|| "the PR is a draft and the watch skips drafts".to_owned())
+                }),
+            WatchEvent::Tick { .. } => None,
+        };
+        if let Some(reason) = filtered {
+            return Some(Mismatch::Filtered(reason));
         }
+        let ignored = match event {
+            WatchEvent::Ci(ci) => ci.ignored_because(),
+            WatchEvent::Pr(pr) => pr.ignored_because(),
+            WatchEvent::Tick { .. } => None,
+        };
+        ignored.map(Mismatch::Ignored)
     }
 }
 
@@ -425,22 +474,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn github_repo_forms_are_one_repo() {
-        let key = repo_key("acme/widgets");
-        for form in [
-            "https://github.com/acme/widgets",
-            "https://github.com/Acme/Widgets.git",
-            "git@github.com:acme/widgets.git",
-            "https://github.com/acme/widgets/",
-        ] {
-            assert_eq!(repo_key(form), key, "{form}");
-        }
-        assert_ne!(repo_key("acme/gadgets"), key);
-        assert_eq!(repo_key("/srv/repos/app/"), "/srv/repos/app");
-        assert_eq!(repo_key("./acme/widgets"), "./acme/widgets");
-    }
-
-    #[test]
     fn ci_fires_only_on_completed_failures() {
         let mut event = CiEvent {
             run_id: "7".into(),
@@ -449,7 +482,9 @@ mod tests {
         assert!(event.is_failure());
         event.conclusion = "success".into();
         assert!(!event.is_failure());
-        event.conclusion = "failure".into();
+        event.conclusion = "FAILURE".into();
+        event.status = "Completed".into();
+        assert!(event.is_failure(), "compared case-insensitively");
         event.status = "in_progress".into();
         assert!(!event.is_failure());
     }
@@ -465,6 +500,8 @@ mod tests {
         event.head_sha = "abc123".into();
         assert_eq!(event.event_key(), "42:abc123");
         assert!(event.is_reviewable());
+        event.action = "Opened".into();
+        assert!(event.is_reviewable(), "compared case-insensitively");
         event.action = "closed".into();
         assert!(!event.is_reviewable());
         event.action = "ready_for_review".into();
@@ -542,5 +579,67 @@ mod tests {
         draft.draft = false;
         draft.action = "ready_for_review".into();
         assert!(pr.matches(&WatchEvent::Pr(draft)));
+    }
+
+    fn ci_watch() -> Watch {
+        Watch {
+            id: "w1".into(),
+            kind: WatchKind::CiFailure,
+            repo: "acme/widgets".into(),
+            instructions: "fix".into(),
+            agent: "codex".into(),
+            policy_mode: PolicyMode::Observe,
+            workflow_name: "build".into(),
+            branch_name: String::new(),
+            base_branch: String::new(),
+            head_branch: String::new(),
+            status: WatchStatus::Active,
+            schedule: String::new(),
+            timezone: String::new(),
+            max_runs_per_hour: 10,
+            paused_reason: String::new(),
+            skip_drafts: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn mismatches_say_why() {
+        let watch = ci_watch();
+        let event = |repo: &str, workflow: &str, conclusion: &str| {
+            WatchEvent::Ci(CiEvent {
+                repo: repo.into(),
+                workflow: workflow.into(),
+                branch: "main".into(),
+                run_id: "1".into(),
+                conclusion: conclusion.into(),
+                ..CiEvent::default()
+            })
+        };
+        assert_eq!(
+            watch.mismatch(&event("https://github.com/acme/widgets", "build", "")),
+            None
+        );
+        assert_eq!(
+            watch.mismatch(&event("acme/gadgets", "build", "")),
+            Some(Mismatch::NotConcerned)
+        );
+        assert!(matches!(
+            watch.mismatch(&event("acme/widgets", "test", "")),
+            Some(Mismatch::Filtered(reason)) if reason.contains("workflow filter 'build'")
+        ));
+        assert!(matches!(
+            watch.mismatch(&event("acme/widgets", "build", "success")),
+            Some(Mismatch::Ignored(reason)) if reason.contains("'success' is not failure")
+        ));
+        let paused = Watch {
+            status: WatchStatus::Paused,
+            ..ci_watch()
+        };
+        assert_eq!(
+            paused.mismatch(&event("acme/widgets", "build", "")),
+            Some(Mismatch::NotConcerned)
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod client;
 mod pool;
 pub mod queries;
 pub mod schema;
+pub mod snapshot;
 pub mod watches;
 
 pub use client::StoreClient;

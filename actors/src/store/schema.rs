@@ -149,9 +149,15 @@ pub fn open_writer(path: &std::path::Path) -> Result<Connection> {
 /// Opens a connection that can only read.
 pub fn open_reader(path: &std::path::Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    configure(&conn)?;
-    conn.pragma_update(None, "query_only", "ON")?;
+    configure_reader(&conn)?;
     Ok(conn)
+}
+
+/// Settings of a connection that only reads: a busy timeout, and refusing writes.
+pub fn configure_reader(conn: &Connection) -> Result<()> {
+    configure(conn)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(())
 }
 
 #[cfg(test)]

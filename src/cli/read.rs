@@ -1,0 +1,188 @@
+//! Read commands: asked of the daemon, or — when none answers — read from the database
+//! directly, read-only, as the reference CLI does. Reading never creates the data directory.
+
+use super::{absolute_repo, Ctx, ListArgs};
+use crate::client::ClientError;
+use crate::render;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use telecoder_actors::domain::{Event, Session, SessionFilter, StatusFilter, Watch, WatchRun};
+use telecoder_actors::store::snapshot::Snapshot;
+use telecoder_actors::store::watches::WatchFilter;
+
+/// Asks the daemon; when it is unreachable, runs `offline` on the database instead and says so
+/// once on stderr.
+pub async fn read<T>(
+    ctx: &Ctx,
+    online: impl Future<Output = Result<T, ClientError>>,
+    offline: impl FnOnce(&Snapshot) -> telecoder_actors::Result<T>,
+) -> Result<T, super::CliError> {
+    match online.await {
+        Err(unreachable @ ClientError::Unreachable { .. }) => {
+            let path = ctx.config.settings.database_path();
+            let snapshot = match Snapshot::open(&path) {
+                Ok(snapshot) => snapshot,
+                Err(telecoder_actors::Error::NotFound(_)) => {
+                    return Err(super::CliError::Failed(format!(
+                        "{unreachable}; and there is no database at {} to read",
+                        path.display()
+                    )))
+                }
+                Err(err) => return Err(err.into()),
+            };
+            ctx.out.note(&format!(
+                "note: no daemon answers at {}; reading {} directly (read-only)",
+                ctx.config.url,
+                path.display()
+            ));
+            Ok(offline(&snapshot)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// GETs `path` from the daemon, or reads the same from the database.
+async fn get<T: DeserializeOwned>(
+    ctx: &Ctx,
+    path: &str,
+    query: &[(&str, String)],
+    offline: impl FnOnce(&Snapshot) -> telecoder_actors::Result<T>,
+) -> Result<T, super::CliError> {
+    read(ctx, ctx.client.get(path, query), offline).await
+}
+
+/// The list filters as the API's query string.
+fn session_query(filter: &SessionFilter) -> Vec<(&'static str, String)> {
+    let status = filter.status.map(|status| match status {
+        StatusFilter::Active => "active".to_owned(),
+        StatusFilter::Is(status) => status.as_str().to_owned(),
+    });
+    [
+        ("status", status),
+        ("agent", filter.agent.clone()),
+        ("policy", filter.policy.map(|p| p.to_string())),
+        ("parent", filter.parent.clone()),
+        ("lineage", filter.lineage.clone()),
+        ("limit", filter.limit.map(|l| l.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| (key, v)))
+    .collect()
+}
+
+pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), super::CliError> {
+    let filter = SessionFilter {
+        status: args.status,
+        agent: args.agent,
+        policy: args.policy,
+        parent: args.parent,
+        lineage: args.lineage,
+        limit: args.limit,
+        offset: None,
+    };
+    let sessions: Vec<Session> = get(ctx, "/api/sessions", &session_query(&filter), |db| {
+        db.sessions(&filter)
+    })
+    .await?;
+    ctx.out.data(&sessions, || render::sessions(&sessions))?;
+    Ok(())
+}
+
+pub async fn status(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
+    let session: Session = get(ctx, &format!("/api/sessions/{id}"), &[], |db| {
+        db.session(id)
+    })
+    .await?;
+    ctx.out.data(&session, || render::session(&session))?;
+    Ok(())
+}
+
+/// Stored events of a session: a JSON array, or one line each for a person.
+pub async fn events(ctx: &Ctx, id: &str, after: i64) -> Result<(), super::CliError> {
+    let events = stored_events(ctx, id, after).await?;
+    ctx.out
+        .data(&events, || events.iter().map(render::event_line).collect())?;
+    Ok(())
+}
+
+pub async fn stored_events(ctx: &Ctx, id: &str, after: i64) -> Result<Vec<Event>, super::CliError> {
+    get(
+        ctx,
+        &format!("/api/sessions/{id}/events"),
+        &[("after", after.to_string())],
+        |db| db.events(id, after),
+    )
+    .await
+}
+
+pub async fn inbox(ctx: &Ctx, limit: Option<u32>) -> Result<(), super::CliError> {
+    let query: Vec<(&str, String)> = limit
+        .map(|l| ("limit", l.to_string()))
+        .into_iter()
+        .collect();
+    // The API's bounds: 20 by default, at most 200.
+    let offline_limit = limit.unwrap_or(20).clamp(1, 200);
+    let sessions: Vec<Session> =
+        get(ctx, "/api/inbox", &query, |db| db.inbox(offline_limit)).await?;
+    ctx.out.data(&sessions, || render::inbox(&sessions))?;
+    Ok(())
+}
+
+pub async fn lineage(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
+    let sessions: Vec<Session> = get(ctx, &format!("/api/sessions/{id}/lineage"), &[], |db| {
+        db.lineage(id)
+    })
+    .await?;
+    ctx.out.data(&sessions, || render::sessions(&sessions))?;
+    Ok(())
+}
+
+pub async fn watch_list(
+    ctx: &Ctx,
+    kind: Option<String>,
+    status: Option<String>,
+    repo: Option<String>,
+) -> Result<(), super::CliError> {
+    let repo = repo.as_deref().map(absolute_repo);
+    let query: Vec<(&str, String)> = [
+        ("kind", kind.clone()),
+        ("status", status.clone()),
+        ("repo", repo.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let watches: Vec<Watch> = get(ctx, "/api/watches", &query, |db| {
+        let invalid = telecoder_actors::Error::Invalid;
+        let filter = WatchFilter {
+            kind: kind
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(invalid)?,
+            status: status
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(invalid)?,
+            repo: repo
+                .as_deref()
+                .map(telecoder_actors::requests::resolve_repo)
+                .transpose()?
+                .map(|target| target.source),
+        };
+        db.watches(&filter)
+    })
+    .await?;
+    ctx.out.data(&watches, || render::watches(&watches))?;
+    Ok(())
+}
+
+pub async fn watch_runs(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
+    let runs: Vec<WatchRun> = get(ctx, &format!("/api/watches/{id}/runs"), &[], |db| {
+        db.watch_runs(id)
+    })
+    .await?;
+    ctx.out.data(&runs, || render::watch_runs(&runs))?;
+    Ok(())
+}
