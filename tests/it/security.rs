@@ -435,7 +435,9 @@ fn cancel_stops_pending_and_running_sessions_and_their_process_trees() {
 
 #[test]
 fn timeouts_kill_the_whole_process_tree() {
-    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    // Long enough for acpx (node) to start the agent on a loaded machine: the agent must have
+    // reported its process tree before the timeout fires, or there is nothing to check.
+    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "10")]);
     let repo = TestRepo::new();
     let api = daemon.api();
     let id = api.create(&repo.path_str(), "@mock spawn-tree", json!({}))["id"]
