@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use telecoder_actors::runtime::AcpxRuntime;
+use telecoder_actors::runtime::{AcpxRuntime, AgentRuntime, NativeRuntime};
+use telecoder_actors::settings::RuntimeKind;
 use telecoder_actors::Daemon;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -41,7 +42,10 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, CliError> {
 }
 
 async fn start_actors(config: &Config) -> Result<Daemon, CliError> {
-    let runtime = Arc::new(AcpxRuntime::new(config.settings.acpx_command.clone()));
+    let runtime: Arc<dyn AgentRuntime> = match config.settings.runtime {
+        RuntimeKind::Native => Arc::new(NativeRuntime::default()),
+        RuntimeKind::Acpx => Arc::new(AcpxRuntime::new(config.settings.acpx_command.clone())),
+    };
     let (daemon, _) = Daemon::start(config.settings.clone(), runtime)
         .await
         .map_err(|err| CliError::Failed(err.to_string()))?;

@@ -3,6 +3,8 @@
 use crate::config::Config;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
+use telecoder_actors::runtime::agents;
+use telecoder_actors::settings::RuntimeKind;
 
 /// Runs `program args` and returns its first line of output.
 async fn version_of(program: &str, args: &[&str]) -> Result<String, String> {
@@ -45,44 +47,57 @@ async fn port_free(config: &Config) -> Result<String, String> {
     }
 }
 
+/// Every configured agent (the default and each `TELECODER_AGENT_<NAME>_COMMAND`) must name a
+/// known agent whose program exists.
 fn agents(config: &Config) -> Result<String, String> {
     let s = &config.settings;
-    let mut configured: Vec<String> = s
+    let mut names: Vec<String> = s
         .agent_commands
-        .iter()
-        .map(|(name, command)| {
-            format!(
-                "{} -> {command}",
-                name.to_ascii_lowercase().replace('_', "-")
-            )
-        })
+        .keys()
+        .map(|key| key.to_ascii_lowercase().replace('_', "-"))
         .collect();
-    if s.agent_command(&s.default_agent).is_none() {
-        configured.push(format!("{} (acpx built-in adapter)", s.default_agent));
+    if !names.contains(&s.default_agent) {
+        names.insert(0, s.default_agent.clone());
     }
-    Ok(format!(
-        "default {}; {}",
-        s.default_agent,
-        configured.join(", ")
-    ))
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for name in &names {
+        match agents::command_for(name, s.agent_command(name)) {
+            Ok(argv) => match agents::find_program(&argv[0]) {
+                Some(_) => found.push(format!("{name} -> {}", shell_words::join(&argv))),
+                None => problems.push(format!("{name}: {} not found", argv[0])),
+            },
+            Err(err) => problems.push(err.to_string()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!("default {}; {}", s.default_agent, found.join(", ")))
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Prints each check and returns 0 when all pass.
 pub async fn run(config: &Config) -> ExitCode {
-    let acpx = &config.settings.acpx_command;
-    let acpx_args: Vec<&str> = acpx[1..]
-        .iter()
-        .map(String::as_str)
-        .chain(["--version"])
-        .collect();
-    let checks: Vec<(&str, Result<String, String>)> = vec![
-        (
+    let runtime = config.settings.runtime;
+    let mut checks: Vec<(&str, Result<String, String>)> =
+        vec![("runtime", Ok(runtime.as_str().to_owned()))];
+    if runtime == RuntimeKind::Acpx {
+        let acpx = &config.settings.acpx_command;
+        let acpx_args: Vec<&str> = acpx[1..]
+            .iter()
+            .map(String::as_str)
+            .chain(["--version"])
+            .collect();
+        checks.push((
             "acpx",
             version_of(&acpx[0], &acpx_args)
                 .await
                 .map(|v| format!("{} {v}", acpx[0])),
-        ),
-        ("node", version_of("node", &["--version"]).await),
+        ));
+        checks.push(("node", version_of("node", &["--version"]).await));
+    }
+    checks.extend([
         ("git", version_of("git", &["--version"]).await),
         ("agents", agents(config)),
         ("data dir", data_dir_writable(config)),
@@ -100,7 +115,7 @@ pub async fn run(config: &Config) -> ExitCode {
                 })
                 .map_err(|err| err.to_string()),
         ),
-    ];
+    ]);
     let mut failed = 0;
     for (name, result) in &checks {
         match result {

@@ -137,12 +137,17 @@ pub fn event_line(e: &Event, json: bool) {
     if json {
         println!("{}", serde_json::to_string(e).unwrap_or_default());
     } else {
+        let data = match e.kind {
+            EventKind::Tool => tool_line(&e.data),
+            EventKind::Plan => plan_line(&e.data),
+            _ => e.data.clone(),
+        };
         println!(
             "#{:<6} {} {:<6} {}",
             e.id,
             e.created_at,
             e.kind.as_str(),
-            e.data
+            data
         );
     }
 }
@@ -162,6 +167,39 @@ pub fn event(e: &Event, json: bool) {
         EventKind::Done => println!("\n[done] {}", e.data),
         EventKind::Error => println!("\n[error] {}", e.data),
         EventKind::Publish => println!("[publish] {}", e.data),
+        EventKind::Tool => println!("[tool] {}", tool_line(&e.data)),
+        EventKind::Plan => println!("[plan] {}", plan_line(&e.data)),
+    }
+}
+
+/// `completed read Read a.txt` from a tool event's JSON (the raw data if it is not JSON).
+fn tool_line(data: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(data) {
+        Ok(tool) => ["status", "kind", "title"]
+            .iter()
+            .filter_map(|key| tool[key].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => data.to_owned(),
+    }
+}
+
+/// `2/3 done; next: write tests` from a plan event's JSON.
+fn plan_line(data: &str) -> String {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_str(data) else {
+        return data.to_owned();
+    };
+    let done = entries
+        .iter()
+        .filter(|e| e["status"] == "completed")
+        .count();
+    let next = entries
+        .iter()
+        .find(|e| e["status"] != "completed")
+        .and_then(|e| e["content"].as_str());
+    match next {
+        Some(next) => format!("{done}/{} done; next: {next}", entries.len()),
+        None => format!("{done}/{} done", entries.len()),
     }
 }
 
