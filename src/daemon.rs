@@ -22,7 +22,9 @@ const HTTP_GRACE: Duration = Duration::from_secs(5);
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TELECODER_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The ACP SDK warns about every error answer it sends; refusing an agent's request is
+        // routine here (and shows in the session's events), so only its errors are logged.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,agent_client_protocol=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

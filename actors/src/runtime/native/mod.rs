@@ -413,3 +413,95 @@ impl Verdict<'_> {
         failure(kind, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PermissionMode, WorkspaceWritePolicy};
+    use agent_client_protocol::v1::schema::StopReason;
+    use permission::PermissionStats;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn request() -> AgentRequest {
+        AgentRequest {
+            session_id: "abcd1234".into(),
+            work_dir: "/tmp/ws".into(),
+            prompt: "fix it".into(),
+            agent: "mock".into(),
+            command_override: None,
+            permission: PermissionMode::ApproveReads,
+            write_policy: WorkspaceWritePolicy::Blocked,
+            max_runtime: Duration::from_secs(180),
+            scratch_dir: "/tmp/scratch".into(),
+            max_output_bytes: 1024,
+            env_remove: Vec::new(),
+        }
+    }
+
+    fn turn() -> Option<Result<Turn, Broken>> {
+        Some(Ok(Turn {
+            stop_reason: StopReason::EndTurn,
+            usage: None,
+        }))
+    }
+
+    fn kind(result: Result<(), AgentFailure>) -> Option<FailureKind> {
+        result.err().map(|f| f.kind)
+    }
+
+    #[test]
+    fn verdicts_match_the_acpx_runtime() {
+        let request = request();
+        let mut verdict = Verdict {
+            request: &request,
+            status: Some(ExitStatus::from_raw(0)),
+            stderr: "",
+            diagnostics: "",
+            stats: PermissionStats::default(),
+        };
+        assert_eq!(kind(verdict.judge(None, turn())), None);
+        assert_eq!(
+            kind(verdict.judge(Some(Stopped::Cancelled), turn())),
+            Some(FailureKind::Cancelled)
+        );
+        let timeout = verdict.judge(Some(Stopped::Timeout), None).unwrap_err();
+        assert_eq!(timeout.kind, FailureKind::Timeout);
+        assert!(timeout.message.contains("timed out after 180 s"));
+
+        verdict
+            .stats
+            .record(permission::Verdict::Denied, "Write notes.txt [edit]");
+        let denied = verdict.judge(None, turn()).unwrap_err();
+        assert_eq!(denied.kind, FailureKind::PolicyDenied);
+        assert_eq!(
+            denied.message,
+            "permission denied by policy (approve-reads): Write notes.txt [edit]"
+        );
+        verdict
+            .stats
+            .record(permission::Verdict::Approved, "Read a [read]");
+        assert_eq!(kind(verdict.judge(None, turn())), None);
+
+        let failed = |message: &str| {
+            Some(Err(Broken::Protocol {
+                during: "session/prompt",
+                error: agent_client_protocol::Error::new(
+                    agent_client_protocol::ErrorCode::INTERNAL_ERROR,
+                    message,
+                ),
+            }))
+        };
+        let error = verdict
+            .judge(None, failed("mock agent failure"))
+            .unwrap_err();
+        assert_eq!(error.kind, FailureKind::RuntimeError);
+        assert_eq!(
+            error.message,
+            "agent error during session/prompt: mock agent failure (code -32603)"
+        );
+        assert_eq!(
+            kind(verdict.judge(None, failed("Permission denied for bash"))),
+            Some(FailureKind::PolicyDenied)
+        );
+    }
+}
