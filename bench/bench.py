@@ -950,20 +950,16 @@ def timed_get(api, path):
     return (time.perf_counter() - t0) * 1000
 
 
-def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
-    log("d: burst of %d '@mock sleep 1', concurrency %s" % (n, limit_label))
-    daemon = Daemon(workdir, "burst-%d-%s" % (n, limit_label), acpx, extra_env)
-    limit = daemon.config().get("TELECODER_MAX_CONCURRENT_SESSIONS")
-    daemon.start()
-    time.sleep(1)
-    idle = daemon.footprint()
+def release_burst(daemon, repo, prompt, n):
+    """Submits n sessions at once (n threads released by one barrier) while a Sampler follows
+    the daemon's process tree. Returns (release time, all submitted time, ids, sampler)."""
     barrier = threading.Barrier(n + 1)
     ids, errors = [None] * n, []
 
     def submit(i):
         barrier.wait()
         try:
-            ids[i] = daemon.api.create(repo, "@mock sleep 1")["id"]
+            ids[i] = daemon.api.create(repo, prompt)["id"]
         except Exception as err:  # reported below
             errors.append(str(err))
 
@@ -980,6 +976,17 @@ def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
     if errors:
         sampler.stop()
         raise BenchError("burst submission failed: %s" % errors[0])
+    return t0, t_submitted, ids, sampler
+
+
+def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
+    log("d: burst of %d '@mock sleep 1', concurrency %s" % (n, limit_label))
+    daemon = Daemon(workdir, "burst-%d-%s" % (n, limit_label), acpx, extra_env)
+    limit = daemon.config().get("TELECODER_MAX_CONCURRENT_SESSIONS")
+    daemon.start()
+    time.sleep(1)
+    idle = daemon.footprint()
+    t0, t_submitted, ids, sampler = release_burst(daemon, repo, "@mock sleep 1", n)
     t_done = daemon.api.wait_idle(period=0.05, timeout=600)
     samples = sampler.stop()
     sessions = [daemon.api.get("/api/sessions/%s" % sid) for sid in ids]
@@ -1049,29 +1056,8 @@ def runtime_burst_daemon(workdir, acpx, repo, runtime, n):
     daemon = Daemon(workdir, "i-burst-%d-%s" % (n, runtime), acpx, {"TELECODER_RUNTIME": runtime}).start()
     try:
         time.sleep(0.5)
-        barrier = threading.Barrier(n + 1)
-        ids, errors = [None] * n, []
-
-        def submit(i):
-            barrier.wait()
-            try:
-                ids[i] = daemon.api.create(repo, "@mock say hi")["id"]
-            except Exception as err:  # reported below
-                errors.append(str(err))
-
-        threads = [threading.Thread(target=submit, args=(i,), daemon=True) for i in range(n)]
-        for thread in threads:
-            thread.start()
         own0, kids0 = daemon_cpu_s(daemon)
-        sampler = Sampler(daemon.pid, period=0.05)
-        sampler.start()
-        t0 = time.perf_counter()
-        barrier.wait()
-        for thread in threads:
-            thread.join(60)
-        if errors:
-            sampler.stop()
-            raise BenchError("burst submission failed: %s" % errors[0])
+        t0, _, ids, sampler = release_burst(daemon, repo, "@mock say hi", n)
         t_done = daemon.api.wait_idle(period=0.02, timeout=900)
         samples = sampler.stop()
         own1, kids1 = daemon_cpu_s(daemon)

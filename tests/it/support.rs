@@ -93,17 +93,22 @@ impl TestRepo {
         let repo = Self { dir };
         repo.git(&["init", "-q", "-b", "main"]);
         std::fs::write(repo.path().join("README.md"), "# demo\n").expect("write");
-        repo.git(&["add", "."]);
-        repo.git(&[
+        repo.commit_all("init");
+        repo
+    }
+
+    /// Commits everything in the working tree.
+    pub fn commit_all(&self, message: &str) {
+        self.git(&["add", "."]);
+        self.git(&[
             "-c",
             "user.name=t",
             "-c",
             "user.email=t@example.com",
             "commit",
             "-qm",
-            "init",
+            message,
         ]);
-        repo
     }
 
     pub fn path(&self) -> &Path {

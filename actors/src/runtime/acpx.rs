@@ -384,23 +384,10 @@ fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::PermissionMode;
     use std::os::unix::process::ExitStatusExt;
 
     fn request() -> AgentRequest {
-        AgentRequest {
-            session_id: "abcd1234".into(),
-            work_dir: "/tmp/ws".into(),
-            prompt: "fix it".into(),
-            agent: "codex".into(),
-            command_override: None,
-            permission: PermissionMode::ApproveReads,
-            write_policy: crate::domain::WorkspaceWritePolicy::Blocked,
-            max_runtime: Duration::from_secs(180),
-            scratch_dir: "/tmp/scratch".into(),
-            max_output_bytes: 1024,
-            env_remove: Vec::new(),
-        }
+        AgentRequest::sample()
     }
 
     #[test]

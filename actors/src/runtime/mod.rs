@@ -40,6 +40,26 @@ pub struct AgentRequest {
     pub env_remove: Vec<String>,
 }
 
+#[cfg(test)]
+impl AgentRequest {
+    /// A request as the session actor would build it, for unit tests.
+    pub(crate) fn sample() -> Self {
+        Self {
+            session_id: "abcd1234".into(),
+            work_dir: "/tmp/ws".into(),
+            prompt: "fix it".into(),
+            agent: "codex".into(),
+            command_override: None,
+            permission: PermissionMode::ApproveReads,
+            write_policy: WorkspaceWritePolicy::Blocked,
+            max_runtime: Duration::from_secs(180),
+            scratch_dir: "/tmp/scratch".into(),
+            max_output_bytes: 1024,
+            env_remove: Vec::new(),
+        }
+    }
+}
+
 /// What a runtime reports while it works.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentEvent {

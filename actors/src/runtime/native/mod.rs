@@ -417,25 +417,12 @@ impl Verdict<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{PermissionMode, WorkspaceWritePolicy};
     use agent_client_protocol::v1::schema::StopReason;
     use permission::PermissionStats;
     use std::os::unix::process::ExitStatusExt;
 
     fn request() -> AgentRequest {
-        AgentRequest {
-            session_id: "abcd1234".into(),
-            work_dir: "/tmp/ws".into(),
-            prompt: "fix it".into(),
-            agent: "mock".into(),
-            command_override: None,
-            permission: PermissionMode::ApproveReads,
-            write_policy: WorkspaceWritePolicy::Blocked,
-            max_runtime: Duration::from_secs(180),
-            scratch_dir: "/tmp/scratch".into(),
-            max_output_bytes: 1024,
-            env_remove: Vec::new(),
-        }
+        AgentRequest::sample()
     }
 
     fn turn() -> Option<Result<Turn, Broken>> {
