@@ -186,13 +186,17 @@ def session_update(session_id, update):
     notify("session/update", {"sessionId": session_id, "update": update})
 
 
-_replies = {}  # sessionId -> text said during the current prompt
+_replies = {}  # sessionId -> {"words": n, "head": first HISTORY_TEXT_LIMIT chars said}
 _replies_lock = threading.Lock()
+HISTORY_TEXT_LIMIT = 4096  # of each reply kept in the history (a flood stays cheap)
 
 
 def say_chunk(session_id, text):
     with _replies_lock:
-        _replies[session_id] = _replies.get(session_id, "") + text
+        reply = _replies.setdefault(session_id, {"words": 0, "head": ""})
+        reply["words"] += word_count(text)
+        if len(reply["head"]) < HISTORY_TEXT_LIMIT:
+            reply["head"] = (reply["head"] + text)[:HISTORY_TEXT_LIMIT]
     session_update(
         session_id,
         {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}},
@@ -676,7 +680,7 @@ def handle_prompt(req_id, params):
     sess["cancel"].clear()
     text = prompt_text(params.get("prompt"))
     with _replies_lock:
-        _replies[session_id] = ""
+        _replies[session_id] = {"words": 0, "head": ""}
     try:
         stop_reason = run_behaviour(session_id, text)
     except PromptError as exc:
@@ -687,11 +691,11 @@ def handle_prompt(req_id, params):
         respond_error(req_id, -32603, "mock agent internal error: %s" % exc)
         return
     with _replies_lock:
-        reply = _replies.pop(session_id, "")
+        reply = _replies.pop(session_id, {"words": 0, "head": ""})
     with _sessions_lock:
-        sess["history"].append({"role": "user", "text": text})
-        sess["history"].append({"role": "agent", "text": reply})
-        context = sum(word_count(h["text"]) for h in sess["history"])
+        sess["history"].append({"role": "user", "text": text, "words": word_count(text)})
+        sess["history"].append({"role": "agent", "text": reply["head"], "words": reply["words"]})
+        context = sum(h.get("words", 0) for h in sess["history"])
     save_session(session_id, sess)
     session_update(
         session_id,
@@ -702,7 +706,7 @@ def handle_prompt(req_id, params):
             "cost": {"amount": 0.001 * context, "currency": "USD"},
         },
     )
-    words_in, words_out = word_count(text), word_count(reply)
+    words_in, words_out = word_count(text), reply["words"]
     respond(
         req_id,
         {
