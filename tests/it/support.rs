@@ -306,7 +306,13 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: base.to_owned(),
-            http: reqwest::Client::new(),
+            // The daemon closes a connection that sends no request for 10 s (header timeout); a
+            // pooled connection older than that could be reused just as it closes, so idle
+            // ones are dropped well before.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(2))
+                .build()
+                .expect("http client"),
             runtime: Arc::new(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
