@@ -91,7 +91,9 @@ fn session_runs_to_a_structured_outcome() {
 
 #[test]
 fn failures_are_classified() {
-    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    // Long enough for acpx (whose --timeout counts its own start-up) to reach the crash and
+    // the error on a loaded machine before the hang times out.
+    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "8")]);
     let repo = TestRepo::new();
     let api = daemon.api();
     let cases = [
