@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
-use telecoder_actors::settings::{default_concurrency, Secret, Settings, SECRET_VARIABLES};
+use telecoder_actors::settings::{
+    default_concurrency, RuntimeKind, Secret, Settings, SECRET_VARIABLES,
+};
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
 const AGENT_SUFFIX: &str = "_COMMAND";
@@ -229,6 +231,12 @@ impl Config {
                 .policy_mode(),
             (None, None) => PolicyMode::Observe,
         };
+        let runtime = match value(lookup, "TELECODER_RUNTIME") {
+            None => RuntimeKind::Native,
+            Some(text) => text
+                .parse::<RuntimeKind>()
+                .map_err(|err| invalid("TELECODER_RUNTIME", err))?,
+        };
         let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
         let acpx_command = shell_words::split(&acpx_text).map_err(|err| {
             invalid(
@@ -279,6 +287,7 @@ impl Config {
             data_dir,
             default_agent,
             default_policy,
+            runtime,
             acpx_command,
             agent_commands,
             prompt_timeout_seconds: number(lookup, "TELECODER_PROMPT_TIMEOUT_SECONDS", 300)?,
@@ -381,6 +390,7 @@ impl Config {
             ("TELECODER_URL", self.url.clone()),
             ("TELECODER_DEFAULT_AGENT", s.default_agent.clone()),
             ("TELECODER_POLICY_MODE", s.default_policy.to_string()),
+            ("TELECODER_RUNTIME", s.runtime.as_str().to_owned()),
             ("TELECODER_ACPX_COMMAND", shell_words::join(&s.acpx_command)),
             (
                 "TELECODER_PROMPT_TIMEOUT_SECONDS",
@@ -456,6 +466,7 @@ mod tests {
         );
         assert_eq!(config.settings.default_policy, PolicyMode::Observe);
         assert_eq!(config.settings.stale, Duration::from_secs(30));
+        assert_eq!(config.settings.runtime, RuntimeKind::Native);
     }
 
     #[test]
@@ -492,6 +503,7 @@ mod tests {
                 vec![("TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS", "0")],
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
             ),
+            (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);

@@ -2,7 +2,7 @@
 //! prepare the workspace and run the agent, records everything the worker reports (in order),
 //! heartbeats on a timer, writes the outcome and stops.
 
-use crate::domain::{EventKind, FailureKind, Session, SessionId};
+use crate::domain::{AgentFacts, EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
 use crate::runtime::{AgentEvent, AgentReport, AgentRequest, AgentRuntime};
 use crate::settings::Settings;
@@ -42,6 +42,10 @@ pub enum SessionMsg {
     AgentSpawned(u32),
     /// Worker: a burst of assistant text.
     Output(String),
+    /// Worker: a tool call or plan of the agent (native runtime), as its event.
+    Activity(EventKind, String),
+    /// Worker: what the runtime learned about the agent's side (its session id, usage).
+    AgentFacts(Box<AgentFacts>),
     /// Worker: the run is over.
     Finished(Box<Finish>),
     /// Stop the agent; the session ends as `cancelled`.
@@ -178,6 +182,12 @@ impl Actor for SessionActor {
             SessionMsg::Output(text) => {
                 store.append_event(id, EventKind::Output, &text).await?;
             }
+            SessionMsg::Activity(kind, data) => {
+                store.append_event(id, kind, &data).await?;
+            }
+            SessionMsg::AgentFacts(facts) => {
+                store.record_agent_facts(id, *facts).await?;
+            }
             SessionMsg::Finished(finish) => {
                 state.phase = "finishing";
                 // The runtime already killed the group; never signal a pid that may be reused.
@@ -301,6 +311,7 @@ async fn run_worker(
             .agent_command(&session.agent)
             .map(str::to_owned),
         permission: session.effective_permission_mode,
+        write_policy: session.workspace_write_policy,
         max_runtime: Duration::from_secs(session.max_runtime_seconds),
         scratch_dir: ctx.settings.data_dir.join("tmp"),
         max_output_bytes: ctx.settings.max_output_bytes,
@@ -322,6 +333,9 @@ async fn run_worker(
                     }
                 }
                 AgentEvent::Notice(text) => report(SessionMsg::Status(text)),
+                AgentEvent::Tool(data) => report(SessionMsg::Activity(EventKind::Tool, data)),
+                AgentEvent::Plan(data) => report(SessionMsg::Activity(EventKind::Plan, data)),
+                AgentEvent::Facts(facts) => report(SessionMsg::AgentFacts(Box::new(facts))),
             }
         }
         let rest = redactor.finish();

@@ -1,5 +1,6 @@
-//! End-to-end tests: the real daemon binary, real acpx, the project's mock ACP agent, real
-//! SQLite files and real git repositories.
+//! End-to-end tests: the real daemon binary, either runtime (native, or the real acpx; see
+//! `support::runtime`), the project's mock ACP agent, real SQLite files and real git
+//! repositories.
 
 mod api;
 mod chaos;
@@ -8,6 +9,7 @@ mod cli_compat;
 mod first_hour;
 mod hooks;
 mod lifecycle;
+mod native;
 mod ops;
 mod publish;
 mod recovery;

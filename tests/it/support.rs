@@ -1,5 +1,7 @@
-//! Test harness: the real `telecoder` binary on a loopback port with a temp data dir, the real
-//! acpx from the project's npm manifest, the project's mock ACP agent and real git repos.
+//! Test harness: the real `telecoder` binary on a loopback port with a temp data dir, the
+//! project's mock ACP agent and real git repos. The runtime under test is
+//! `TELECODER_TEST_RUNTIME` (`native`, the default, or `acpx`: the real acpx from the
+//! project's npm manifest); `scripts/test` runs the suite under both.
 
 #![allow(dead_code)]
 
@@ -20,6 +22,34 @@ pub fn acpx() -> PathBuf {
         "acpx is not installed: run scripts/test (it runs `npm ci` first)"
     );
     path
+}
+
+/// The runtime the daemons of this test run use.
+pub fn runtime() -> &'static str {
+    static RUNTIME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(
+        || match std::env::var("TELECODER_TEST_RUNTIME").as_deref() {
+            Ok("acpx") => "acpx",
+            Ok("native") | Err(_) => "native",
+            Ok(other) => panic!("TELECODER_TEST_RUNTIME must be native or acpx, not {other}"),
+        },
+    )
+}
+
+pub fn acpx_runtime() -> bool {
+    runtime() == "acpx"
+}
+
+/// The variables that select the runtime under test (and, for acpx, the pinned acpx).
+pub fn runtime_env() -> Vec<(&'static str, String)> {
+    let mut env = vec![("TELECODER_RUNTIME", runtime().to_owned())];
+    if acpx_runtime() {
+        env.push((
+            "TELECODER_ACPX_COMMAND",
+            acpx().to_string_lossy().into_owned(),
+        ));
+    }
+    env
 }
 
 pub fn mock_agent_command() -> String {
@@ -63,17 +93,22 @@ impl TestRepo {
         let repo = Self { dir };
         repo.git(&["init", "-q", "-b", "main"]);
         std::fs::write(repo.path().join("README.md"), "# demo\n").expect("write");
-        repo.git(&["add", "."]);
-        repo.git(&[
+        repo.commit_all("init");
+        repo
+    }
+
+    /// Commits everything in the working tree.
+    pub fn commit_all(&self, message: &str) {
+        self.git(&["add", "."]);
+        self.git(&[
             "-c",
             "user.name=t",
             "-c",
             "user.email=t@example.com",
             "commit",
             "-qm",
-            "init",
+            message,
         ]);
-        repo
     }
 
     pub fn path(&self) -> &Path {
@@ -122,10 +157,6 @@ fn base_env(data_dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ),
         ("TELECODER_LISTEN_HOST", "127.0.0.1".into()),
         ("TELECODER_LISTEN_PORT", "0".into()),
-        (
-            "TELECODER_ACPX_COMMAND",
-            acpx().to_string_lossy().into_owned(),
-        ),
         ("TELECODER_AGENT_MOCK_COMMAND", mock_agent_command()),
         ("TELECODER_DEFAULT_AGENT", "mock".into()),
         ("TELECODER_SESSION_HEARTBEAT_SECONDS", "1".into()),
@@ -133,6 +164,7 @@ fn base_env(data_dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ("TELECODER_LOG", "info".into()),
     ]
     .into_iter()
+    .chain(runtime_env())
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     for (key, value) in extra {
@@ -460,4 +492,7 @@ pub fn processes_with_env(marker: &str) -> Vec<i32> {
         .collect()
 }
 
-pub const SHORT: Duration = Duration::from_secs(30);
+/// The bound of most waits: generous, since under the acpx runtime every session starts a node
+/// process (~1-2 CPU-s) and the suite shares 2 cores with other work. Passing tests never wait
+/// for it.
+pub const SHORT: Duration = Duration::from_secs(60);

@@ -1,6 +1,9 @@
 //! The acpx runtime: runs `acpx … exec <prompt>` in the workspace and turns its JSON-lines
 //! stdout into a live stream of assistant text.
 
+use super::output::{
+    failure, last_meaningful_line, mentions_permission, read_tail, OutputBuffer, COALESCE_WINDOW,
+};
 use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
 use crate::domain::FailureKind;
 use crate::process::{terminate_group, GroupGuard};
@@ -8,7 +11,7 @@ use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
@@ -21,8 +24,6 @@ const MAX_PROMPT_ARG_BYTES: usize = 100 * 1024;
 /// run to its skill installer before options are parsed. A prompt equal to one goes through
 /// the file instead.
 const ARGV_WIDE_FLAGS: [&str; 1] = ["--skill"];
-/// Output chunks arriving within this window are sent as one event.
-const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 /// acpx enforces `--timeout` itself; our own deadline is the backstop if it does not.
 const DEADLINE_SLACK: Duration = Duration::from_secs(10);
 /// Time the agent gets to exit after SIGTERM before the group is killed.
@@ -31,8 +32,6 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// agent prints).
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 const OVERSIZED_LINE: &str = "\n[output line over 4 MiB skipped]\n";
-/// How much of acpx's diagnostics (stderr, JSON errors) is kept for the error message.
-const DIAGNOSTICS_LIMIT: usize = 16 * 1024;
 
 /// acpx exit codes we interpret.
 const EXIT_TIMEOUT: i32 = 3;
@@ -250,10 +249,6 @@ async fn restore_project_config(request: &AgentRequest, moved: &Path) {
     }
 }
 
-fn failure(kind: FailureKind, message: String) -> AgentFailure {
-    AgentFailure { kind, message }
-}
-
 /// True when the prompt cannot travel as the last argument.
 fn needs_prompt_file(prompt: &str) -> bool {
     prompt.len() > MAX_PROMPT_ARG_BYTES || ARGV_WIDE_FLAGS.contains(&prompt)
@@ -311,7 +306,7 @@ async fn pump_stdout(
         tokio::select! {
             line = lines.next() => match line {
                 Some(Ok(line)) => {
-                    output.absorb_line(&line);
+                    absorb_line(output, &line);
                     // Leading edge: text after a quiet spell goes out at once; a burst that
                     // follows is held until the next tick.
                     if output.quiet_for(COALESCE_WINDOW) {
@@ -327,22 +322,6 @@ async fn pump_stdout(
             _ = sleep_until(deadline) => return Stop::Deadline,
         }
     }
-}
-
-/// Keeps the last part of a stream (acpx's stderr) for error messages.
-async fn read_tail(mut stream: impl AsyncRead + Unpin) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > DIAGNOSTICS_LIMIT {
-            tail.drain(..tail.len() - DIAGNOSTICS_LIMIT);
-        }
-    }
-    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// What one JSON line from acpx contributes.
@@ -371,87 +350,12 @@ fn parse_line(line: &str) -> LineContent {
     LineContent::Nothing
 }
 
-/// Accumulates assistant text (bounded), remembers what is not yet streamed, and keeps
-/// diagnostics for error classification.
-struct OutputBuffer {
-    text: String,
-    pending: String,
-    /// When text was last sent; `None` before the first send.
-    last_flush: Option<std::time::Instant>,
-    diagnostics: String,
-    limit: usize,
-    truncated: bool,
-}
-
-impl OutputBuffer {
-    fn new(limit: usize) -> Self {
-        Self {
-            text: String::new(),
-            pending: String::new(),
-            last_flush: None,
-            diagnostics: String::new(),
-            limit,
-            truncated: false,
-        }
-    }
-
-    /// True when nothing was sent for at least `window`.
-    fn quiet_for(&self, window: Duration) -> bool {
-        self.last_flush.is_none_or(|at| at.elapsed() >= window)
-    }
-
-    fn absorb_line(&mut self, line: &str) {
-        match parse_line(line) {
-            LineContent::Text(text) => self.push_text(&text),
-            LineContent::Error(message) => {
-                if self.diagnostics.len() < DIAGNOSTICS_LIMIT {
-                    self.diagnostics.push_str(&message);
-                    self.diagnostics.push('\n');
-                }
-            }
-            LineContent::Nothing => {}
-        }
-    }
-
-    fn push_text(&mut self, text: &str) {
-        if self.truncated {
-            return;
-        }
-        let room = self.limit.saturating_sub(self.text.len());
-        if text.len() <= room {
-            self.text.push_str(text);
-            self.pending.push_str(text);
-            return;
-        }
-        let mut cut = room;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let marker = format!("\n[output truncated: more than {} bytes]\n", self.limit);
-        for piece in [&text[..cut], marker.as_str()] {
-            self.text.push_str(piece);
-            self.pending.push_str(piece);
-        }
-        self.truncated = true;
-    }
-
-    async fn flush(&mut self, events: &mpsc::Sender<AgentEvent>) {
-        if !self.pending.is_empty() {
-            self.last_flush = Some(std::time::Instant::now());
-            let chunk = std::mem::take(&mut self.pending);
-            let _ = events.send(AgentEvent::Output(chunk)).await;
-        }
-    }
-
-    fn failed(self, kind: FailureKind, message: String) -> AgentReport {
-        self.finish(Err(failure(kind, message)))
-    }
-
-    fn finish(self, outcome: Result<(), AgentFailure>) -> AgentReport {
-        AgentReport {
-            text: self.text,
-            outcome,
-        }
+/// Adds one JSON line from acpx to the output (text) or the diagnostics (errors).
+fn absorb_line(output: &mut OutputBuffer, line: &str) {
+    match parse_line(line) {
+        LineContent::Text(text) => output.push_text(&text),
+        LineContent::Error(message) => output.note(&message),
+        LineContent::Nothing => {}
     }
 }
 
@@ -489,11 +393,7 @@ fn classify(
             ),
         )),
         _ => {
-            let everything = format!("{diagnostics}\n{stderr}").to_ascii_lowercase();
-            let kind = if ["permission", "denied", "approval"]
-                .iter()
-                .any(|word| everything.contains(word))
-            {
+            let kind = if mentions_permission(&format!("{diagnostics}\n{stderr}")) {
                 FailureKind::PolicyDenied
             } else {
                 FailureKind::RuntimeError
@@ -506,29 +406,13 @@ fn classify(
     }
 }
 
-fn last_meaningful_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).rfind(|line| !line.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::PermissionMode;
     use std::os::unix::process::ExitStatusExt;
 
     fn request() -> AgentRequest {
-        AgentRequest {
-            session_id: "abcd1234".into(),
-            work_dir: "/tmp/ws".into(),
-            prompt: "fix it".into(),
-            agent: "codex".into(),
-            command_override: None,
-            permission: PermissionMode::ApproveReads,
-            max_runtime: Duration::from_secs(180),
-            scratch_dir: "/tmp/scratch".into(),
-            max_output_bytes: 1024,
-            env_remove: Vec::new(),
-        }
+        AgentRequest::sample()
     }
 
     #[test]
@@ -606,15 +490,5 @@ mod tests {
         let crash = classify(exit(1), "", "agent crashed\n", &req).unwrap_err();
         assert_eq!(crash.kind, FailureKind::RuntimeError);
         assert_eq!(crash.message, "acpx exited with code 1: agent crashed");
-    }
-
-    #[test]
-    fn output_is_capped_with_a_marker() {
-        let mut buffer = OutputBuffer::new(10);
-        buffer.push_text("12345");
-        buffer.push_text("67890abc");
-        buffer.push_text("zzz");
-        assert!(buffer.text.starts_with("1234567890\n[output truncated"));
-        assert!(!buffer.text.contains("zzz"));
     }
 }

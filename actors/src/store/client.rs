@@ -105,6 +105,19 @@ impl StoreClient {
         .await
     }
 
+    pub async fn record_agent_facts(
+        &self,
+        id: &str,
+        facts: crate::domain::AgentFacts,
+    ) -> Result<()> {
+        self.call(|reply| StoreMsg::RecordAgentFacts {
+            id: id.to_owned(),
+            facts: Box::new(facts.clone()),
+            reply,
+        })
+        .await
+    }
+
     pub async fn append_event(
         &self,
         session_id: &str,

@@ -68,6 +68,12 @@ pub enum StoreMsg {
         pid: Option<u32>,
         reply: RpcReplyPort<Result<()>>,
     },
+    /// Record what the runtime learned about the agent's side (session id, stop reason, usage).
+    RecordAgentFacts {
+        id: String,
+        facts: Box<crate::domain::AgentFacts>,
+        reply: RpcReplyPort<Result<()>>,
+    },
     /// Append one event.
     AppendEvent {
         session_id: String,
@@ -382,6 +388,10 @@ impl Actor for StoreActor {
             StoreMsg::SetAgentPid { id, pid, reply } => {
                 state.write(reply, move |conn, _| queries::set_agent_pid(conn, &id, pid))
             }
+            StoreMsg::RecordAgentFacts { id, facts, reply } => state
+                .write(reply, move |conn, _| {
+                    queries::record_agent_facts(conn, &id, &facts)
+                }),
             StoreMsg::AppendEvent {
                 session_id,
                 kind,

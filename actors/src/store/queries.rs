@@ -16,11 +16,12 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
     created_at, updated_at";
 
-/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, and a pending session's
-/// place in the FIFO run queue (1 = next; 0 for any other status).
+/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, a pending session's
+/// place in the FIFO run queue (1 = next; 0 for any other status), and what the runtime
+/// learned about the agent's side ([`record_agent_facts`]).
 const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END";
+    ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage";
 
 /// Reads a text column into a type that parses from text (an enum stored by name).
 pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -71,6 +72,10 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         pull_request_number: row.get::<_, i64>(29)?.max(0) as u64,
         pull_request_url: row.get(30)?,
         queue_position: row.get(31)?,
+        agent_session_id: row.get(32)?,
+        agent_load_session: row.get(33)?,
+        stop_reason: row.get(34)?,
+        token_usage: serde_json::from_str(&row.get::<_, String>(35)?).ok(),
     })
 }
 
@@ -227,6 +232,33 @@ pub fn set_agent_pid(conn: &mut Connection, id: &str, pid: Option<u32>) -> Resul
     conn.execute(
         "UPDATE sessions SET agent_pid = ?2 WHERE id = ?1",
         params![id, pid],
+    )?;
+    Ok(())
+}
+
+/// Stores what the runtime learned about the agent's side; unset facts keep their value.
+pub fn record_agent_facts(
+    conn: &mut Connection,
+    id: &str,
+    facts: &crate::domain::AgentFacts,
+) -> Result<()> {
+    let usage = facts
+        .token_usage
+        .as_ref()
+        .and_then(|usage| serde_json::to_string(usage).ok());
+    conn.execute(
+        "UPDATE sessions SET agent_session_id = COALESCE(?2, agent_session_id), \
+         agent_load_session = COALESCE(?3, agent_load_session), \
+         stop_reason = COALESCE(?4, stop_reason), token_usage = COALESCE(?5, token_usage), \
+         updated_at = ?6 WHERE id = ?1",
+        params![
+            id,
+            facts.agent_session_id,
+            facts.load_session,
+            facts.stop_reason,
+            usage,
+            time::now()
+        ],
     )?;
     Ok(())
 }
