@@ -461,6 +461,22 @@ const FAMILY_CTE: &str = "WITH RECURSIVE
 /// Lists sessions matching every set filter: newest first, or in family order (attempt,
 /// then creation) when the lineage filter is set.
 pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Session>> {
+    let page = match (filter.limit, filter.offset) {
+        (None, None) => None,
+        (limit, offset) => Some((limit.map_or(-1, i64::from), i64::from(offset.unwrap_or(0)))),
+    };
+    select_sessions(conn, filter, None, page)
+}
+
+/// The query behind [`list_sessions`], also read page by page (`store::pages`): `after` is the
+/// id of the last session already read (keyset paging, so sessions created meanwhile neither
+/// repeat nor shift the pages), `page` an explicit `(limit, offset)`.
+pub(super) fn select_sessions(
+    conn: &Connection,
+    filter: &SessionFilter,
+    after: Option<&str>,
+    page: Option<(i64, i64)>,
+) -> Result<Vec<Session>> {
     let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<(&str, Value)> = Vec::new();
     match filter.status {
@@ -483,27 +499,35 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
         clauses.push("parent_session_id = :parent".into());
         values.push((":parent", Value::Text(parent.clone())));
     }
-    let (prefix, order) = match &filter.lineage {
+    let (prefix, order, keyset) = match &filter.lineage {
         Some(lineage) => {
             clauses.push("id IN (SELECT id FROM family)".into());
             values.push((":lineage", Value::Text(lineage.clone())));
-            (FAMILY_CTE, "attempt ASC, created_at ASC, rowid ASC")
+            (
+                FAMILY_CTE,
+                "attempt ASC, created_at ASC, rowid ASC",
+                "(attempt, created_at, rowid) > \
+                 (SELECT attempt, created_at, rowid FROM sessions WHERE id = :after)",
+            )
         }
-        None => ("", "rowid DESC"),
+        None => (
+            "",
+            "rowid DESC",
+            "rowid < (SELECT rowid FROM sessions WHERE id = :after)",
+        ),
     };
+    if let Some(after) = after {
+        clauses.push(keyset.into());
+        values.push((":after", Value::Text(after.to_owned())));
+    }
     let where_clause = if clauses.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
-    let page = match (filter.limit, filter.offset) {
-        (None, None) => String::new(),
-        (limit, offset) => format!(
-            " LIMIT {} OFFSET {}",
-            limit.map_or(-1, i64::from),
-            offset.unwrap_or(0)
-        ),
-    };
+    let page = page.map_or(String::new(), |(limit, offset)| {
+        format!(" LIMIT {limit} OFFSET {offset}")
+    });
     let sql = format!(
         "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
     );
