@@ -1,4 +1,5 @@
-//! Bearer-token authentication, checked before any route runs. `/health` is public and GitHub
+//! Bearer-token authentication against the scope a route declares (`route::declare`), so the
+//! scope always belongs to the route that serves the request. `/health` is public and GitHub
 //! webhooks authenticate with their HMAC signature instead. Tokens are compared in constant
 //! time.
 

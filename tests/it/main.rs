@@ -8,6 +8,7 @@ mod lifecycle;
 mod ops;
 mod publish;
 mod recovery;
+mod sec_edge;
 mod security;
 mod streaming;
 mod support;

@@ -250,9 +250,122 @@ impl TestDaemon {
 }
 
 impl Drop for TestDaemon {
+    /// A test that ends (or panics) leaves nothing running: the daemon is frozen so it
+    /// starts nothing new, then it, every process it started (agents run in process groups
+    /// of their own) and every process carrying one of its sessions' markers (orphans of an
+    /// earlier instance on the same data directory included) are killed with their groups.
     fn drop(&mut self) {
+        let mut doomed = Vec::new();
+        if let Some(child) = &self.child {
+            let pid = child.id() as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+            doomed = descendants(pid);
+        }
         self.kill9();
+        doomed.extend(marked_processes(&session_ids(&self.data_dir)));
+        kill_with_groups(&doomed);
     }
+}
+
+/// Every session id in a data directory's database (none when it cannot be read).
+fn session_ids(data_dir: &Path) -> Vec<String> {
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        data_dir.join("telecoder.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = db.prepare("SELECT id FROM sessions") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |row| row.get::<_, String>(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// `(pid, parent pid, process group)` of every live process.
+fn process_table() -> Vec<(i32, i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses; fields follow the last ')'.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            let ppid = fields.next()?.parse().ok()?;
+            let pgrp = fields.next()?.parse().ok()?;
+            Some((pid, ppid, pgrp))
+        })
+        .collect()
+}
+
+/// `(pid, process group)` of every process below `root`.
+fn descendants(root: i32) -> Vec<(i32, i32)> {
+    let table = process_table();
+    let mut found = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for &(pid, ppid, pgrp) in &table {
+            if ppid == parent && !found.iter().any(|(p, _)| *p == pid) {
+                found.push((pid, pgrp));
+                parents.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// `(pid, process group)` of live processes carrying any of these sessions' markers.
+fn marked_processes(session_ids: &[String]) -> Vec<(i32, i32)> {
+    if session_ids.is_empty() {
+        return Vec::new();
+    }
+    let markers: Vec<Vec<u8>> = session_ids
+        .iter()
+        .map(|id| format!("TELECODER_SESSION_ID={id}").into_bytes())
+        .collect();
+    process_table()
+        .into_iter()
+        .filter(|(pid, _, _)| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|entry| markers.iter().any(|m| m.as_slice() == entry))
+            })
+        })
+        .map(|(pid, _, pgrp)| (pid, pgrp))
+        .collect()
+}
+
+/// SIGKILL to each process and to its group, except the test runner's own group.
+fn kill_with_groups(processes: &[(i32, i32)]) {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::{getpgrp, Pid};
+    let own = getpgrp().as_raw();
+    for &(pid, pgrp) in processes {
+        if pgrp > 1 && pgrp != own {
+            let _ = killpg(Pid::from_raw(pgrp), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Resident memory of a process in kB (0 when it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A blocking HTTP client for the API.
@@ -272,9 +385,15 @@ pub struct Reply {
 impl Api {
     pub fn new(base: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No pooled connections: a request never lands on a connection the daemon is closing
+        // for idleness, whatever its idle timeouts are.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client");
         Self {
             base: base.to_owned(),
-            http: reqwest::Client::new(),
+            http,
             runtime: Arc::new(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
