@@ -2,7 +2,7 @@
 //! from the store in bounded pages with long data in slices: however long the session and
 //! however slow the client, one reader holds a page and a slice, not the story.
 
-use super::stream::{streamed, BodyWriter, End};
+use super::stream::{json_stream, BodyWriter, End};
 use super::AppState;
 use telecoder_actors::domain::{Event, SessionId};
 use telecoder_actors::store::pages::{EventHead, INLINE_EVENT_BYTES};
@@ -163,19 +163,14 @@ pub fn head_of(event: &Event) -> EventHead {
 /// `GET /api/sessions/:id/events` as JSON: the array streamed from the store, starting with
 /// the page already read (`first`).
 pub fn json_response(state: AppState, id: SessionId, first: Vec<EventHead>) -> Response {
-    streamed("application/json", move |mut out| async move {
+    json_stream(move |mut out| async move {
         let store = state.daemon.store().clone();
-        let result: Result<(), End> = async {
-            out.push(b"[");
+        let result = async {
             let mut page = first;
-            let mut written = 0usize;
             while let Some(last) = page.last().map(|head| head.id) {
                 for head in &page {
-                    if written > 0 {
-                        out.push(b",");
-                    }
+                    out.separate();
                     write_json(&store, head, &mut out).await?;
-                    written += 1;
                     out.flush_if_full().await?;
                 }
                 page = store
@@ -183,13 +178,10 @@ pub fn json_response(state: AppState, id: SessionId, first: Vec<EventHead>) -> R
                     .await
                     .map_err(|err| End::Failed(err.to_string()))?;
             }
-            out.push(b"]");
-            out.flush().await
+            Ok(())
         }
         .await;
-        if let Err(End::Failed(why)) = result {
-            out.abort(why).await;
-        }
+        (out, result)
     })
 }
 

@@ -33,6 +33,8 @@ pub enum End {
 pub struct BodyWriter {
     tx: mpsc::Sender<Chunk>,
     buf: Vec<u8>,
+    /// Array elements written so far (for the commas between them).
+    items: u64,
 }
 
 impl BodyWriter {
@@ -43,6 +45,14 @@ impl BodyWriter {
 
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Starts the next element of a JSON array (a comma after the first).
+    pub fn separate(&mut self) {
+        if self.items > 0 {
+            self.buf.push(b',');
+        }
+        self.items += 1;
     }
 
     /// Sends what is buffered; waits while the client is [`QUEUE`] chunks behind.
@@ -97,6 +107,7 @@ where
     tokio::spawn(produce(BodyWriter {
         tx,
         buf: Vec::new(),
+        items: 0,
     }));
     let mut response = warp::reply::stream(Drain(rx)).into_response();
     let headers = response.headers_mut();
@@ -119,6 +130,29 @@ impl Paging {
     }
 }
 
+/// A streamed JSON array: `write_items` writes the elements (each after
+/// [`BodyWriter::separate`]) and hands the writer back; a failure cuts the body.
+pub fn json_stream<F, Fut>(write_items: F) -> Response
+where
+    F: FnOnce(BodyWriter) -> Fut + Send + 'static,
+    Fut: Future<Output = (BodyWriter, Result<(), End>)> + Send + 'static,
+{
+    streamed("application/json", move |mut out| async move {
+        out.push(b"[");
+        let (mut out, result) = write_items(out).await;
+        let result = match result {
+            Ok(()) => {
+                out.push(b"]");
+                out.flush().await
+            }
+            failed => failed,
+        };
+        if let Err(End::Failed(why)) = result {
+            out.abort(why).await;
+        }
+    })
+}
+
 /// A JSON array streamed page by page: `first` is the first page, already read (so that
 /// failures before the answer starts get a proper status); `next(last, size)` reads the `size`
 /// items after `last`. A short page, or `paging.total` items, ends the array.
@@ -128,15 +162,12 @@ where
     F: FnMut(&T, u32) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Vec<T>, telecoder_actors::Error>> + Send,
 {
-    streamed("application/json", move |mut out| async move {
-        let result: Result<(), End> = async {
-            out.push(b"[");
+    json_stream(move |mut out| async move {
+        let result = async {
             let (mut page, mut asked, mut written) = (first, paging.first(), 0u32);
             loop {
                 for item in &page {
-                    if written > 0 {
-                        out.push(b",");
-                    }
+                    out.separate();
                     serde_json::to_writer(out.buf(), item)
                         .map_err(|err| End::Failed(err.to_string()))?;
                     written += 1;
@@ -147,19 +178,15 @@ where
                     .last()
                     .filter(|_| page.len() as u32 >= asked && size > 0);
                 let Some(last) = last else {
-                    break;
+                    return Ok(());
                 };
                 asked = size;
                 page = next(last, size)
                     .await
                     .map_err(|err| End::Failed(err.to_string()))?;
             }
-            out.push(b"]");
-            out.flush().await
         }
         .await;
-        if let Err(End::Failed(why)) = result {
-            out.abort(why).await;
-        }
+        (out, result)
     })
 }

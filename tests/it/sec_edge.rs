@@ -529,10 +529,7 @@ fn slow_readers_of_a_large_session_keep_memory_bounded() {
     let daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock flood 8", json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = api.create_id(&repo.path_str(), "@mock flood 8");
     let session = api.wait_finished(&id, Duration::from_secs(180));
     assert_eq!(session["status"], "complete", "{}", session["error"]);
     let result = session["resultText"]
@@ -726,11 +723,13 @@ fn the_bearer_scheme_is_case_insensitive() {
     );
 }
 
-/// Reads an SSE stream to its end; returns the raw text and whether it ended cleanly.
+/// Reads an SSE stream to its end, calling `on_text` with all text so far after each chunk;
+/// returns the text and whether the stream ended cleanly (not cut).
 async fn read_sse(
     http: &reqwest::Client,
     url: String,
     last_event_id: Option<i64>,
+    mut on_text: impl FnMut(&str),
 ) -> (String, bool) {
     let mut request = http.get(url).header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
@@ -741,7 +740,10 @@ async fn read_sse(
     let mut text = String::new();
     loop {
         match response.chunk().await {
-            Ok(Some(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Some(chunk)) => {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                on_text(&text);
+            }
             Ok(None) => return (text, true),
             Err(_) => return (text, false),
         }
@@ -753,10 +755,7 @@ fn a_stream_resumed_after_the_last_event_of_a_finished_session_ends_at_once() {
     let daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock say done soon", json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = api.create_id(&repo.path_str(), "@mock say done soon");
     api.wait_finished(&id, SHORT);
     let last = api
         .events(&id)
@@ -773,7 +772,7 @@ fn a_stream_resumed_after_the_last_event_of_a_finished_session_ends_at_once() {
         let (text, clean) = api.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(30),
-                read_sse(api.http(), url.clone(), last_event_id),
+                read_sse(api.http(), url.clone(), last_event_id, |_| {}),
             )
             .await
             .expect("the stream ends instead of hanging")
@@ -788,38 +787,18 @@ fn shutdown_ends_open_streams_with_a_final_event() {
     let mut daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "@mock hang", json!({}))["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let id = api.create_id(&repo.path_str(), "@mock hang");
     api.wait_status(&id, "running", SHORT);
     let url = format!("{}/api/sessions/{id}/events", daemon.url);
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn({
         let api = Api::new(&daemon.url);
         move || {
-            api.block_on(async {
-                let mut response = api
-                    .http()
-                    .get(url)
-                    .header("accept", "text/event-stream")
-                    .send()
-                    .await
-                    .expect("stream opens");
-                let mut text = String::new();
-                loop {
-                    match response.chunk().await {
-                        Ok(Some(chunk)) => {
-                            text.push_str(&String::from_utf8_lossy(&chunk));
-                            if text.contains("hanging") {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(None) => return (text, true),
-                        Err(_) => return (text, false),
-                    }
+            api.block_on(read_sse(api.http(), url, None, |text| {
+                if text.contains("hanging") {
+                    let _ = tx.send(());
                 }
-            })
+            }))
         }
     });
     rx.recv_timeout(SHORT).expect("the stream is live");
@@ -841,21 +820,8 @@ fn a_panicking_test_leaves_no_agent_behind() {
         let daemon = TestDaemon::start();
         let repo = TestRepo::new();
         let api = daemon.api();
-        let id = api.create(&repo.path_str(), "@mock spawn-tree", json!({}))["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let tree = wait_for("agent pids", SHORT, || {
-            api.events(&id)
-                .iter()
-                .filter_map(|e| e["data"].as_str())
-                .find(|d| d.starts_with("pids:"))
-                .map(|d| {
-                    d.split_whitespace()
-                        .filter_map(|p| p.parse().ok())
-                        .collect::<Vec<i32>>()
-                })
-        });
+        let id = api.create_id(&repo.path_str(), "@mock spawn-tree");
+        let tree = api.spawned_pids(&id);
         let mut all = session_processes(&id);
         all.extend(tree);
         *pids.lock().unwrap_or_else(|e| e.into_inner()) = all;

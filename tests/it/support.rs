@@ -460,6 +460,31 @@ impl Api {
         reply.body
     }
 
+    /// Creates a session with default options and returns its id (asserting 201).
+    #[track_caller]
+    pub fn create_id(&self, repo: &str, prompt: &str) -> String {
+        self.create(repo, prompt, json!({}))["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The pids a `@mock spawn-tree` agent reported (its child and grandchild).
+    #[track_caller]
+    pub fn spawned_pids(&self, id: &str) -> Vec<i32> {
+        wait_for("agent pids", SHORT, || {
+            self.events(id)
+                .iter()
+                .filter_map(|e| e["data"].as_str())
+                .find(|d| d.starts_with("pids:"))
+                .map(|d| {
+                    d.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<i32>>()
+                })
+        })
+    }
+
     pub fn session(&self, id: &str) -> Value {
         let reply = self.get(&format!("/api/sessions/{id}"));
         assert_eq!(reply.status, 200, "get session {id}: {}", reply.body);
