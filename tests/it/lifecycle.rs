@@ -91,24 +91,37 @@ fn session_runs_to_a_structured_outcome() {
 
 #[test]
 fn failures_are_classified() {
-    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    // Only the hang needs the short prompt timeout: on a loaded machine the crash and error
+    // cases could otherwise lose a race against it before the agent even starts.
+    let daemon = TestDaemon::start();
+    let short_timeout = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
     let repo = TestRepo::new();
-    let api = daemon.api();
+    let (patient, impatient) = (daemon.api(), short_timeout.api());
     let cases = [
-        ("@mock crash", "runtime_error", "acpx exited with code 1"),
-        ("@mock error", "runtime_error", "mock agent failure"),
-        ("@mock hang", "timeout", "timed out"),
+        (
+            &patient,
+            "@mock crash",
+            "runtime_error",
+            "acpx exited with code 1",
+        ),
+        (
+            &patient,
+            "@mock error",
+            "runtime_error",
+            "mock agent failure",
+        ),
+        (&impatient, "@mock hang", "timeout", "timed out"),
     ];
     let ids: Vec<String> = cases
         .iter()
-        .map(|(prompt, _, _)| {
+        .map(|(api, prompt, _, _)| {
             api.create(&repo.path_str(), prompt, json!({}))["id"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         })
         .collect();
-    for (id, (prompt, kind, message)) in ids.iter().zip(cases) {
+    for (id, (api, prompt, kind, message)) in ids.iter().zip(cases) {
         let session = api.wait_finished(id, SHORT);
         assert_eq!(session["status"], "error", "{prompt}: {session}");
         assert_eq!(session["failureKind"], kind, "{prompt}: {session}");

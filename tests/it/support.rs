@@ -111,6 +111,8 @@ pub struct TestDaemon {
     _data: Option<Arc<TempDir>>,
     env: Vec<(String, String)>,
     pub log: Arc<Mutex<String>>,
+    /// Set once [`Self::restart`] handed the data directory (and its sessions) to a successor.
+    handed_over: bool,
 }
 
 /// The environment every test daemon gets; `extra` overrides.
@@ -204,6 +206,7 @@ impl TestDaemon {
             _data: data,
             env,
             log,
+            handed_over: false,
         }
     }
 
@@ -232,6 +235,7 @@ impl TestDaemon {
     /// A new daemon on the same data directory (after kill9 or terminate).
     pub fn restart(mut self) -> Self {
         self.kill9();
+        self.handed_over = true;
         let data = self._data.take();
         Self::spawn(std::mem::take(&mut self.env), self.data_dir.clone(), data)
     }
@@ -255,6 +259,10 @@ impl Drop for TestDaemon {
     /// of their own) and every process carrying one of its sessions' markers (orphans of an
     /// earlier instance on the same data directory included) are killed with their groups.
     fn drop(&mut self) {
+        if self.handed_over {
+            // The successor's agents and the orphans it is to reap are not ours to kill.
+            return;
+        }
         let mut doomed = Vec::new();
         if let Some(child) = &self.child {
             let pid = child.id() as i32;
