@@ -39,6 +39,38 @@ pub fn telecoder(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         .expect("run telecoder")
 }
 
+/// [`telecoder`] for a command that must end by itself (`serve` refusing a bad setting):
+/// killed and failed when it is still running after `limit`.
+#[track_caller]
+pub fn telecoder_within(
+    env: &[(&str, &str)],
+    args: &[&str],
+    limit: Duration,
+) -> std::process::Output {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_telecoder"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run telecoder");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("telecoder {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("telecoder output")
+}
+
 /// Polls `check` every 50 ms until it yields a value or `timeout` passes.
 #[track_caller]
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
