@@ -278,9 +278,20 @@ fn inbox_limit(query: &Query) -> Result<u32, ApiError> {
 async fn inbox(state: AppState, query: Query) -> Response {
     respond(
         async {
-            let limit = inbox_limit(&query)?;
-            let sessions = state.daemon.inbox(limit).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            let paging = Paging {
+                page: SESSION_PAGE,
+                total: inbox_limit(&query)?,
+            };
+            let store = state.daemon.store().clone();
+            let first = store.inbox_page(None, paging.first()).await?;
+            Ok(stream::json_array(
+                first,
+                paging,
+                move |last: &Session, size| {
+                    let (store, after) = (store.clone(), last.id.clone());
+                    async move { store.inbox_page(Some(after), size).await }
+                },
+            ))
         }
         .await,
     )

@@ -724,13 +724,13 @@ fn the_bearer_scheme_is_case_insensitive() {
     );
 }
 
-/// Reads an SSE stream to its end, calling `on_text` with all text so far after each chunk;
+/// Reads an SSE stream to its end, calling `on_bytes` with all bytes so far after each chunk;
 /// returns the text and whether the stream ended cleanly (not cut).
 async fn read_sse(
     http: &reqwest::Client,
     url: String,
     last_event_id: Option<i64>,
-    mut on_text: impl FnMut(&str),
+    mut on_bytes: impl FnMut(&[u8]),
 ) -> (String, bool) {
     let mut request = http.get(url).header("accept", "text/event-stream");
     if let Some(id) = last_event_id {
@@ -738,17 +738,19 @@ async fn read_sse(
     }
     let mut response = request.send().await.expect("stream opens");
     assert_eq!(response.status(), 200);
-    let mut text = String::new();
-    loop {
+    // Bytes, not text: a chunk may end inside a character.
+    let mut bytes = Vec::new();
+    let clean = loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                text.push_str(&String::from_utf8_lossy(&chunk));
-                on_text(&text);
+                bytes.extend_from_slice(&chunk);
+                on_bytes(&bytes);
             }
-            Ok(None) => return (text, true),
-            Err(_) => return (text, false),
+            Ok(None) => break true,
+            Err(_) => break false,
         }
-    }
+    };
+    (String::from_utf8_lossy(&bytes).into_owned(), clean)
 }
 
 #[test]
@@ -795,8 +797,8 @@ fn shutdown_ends_open_streams_with_a_final_event() {
     let reader = std::thread::spawn({
         let api = Api::new(&daemon.url);
         move || {
-            api.block_on(read_sse(api.http(), url, None, |text| {
-                if text.contains("hanging") {
+            api.block_on(read_sse(api.http(), url, None, |bytes| {
+                if bytes.windows(7).any(|w| w == b"hanging") {
                     let _ = tx.send(());
                 }
             }))
@@ -834,4 +836,169 @@ fn a_panicking_test_leaves_no_agent_behind() {
     wait_for("the agent's processes to die", SHORT, || {
         pids.iter().all(|pid| !process_alive(*pid)).then_some(())
     });
+}
+
+/// SSE frames of a whole stream as (id, type, data), data lines joined.
+fn sse_frames(text: &str) -> Vec<(i64, String, String)> {
+    text.split("\n\n")
+        .filter_map(|frame| {
+            let (mut id, mut kind, mut data) = (None, None, Vec::new());
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = Some(v.trim().to_owned());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                }
+            }
+            Some((id?, kind?, data.join("\n")))
+        })
+        .collect()
+}
+
+#[test]
+fn streamed_lists_page_through_the_store_whole_and_in_order() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    let seed = api.create_id(&repo.path_str(), "@mock say seed");
+    api.wait_finished(&seed, SHORT);
+    let db = daemon.database();
+    // 99 more finished sessions, some sharing an update time (ties must not repeat or vanish).
+    for i in 0..99u32 {
+        db.execute(
+            "INSERT INTO sessions (id, repo, prompt, agent, policy_mode, permission_mode, \
+             write_policy, max_runtime_seconds, runtime_command, status, created_at, updated_at) \
+             SELECT ?1, repo, prompt, agent, policy_mode, permission_mode, write_policy, \
+             max_runtime_seconds, runtime_command, 'complete', created_at, ?2 \
+             FROM sessions WHERE id = ?3",
+            rusqlite::params![
+                format!("{:08x}", 0xa000_0000u32 + i),
+                format!("2030-01-01T00:00:{:02}.000Z", i / 3),
+                seed
+            ],
+        )
+        .expect("insert session");
+    }
+    let newest_first: Vec<String> = {
+        let mut stmt = db
+            .prepare("SELECT id FROM sessions ORDER BY rowid DESC")
+            .expect("prepare");
+        stmt.query_map([], |row| row.get(0))
+            .expect("query")
+            .flatten()
+            .collect()
+    };
+    assert_eq!(newest_first.len(), 100);
+    assert_eq!(ids(&api.list("")), newest_first);
+    assert_eq!(
+        ids(&api.list("?limit=40&offset=5")),
+        newest_first[5..45].to_vec()
+    );
+    assert_eq!(ids(&api.list("?offset=90")), newest_first[90..].to_vec());
+    let inbox = api.get("/api/inbox?limit=200").body;
+    let inbox_ids = ids(inbox.as_array().map(Vec::as_slice).unwrap_or_default());
+    let mut expected: Vec<(String, String)> = {
+        let mut stmt = db
+            .prepare("SELECT updated_at, id FROM sessions ORDER BY updated_at DESC, rowid ASC")
+            .expect("prepare");
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .flatten()
+            .collect()
+    };
+    assert_eq!(inbox_ids.len(), 100, "every finished session, once");
+    assert_eq!(
+        inbox_ids,
+        expected.drain(..).map(|(_, id)| id).collect::<Vec<_>>()
+    );
+
+    // A finished session with many small events, one with a 3-byte character and one with a
+    // CRLF across the 64 KiB slice boundary, so that pages and slices both split somewhere.
+    let long = "0e0e0e0e";
+    db.execute(
+        "INSERT INTO sessions (id, repo, prompt, agent, policy_mode, permission_mode, \
+         write_policy, max_runtime_seconds, runtime_command, status, created_at, updated_at) \
+         SELECT ?1, repo, prompt, agent, policy_mode, permission_mode, write_policy, \
+         max_runtime_seconds, runtime_command, 'complete', created_at, updated_at \
+         FROM sessions WHERE id = ?2",
+        rusqlite::params![long, seed],
+    )
+    .expect("insert session");
+    let euros = "€".repeat(30_000);
+    let crlf = format!("{}\r\n{}", "a".repeat(65_535), "b".repeat(100));
+    for i in 0..=450 {
+        let (kind, data) = match i {
+            100 => ("output", euros.clone()),
+            300 => ("output", crlf.clone()),
+            450 => ("done", "finished".to_owned()),
+            _ => ("output", format!("chunk {i}\n")),
+        };
+        db.execute(
+            "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, 'now')",
+            rusqlite::params![long, kind, data],
+        )
+        .expect("insert event");
+    }
+    let seed = long;
+    let stored: Vec<(i64, String)> = {
+        let mut stmt = db
+            .prepare("SELECT id, data FROM events WHERE session_id = ?1 ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([seed], |row| Ok((row.get(0)?, row.get(1)?)))
+            .expect("query")
+            .flatten()
+            .collect()
+    };
+    let listed: Vec<(i64, String)> = api
+        .events(seed)
+        .iter()
+        .map(|e| {
+            let data = e["data"].as_str().unwrap_or_default().to_owned();
+            (e["id"].as_i64().unwrap_or_default(), data)
+        })
+        .collect();
+    assert_eq!(listed.len(), stored.len());
+    assert!(listed == stored, "the JSON events differ from the store");
+    let url = format!("{}/api/sessions/{seed}/events", daemon.url);
+    let (text, clean) = api.block_on(read_sse(api.http(), url, None, |_| {}));
+    assert!(clean);
+    // SSE carries line breaks as LF (a CR cannot travel in SSE data).
+    let streamed: Vec<(i64, String)> = sse_frames(&text)
+        .into_iter()
+        .map(|(id, _, data)| (id, data))
+        .collect();
+    let expected: Vec<(i64, String)> = stored
+        .iter()
+        .map(|(id, data)| (*id, data.replace("\r\n", "\n")))
+        .collect();
+    assert_eq!(streamed.len(), expected.len());
+    assert!(streamed == expected, "the SSE events differ from the store");
+
+    // A watch's runs, newest first, across pages.
+    let watch = api.post(
+        "/api/watches",
+        &json!({"repo": repo.path_str(), "instructions": "x"}),
+    );
+    let watch_id = watch.body["id"].as_str().unwrap_or_default().to_owned();
+    for i in 0..250 {
+        db.execute(
+            "INSERT INTO watch_runs (watch_id, event_key, created_at) VALUES (?1, ?2, 'now')",
+            rusqlite::params![watch_id, format!("key-{i}")],
+        )
+        .expect("insert run");
+    }
+    let runs = api.get(&format!("/api/watches/{watch_id}/runs")).body;
+    let run_ids: Vec<i64> = runs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_i64())
+        .collect();
+    assert_eq!(run_ids.len(), 250);
+    assert!(
+        run_ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
 }

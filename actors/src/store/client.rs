@@ -350,6 +350,12 @@ impl StoreClient {
             .await
     }
 
+    /// A keyset page of the inbox (see [`super::pages::inbox_page`]).
+    pub async fn inbox_page(&self, after: Option<String>, limit: u32) -> Result<Vec<Session>> {
+        self.read(move |conn| super::pages::inbox_page(conn, after.as_deref(), limit))
+            .await
+    }
+
     /// A keyset page of a watch's runs, newest first, older than run `before`.
     pub async fn runs_page(
         &self,

@@ -3,7 +3,7 @@
 //! page of memory however large the whole answer is; event data too long for a page is read
 //! in byte slices straight from the row, never whole.
 
-use super::queries::select_sessions;
+use super::queries::{inbox_after, select_sessions};
 use crate::domain::{EventKind, Session, SessionFilter};
 use crate::error::Result;
 use rusqlite::{params, Connection};
@@ -85,4 +85,10 @@ pub fn sessions_page(
         Some(_) => 0,
     };
     select_sessions(conn, filter, after, Some((i64::from(limit), offset)))
+}
+
+/// Up to `limit` finished sessions of the inbox after session `after` (most recently updated
+/// first; ties by newest row).
+pub fn inbox_page(conn: &Connection, after: Option<&str>, limit: u32) -> Result<Vec<Session>> {
+    inbox_after(conn, after, limit)
 }
