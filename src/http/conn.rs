@@ -1,5 +1,4 @@
-//! Serving connections: who gets a connection slot, for how long, and what hyper's own error
-//! answers look like.
+//! Serving connections: who gets a connection slot and for how long.
 //!
 //! A connection costs nothing to open, so the policy bounds what silent ones can hold:
 //! - a new connection must send its first byte within [`Limits::first_byte`]; between
@@ -16,25 +15,17 @@
 //!   sockets therefore never starves a real request; it only evicts itself.
 //! - refusals and evictions are logged at most once per [`LOG_EVERY`], with counts.
 //!
-//! hyper answers unparsable requests itself (400, 414, 431) with an empty body; the
-//! connection's writer turns those into the same `{"error": …}` JSON as every other error.
+//! The socket and body wrappers that observe a connection live in `wire`.
 
-use super::errors::error_body;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use super::wire::{Counted, IdleBody, Tracked};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -69,7 +60,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// What one connection is doing, shared by its reader, its requests and the accept loop.
 /// Times are milliseconds since `born`.
-struct Activity {
+pub(super) struct Activity {
     born: Instant,
     /// Reads that returned bytes.
     reads: AtomicU64,
@@ -144,7 +135,7 @@ impl Activity {
         Some(self.born + Duration::from_millis(since) + allowed)
     }
 
-    fn on_read(&self) {
+    pub(super) fn on_read(&self) {
         if self.phase() != Phase::Busy && self.reads.load(SeqCst) == self.rest_reads.load(SeqCst) {
             self.head_at.store(self.now(), SeqCst);
             self.reads.fetch_add(1, SeqCst);
@@ -152,6 +143,11 @@ impl Activity {
         } else {
             self.reads.fetch_add(1, SeqCst);
         }
+    }
+
+    /// Whether a request is being answered (hyper's own error answers come only between).
+    pub(super) fn serving(&self) -> bool {
+        self.in_flight.load(SeqCst) > 0
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
@@ -162,7 +158,7 @@ impl Activity {
 
 /// One request being answered; dropping it (response sent, or abandoned) may put the
 /// connection at rest.
-struct InFlight(Arc<Activity>);
+pub(super) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -176,190 +172,6 @@ impl Drop for InFlight {
             activity.wake.notify_one();
         }
     }
-}
-
-/// A response body that keeps its request counted as in flight until it is dropped.
-struct Counted<B> {
-    inner: B,
-    _request: InFlight,
-}
-
-impl<B: Body + Unpin> Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that fails when the client pauses longer than `idle` mid-body.
-struct IdleBody {
-    inner: Incoming,
-    idle: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Body for IdleBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                self.timer = None;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                let idle = self.idle;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(format!(
-                        "the client sent nothing for {}s in the middle of the body",
-                        idle.as_secs()
-                    )
-                    .into()))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// The socket as hyper sees it: reads are counted, hyper's empty error answers get a body.
-struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-    /// A rewritten answer still to be written.
-    pending: Vec<u8>,
-}
-
-impl Tracked {
-    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.pending.is_empty() {
-            let written =
-                std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.pending.drain(..written);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.on_read();
-        }
-        result
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        std::task::ready!(self.drain(cx))?;
-        if self.activity.in_flight.load(SeqCst) == 0 {
-            if let Some(answer) = with_json_body(buf) {
-                self.pending = answer;
-                // The answer is ours to deliver now; flush and shutdown finish it.
-                let _ = self.drain(cx)?;
-                return Poll::Ready(Ok(buf.len()));
-            }
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.drain(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        std::task::ready!(self.drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// hyper's own answer to a request it could not parse (an error status with an empty body,
-/// written while no request is being served), rewritten with a JSON body. `None` for
-/// anything else. Our own error answers always have a body, and none of our bodies contains
-/// CR, so nothing else matches.
-fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(head).ok()?.strip_suffix("\r\n\r\n")?;
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next()?;
-    let code: u16 = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))?
-        .get(..3)?
-        .parse()
-        .ok()?;
-    let headers: Vec<&str> = lines.collect();
-    let empty = headers
-        .iter()
-        .any(|line| line.eq_ignore_ascii_case("content-length: 0"));
-    if !(400..600).contains(&code) || !empty {
-        return None;
-    }
-    let message = match code {
-        400 => "malformed HTTP request",
-        414 => "request URI is too long",
-        431 => "request headers are too large",
-        _ => "the request could not be read",
-    };
-    let body = error_body(message);
-    let mut answer = format!(
-        "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for line in headers
-        .iter()
-        .filter(|line| !line.to_ascii_lowercase().starts_with("content-length:"))
-    {
-        answer.push_str(line);
-        answer.push_str("\r\n");
-    }
-    answer.push_str("\r\n");
-    answer.push_str(&body);
-    Some(answer.into_bytes())
 }
 
 /// The open connections, for eviction.
@@ -469,26 +281,15 @@ async fn serve_one<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let io = TokioIo::new(Tracked {
-        inner: stream,
-        activity: activity.clone(),
-        pending: Vec::new(),
-    });
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
     let requests = activity.clone();
     let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
         let in_flight = requests.begin();
-        let request = request.map(|inner| IdleBody {
-            inner,
-            idle: limits.body_idle,
-            timer: None,
-        });
+        let request = request.map(|inner| IdleBody::new(inner, limits.body_idle));
         let answer = hyper::service::Service::call(&service, request);
         async move {
             let response: Response<_> = answer.await?;
-            Ok::<_, std::convert::Infallible>(response.map(|inner| Counted {
-                inner,
-                _request: in_flight,
-            }))
+            Ok::<_, std::convert::Infallible>(response.map(|inner| Counted::new(inner, in_flight)))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -590,29 +391,6 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hyper_error_answers_get_a_json_body() {
-        let canned = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\n";
-        let answer = with_json_body(canned).map(String::from_utf8);
-        let Some(Ok(answer)) = answer else {
-            panic!("not rewritten");
-        };
-        assert!(answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(answer.contains("content-type: application/json\r\n"));
-        assert!(answer.contains("date: Thu"));
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_default();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-        assert_eq!(body, r#"{"error":"request headers are too large"}"#);
-        for other in [
-            &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
-            b"HTTP/1.1 404 Not Found\r\ncontent-length: 21\r\n\r\n",
-            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}",
-            b"{\"error\":\"HTTP/1.1 400 x\r\ncontent-length: 0\r\n\r\n\"}",
-        ] {
-            assert!(with_json_body(other).is_none());
-        }
-    }
 
     #[test]
     fn idle_connections_are_evicted_never_busy_ones() {

@@ -18,6 +18,7 @@ mod sse;
 mod stream;
 mod watches;
 mod webhooks;
+mod wire;
 
 use route::{declare, Route, RouteLabel, Scope};
 use std::convert::Infallible;

@@ -3,10 +3,12 @@
 //! page of memory however large the whole answer is; event data too long for a page is read
 //! in byte slices straight from the row, never whole.
 
-use super::queries::{inbox_after, select_sessions};
-use crate::domain::{EventKind, Session, SessionFilter};
+use super::queries::{session_from_row, QUEUE_POSITION, SESSION_COLUMNS};
+use crate::domain::{EventKind, Session, SessionFilter, StatusFilter};
+use crate::error::Error;
 use crate::error::Result;
-use rusqlite::{params, Connection};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Event data up to this many bytes comes inline with its page; longer data is read in
 /// slices with [`event_bytes`].
@@ -87,8 +89,118 @@ pub fn sessions_page(
     select_sessions(conn, filter, after, Some((i64::from(limit), offset)))
 }
 
-/// Up to `limit` finished sessions of the inbox after session `after` (most recently updated
-/// first; ties by newest row).
+/// Up to `limit` finished sessions of the inbox after session `after`: the order of
+/// [`super::queries::inbox`], made total by the rowid the index already carries (so no sort step).
 pub fn inbox_page(conn: &Connection, after: Option<&str>, limit: u32) -> Result<Vec<Session>> {
-    inbox_after(conn, after, limit)
+    let cursor: Option<(String, i64)> = match after {
+        None => None,
+        Some(id) => {
+            let found = conn
+                .query_row(
+                    "SELECT updated_at, rowid FROM sessions WHERE id = ?1",
+                    params![id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some(found) = found else {
+                return Ok(Vec::new());
+            };
+            Some(found)
+        }
+    };
+    let (updated_at, rowid) = cursor.unzip();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions INDEXED BY sessions_inbox \
+         WHERE status IN ('complete', 'error') \
+         AND (?1 IS NULL OR updated_at < ?1 OR (updated_at = ?1 AND rowid > ?2)) \
+         ORDER BY updated_at DESC, rowid ASC LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(params![updated_at, rowid, limit], session_from_row)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+}
+
+/// The rerun family of `id`: its root ancestor and every descendant of that root.
+const FAMILY_CTE: &str = "WITH RECURSIVE
+    up(id, parent) AS (
+        SELECT id, parent_session_id FROM sessions WHERE id = :lineage
+        UNION SELECT s.id, s.parent_session_id FROM sessions s JOIN up ON s.id = up.parent
+    ),
+    root(id) AS (
+        SELECT id FROM up WHERE parent = '' OR parent NOT IN (SELECT id FROM sessions) LIMIT 1
+    ),
+    family(id) AS (
+        SELECT id FROM root
+        UNION SELECT s.id FROM sessions s JOIN family f ON s.parent_session_id = f.id
+    ) ";
+
+/// The query behind [`super::queries::list_sessions`], also read page by page: `after` is the
+/// id of the last session already read (keyset paging, so sessions created meanwhile neither
+/// repeat nor shift the pages), `page` an explicit `(limit, offset)`.
+pub(super) fn select_sessions(
+    conn: &Connection,
+    filter: &SessionFilter,
+    after: Option<&str>,
+    page: Option<(i64, i64)>,
+) -> Result<Vec<Session>> {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<(&str, Value)> = Vec::new();
+    match filter.status {
+        Some(StatusFilter::Active) => clauses.push("status IN ('pending', 'running')".into()),
+        Some(StatusFilter::Is(status)) => {
+            clauses.push("status = :status".into());
+            values.push((":status", Value::Text(status.as_str().into())));
+        }
+        None => {}
+    }
+    if let Some(agent) = &filter.agent {
+        clauses.push("agent = :agent".into());
+        values.push((":agent", Value::Text(agent.clone())));
+    }
+    if let Some(policy) = filter.policy {
+        clauses.push("policy_mode = :policy".into());
+        values.push((":policy", Value::Text(policy.as_str().into())));
+    }
+    if let Some(parent) = &filter.parent {
+        clauses.push("parent_session_id = :parent".into());
+        values.push((":parent", Value::Text(parent.clone())));
+    }
+    let (prefix, order, keyset) = match &filter.lineage {
+        Some(lineage) => {
+            clauses.push("id IN (SELECT id FROM family)".into());
+            values.push((":lineage", Value::Text(lineage.clone())));
+            (
+                FAMILY_CTE,
+                "attempt ASC, created_at ASC, rowid ASC",
+                "(attempt, created_at, rowid) > \
+                 (SELECT attempt, created_at, rowid FROM sessions WHERE id = :after)",
+            )
+        }
+        None => (
+            "",
+            "rowid DESC",
+            "rowid < (SELECT rowid FROM sessions WHERE id = :after)",
+        ),
+    };
+    if let Some(after) = after {
+        clauses.push(keyset.into());
+        values.push((":after", Value::Text(after.to_owned())));
+    }
+    let where_clause = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let page = page.map_or(String::new(), |(limit, offset)| {
+        format!(" LIMIT {limit} OFFSET {offset}")
+    });
+    let sql = format!(
+        "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
+        .iter()
+        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
+        .collect();
+    let rows = stmt.query_map(named.as_slice(), session_from_row)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }

@@ -3,14 +3,13 @@
 
 use crate::domain::{
     time, Event, EventKind, FailureKind, Outcome, Session, SessionFilter, SessionStatus,
-    StatusFilter,
 };
 use crate::error::{Error, Result};
-use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::str::FromStr;
 
-const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
+pub(super) const SESSION_COLUMNS: &str =
+    "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
     permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
     work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
@@ -18,7 +17,7 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
 
 /// Read-only columns after [`SESSION_COLUMNS`]: the published PR, and a pending session's
 /// place in the FIFO run queue (1 = next; 0 for any other status).
-const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+pub(super) const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
     ELSE 0 END";
 
@@ -34,7 +33,7 @@ pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite:
     })
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: row.get(0)?,
         repo: row.get(1)?,
@@ -444,20 +443,6 @@ pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     .map_err(Error::from)
 }
 
-/// The rerun family of `id`: its root ancestor and every descendant of that root.
-const FAMILY_CTE: &str = "WITH RECURSIVE
-    up(id, parent) AS (
-        SELECT id, parent_session_id FROM sessions WHERE id = :lineage
-        UNION SELECT s.id, s.parent_session_id FROM sessions s JOIN up ON s.id = up.parent
-    ),
-    root(id) AS (
-        SELECT id FROM up WHERE parent = '' OR parent NOT IN (SELECT id FROM sessions) LIMIT 1
-    ),
-    family(id) AS (
-        SELECT id FROM root
-        UNION SELECT s.id FROM sessions s JOIN family f ON s.parent_session_id = f.id
-    ) ";
-
 /// Lists sessions matching every set filter: newest first, or in family order (attempt,
 /// then creation) when the lineage filter is set.
 pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Session>> {
@@ -465,79 +450,7 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
         (None, None) => None,
         (limit, offset) => Some((limit.map_or(-1, i64::from), i64::from(offset.unwrap_or(0)))),
     };
-    select_sessions(conn, filter, None, page)
-}
-
-/// The query behind [`list_sessions`], also read page by page (`store::pages`): `after` is the
-/// id of the last session already read (keyset paging, so sessions created meanwhile neither
-/// repeat nor shift the pages), `page` an explicit `(limit, offset)`.
-pub(super) fn select_sessions(
-    conn: &Connection,
-    filter: &SessionFilter,
-    after: Option<&str>,
-    page: Option<(i64, i64)>,
-) -> Result<Vec<Session>> {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<(&str, Value)> = Vec::new();
-    match filter.status {
-        Some(StatusFilter::Active) => clauses.push("status IN ('pending', 'running')".into()),
-        Some(StatusFilter::Is(status)) => {
-            clauses.push("status = :status".into());
-            values.push((":status", Value::Text(status.as_str().into())));
-        }
-        None => {}
-    }
-    if let Some(agent) = &filter.agent {
-        clauses.push("agent = :agent".into());
-        values.push((":agent", Value::Text(agent.clone())));
-    }
-    if let Some(policy) = filter.policy {
-        clauses.push("policy_mode = :policy".into());
-        values.push((":policy", Value::Text(policy.as_str().into())));
-    }
-    if let Some(parent) = &filter.parent {
-        clauses.push("parent_session_id = :parent".into());
-        values.push((":parent", Value::Text(parent.clone())));
-    }
-    let (prefix, order, keyset) = match &filter.lineage {
-        Some(lineage) => {
-            clauses.push("id IN (SELECT id FROM family)".into());
-            values.push((":lineage", Value::Text(lineage.clone())));
-            (
-                FAMILY_CTE,
-                "attempt ASC, created_at ASC, rowid ASC",
-                "(attempt, created_at, rowid) > \
-                 (SELECT attempt, created_at, rowid FROM sessions WHERE id = :after)",
-            )
-        }
-        None => (
-            "",
-            "rowid DESC",
-            "rowid < (SELECT rowid FROM sessions WHERE id = :after)",
-        ),
-    };
-    if let Some(after) = after {
-        clauses.push(keyset.into());
-        values.push((":after", Value::Text(after.to_owned())));
-    }
-    let where_clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
-    let page = page.map_or(String::new(), |(limit, offset)| {
-        format!(" LIMIT {limit} OFFSET {offset}")
-    });
-    let sql = format!(
-        "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = stmt.query_map(named.as_slice(), session_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    super::pages::select_sessions(conn, filter, None, page)
 }
 
 /// Finished sessions, most recently updated first. Read straight off the partial inbox index
@@ -549,40 +462,6 @@ pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
          WHERE status IN ('complete', 'error') ORDER BY updated_at DESC LIMIT ?1"
     ))?;
     let rows = stmt.query_map(params![limit], session_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
-}
-
-/// The inbox page after session `after`, for the streamed inbox (`store::pages`): the order
-/// of [`inbox`], made total by the rowid the index already carries (so no sort step).
-pub(super) fn inbox_after(
-    conn: &Connection,
-    after: Option<&str>,
-    limit: u32,
-) -> Result<Vec<Session>> {
-    let cursor: Option<(String, i64)> = match after {
-        None => None,
-        Some(id) => {
-            let found = conn
-                .query_row(
-                    "SELECT updated_at, rowid FROM sessions WHERE id = ?1",
-                    params![id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let Some(found) = found else {
-                return Ok(Vec::new());
-            };
-            Some(found)
-        }
-    };
-    let (updated_at, rowid) = cursor.unzip();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions INDEXED BY sessions_inbox \
-         WHERE status IN ('complete', 'error') \
-         AND (?1 IS NULL OR updated_at < ?1 OR (updated_at = ?1 AND rowid > ?2)) \
-         ORDER BY updated_at DESC, rowid ASC LIMIT ?3"
-    ))?;
-    let rows = stmt.query_map(params![updated_at, rowid, limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
 
