@@ -1,6 +1,7 @@
 //! Configuration from the environment, validated once at start-up. A bad value stops the
 //! program with one line naming the variable.
 
+use crate::http::browser::{parse_list, AllowedHost, BrowserPolicy, WebOrigin};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub struct Config {
     pub tokens: Tokens,
     /// `TELECODER_LOG_FORMAT=json` makes every log line a JSON object.
     pub json_logs: bool,
+    /// `TELECODER_ALLOWED_ORIGINS` and `TELECODER_ALLOWED_HOSTS`: the exceptions to the
+    /// browser checks (see `http::browser`).
+    pub browser: BrowserPolicy,
 }
 
 /// The API's bearer tokens by scope.
@@ -133,6 +137,17 @@ fn allowed_repos(lookup: Lookup<'_>) -> Result<Vec<glob::Pattern>, ConfigError> 
             })
         })
         .collect()
+}
+
+/// The browser checks' exceptions, each entry validated.
+fn browser_policy(lookup: Lookup<'_>) -> Result<BrowserPolicy, ConfigError> {
+    let list = |name: &'static str| value(lookup, name).unwrap_or_default();
+    Ok(BrowserPolicy {
+        allowed_origins: parse_list::<WebOrigin>(&list("TELECODER_ALLOWED_ORIGINS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_ORIGINS", err))?,
+        allowed_hosts: parse_list::<AllowedHost>(&list("TELECODER_ALLOWED_HOSTS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_HOSTS", err))?,
+    })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -359,6 +374,7 @@ impl Config {
             github_webhook_secret,
             tokens,
             json_logs,
+            browser: browser_policy(lookup)?,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -431,6 +447,33 @@ impl Config {
                 command.clone(),
             )
         }));
+        let joined = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        rows.push((
+            "TELECODER_ALLOWED_ORIGINS".into(),
+            joined(
+                self.browser
+                    .allowed_origins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
+        rows.push((
+            "TELECODER_ALLOWED_HOSTS".into(),
+            joined(
+                self.browser
+                    .allowed_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
         let secret = if self.github_webhook_secret.is_some() {
             "(set)"
         } else {
@@ -504,6 +547,17 @@ mod tests {
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
             ),
             (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
+            (
+                vec![(
+                    "TELECODER_ALLOWED_ORIGINS",
+                    "https://ok.example, evil.example/x",
+                )],
+                "TELECODER_ALLOWED_ORIGINS",
+            ),
+            (
+                vec![("TELECODER_ALLOWED_HOSTS", "*.example.com")],
+                "TELECODER_ALLOWED_HOSTS",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);

@@ -15,6 +15,7 @@ mod publish;
 mod recovery;
 mod repo_paths;
 mod sec_agent;
+mod sec_edge;
 mod security;
 mod streaming;
 mod support;

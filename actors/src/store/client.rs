@@ -320,4 +320,68 @@ impl StoreClient {
         })
         .await
     }
+
+    /// Runs `query` on a pooled read connection: the one place a read query needs besides
+    /// its function (`query` may run again if the store restarts meanwhile).
+    pub async fn read<T: Send + 'static>(
+        &self,
+        query: impl Fn(&rusqlite::Connection) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            let query = query.clone();
+            StoreMsg::Read(Box::new(move |pool: &super::pool::ReadPool| {
+                let _ = reply.send(pool.with(query));
+            }))
+        })
+        .await
+    }
+
+    /// A page of a session's events after `after` (see [`super::pages::event_heads`]).
+    pub async fn event_heads(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: u32,
+        budget: usize,
+    ) -> Result<Vec<super::pages::EventHead>> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| super::pages::event_heads(conn, &session_id, after, limit, budget))
+            .await
+    }
+
+    /// A byte slice of one event's data (see [`super::pages::event_bytes`]).
+    pub async fn event_bytes(&self, event_id: i64, offset: usize, len: usize) -> Result<Vec<u8>> {
+        self.read(move |conn| super::pages::event_bytes(conn, event_id, offset, len))
+            .await
+    }
+
+    /// A keyset page of the session list (see [`super::pages::sessions_page`]).
+    pub async fn sessions_page(
+        &self,
+        filter: &SessionFilter,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Session>> {
+        let filter = filter.clone();
+        self.read(move |conn| super::pages::sessions_page(conn, &filter, after.as_deref(), limit))
+            .await
+    }
+
+    /// A keyset page of the inbox (see [`super::pages::inbox_page`]).
+    pub async fn inbox_page(&self, after: Option<String>, limit: u32) -> Result<Vec<Session>> {
+        self.read(move |conn| super::pages::inbox_page(conn, after.as_deref(), limit))
+            .await
+    }
+
+    /// A keyset page of a watch's runs, newest first, older than run `before`.
+    pub async fn runs_page(
+        &self,
+        watch_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<WatchRun>> {
+        let watch_id = watch_id.to_owned();
+        self.read(move |conn| super::watches::runs_page(conn, &watch_id, before, limit))
+            .await
+    }
 }

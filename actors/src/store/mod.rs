@@ -7,6 +7,7 @@
 //! the supervisor restarts it (which reopens the database).
 
 pub mod client;
+pub mod pages;
 mod pool;
 pub mod queries;
 pub mod schema;
@@ -34,6 +35,10 @@ pub const STORE_NAME: &str = "telecoder.store";
 /// A unit of work for the writer thread. Returns a message when the database failed in a way
 /// that needs a reopen.
 type WriteJob = Box<dyn FnOnce(&mut Connection) -> Option<String> + Send>;
+
+/// A typed read on the pool that sends its own reply (see [`StoreClient::read`]): a new read
+/// query needs no message variant of its own.
+type ReadJob = Box<dyn FnOnce(&ReadPool) + Send>;
 
 /// Messages the store understands. Each request carries its reply port.
 pub enum StoreMsg {
@@ -192,6 +197,8 @@ pub enum StoreMsg {
         received_before: String,
         reply: RpcReplyPort<Result<Vec<(String, String, String)>>>,
     },
+    /// Run a read-only job on a pooled connection (page-by-page reads for streamed answers).
+    Read(ReadJob),
     /// How many messages this store has handled (admin view).
     Inspect(RpcReplyPort<u64>),
     /// The database's schema version, file size (with WAL) and sessions by status.
@@ -265,6 +272,21 @@ impl StoreState {
             };
             let _ = tokio::task::spawn_blocking(move || {
                 let _ = reply.send(reads.with(query));
+                drop(slot);
+            })
+            .await;
+        });
+    }
+
+    /// Runs a [`ReadJob`] under the same concurrency limit as [`Self::read`].
+    fn run(&self, job: ReadJob) {
+        let (reads, slots) = (self.reads.clone(), self.read_slots.clone());
+        tokio::spawn(async move {
+            let Ok(slot) = slots.acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                job(&reads);
                 drop(slot);
             })
             .await;
@@ -515,6 +537,7 @@ impl Actor for StoreActor {
             } => state.read(reply, move |conn| {
                 watches::pending_deliveries(conn, &received_before)
             }),
+            StoreMsg::Read(job) => state.run(job),
             StoreMsg::Inspect(reply) => {
                 let _ = reply.send(state.handled);
             }

@@ -3,14 +3,13 @@
 
 use crate::domain::{
     time, Event, EventKind, FailureKind, Outcome, Session, SessionFilter, SessionStatus,
-    StatusFilter,
 };
 use crate::error::{Error, Result};
-use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::str::FromStr;
 
-const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
+pub(super) const SESSION_COLUMNS: &str =
+    "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
     permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
     work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
@@ -19,7 +18,7 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
 /// Read-only columns after [`SESSION_COLUMNS`]: the published PR, a pending session's
 /// place in the FIFO run queue (1 = next; 0 for any other status), and what the runtime
 /// learned about the agent's side ([`record_agent_facts`]).
-const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+pub(super) const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
     ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage";
 
@@ -35,7 +34,7 @@ pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite:
     })
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: row.get(0)?,
         repo: row.get(1)?,
@@ -476,76 +475,14 @@ pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     .map_err(Error::from)
 }
 
-/// The rerun family of `id`: its root ancestor and every descendant of that root.
-const FAMILY_CTE: &str = "WITH RECURSIVE
-    up(id, parent) AS (
-        SELECT id, parent_session_id FROM sessions WHERE id = :lineage
-        UNION SELECT s.id, s.parent_session_id FROM sessions s JOIN up ON s.id = up.parent
-    ),
-    root(id) AS (
-        SELECT id FROM up WHERE parent = '' OR parent NOT IN (SELECT id FROM sessions) LIMIT 1
-    ),
-    family(id) AS (
-        SELECT id FROM root
-        UNION SELECT s.id FROM sessions s JOIN family f ON s.parent_session_id = f.id
-    ) ";
-
 /// Lists sessions matching every set filter: newest first, or in family order (attempt,
 /// then creation) when the lineage filter is set.
 pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Session>> {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<(&str, Value)> = Vec::new();
-    match filter.status {
-        Some(StatusFilter::Active) => clauses.push("status IN ('pending', 'running')".into()),
-        Some(StatusFilter::Is(status)) => {
-            clauses.push("status = :status".into());
-            values.push((":status", Value::Text(status.as_str().into())));
-        }
-        None => {}
-    }
-    if let Some(agent) = &filter.agent {
-        clauses.push("agent = :agent".into());
-        values.push((":agent", Value::Text(agent.clone())));
-    }
-    if let Some(policy) = filter.policy {
-        clauses.push("policy_mode = :policy".into());
-        values.push((":policy", Value::Text(policy.as_str().into())));
-    }
-    if let Some(parent) = &filter.parent {
-        clauses.push("parent_session_id = :parent".into());
-        values.push((":parent", Value::Text(parent.clone())));
-    }
-    let (prefix, order) = match &filter.lineage {
-        Some(lineage) => {
-            clauses.push("id IN (SELECT id FROM family)".into());
-            values.push((":lineage", Value::Text(lineage.clone())));
-            (FAMILY_CTE, "attempt ASC, created_at ASC, rowid ASC")
-        }
-        None => ("", "rowid DESC"),
-    };
-    let where_clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
     let page = match (filter.limit, filter.offset) {
-        (None, None) => String::new(),
-        (limit, offset) => format!(
-            " LIMIT {} OFFSET {}",
-            limit.map_or(-1, i64::from),
-            offset.unwrap_or(0)
-        ),
+        (None, None) => None,
+        (limit, offset) => Some((limit.map_or(-1, i64::from), i64::from(offset.unwrap_or(0)))),
     };
-    let sql = format!(
-        "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = stmt.query_map(named.as_slice(), session_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    super::pages::select_sessions(conn, filter, None, page)
 }
 
 /// Finished sessions, most recently updated first. Read straight off the partial inbox index
