@@ -70,6 +70,8 @@ pub enum Command {
     },
     /// Check this machine: acpx, agents, git, data dir, port, token.
     Doctor,
+    #[command(flatten)]
+    Workspaces(crate::workspaces_cli::WorkspaceCommand),
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -302,6 +304,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Doctor => Ok(crate::doctor::run(&config).await),
         Command::Run(args) => run_session(&config, args, json).await,
+        Command::Workspaces(command) => crate::workspaces_cli::run(&config, command, json).await,
         command => {
             let client = Client::new(&config.url, config.tokens.for_cli())?;
             query(&client, command, json).await
@@ -539,7 +542,11 @@ async fn query(client: &Client, command: Command, json: bool) -> Result<ExitCode
             let started: Vec<Triggered> = client.post("/api/watch-events/pr", &request).await?;
             render::triggered(&started, json);
         }
-        Command::Serve | Command::Config | Command::Doctor | Command::Run(_) => {}
+        Command::Serve
+        | Command::Config
+        | Command::Doctor
+        | Command::Run(_)
+        | Command::Workspaces(_) => {}
     }
     Ok(ExitCode::SUCCESS)
 }

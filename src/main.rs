@@ -7,6 +7,7 @@ mod daemon;
 mod doctor;
 mod http;
 mod render;
+mod workspaces_cli;
 
 use clap::Parser;
 use std::process::ExitCode;

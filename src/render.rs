@@ -162,6 +162,7 @@ pub fn event(e: &Event, json: bool) {
         EventKind::Done => println!("\n[done] {}", e.data),
         EventKind::Error => println!("\n[error] {}", e.data),
         EventKind::Publish => println!("[publish] {}", e.data),
+        EventKind::Fetch => println!("[fetch] {}", e.data),
     }
 }
 

@@ -333,7 +333,7 @@ impl<'a> Git<'a> {
     }
 }
 
-fn title_line(headline: &str) -> String {
+pub(crate) fn title_line(headline: &str) -> String {
     let line = headline.lines().next().unwrap_or_default().trim();
     if line.is_empty() {
         "TeleCoder changes".into()

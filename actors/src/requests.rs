@@ -82,6 +82,9 @@ pub fn new_session_record(
         pull_request_number: 0,
         pull_request_url: String::new(),
         queue_position: 0,
+        base_commit: String::new(),
+        fetched_at: String::new(),
+        workspace_state: String::new(),
     })
 }
 

@@ -162,8 +162,7 @@ impl Actor for SessionActor {
             }
             SessionMsg::WorkspaceReady(workspace) => {
                 state.phase = "running";
-                let dir = workspace.dir.to_string_lossy();
-                store.set_workspace(id, &workspace.branch, &dir).await?;
+                store.set_workspace(id, &workspace).await?;
             }
             SessionMsg::AgentSpawned(pid) => {
                 state.pid = Some(pid);
@@ -253,9 +252,7 @@ async fn run_worker(
         ));
         return;
     };
-    let workspace =
-        match workspace::prepare(&session.repo, &ctx.settings.workspaces_dir(), &id, &cancel).await
-        {
+    let workspace = match workspace::prepare(&session.repo, &ctx.settings, &id, &cancel).await {
             Ok(workspace) => workspace,
             Err(message) => {
                 let kind = if cancel.is_cancelled() {

@@ -61,6 +61,8 @@ pub enum SupervisorMsg {
     StartSessions(Vec<String>),
     /// Timer: mark stale running sessions abandoned.
     Sweep,
+    /// Timer: run the workspace collector (`workspaces::gc`).
+    CollectWorkspaces,
     /// Sessions the sweep just marked abandoned; stop any we still run.
     Swept(Vec<crate::store::queries::Abandoned>),
     /// Bring the store back after a failure.
@@ -476,6 +478,10 @@ impl Actor for Supervisor {
         });
         let period = state.settings().heartbeat;
         myself.send_interval(period, || SupervisorMsg::Sweep);
+        // Once now (finishing what a crash interrupted), then on the interval.
+        let _ = myself.cast(SupervisorMsg::CollectWorkspaces);
+        let period = state.settings().workspace_gc_interval;
+        myself.send_interval(period, || SupervisorMsg::CollectWorkspaces);
         Ok(())
     }
 
@@ -548,6 +554,11 @@ impl Actor for Supervisor {
                         route_pending_deliveries(&store, &myself, &cutoff).await;
                     }
                 });
+            }
+            SupervisorMsg::CollectWorkspaces => {
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                let metrics = state.ctx.metrics.clone();
+                in_background(crate::workspaces::gc::scheduled(settings, store, metrics));
             }
             SupervisorMsg::Swept(abandoned) => {
                 for session in abandoned {

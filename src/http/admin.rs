@@ -58,6 +58,8 @@ async fn status(state: AppState) -> Response {
         async {
             let database = state.daemon.database_status().await?;
             let stats = state.daemon.stats().await?;
+            let workspaces = state.daemon.workspace_usage().await?;
+            let settings = state.daemon.settings();
             Ok(reply_json(
                 StatusCode::OK,
                 &json!({
@@ -75,6 +77,16 @@ async fn status(state: AppState) -> Response {
                     "storeRestarts": stats.store_restarts,
                     "watchRestarts": stats.watch_restarts,
                     "sessionFailures": stats.session_failures,
+                    "workspaces": {
+                        "count": workspaces.workspaces,
+                        "bytes": workspaces.workspace_bytes,
+                        "archives": workspaces.archives,
+                        "archiveBytes": workspaces.archive_bytes,
+                        "mirrors": workspaces.mirrors,
+                        "mirrorBytes": workspaces.mirror_bytes,
+                        "retentionSeconds": settings.workspace_retention.as_secs(),
+                        "maxBytes": settings.workspace_max_bytes,
+                    },
                 }),
             ))
         }
@@ -109,6 +121,8 @@ async fn metrics(state: AppState) -> Response {
             .sessions_running
             .set(stats.running_sessions as i64);
     }
+    // Sets the workspace gauges as a side effect.
+    let _ = daemon.workspace_usage().await;
     if let Ok(database) = daemon.database_status().await {
         daemon
             .metrics()
@@ -132,6 +146,7 @@ pub fn route_label(path: &str) -> String {
         "/admin/actors",
         "/admin/status",
         "/admin/faults",
+        "/admin/gc",
         "/api/sessions",
         "/api/inbox",
         "/api/watches",
@@ -145,7 +160,8 @@ pub fn route_label(path: &str) -> String {
     match parts.as_slice() {
         ["", "api", "sessions", _] => "/api/sessions/:id".into(),
         ["", "api", "sessions", _, action]
-            if ["rerun", "cancel", "events", "lineage", "publish"].contains(action) =>
+            if ["rerun", "cancel", "events", "lineage", "publish", "diff", "fetch"]
+                .contains(action) =>
         {
             format!("/api/sessions/:id/{action}")
         }

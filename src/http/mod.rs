@@ -8,6 +8,7 @@ mod sessions;
 mod sse;
 mod watches;
 mod webhooks;
+mod workspaces;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -59,6 +60,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(webhooks::routes(with_state(state.clone())))
         .unify()
         .or(admin::routes(with_state(state.clone())))
+        .unify()
+        .or(workspaces::routes(with_state(state.clone())))
         .unify();
     let app = gate.and(routes).recover(errors::recover).unify();
     let metrics = state.daemon.metrics().clone();

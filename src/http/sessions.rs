@@ -118,7 +118,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Api
 }
 
 /// A path id that is not a well-formed session id names no session.
-fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
 }
 

@@ -12,6 +12,8 @@ pub enum EventKind {
     Done,
     /// (ext) the session was published as a pull request.
     Publish,
+    /// (ext) the session's branch was fetched into the user's repository.
+    Fetch,
 }
 
 impl EventKind {
@@ -22,6 +24,7 @@ impl EventKind {
             Self::Error => "error",
             Self::Done => "done",
             Self::Publish => "publish",
+            Self::Fetch => "fetch",
         }
     }
 
@@ -32,6 +35,7 @@ impl EventKind {
             "error" => Some(Self::Error),
             "done" => Some(Self::Done),
             "publish" => Some(Self::Publish),
+            "fetch" => Some(Self::Fetch),
             _ => None,
         }
     }

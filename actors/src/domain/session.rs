@@ -127,6 +127,16 @@ pub struct Session {
     /// (ext) place in the run queue while pending (1 = next to start); 0 otherwise.
     #[serde(default)]
     pub queue_position: u32,
+    /// (ext) the commit the workspace was cloned at; diffs are taken against it.
+    #[serde(default)]
+    pub base_commit: String,
+    /// (ext) when the branch was last fetched into the user's repository (`telecoder fetch`).
+    #[serde(default)]
+    pub fetched_at: String,
+    /// (ext) what is on disk: `""` (no workspace yet), `present`, `archived` (collected, its
+    /// unsaved work kept as a git bundle) or `collected`.
+    #[serde(default)]
+    pub workspace_state: String,
 }
 
 impl Session {

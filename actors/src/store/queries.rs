@@ -10,17 +10,17 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::str::FromStr;
 
-const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
+pub(crate) const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
     permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
     work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
     created_at, updated_at";
 
-/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, and a pending session's
-/// place in the FIFO run queue (1 = next; 0 for any other status).
-const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, a pending session's place in
+/// the FIFO run queue (1 = next; 0 for any other status), and the workspace's facts.
+pub(crate) const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END";
+    ELSE 0 END, base_commit, fetched_at, workspace_state";
 
 /// Reads a text column into a type that parses from text (an enum stored by name).
 pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -34,7 +34,7 @@ pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite:
     })
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: row.get(0)?,
         repo: row.get(1)?,
@@ -71,6 +71,9 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         pull_request_number: row.get::<_, i64>(29)?.max(0) as u64,
         pull_request_url: row.get(30)?,
         queue_position: row.get(31)?,
+        base_commit: row.get(32)?,
+        fetched_at: row.get(33)?,
+        workspace_state: row.get(34)?,
     })
 }
 
@@ -143,7 +146,7 @@ pub fn insert_session_rows(
         .collect()
 }
 
-fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+pub(crate) fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
     let created_at = time::now();
     conn.execute(
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -194,15 +197,6 @@ pub fn heartbeat(conn: &mut Connection, id: &str, owner: &str) -> Result<bool> {
         params![id, owner, now],
     )?;
     Ok(updated == 1)
-}
-
-/// Records the workspace once it exists.
-pub fn set_workspace(conn: &mut Connection, id: &str, branch: &str, work_dir: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE sessions SET branch = ?2, work_dir = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, branch, work_dir, time::now()],
-    )?;
-    Ok(())
 }
 
 /// Stores the pull request a session was published as, with a `publish` event.

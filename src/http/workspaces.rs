@@ -1,0 +1,121 @@
+//! Workspace routes (ext): `GET /api/sessions/:id/diff` (a patch as `text/x-diff`, or
+//! `{files, patch}` with `Accept: application/json`), `POST /api/sessions/:id/fetch` (the
+//! session's branch into the user's local repository) and `POST /admin/gc {dryRun?}` (the
+//! workspace collector).
+
+use super::errors::{bounded_body, respond, ApiError};
+use super::sessions::{parse_body, reply_json, session_id};
+use super::{AppState, API_BODY_LIMIT};
+use bytes::Bytes;
+use serde::Deserialize;
+use std::convert::Infallible;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+pub fn routes(
+    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> BoxedFilter<(Response,)> {
+    let diff = warp::path!("api" / "sessions" / String / "diff")
+        .and(warp::get())
+        .and(state.clone())
+        .and(warp::header::optional::<String>("accept"))
+        .then(diff);
+    let fetch = warp::path!("api" / "sessions" / String / "fetch")
+        .and(warp::post())
+        .and(state.clone())
+        .then(fetch);
+    let gc = warp::path!("admin" / "gc")
+        .and(warp::post())
+        .and(state)
+        .and(bounded_body(API_BODY_LIMIT))
+        .then(gc);
+    diff.or(fetch).unify().or(gc).unify().boxed()
+}
+
+/// JSON only when asked for; a patch is what `curl` and `git apply` want.
+fn wants_json(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept
+            .split(',')
+            .any(|part| part.trim().starts_with("application/json"))
+    })
+}
+
+async fn diff(raw_id: String, state: AppState, accept: Option<String>) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let diff = state.daemon.diff(id.as_str()).await?;
+            if wants_json(accept.as_deref()) {
+                return Ok(reply_json(StatusCode::OK, &diff));
+            }
+            Ok(warp::reply::with_header(
+                diff.patch,
+                "content-type",
+                "text/x-diff; charset=utf-8",
+            )
+            .into_response())
+        }
+        .await,
+    )
+}
+
+async fn fetch(raw_id: String, state: AppState) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let fetched = state.daemon.fetch(id.as_str()).await?;
+            Ok(reply_json(StatusCode::OK, &fetched))
+        }
+        .await,
+    )
+}
+
+/// `POST /admin/gc`: an empty body is a real pass.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GcBody {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn gc(state: AppState, body: Result<Bytes, ApiError>) -> Response {
+    respond(
+        async {
+            let body = body?;
+            let request: GcBody = if body.iter().all(u8::is_ascii_whitespace) {
+                GcBody::default()
+            } else {
+                parse_body(&body)?
+            };
+            let report = state.daemon.collect_workspaces(request.dry_run).await?;
+            Ok(reply_json(StatusCode::OK, &report))
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_only_when_asked_for() {
+        assert!(wants_json(Some("application/json")));
+        assert!(wants_json(Some("text/plain, application/json;q=0.9")));
+        assert!(!wants_json(Some("*/*")));
+        assert!(!wants_json(Some("text/x-diff")));
+        assert!(!wants_json(None));
+    }
+
+    #[test]
+    fn gc_bodies_are_typed() {
+        let parse = |text: &str| parse_body::<GcBody>(&Bytes::from(text.to_owned()));
+        assert!(parse("{\"dryRun\": true}").is_ok_and(|b| b.dry_run));
+        assert!(parse("{}").is_ok_and(|b| !b.dry_run));
+        assert!(parse("{\"dryRun\": \"yes\"}").is_err());
+        assert!(parse("{\"dry_run\": true}").is_err());
+    }
+}
