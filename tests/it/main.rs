@@ -14,3 +14,4 @@ mod streaming;
 mod support;
 mod watches;
 mod webhooks;
+mod workspaces;
