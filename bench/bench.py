@@ -13,6 +13,8 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
                      and events nothing watches): requests/s, p50/p99, non-2xx, sessions created
   g. scale           a large history generated in SQLite: list/inbox/events latency, DB size, RSS
   h. streaming       one session streaming N chunks to many SSE clients: completeness, lag, RSS
+  i. workspaces      a generated ~200 MB repository: clone time and disk per session through the
+                     mirror (remote URL), with hard links (local path) and a plain clone (no mirror)
 
 Nothing is asserted: figures are printed as a table and written to
 bench/results/<UTC timestamp>.json. Usually run through scripts/bench, which installs acpx and
@@ -66,6 +68,8 @@ PROFILES = {
         "scale_reps_all": 3,
         "stream_chunks": 2000,
         "stream_clients": 50,
+        "workspace_sessions": 5,
+        "plain_clones": 2,
     },
     "full": {
         "start_n": 50,
@@ -82,6 +86,8 @@ PROFILES = {
         "scale_reps_all": 3,
         "stream_chunks": 10000,
         "stream_clients": 100,
+        "workspace_sessions": 10,
+        "plain_clones": 3,
     },
 }
 
@@ -1696,6 +1702,171 @@ def bench_streaming(workdir, acpx, repo, profile):
 
 
 # ---------------------------------------------------------------------------------------------
+# i. workspaces: clone time and disk per session for a big repository
+
+# The generated repository: ~2,000 source-like text files at HEAD, and a history of commits that
+# each edit some of them and replace a few large binary assets (how real repositories grow:
+# build outputs, models, screenshots, vendored archives). Its object store is ~200 MB while the
+# files checked out at HEAD are ~15 MB, which every workspace needs as its own writable copy.
+BIG_TEXT_FILES = 2000
+BIG_TEXT_BYTES = 5000
+BIG_COMMITS = 40
+BIG_EDITS_PER_COMMIT = 100
+BIG_ASSETS_PER_COMMIT = 4
+BIG_ASSET_BYTES = 1250 * 1024
+WORDS = ("self", "return", "value", "items", "config", "result", "index", "count", "buffer", "error",
+         "handle", "request", "session", "update", "state", "parse", "write", "read", "close", "open")
+
+
+def fake_source(rng, size):
+    lines, total = [], 0
+    while total < size:
+        line = "    %s = %s(%s, %d)\n" % (rng.choice(WORDS), rng.choice(WORDS), rng.choice(WORDS), rng.randrange(10 ** 6))
+        lines.append(line)
+        total += len(line)
+    return "".join(lines).encode()
+
+
+def generate_big_repo(path):
+    """A bare repository written with `git fast-import`, then repacked."""
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", path], check=True)
+    rng = random.Random(16)
+    proc = subprocess.Popen(["git", "-C", path, "fast-import", "--quiet"], stdin=subprocess.PIPE)
+    out = proc.stdin
+
+    def blob(mark, data):
+        out.write(b"blob\nmark :%d\ndata %d\n" % (mark, len(data)))
+        out.write(data)
+        out.write(b"\n")
+
+    mark = 0
+    assets = []
+    for commit in range(BIG_COMMITS):
+        changes = []
+        paths = range(BIG_TEXT_FILES) if commit == 0 else rng.sample(range(BIG_TEXT_FILES), BIG_EDITS_PER_COMMIT)
+        for i in paths:
+            mark += 1
+            blob(mark, fake_source(rng, BIG_TEXT_BYTES))
+            changes.append(b"M 100644 :%d src/pkg%02d/mod%04d.py\n" % (mark, i % 50, i))
+        for old in assets:
+            changes.append(b"D %s\n" % old)
+        assets = []
+        for k in range(BIG_ASSETS_PER_COMMIT):
+            mark += 1
+            blob(mark, os.urandom(BIG_ASSET_BYTES))
+            name = b"assets/build-%02d-%d.bin" % (commit, k)
+            changes.append(b"M 100644 :%d %s\n" % (mark, name))
+            assets.append(name)
+        message = b"commit %d" % commit
+        out.write(b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\n" % (1700000000 + commit * 3600))
+        out.write(b"data %d\n%s\n" % (len(message), message))
+        if commit:
+            out.write(b"from refs/heads/main^0\n")
+        out.write(b"".join(changes))
+        out.write(b"\n")
+    out.close()
+    if proc.wait() != 0:
+        raise BenchError("git fast-import failed")
+    subprocess.run(["git", "-C", path, "repack", "-a", "-d", "-q"], check=True)
+    subprocess.run(["git", "-C", path, "prune-packed"], check=True)
+
+
+def unique_blocks(root, seen):
+    """Allocated bytes of the files and directories under root whose inodes are not in `seen`
+    (which it extends): what they add to the disk."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                total += st.st_blocks * 512
+    return total
+
+
+def dir_bytes(path):
+    return unique_blocks(path, set())
+
+
+def bench_workspaces(workdir, acpx, profile):
+    n = profile["workspace_sessions"]
+    upstream = os.path.join(workdir, "big.git")
+    log("i: generating a ~200 MB repository (%d files, %d commits)" % (BIG_TEXT_FILES, BIG_COMMITS))
+    t0 = time.perf_counter()
+    generate_big_repo(upstream)
+    result = {"generate_s": time.perf_counter() - t0}
+    objects = dir_bytes(os.path.join(upstream, "objects"))
+    head_tree = sum(int(line.split()[3]) for line in subprocess.run(
+        ["git", "-C", upstream, "ls-tree", "-r", "-l", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.splitlines())
+    files = len(subprocess.run(["git", "-C", upstream, "ls-files", "--with-tree=HEAD"], capture_output=True,
+                               text=True).stdout.splitlines()) or BIG_TEXT_FILES + BIG_ASSETS_PER_COMMIT
+    result["repo"] = {"object_bytes": objects, "head_tree_bytes": head_tree, "files": files, "commits": BIG_COMMITS}
+    url = "file://" + upstream
+
+    # Without the mirror: what a session's clone of a remote repository cost before it (a full
+    # `git clone` of the URL, then the branch), timed here with git itself.
+    plain = []
+    for k in range(profile["plain_clones"]):
+        dest = os.path.join(workdir, "plain-%d" % k)
+        t = time.perf_counter()
+        subprocess.run(["git", "clone", "--quiet", "--", url, dest], check=True)
+        subprocess.run(["git", "-C", dest, "checkout", "--quiet", "-b", "telecoder/plain%d" % k], check=True)
+        plain.append({"clone_ms": (time.perf_counter() - t) * 1000, "disk_bytes": dir_bytes(dest)})
+        shutil.rmtree(dest, ignore_errors=True)
+    result["plain"] = plain
+
+    for kind, repo in (("mirror", url), ("local", upstream)):
+        log("i: %d sessions on the %s (%s)" % (n, "URL, through the mirror" if kind == "mirror" else "local path", repo))
+        daemon = Daemon(workdir, "workspaces-" + kind, acpx, {"TELECODER_WORKSPACE_RETENTION": "0",
+                                                             "TELECODER_WORKSPACE_GC_INTERVAL": "1h"}).start()
+        seen = set()
+        unique_blocks(upstream, seen)  # hard links into the source add nothing
+        runs = []
+        for _ in range(n):
+            run = run_session(daemon.api, repo, "@mock say hi")
+            if run["server"]["status"] != "complete":
+                raise BenchError("workspace session %s ended %s" % (run["id"], run["server"]["status"]))
+            session = daemon.api.get("/api/sessions/%s" % run["id"])
+            work = session["workDir"]
+            added_mirror = unique_blocks(os.path.join(daemon.data_dir, "mirrors"), seen)
+            added_git = unique_blocks(os.path.join(work, ".git"), seen)
+            added_tree = unique_blocks(work, seen)
+            runs.append({"id": run["id"], "clone_ms": run["server"]["clone"], "mirror_bytes": added_mirror,
+                         "git_bytes": added_git, "tree_bytes": added_tree,
+                         "added_bytes": added_mirror + added_git + added_tree})
+        t = time.perf_counter()
+        status, report = daemon.api.call("POST", "/admin/gc", {}, timeout=600)
+        gc = {"status": status, "wall_ms": (time.perf_counter() - t) * 1000,
+              "removed": len(report.get("removed", [])) if isinstance(report, dict) else None,
+              "bytes_freed": report.get("bytesFreed") if isinstance(report, dict) else None}
+        daemon.stop()
+        following = runs[1:]
+        result[kind] = {
+            "first": runs[0],
+            "following_clone_ms": summary([r["clone_ms"] for r in following if r["clone_ms"] is not None]),
+            "following_added_bytes": summary([r["added_bytes"] for r in following]),
+            "following_git_bytes": summary([r["git_bytes"] for r in following]),
+            "following_tree_bytes": summary([r["tree_bytes"] for r in following]),
+            "runs": runs,
+            "gc": gc,
+        }
+    m = result["mirror"]
+    worst_added = max(r["added_bytes"] for r in m["runs"][1:]) if n > 1 else None
+    worst_clone = max(r["clone_ms"] for r in m["runs"][1:] if r["clone_ms"] is not None) if n > 1 else None
+    result["target"] = {
+        "max_added_share": worst_added / objects if worst_added is not None else None,
+        "max_clone_ms": worst_clone,
+        "met": worst_added is not None and worst_added <= 0.10 * objects and worst_clone <= 1000,
+    }
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # set-up, machine, report
 
 
@@ -1871,6 +2042,28 @@ def table_rows(results):
         add(0, "g database file, WAL", mib(g["db_bytes"]), mib(g["wal_bytes"]), "after the queries")
         add(0, "g RSS idle, after the queries", mib(g["idle"]["rss"]), mib(g["after"]["rss"]),
             "HWM %s, %s threads" % (mib(g["after"]["hwm"]), g["after"]["threads"]))
+    i = results.get("i")
+    if i:
+        r = i["repo"]
+        add(0, "i generated repository: objects, HEAD files", mib(r["object_bytes"]), mib(r["head_tree_bytes"]),
+            "%d files at HEAD, %d commits; generated in %.0f s" % (r["files"], r["commits"], i["generate_s"]))
+        plain = i["plain"]
+        add(0, "i no mirror: plain clone of the URL", ms(statistics.median(p["clone_ms"] for p in plain)),
+            mib(statistics.median(p["disk_bytes"] for p in plain)), "n=%d; time, disk per clone (before this change)" % len(plain))
+        for kind, label in (("mirror", "i mirror (URL)"), ("local", "i local path (hard links)")):
+            k = i[kind]
+            first = k["first"]
+            add(0, label + ": 1st session clone, disk", ms(first["clone_ms"]), mib(first["added_bytes"]),
+                "mirror %s + .git %s + files %s" % (mib(first["mirror_bytes"]), mib(first["git_bytes"]), mib(first["tree_bytes"])))
+            add(1, "following sessions: clone", ms(k["following_clone_ms"].get("p50")), ms(k["following_clone_ms"].get("max")),
+                "p50, max; n=%d" % k["following_clone_ms"]["n"])
+            add(1, "following sessions: disk added", mib(k["following_added_bytes"].get("p50")), mib(k["following_added_bytes"].get("max")),
+                "p50, max; .git %s, files %s (p50)" % (mib(k["following_git_bytes"].get("p50")), mib(k["following_tree_bytes"].get("p50"))))
+            add(1, "collect all (POST /admin/gc)", ms(k["gc"]["wall_ms"]), mib(k["gc"]["bytes_freed"]),
+                "%s removed (workspaces and the mirror)" % k["gc"]["removed"])
+        t = i["target"]
+        add(0, "i target: later sessions <= 10% objects, <= 1 s", "%.1f%%" % (100 * t["max_added_share"]) if t["max_added_share"] is not None else "-",
+            ms(t["max_clone_ms"]), "worst of the following mirror sessions: %s" % ("met" if t["met"] else "NOT met"))
     h = results.get("h")
     if h:
         add(0, "h %d chunks to %d SSE clients" % (h["chunks"], h["clients"]), "%d/%d ok" % (h["clients_complete"], h["clients"]),
@@ -1918,7 +2111,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefgh", help="sections to run, e.g. 'ad' (default abcdefgh)")
+    parser.add_argument("--only", default="abcdefghi", help="sections to run, e.g. 'ad' (default abcdefghi)")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args()
     profile_name = args.profile or "quick"
@@ -1974,6 +2167,8 @@ def main():
         results["g"] = bench_scale(workdir, acpx, repo, profile)
     if "h" in sections:
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
+    if "i" in sections:
+        results["i"] = bench_workspaces(workdir, acpx, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()

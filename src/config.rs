@@ -234,7 +234,10 @@ fn size(lookup: Lookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigErr
     };
     let trimmed = text.trim().to_ascii_lowercase();
     let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit: u64 = match trimmed[digits.len()..].trim_end_matches("ib").trim_end_matches('b') {
+    let unit: u64 = match trimmed[digits.len()..]
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,

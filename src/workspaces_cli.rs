@@ -100,8 +100,7 @@ fn open(config: &Config, session: &Session) -> Result<String, CliError> {
             session.status.as_str()
         ))),
         "archived" => {
-            let (bundle, _) =
-                telecoder_actors::workspaces::archive_paths(&config.settings, id);
+            let (bundle, _) = telecoder_actors::workspaces::archive_paths(&config.settings, id);
             Err(CliError::Failed(format!(
                 "the workspace of session {id} was collected; its work is saved in {} \
                  (`telecoder diff {id}` and `telecoder fetch {id}` still work)",
@@ -144,7 +143,11 @@ fn show_diff(diff: &Diff, stat: bool, json: bool) -> Result<ExitCode, CliError> 
 }
 
 fn gc_text(report: &GcReport) -> String {
-    let verb = if report.dry_run { "would remove" } else { "removed" };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let mut text = String::new();
     if report.removed.is_empty() {
         text.push_str(&format!("nothing to collect ({verb} nothing)\n"));
@@ -174,7 +177,11 @@ fn gc_text(report: &GcReport) -> String {
     let usage = &report.usage;
     text.push_str(&format!(
         "{} {}; workspaces now: {} ({}), archives: {} ({}), mirrors: {} ({})\n",
-        if report.dry_run { "would free" } else { "freed" },
+        if report.dry_run {
+            "would free"
+        } else {
+            "freed"
+        },
         human(report.bytes_freed),
         usage.workspaces,
         human(usage.workspace_bytes),

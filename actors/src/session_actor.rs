@@ -253,17 +253,17 @@ async fn run_worker(
         return;
     };
     let workspace = match workspace::prepare(&session.repo, &ctx.settings, &id, &cancel).await {
-            Ok(workspace) => workspace,
-            Err(message) => {
-                let kind = if cancel.is_cancelled() {
-                    FailureKind::Cancelled
-                } else {
-                    FailureKind::RuntimeError
-                };
-                report(failed(kind, message));
-                return;
-            }
-        };
+        Ok(workspace) => workspace,
+        Err(message) => {
+            let kind = if cancel.is_cancelled() {
+                FailureKind::Cancelled
+            } else {
+                FailureKind::RuntimeError
+            };
+            report(failed(kind, message));
+            return;
+        }
+    };
     report(SessionMsg::WorkspaceReady(workspace.clone()));
     report(SessionMsg::Status(format!(
         "running {}",

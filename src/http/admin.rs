@@ -160,8 +160,10 @@ pub fn route_label(path: &str) -> String {
     match parts.as_slice() {
         ["", "api", "sessions", _] => "/api/sessions/:id".into(),
         ["", "api", "sessions", _, action]
-            if ["rerun", "cancel", "events", "lineage", "publish", "diff", "fetch"]
-                .contains(action) =>
+            if [
+                "rerun", "cancel", "events", "lineage", "publish", "diff", "fetch",
+            ]
+            .contains(action) =>
         {
             format!("/api/sessions/:id/{action}")
         }

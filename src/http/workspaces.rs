@@ -51,12 +51,10 @@ async fn diff(raw_id: String, state: AppState, accept: Option<String>) -> Respon
             if wants_json(accept.as_deref()) {
                 return Ok(reply_json(StatusCode::OK, &diff));
             }
-            Ok(warp::reply::with_header(
-                diff.patch,
-                "content-type",
-                "text/x-diff; charset=utf-8",
+            Ok(
+                warp::reply::with_header(diff.patch, "content-type", "text/x-diff; charset=utf-8")
+                    .into_response(),
             )
-            .into_response())
         }
         .await,
     )

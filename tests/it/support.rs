@@ -274,7 +274,13 @@ impl Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
             base: base.to_owned(),
-            http: reqwest::Client::new(),
+            // The daemon closes a keep-alive connection idle for 10 s (its header timeout);
+            // this runtime is only driven inside `block_on`, so the pool would not notice and
+            // would reuse the dead connection. Drop idle ones well before that.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
             runtime: Arc::new(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -66,7 +66,12 @@ fn fingerprint(repo: &Path) -> Vec<String> {
         // Without optional locks, status never rewrites the index it is compared with.
         git_in(
             repo,
-            &["--no-optional-locks", "status", "--porcelain", "--untracked-files=all"],
+            &[
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+            ],
         ),
         git_in(repo, &["for-each-ref", "--format=%(refname) %(objectname)"]),
     ]
@@ -110,7 +115,11 @@ fn diff_shows_committed_and_uncommitted_changes_against_the_base() {
     let daemon = TestDaemon::start();
     let api = daemon.api();
     let repo = TestRepo::new();
-    let session = finished(&api, &repo.path_str(), "@mock write notes.txt hello\\nworld\\n");
+    let session = finished(
+        &api,
+        &repo.path_str(),
+        "@mock write notes.txt hello\\nworld\\n",
+    );
     let id = id_of(&session);
     let dir = work_dir(&session);
     assert_eq!(
@@ -122,7 +131,15 @@ fn diff_shows_committed_and_uncommitted_changes_against_the_base() {
     agent_commits(&dir, "README.md", "# demo\nby the agent\n", "agent edit");
     std::fs::write(repo.path().join("user.txt"), "mine\n").expect("write");
     repo.git(&["add", "user.txt"]);
-    repo.git(&["-c", "user.name=u", "-c", "user.email=u@e", "commit", "-qm", "user"]);
+    repo.git(&[
+        "-c",
+        "user.name=u",
+        "-c",
+        "user.email=u@e",
+        "commit",
+        "-qm",
+        "user",
+    ]);
     let status_before = git_in(&dir, &["status", "--porcelain"]);
     let index_before = git_in(&dir, &["hash-object", ".git/index"]);
 
@@ -130,7 +147,10 @@ fn diff_shows_committed_and_uncommitted_changes_against_the_base() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let readme = file_entry(&reply.body, "README.md");
     assert_eq!(readme["status"], "modified");
-    assert_eq!((readme["additions"].as_u64(), readme["deletions"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (readme["additions"].as_u64(), readme["deletions"].as_u64()),
+        (Some(1), Some(0))
+    );
     let notes = file_entry(&reply.body, "notes.txt");
     assert_eq!(notes["status"], "added");
     assert_eq!(notes["additions"], 2);
@@ -142,7 +162,11 @@ fn diff_shows_committed_and_uncommitted_changes_against_the_base() {
 
     let text = api.get(&format!("/api/sessions/{id}/diff"));
     assert_eq!(text.status, 200);
-    assert!(text.content_type.starts_with("text/x-diff"), "{}", text.content_type);
+    assert!(
+        text.content_type.starts_with("text/x-diff"),
+        "{}",
+        text.content_type
+    );
     assert_eq!(text.body.as_str(), Some(patch));
 
     // Looking changed nothing in the workspace.
@@ -151,13 +175,23 @@ fn diff_shows_committed_and_uncommitted_changes_against_the_base() {
 
     let env = [("TELECODER_URL", daemon.url.as_str())];
     let stat = telecoder(&env, &["diff", &id, "--stat"]);
-    assert!(stat.status.success(), "{}", String::from_utf8_lossy(&stat.stderr));
+    assert!(
+        stat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
     let stat = String::from_utf8_lossy(&stat.stdout).into_owned();
-    assert!(stat.contains("notes.txt") && stat.contains("2 files changed"), "{stat}");
+    assert!(
+        stat.contains("notes.txt") && stat.contains("2 files changed"),
+        "{stat}"
+    );
     let full = telecoder(&env, &["diff", &id]);
     assert_eq!(String::from_utf8_lossy(&full.stdout), patch);
     let open = telecoder(&env, &["open", &id]);
-    assert_eq!(String::from_utf8_lossy(&open.stdout).trim(), dir.to_string_lossy());
+    assert_eq!(
+        String::from_utf8_lossy(&open.stdout).trim(),
+        dir.to_string_lossy()
+    );
 
     for (path, status) in [
         ("/api/sessions/deadbeef/diff", 404),
@@ -191,7 +225,10 @@ fn a_session_that_never_ran_has_no_diff_and_nothing_to_fetch() {
     let reply = diff_json(&api, &pending);
     assert_eq!(reply.status, 409, "{}", reply.body);
     assert!(
-        reply.body["error"].as_str().unwrap_or_default().contains("never got a workspace"),
+        reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("never got a workspace"),
         "{}",
         reply.body
     );
@@ -209,7 +246,11 @@ fn fetch_creates_the_branch_and_leaves_everything_else_alone() {
     repo.git(&["add", "staged.txt"]);
     std::fs::write(repo.path().join("README.md"), "# demo\nunstaged\n").expect("write");
     std::fs::write(repo.path().join("scratch.txt"), "untracked\n").expect("write");
-    let session = finished(&api, &repo.path_str(), "@mock write feature.txt from the agent");
+    let session = finished(
+        &api,
+        &repo.path_str(),
+        "@mock write feature.txt from the agent",
+    );
     let id = id_of(&session);
     let branch = format!("telecoder/{id}");
     let before = fingerprint(repo.path());
@@ -227,7 +268,10 @@ fn fetch_creates_the_branch_and_leaves_everything_else_alone() {
         repo.git(&["show", &format!("{branch}:feature.txt")]),
         "from the agent"
     );
-    assert_eq!(repo.git(&["log", "-1", "--format=%an", &branch]), "TeleCoder");
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%an", &branch]),
+        "TeleCoder"
+    );
     // …and nothing else of theirs changed: HEAD, index, working tree, other refs, FETCH_HEAD.
     let mut after = fingerprint(repo.path());
     let refs = after.pop().unwrap_or_default();
@@ -265,7 +309,10 @@ fn fetch_creates_the_branch_and_leaves_everything_else_alone() {
     let refused = api.post(&format!("/api/sessions/{id}/fetch"), &json!({}));
     assert_eq!(refused.status, 409, "{}", refused.body);
     assert!(
-        refused.body["error"].as_str().unwrap_or_default().contains("has commits"),
+        refused.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has commits"),
         "{}",
         refused.body
     );
@@ -275,15 +322,28 @@ fn fetch_creates_the_branch_and_leaves_everything_else_alone() {
     repo.git(&["update-ref", &format!("refs/heads/{branch}"), &commit]);
     let env = [("TELECODER_URL", daemon.url.as_str())];
     let fetched = telecoder(&env, &["fetch", &id]);
-    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert!(
+        fetched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
     assert!(String::from_utf8_lossy(&fetched.stdout).contains("updated"));
     let worktree = tempfile::tempdir().expect("tempdir");
     let checkout = worktree.path().join("wt");
-    repo.git(&["worktree", "add", "-q", &checkout.to_string_lossy(), &branch]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        &checkout.to_string_lossy(),
+        &branch,
+    ]);
     agent_commits(&work_dir(&session), "last.txt", "last\n", "last");
     let busy = api.post(&format!("/api/sessions/{id}/fetch"), &json!({}));
     assert_eq!(busy.status, 409, "{}", busy.body);
-    assert!(busy.body["error"].as_str().unwrap_or_default().contains("checked out"));
+    assert!(busy.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("checked out"));
 }
 
 #[test]
@@ -294,7 +354,10 @@ fn collector_removes_expired_workspaces_bundles_unsaved_work_and_spares_running_
     let unsaved = finished(&api, &repo.path_str(), "@mock write unsaved.txt keep me");
     let fetched = finished(&api, &repo.path_str(), "@mock write fetched.txt fetched");
     let idle = finished(&api, &repo.path_str(), "@mock say nothing to change");
-    let reply = api.post(&format!("/api/sessions/{}/fetch", id_of(&fetched)), &json!({}));
+    let reply = api.post(
+        &format!("/api/sessions/{}/fetch", id_of(&fetched)),
+        &json!({}),
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
     let running = id_of(&api.create(&repo.path_str(), "@mock hang", json!({})));
     let running_dir = wait_for("the running session's workspace", SHORT, || {
@@ -325,14 +388,28 @@ fn collector_removes_expired_workspaces_bundles_unsaved_work_and_spares_running_
 
     let env = [("TELECODER_URL", daemon.url.as_str())];
     let gc = telecoder(&env, &["--json", "gc"]);
-    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
     let report: Value = serde_json::from_slice(&gc.stdout).expect("json report");
     assert_eq!(removed_sessions(&report), expected);
-    assert!(report["bytesFreed"].as_u64().unwrap_or_default() > 0, "{report}");
+    assert!(
+        report["bytesFreed"].as_u64().unwrap_or_default() > 0,
+        "{report}"
+    );
     for session in [&unsaved, &fetched, &idle] {
-        assert!(!work_dir(session).exists(), "{} still there", id_of(session));
+        assert!(
+            !work_dir(session).exists(),
+            "{} still there",
+            id_of(session)
+        );
     }
-    assert!(running_dir.join(".git").is_dir(), "a running session's workspace was touched");
+    assert!(
+        running_dir.join(".git").is_dir(),
+        "a running session's workspace was touched"
+    );
 
     // Unsaved work was bundled: diff and fetch still answer from it.
     let unsaved_id = id_of(&unsaved);
@@ -350,7 +427,10 @@ fn collector_removes_expired_workspaces_bundles_unsaved_work_and_spares_running_
 
     // Fetched work needed no bundle; the session keeps its record, events and outcome.
     let fetched_id = id_of(&fetched);
-    assert!(!daemon.data_dir.join(format!("archive/{fetched_id}.bundle")).exists());
+    assert!(!daemon
+        .data_dir
+        .join(format!("archive/{fetched_id}.bundle"))
+        .exists());
     let record = api.session(&fetched_id);
     assert_eq!(record["workspaceState"], "collected");
     assert_eq!(record["status"], "complete");
@@ -358,7 +438,10 @@ fn collector_removes_expired_workspaces_bundles_unsaved_work_and_spares_running_
     assert!(api.events(&fetched_id).iter().any(|e| e["type"] == "done"));
     let gone = diff_json(&api, &fetched_id);
     assert_eq!(gone.status, 404, "{}", gone.body);
-    assert!(gone.body["error"].as_str().unwrap_or_default().contains("collected"));
+    assert!(gone.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("collected"));
     let open = telecoder(&env, &["open", &fetched_id]);
     assert_eq!(open.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&open.stderr).contains("collected"));
@@ -370,7 +453,10 @@ fn collector_removes_expired_workspaces_bundles_unsaved_work_and_spares_running_
     let metrics = api.get("/metrics");
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("telecoder_workspaces 1"), "{text}");
-    assert!(text.contains("telecoder_workspaces_collected_total 3"), "{text}");
+    assert!(
+        text.contains("telecoder_workspaces_collected_total 3"),
+        "{text}"
+    );
 
     let _ = api.post(&format!("/api/sessions/{running}/cancel"), &json!({}));
     api.wait_finished(&running, SHORT);
@@ -402,7 +488,11 @@ fn a_kill_mid_collection_leaves_no_half_deleted_workspace_and_the_next_pass_fini
     let repo = TestRepo::new();
     let mut sessions = Vec::new();
     for n in 0..3 {
-        let session = finished(&api, &repo.path_str(), &format!("@mock write work{n}.txt work {n}"));
+        let session = finished(
+            &api,
+            &repo.path_str(),
+            &format!("@mock write work{n}.txt work {n}"),
+        );
         // A build tree the session left behind (ignored), so removing takes a while.
         let dir = work_dir(&session);
         std::fs::write(dir.join(".git/info/exclude"), "build/\n").expect("exclude");
@@ -441,7 +531,9 @@ fn a_kill_mid_collection_leaves_no_half_deleted_workspace_and_the_next_pass_fini
     for session in &sessions {
         let dir = work_dir(session);
         if dir.exists() {
-            let count = std::fs::read_dir(dir.join("build")).map(|d| d.count()).unwrap_or(0);
+            let count = std::fs::read_dir(dir.join("build"))
+                .map(|d| d.count())
+                .unwrap_or(0);
             assert_eq!(count, FILES, "{} is half-deleted", dir.display());
             git_in(&dir, &["status", "--porcelain"]);
         }
@@ -461,7 +553,10 @@ fn a_kill_mid_collection_leaves_no_half_deleted_workspace_and_the_next_pass_fini
         assert_eq!(api.session(&id)["workspaceState"], "archived");
         let diff = diff_json(&api, &id);
         assert_eq!(diff.status, 200, "{}", diff.body);
-        assert_eq!(file_entry(&diff.body, &format!("work{n}.txt"))["status"], "added");
+        assert_eq!(
+            file_entry(&diff.body, &format!("work{n}.txt"))["status"],
+            "added"
+        );
     }
 }
 
@@ -505,7 +600,10 @@ fn remote_repositories_clone_through_one_mirror_fetched_first() {
     let diff = diff_json(&api, &id_of(&second));
     assert_eq!(diff.status, 200, "{}", diff.body);
     assert_eq!(file_entry(&diff.body, "local.txt")["status"], "added");
-    let fetch = api.post(&format!("/api/sessions/{}/fetch", id_of(&second)), &json!({}));
+    let fetch = api.post(
+        &format!("/api/sessions/{}/fetch", id_of(&second)),
+        &json!({}),
+    );
     assert_eq!(fetch.status, 400, "{}", fetch.body);
 
     // Once no workspace uses the mirror, the collector removes it too.
@@ -613,7 +711,10 @@ fn a_workspace_that_redirects_git_into_the_users_repository_is_refused() {
         api.post(&format!("/api/sessions/{id}/fetch"), &json!({})),
     ] {
         assert_eq!(reply.status, 409, "{}", reply.body);
-        assert!(reply.body["error"].as_str().unwrap_or_default().contains("refusing"));
+        assert!(reply.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("refusing"));
     }
     let report = post_gc(&api, json!({}));
     assert!(removed_sessions(&report).is_empty(), "{report}");

@@ -86,7 +86,11 @@ impl StoreClient {
         .await
     }
 
-    pub async fn set_workspace(&self, id: &str, workspace: &crate::workspace::Workspace) -> Result<()> {
+    pub async fn set_workspace(
+        &self,
+        id: &str,
+        workspace: &crate::workspace::Workspace,
+    ) -> Result<()> {
         self.call(|reply| StoreMsg::SetWorkspace {
             id: id.to_owned(),
             branch: workspace.branch.clone(),

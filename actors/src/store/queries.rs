@@ -10,7 +10,8 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::str::FromStr;
 
-pub(crate) const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
+pub(crate) const SESSION_COLUMNS: &str =
+    "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
     permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
     work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
     outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
@@ -146,7 +147,12 @@ pub fn insert_session_rows(
         .collect()
 }
 
-pub(crate) fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+pub(crate) fn insert_event(
+    conn: &Connection,
+    session_id: &str,
+    kind: EventKind,
+    data: &str,
+) -> Result<Event> {
     let created_at = time::now();
     conn.execute(
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",

@@ -114,12 +114,17 @@ pub fn workspace_records(
         }
         Ok(())
     };
-    let select = format!("SELECT {SESSION_COLUMNS}, {QUEUE_POSITION}, fetched_commit FROM sessions");
+    let select =
+        format!("SELECT {SESSION_COLUMNS}, {QUEUE_POSITION}, fetched_commit FROM sessions");
     // SQLite allows 32766 parameters; stay far below.
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let values = chunk.iter().cloned().map(Value::Text).collect();
-        read(&format!("{select} WHERE id IN ({marks})"), values, &mut records)?;
+        read(
+            &format!("{select} WHERE id IN ({marks})"),
+            values,
+            &mut records,
+        )?;
     }
     if with_present {
         read(
@@ -165,7 +170,9 @@ mod tests {
             crate::requests::new_session_record(&settings, &request, None).expect("record");
         super::super::queries::insert_session(&mut conn, &session, &[]).expect("insert");
         let id = session.id.clone();
-        assert!(workspace_records(&conn, &[], true).expect("read").is_empty());
+        assert!(workspace_records(&conn, &[], true)
+            .expect("read")
+            .is_empty());
         set_workspace(&mut conn, &id, "telecoder/x", "/w", "abc").expect("set");
         let present = workspace_records(&conn, &[], true).expect("read");
         assert_eq!(present.len(), 1);

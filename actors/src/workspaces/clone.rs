@@ -49,50 +49,38 @@ pub async fn prepare(
         .await
         .map_err(|err| format!("cannot create {}: {err}", workspaces.display()))?;
     let dir_arg = dir.to_string_lossy().into_owned();
+    // The clone is ours until the agent starts: no workspace checks are needed yet.
+    let git = Git::fresh_workspace(&dir)
+        .with_timeout(LONG_TIMEOUT)
+        .with_cancel(cancel);
     if is_remote(repo) {
         let (mirror, _held) = ensure_mirror(repo, settings, asked, cancel).await?;
         let mirror_arg = mirror.to_string_lossy().into_owned();
         clone_git(cancel)
-            .run(&["clone", "--quiet", "--shared", "--no-checkout", "--", &mirror_arg, &dir_arg])
+            .run(&[
+                "clone",
+                "--quiet",
+                "--shared",
+                "--no-checkout",
+                "--",
+                &mirror_arg,
+                &dir_arg,
+            ])
             .await
             .map_err(|err| format!("cannot clone {repo} from its mirror: {err}"))?;
         touch_stamp(&mirror);
-        let git = workspace_git(&dir, cancel).await?;
+        // The real origin before the checkout (below), so smudge filters such as git-lfs see it.
         git.run(&["remote", "set-url", "origin", repo])
             .await
             .map_err(|err| format!("cannot set origin to {repo}: {err}"))?;
     } else {
         clone_git(cancel)
-            .run(&["clone", "--quiet", "--no-checkout", "--", repo, &dir_arg])
+            .run(&["clone", "--quiet", "--", repo, &dir_arg])
             .await
             .map_err(|err| format!("cannot clone {repo}: {err}"))?;
     }
-    checkout_branch(&dir, id, cancel).await
-}
-
-fn clone_git(cancel: &CancellationToken) -> Git {
-    Git::nowhere(Reach::Local)
-        .with_timeout(LONG_TIMEOUT)
-        .with_cancel(cancel)
-}
-
-async fn workspace_git(dir: &Path, cancel: &CancellationToken) -> Result<Git, String> {
-    Git::workspace(dir)
-        .await
-        .map(|git| git.with_timeout(LONG_TIMEOUT).with_cancel(cancel))
-        .map_err(|err| err.to_string())
-}
-
-/// Checks out the cloned HEAD as `telecoder/<id>` (after the origin URL is final, so smudge
-/// filters such as git-lfs see the real remote) and reads the base commit (`""` for an empty
-/// repository).
-async fn checkout_branch(
-    dir: &Path,
-    id: &SessionId,
-    cancel: &CancellationToken,
-) -> Result<Workspace, String> {
     let branch = id.branch();
-    let git = workspace_git(dir, cancel).await?;
+    // `--force` fills the index and files a `--no-checkout` clone left empty.
     git.run(&["checkout", "--quiet", "--force", "-b", &branch])
         .await
         .map_err(|err| format!("cannot create branch {branch}: {err}"))?;
@@ -101,10 +89,16 @@ async fn checkout_branch(
         .await
         .unwrap_or_default();
     Ok(Workspace {
-        dir: dir.to_owned(),
+        dir,
         branch,
         base_commit,
     })
+}
+
+fn clone_git(cancel: &CancellationToken) -> Git {
+    Git::nowhere(Reach::Local)
+        .with_timeout(LONG_TIMEOUT)
+        .with_cancel(cancel)
 }
 
 /// The mirror of `repo`, created or fetched, with its lock held (so nothing deletes or repacks
@@ -205,7 +199,10 @@ async fn create_mirror(
         .and_then(|()| std::fs::rename(&temporary, path));
     if let Err(err) = stamped {
         let _ = tokio::fs::remove_dir_all(&temporary).await;
-        return Err(format!("cannot set up the mirror {}: {err}", path.display()));
+        return Err(format!(
+            "cannot set up the mirror {}: {err}",
+            path.display()
+        ));
     }
     sanitize_mirror(path).map_err(|err| err.to_string())
 }
@@ -278,7 +275,11 @@ pub fn repo_key(repo: &str) -> String {
     };
     let host = host.rsplit('@').next().unwrap_or(host);
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-    let host = if host.is_empty() { "local".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "local".to_owned()
+    } else {
+        host
+    };
     format!("{host}/{}", path.trim_matches('/'))
 }
 
@@ -303,7 +304,11 @@ pub fn mirror_path(key: &str) -> PathBuf {
         }
     };
     let mut parts: Vec<&str> = key.split('/').filter(|p| !p.is_empty()).collect();
-    let host = if parts.is_empty() { "local" } else { parts.remove(0) };
+    let host = if parts.is_empty() {
+        "local"
+    } else {
+        parts.remove(0)
+    };
     let name = parts.pop().unwrap_or("repo");
     let owner = if parts.is_empty() {
         "_".to_owned()

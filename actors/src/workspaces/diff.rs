@@ -34,7 +34,11 @@ pub struct FileChange {
 
 /// The diff of a workspace: its base commit against its working tree as `git add -A` would
 /// commit it.
-pub async fn of_workspace(git: &Git, recorded_base: &str, scratch: &Path) -> Result<Diff, GitError> {
+pub async fn of_workspace(
+    git: &Git,
+    recorded_base: &str,
+    scratch: &Path,
+) -> Result<Diff, GitError> {
     let tree = snapshot_tree(git, scratch).await?;
     let base = base_of(git, recorded_base).await?;
     between(git, &base, &tree).await
@@ -58,7 +62,8 @@ pub async fn base_of(git: &Git, recorded: &str) -> Result<String, GitError> {
 /// The tree of the working tree (tracked changes and untracked files that are not ignored),
 /// written through a copy of the workspace's index.
 pub async fn snapshot_tree(git: &Git, scratch: &Path) -> Result<String, GitError> {
-    let not_run = |err: std::io::Error| GitError::NotRun(format!("cannot use {}: {err}", scratch.display()));
+    let not_run =
+        |err: std::io::Error| GitError::NotRun(format!("cannot use {}: {err}", scratch.display()));
     tokio::fs::create_dir_all(scratch).await.map_err(not_run)?;
     let index = scratch.join(format!("index-{}", SessionId::random()));
     let copied = match git.git_dir().map(|dir| dir.join("index")) {
@@ -194,7 +199,9 @@ fn parse_numstat(bytes: &[u8]) -> Vec<(String, u64, u64)> {
 
 /// Totals for `telecoder diff --stat`.
 pub fn totals(files: &[FileChange]) -> (u64, u64) {
-    files.iter().fold((0, 0), |(a, d), f| (a + f.additions, d + f.deletions))
+    files
+        .iter()
+        .fold((0, 0), |(a, d), f| (a + f.additions, d + f.deletions))
 }
 
 #[cfg(test)]

@@ -54,9 +54,8 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
     }
     let location = locate(settings, &record)?;
     let user_repo = Path::new(&session.repo);
-    validate_repo(&session.repo).map_err(|err| {
-        Error::Conflict(format!("cannot fetch into {}: {err}", session.repo))
-    })?;
+    validate_repo(&session.repo)
+        .map_err(|err| Error::Conflict(format!("cannot fetch into {}: {err}", session.repo)))?;
     let branch = session.branch.clone();
     let (source, tip, committed_pending) = match &location {
         Location::Present(dir) => {
@@ -73,7 +72,12 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
     let user = Git::at(user_repo, Reach::Local).with_timeout(LONG_TIMEOUT);
     let branch_ref = format!("refs/heads/{branch}");
     let previous = user
-        .line(&["rev-parse", "--verify", "--quiet", &format!("{branch_ref}^{{commit}}")])
+        .line(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{branch_ref}^{{commit}}"),
+        ])
         .await
         .unwrap_or_default();
     if !previous.is_empty() && previous != tip {
@@ -96,11 +100,7 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
         .await
         .map_err(|err| fetch_error(err, session))?;
     }
-    let message = format!(
-        "fetched {branch} at {} into {}",
-        short(&tip),
-        session.repo
-    );
+    let message = format!("fetched {branch} at {} into {}", short(&tip), session.repo);
     let event = store.record_fetch(id, &tip, &message).await?;
     tracing::info!(session = %id, commit = %tip, "session fetched into the user's repository");
     Ok(Fetched {

@@ -134,7 +134,8 @@ pub async fn collect(
     let cutoff = SystemTime::now()
         .checked_sub(settings.workspace_retention)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let (expired, fresh): (Vec<_>, Vec<_>) = due.into_iter().partition(|(ended, _, _)| *ended <= cutoff);
+    let (expired, fresh): (Vec<_>, Vec<_>) =
+        due.into_iter().partition(|(ended, _, _)| *ended <= cutoff);
     for (_, id, dir) in expired {
         let outcome = collect_one(settings, store, &id, &dir, EXPIRED, dry_run).await;
         report.record(outcome, metrics);
@@ -295,7 +296,10 @@ async fn plan_archive(git: &Git, record: &WorkspaceRecord) -> Result<Option<Stri
         .map_err(fail)?;
     let dirty = !status.trim().is_empty();
     let branch_ref = format!("refs/heads/{}", session.branch);
-    let head = git.line(&["symbolic-ref", "-q", "HEAD"]).await.unwrap_or_default();
+    let head = git
+        .line(&["symbolic-ref", "-q", "HEAD"])
+        .await
+        .unwrap_or_default();
     let tip = super::branch_tip(git, &session.branch).await?;
     if head != branch_ref {
         if dirty {
@@ -315,7 +319,9 @@ async fn plan_archive(git: &Git, record: &WorkspaceRecord) -> Result<Option<Stri
             )));
         }
     }
-    let base = diff::base_of(git, &session.base_commit).await.map_err(fail)?;
+    let base = diff::base_of(git, &session.base_commit)
+        .await
+        .map_err(fail)?;
     if dirty {
         return Ok(Some(base));
     }

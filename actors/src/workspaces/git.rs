@@ -103,13 +103,11 @@ const KEEP_NETWORK: &[&str] = &[
 pub fn command(reach: Reach, config: &[(String, String)]) -> Command {
     let mut command = Command::new("git");
     command.env_clear();
-    let kept = KEEP
-        .iter()
-        .chain(if reach == Reach::Network {
-            KEEP_NETWORK
-        } else {
-            &[]
-        });
+    let kept = KEEP.iter().chain(if reach == Reach::Network {
+        KEEP_NETWORK
+    } else {
+        &[]
+    });
     for name in kept {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
@@ -204,7 +202,10 @@ impl std::fmt::Display for GitError {
 #[derive(Clone, Debug)]
 enum Place {
     /// A workspace: explicit `--git-dir` and `--work-tree`.
-    Workspace { git_dir: PathBuf, work_tree: PathBuf },
+    Workspace {
+        git_dir: PathBuf,
+        work_tree: PathBuf,
+    },
     /// A repository found from this directory (the user's repository, a mirror).
     Dir(PathBuf),
     /// No repository (clone).
@@ -240,6 +241,18 @@ impl Git {
     /// [`Reach::Network`]).
     pub fn at(dir: &Path, reach: Reach) -> Self {
         Self::new(Place::Dir(dir.to_owned()), reach)
+    }
+
+    /// Git in a workspace TeleCoder just cloned, before any agent ran in it (so without the
+    /// checks of [`Self::workspace`]).
+    pub fn fresh_workspace(dir: &Path) -> Self {
+        Self::new(
+            Place::Workspace {
+                git_dir: dir.join(".git"),
+                work_tree: dir.to_owned(),
+            },
+            Reach::Local,
+        )
     }
 
     /// Git outside any repository (clone).
@@ -381,13 +394,16 @@ impl Git {
             }
             Place::Nowhere => {}
         }
-        command.args(args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let what = args.first().copied().unwrap_or("git");
         let mut child = command
             .spawn()
             .map_err(|err| GitError::NotRun(format!("cannot run git: {err}")))?;
         let _group = child.id().map(crate::process::GroupGuard);
-        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
             return Err(GitError::NotRun("git's output is not available".into()));
         };
         let limit = self.limit;
@@ -460,7 +476,9 @@ pub fn check_git_dir(git_dir: &Path) -> Result<(), GitError> {
                 return refuse(format!("{} has too many entries", git_dir.display()));
             }
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_symlink() {
                 return refuse(format!("{} is a symbolic link", path.display()));
             }
@@ -478,8 +496,7 @@ fn is_object_store_leaf(git_dir: &Path, path: &Path) -> bool {
         return false;
     };
     let mut parts = relative.components();
-    matches!((parts.next(), parts.next()), (Some(_), None))
-        && relative != Path::new("info")
+    matches!((parts.next(), parts.next()), (Some(_), None)) && relative != Path::new("info")
 }
 
 #[cfg(test)]

@@ -134,7 +134,10 @@ pub async fn diff(settings: &Settings, store: &StoreClient, id: &str) -> Result<
                 ))
             })?;
             serde_json::from_slice(&text).map_err(|err| {
-                Error::Internal(format!("the saved diff {} is damaged: {err}", diff.display()))
+                Error::Internal(format!(
+                    "the saved diff {} is damaged: {err}",
+                    diff.display()
+                ))
             })
         }
     }
@@ -185,14 +188,21 @@ pub async fn commit_pending(git: &Git, session: &Session, settings: &Settings) -
         return Ok(false);
     }
     let branch_ref = format!("refs/heads/{}", session.branch);
-    let head = git.line(&["symbolic-ref", "-q", "HEAD"]).await.unwrap_or_default();
+    let head = git
+        .line(&["symbolic-ref", "-q", "HEAD"])
+        .await
+        .unwrap_or_default();
     if head != branch_ref {
         return Err(Error::Conflict(format!(
             "the workspace of session {} has uncommitted changes but HEAD is not on {} \
              (the agent switched to '{}'); inspect it with `telecoder open {}`",
             session.id,
             session.branch,
-            if head.is_empty() { "a detached HEAD" } else { &head },
+            if head.is_empty() {
+                "a detached HEAD"
+            } else {
+                &head
+            },
             session.id
         )));
     }

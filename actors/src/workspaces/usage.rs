@@ -95,10 +95,7 @@ pub async fn size(path: &Path, settled: bool) -> u64 {
 
 /// Drops a remembered size (the directory changed or is gone).
 pub fn forget(path: &Path) {
-    SIZES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(path);
+    SIZES.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
 }
 
 /// Session-named directories directly under `workspaces/` (never following a symlink).
