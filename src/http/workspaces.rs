@@ -25,6 +25,7 @@ pub fn routes(
     let fetch = warp::path!("api" / "sessions" / String / "fetch")
         .and(warp::post())
         .and(state.clone())
+        .and(bounded_body(API_BODY_LIMIT))
         .then(fetch);
     let gc = warp::path!("admin" / "gc")
         .and(warp::post())
@@ -60,10 +61,12 @@ async fn diff(raw_id: String, state: AppState, accept: Option<String>) -> Respon
     )
 }
 
-async fn fetch(raw_id: String, state: AppState) -> Response {
+/// `POST /api/sessions/:id/fetch` takes no options: an empty body or a JSON object.
+async fn fetch(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
             let id = session_id(&raw_id)?;
+            let _: NoOptions = optional_object(&body?)?;
             let fetched = state.daemon.fetch(id.as_str()).await?;
             Ok(reply_json(StatusCode::OK, &fetched))
         }
@@ -82,18 +85,27 @@ struct GcBody {
 async fn gc(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body = body?;
-            let request: GcBody = if body.iter().all(u8::is_ascii_whitespace) {
-                GcBody::default()
-            } else {
-                parse_body(&body)?
-            };
+            let request: GcBody = optional_object(&body?)?;
             let report = state.daemon.collect_workspaces(request.dry_run).await?;
             Ok(reply_json(StatusCode::OK, &report))
         }
         .await,
     )
 }
+
+/// An empty body means the defaults; anything else must be the JSON object `T` reads.
+fn optional_object<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
+/// The fetch route's (empty) options.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
 
 #[cfg(test)]
 mod tests {
@@ -110,7 +122,10 @@ mod tests {
 
     #[test]
     fn gc_bodies_are_typed() {
-        let parse = |text: &str| parse_body::<GcBody>(&Bytes::from(text.to_owned()));
+        let parse = |text: &str| optional_object::<GcBody>(&Bytes::from(text.to_owned()));
+        assert!(parse("").is_ok_and(|b| !b.dry_run));
+        assert!(optional_object::<NoOptions>(&Bytes::from("{}")).is_ok());
+        assert!(optional_object::<NoOptions>(&Bytes::from("[]")).is_err());
         assert!(parse("{\"dryRun\": true}").is_ok_and(|b| b.dry_run));
         assert!(parse("{}").is_ok_and(|b| !b.dry_run));
         assert!(parse("{\"dryRun\": \"yes\"}").is_err());

@@ -227,9 +227,11 @@ fn sanitize_mirror(path: &Path) -> Result<(), GitError> {
     super::git::check_git_dir(path)?;
     let config = path.join("config");
     let current = std::fs::read_to_string(&config).unwrap_or_default();
-    let sha256 = current
-        .lines()
-        .any(|line| line.replace(' ', "").to_ascii_lowercase() == "objectformat=sha256");
+    let sha256 = current.lines().any(|line| {
+        line.split_whitespace()
+            .collect::<String>()
+            .eq_ignore_ascii_case("objectformat=sha256")
+    });
     let fresh = if sha256 {
         "[core]\n\trepositoryformatversion = 1\n\tbare = true\n[extensions]\n\tobjectformat = sha256\n"
     } else {

@@ -61,6 +61,9 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
         Location::Present(dir) => {
             let git = open(dir).await?;
             let committed = commit_pending(&git, session, settings).await?;
+            if committed {
+                super::usage::forget(dir);
+            }
             let tip = super::branch_tip(&git, &branch).await?;
             (dir.join(".git"), tip, committed)
         }

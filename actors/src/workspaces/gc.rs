@@ -285,21 +285,9 @@ async fn collect_one(
 async fn plan_archive(git: &Git, record: &WorkspaceRecord) -> Result<Option<String>> {
     let session = &record.session;
     let fail = |err: GitError| super::git_error("cannot inspect the workspace", err);
-    let status = git
-        .run(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=all",
-            "--ignore-submodules=all",
-        ])
-        .await
-        .map_err(fail)?;
-    let dirty = !status.trim().is_empty();
+    let dirty = super::is_dirty(git).await.map_err(fail)?;
     let branch_ref = format!("refs/heads/{}", session.branch);
-    let head = git
-        .line(&["symbolic-ref", "-q", "HEAD"])
-        .await
-        .unwrap_or_default();
+    let head = super::head_ref(git).await;
     let tip = super::branch_tip(git, &session.branch).await?;
     if head != branch_ref {
         if dirty {

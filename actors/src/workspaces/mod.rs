@@ -175,23 +175,11 @@ pub async fn commit_pending(git: &Git, session: &Session, settings: &Settings) -
     if session.status.is_finished() {
         clear_stale_locks(git);
     }
-    let status = git
-        .run(&[
-            "status",
-            "--porcelain",
-            "--untracked-files=all",
-            "--ignore-submodules=all",
-        ])
-        .await
-        .map_err(fail)?;
-    if status.trim().is_empty() {
+    if !is_dirty(git).await.map_err(fail)? {
         return Ok(false);
     }
     let branch_ref = format!("refs/heads/{}", session.branch);
-    let head = git
-        .line(&["symbolic-ref", "-q", "HEAD"])
-        .await
-        .unwrap_or_default();
+    let head = head_ref(git).await;
     if head != branch_ref {
         return Err(Error::Conflict(format!(
             "the workspace of session {} has uncommitted changes but HEAD is not on {} \
@@ -220,6 +208,26 @@ pub async fn commit_pending(git: &Git, session: &Session, settings: &Settings) -
         .await
         .map_err(fail)?;
     Ok(true)
+}
+
+/// Whether the working tree differs from HEAD (untracked files count; ignored ones do not).
+pub async fn is_dirty(git: &Git) -> std::result::Result<bool, GitError> {
+    let status = git
+        .run(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--ignore-submodules=all",
+        ])
+        .await?;
+    Ok(!status.trim().is_empty())
+}
+
+/// The branch HEAD is on (`refs/heads/…`), or `""` when it is detached.
+pub async fn head_ref(git: &Git) -> String {
+    git.line(&["symbolic-ref", "-q", "HEAD"])
+        .await
+        .unwrap_or_default()
 }
 
 /// Lock files a killed git left in a finished session's workspace (nobody else runs git there

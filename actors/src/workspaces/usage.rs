@@ -17,9 +17,16 @@ use std::time::{Duration, Instant};
 /// How long a measured size of an active workspace or a mirror is trusted.
 const FRESH_FOR: Duration = Duration::from_secs(10);
 
-/// Path → (bytes, when measured, whether it can change without us knowing).
-static SIZES: LazyLock<Mutex<HashMap<PathBuf, (u64, Instant, bool)>>> =
-    LazyLock::new(Default::default);
+/// A remembered size.
+#[derive(Clone, Copy)]
+struct Measured {
+    bytes: u64,
+    at: Instant,
+    /// A finished session's workspace: it only changes through us (fetch, collection).
+    settled: bool,
+}
+
+static SIZES: LazyLock<Mutex<HashMap<PathBuf, Measured>>> = LazyLock::new(Default::default);
 
 /// Disk use by kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,19 +84,23 @@ pub async fn size(path: &Path, settled: bool) -> u64 {
         .unwrap_or_else(|e| e.into_inner())
         .get(path)
         .copied();
-    if let Some((bytes, at, was_settled)) = known {
-        if (settled && was_settled) || at.elapsed() < FRESH_FOR {
-            return bytes;
+    if let Some(known) = known {
+        if (settled && known.settled) || known.at.elapsed() < FRESH_FOR {
+            return known.bytes;
         }
     }
     let owned = path.to_owned();
     let bytes = tokio::task::spawn_blocking(move || measure(&owned))
         .await
         .unwrap_or(0);
-    SIZES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(path.to_owned(), (bytes, Instant::now(), settled));
+    SIZES.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        path.to_owned(),
+        Measured {
+            bytes,
+            at: Instant::now(),
+            settled,
+        },
+    );
     bytes
 }
 
