@@ -163,6 +163,12 @@ fn fetch_error(err: GitError, session: &crate::domain::Session) -> Error {
             "branch {} is checked out in {}; switch to another branch there to fetch it",
             session.branch, session.repo
         ))
+    } else if message.contains("dubious ownership") {
+        Error::Conflict(format!(
+            "git refuses to write to {}: it belongs to another user than the daemon's (see git's \
+             safe.directory)",
+            session.repo
+        ))
     } else if message.contains("prerequisite") {
         Error::Conflict(format!(
             "{} no longer has the commit session {} started from ({}), which its saved bundle \
