@@ -402,26 +402,24 @@ impl Git {
             .spawn()
             .map_err(|err| GitError::NotRun(format!("cannot run git: {err}")))?;
         let _group = child.id().map(crate::process::GroupGuard);
-        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(GitError::NotRun("git's output is not available".into()));
         };
         let limit = self.limit;
         let work = async {
+            // stderr is drained beside stdout, so git never blocks on a full pipe.
+            let errors = tokio::spawn(drain(stderr, 64 * 1024));
             let mut out = Vec::new();
-            let mut err = Vec::new();
-            let read_out = async {
-                (&mut stdout)
-                    .take(limit as u64 + 1)
-                    .read_to_end(&mut out)
-                    .await
-            };
-            let read_err = async { (&mut stderr).take(64 * 1024).read_to_end(&mut err).await };
-            let (read_out, _) = tokio::join!(read_out, read_err);
-            read_out.map_err(|e| GitError::NotRun(format!("cannot read git's output: {e}")))?;
+            (&mut stdout)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .await
+                .map_err(|e| GitError::NotRun(format!("cannot read git's output: {e}")))?;
             if out.len() > limit {
+                errors.abort();
                 return Err(GitError::TooLarge(limit));
             }
+            let err = errors.await.unwrap_or_default();
             let status = child
                 .wait()
                 .await
@@ -440,6 +438,20 @@ impl Git {
             _ = self.cancel.cancelled() => Err(GitError::NotRun("cancelled".into())),
         }
     }
+}
+
+/// Reads a stream to its end, keeping the first `cap` bytes.
+async fn drain(mut stream: impl tokio::io::AsyncRead + Unpin, cap: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while let Ok(read) = stream.read(&mut buffer).await {
+        if read == 0 {
+            break;
+        }
+        let room = cap.saturating_sub(kept.len()).min(read);
+        kept.extend_from_slice(&buffer[..room]);
+    }
+    kept
 }
 
 /// A workspace's `.git` must be a real directory that keeps its data to itself: no symlink
@@ -523,6 +535,24 @@ mod tests {
         std::fs::remove_file(git_dir.join("refs/heads/evil")).expect("rm");
         std::fs::write(git_dir.join("commondir"), "/elsewhere").expect("write");
         assert!(check_git_dir(&git_dir).is_err());
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_limit_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        init(dir.path());
+        std::fs::write(dir.path().join("big"), vec![b'x'; 256 * 1024]).expect("write");
+        let git = Git::workspace(dir.path())
+            .await
+            .expect("workspace")
+            .with_limit(1024)
+            .with_timeout(Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        let result = git.run(&["hash-object", "--stdin-paths"]).await;
+        assert!(result.is_ok(), "{result:?}");
+        let shown = git.run(&["diff", "--no-index", "/dev/null", "big"]).await;
+        assert_eq!(shown, Err(GitError::TooLarge(1024)));
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     #[tokio::test]
