@@ -31,6 +31,11 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
         let mut headers = reqwest::header::HeaderMap::new();
+        // Every answer the CLI reads is JSON (the diff route also speaks text/x-diff).
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
 use telecoder_actors::settings::{
-    default_concurrency, RuntimeKind, Secret, Settings, SECRET_VARIABLES,
+    default_concurrency, RuntimeKind, Secret, Settings, DEFAULT_WORKSPACE_GC_INTERVAL,
+    DEFAULT_WORKSPACE_RETENTION, SECRET_VARIABLES,
 };
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
@@ -199,6 +200,81 @@ fn bounded<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
     Ok(n)
 }
 
+/// A duration such as `14d`, `36h`, `90m`, `45s`, `2w`, or a number of seconds.
+fn duration(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: Duration,
+    min: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(default);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &trimmed[digits.len()..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        "w" => 7 * 24 * 3600,
+        _ => 0,
+    };
+    let seconds = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a duration (a number with s, m, h, d or w, e.g. 14d)"),
+            )
+        })?;
+    let duration = Duration::from_secs(seconds);
+    if duration < min {
+        return Err(invalid(
+            name,
+            format!("{text} is shorter than the minimum, {}s", min.as_secs()),
+        ));
+    }
+    Ok(duration)
+}
+
+/// A positive size such as `20G`, `512MiB`, `1500000000`; unset means none.
+fn size(lookup: Lookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(None);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match trimmed[digits.len()..]
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => 0,
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a positive size (bytes, or a number with K, M, G or T, e.g. 20G)"),
+            )
+        })
+}
+
 /// The longest minimum spacing of schedules an operator may ask for: once a day.
 const SCHEDULE_MIN_INTERVAL_MAX: u64 = 24 * 3600;
 
@@ -348,6 +424,19 @@ impl Config {
                 .unwrap_or_else(|| "TeleCoder".into()),
             git_author_email: value(lookup, "TELECODER_GIT_AUTHOR_EMAIL")
                 .unwrap_or_else(|| "telecoder@localhost".into()),
+            workspace_retention: duration(
+                lookup,
+                "TELECODER_WORKSPACE_RETENTION",
+                DEFAULT_WORKSPACE_RETENTION,
+                Duration::ZERO,
+            )?,
+            workspace_max_bytes: size(lookup, "TELECODER_WORKSPACE_MAX_BYTES")?,
+            workspace_gc_interval: duration(
+                lookup,
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                DEFAULT_WORKSPACE_GC_INTERVAL,
+                Duration::from_secs(1),
+            )?,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {
@@ -436,6 +525,19 @@ impl Config {
             (
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
                 s.schedule_min_interval.as_secs().to_string(),
+            ),
+            (
+                "TELECODER_WORKSPACE_RETENTION",
+                format!("{}s", s.workspace_retention.as_secs()),
+            ),
+            (
+                "TELECODER_WORKSPACE_MAX_BYTES",
+                s.workspace_max_bytes
+                    .map_or_else(|| "(no cap)".to_owned(), |n| n.to_string()),
+            ),
+            (
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                format!("{}s", s.workspace_gc_interval.as_secs()),
             ),
         ]
         .into_iter()
@@ -558,11 +660,54 @@ mod tests {
                 vec![("TELECODER_ALLOWED_HOSTS", "*.example.com")],
                 "TELECODER_ALLOWED_HOSTS",
             ),
+            (
+                vec![("TELECODER_WORKSPACE_RETENTION", "14 days")],
+                "TELECODER_WORKSPACE_RETENTION",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "0")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "12X")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_GC_INTERVAL", "0")],
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);
             assert!(err.to_string().starts_with(&format!("invalid {variable}:")));
         }
+    }
+
+    #[test]
+    fn workspace_limits_read_units() {
+        let configured = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "36h"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "20G"),
+            ("TELECODER_WORKSPACE_GC_INTERVAL", "90"),
+        ])
+        .expect("valid");
+        let s = &configured.settings;
+        assert_eq!(s.workspace_retention, Duration::from_secs(36 * 3600));
+        assert_eq!(s.workspace_max_bytes, Some(20 << 30));
+        assert_eq!(s.workspace_gc_interval, Duration::from_secs(90));
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(
+            defaults.settings.workspace_retention,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        assert_eq!(defaults.settings.workspace_max_bytes, None);
+        let zero = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "0"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "512MiB"),
+        ])
+        .expect("valid");
+        assert_eq!(zero.settings.workspace_retention, Duration::ZERO);
+        assert_eq!(zero.settings.workspace_max_bytes, Some(512 << 20));
     }
 
     #[test]

@@ -283,6 +283,7 @@ pub fn event(e: &Event) -> String {
         EventKind::Done => format!("\n[done] {}\n", e.data),
         EventKind::Error => format!("\n[error] {}\n", e.data),
         EventKind::Publish => format!("[publish] {}\n", e.data),
+        EventKind::Fetch => format!("[fetch] {}\n", e.data),
         EventKind::Tool | EventKind::Plan => {
             format!("[{}] {}\n", e.kind.as_str(), readable_data(e))
         }

@@ -205,6 +205,31 @@ impl Daemon {
         }
     }
 
+    /// A session's changes against the commit its workspace started from.
+    pub async fn diff(&self, id: &str) -> Result<crate::workspaces::diff::Diff> {
+        crate::workspaces::diff(&self.settings, &self.store, id).await
+    }
+
+    /// Brings a finished session's branch into the user's local repository.
+    pub async fn fetch(&self, id: &str) -> Result<crate::workspaces::fetch::Fetched> {
+        crate::workspaces::fetch::fetch(&self.settings, &self.store, id).await
+    }
+
+    /// One pass of the workspace collector (what it would do, with `dry_run`).
+    pub async fn collect_workspaces(
+        &self,
+        dry_run: bool,
+    ) -> Result<crate::workspaces::gc::GcReport> {
+        crate::workspaces::gc::collect(&self.settings, &self.store, &self.metrics, dry_run).await
+    }
+
+    /// Disk use of workspaces, archives and mirrors (also sets the metrics' gauges).
+    pub async fn workspace_usage(&self) -> Result<crate::workspaces::usage::Usage> {
+        let usage = crate::workspaces::usage::usage(&self.settings, &self.store).await?;
+        self.metrics.workspace_usage(&usage);
+        Ok(usage)
+    }
+
     pub async fn create_watch(&self, request: NewWatch) -> Result<Watch> {
         self.ask(|reply| SupervisorMsg::CreateWatch { request, reply })
             .await?

@@ -20,6 +20,7 @@ pub mod store;
 pub mod supervisor;
 pub mod watch_actor;
 pub mod workspace;
+pub mod workspaces;
 
 pub use daemon::Daemon;
 pub use error::{Error, Result};

@@ -572,7 +572,7 @@ fn commit_date(session: &Session) -> String {
     format!("{seconds} +0000")
 }
 
-fn title_line(headline: &str) -> String {
+pub(crate) fn title_line(headline: &str) -> String {
     let line = headline.lines().next().unwrap_or_default().trim();
     if line.is_empty() {
         "TeleCoder changes".into()

@@ -145,6 +145,9 @@ pub fn new_session_record(
         agent_load_session: false,
         stop_reason: String::new(),
         token_usage: None,
+        base_commit: String::new(),
+        fetched_at: String::new(),
+        workspace_state: String::new(),
     })
 }
 

@@ -166,8 +166,7 @@ impl Actor for SessionActor {
             }
             SessionMsg::WorkspaceReady(workspace) => {
                 state.phase = "running";
-                let dir = workspace.dir.to_string_lossy();
-                store.set_workspace(id, &workspace.branch, &dir).await?;
+                store.set_workspace(id, &workspace).await?;
             }
             SessionMsg::AgentSpawned(pid) => {
                 state.pid = Some(pid);
@@ -283,19 +282,18 @@ async fn run_worker(
             return;
         }
     };
-    let workspace =
-        match workspace::prepare(&source, &ctx.settings.workspaces_dir(), &id, &cancel).await {
-            Ok(workspace) => workspace,
-            Err(message) => {
-                let kind = if cancel.is_cancelled() {
-                    FailureKind::Cancelled
-                } else {
-                    FailureKind::RuntimeError
-                };
-                report(failed(kind, message));
-                return;
-            }
-        };
+    let workspace = match workspace::prepare(&source, &ctx.settings, &id, &cancel).await {
+        Ok(workspace) => workspace,
+        Err(message) => {
+            let kind = if cancel.is_cancelled() {
+                FailureKind::Cancelled
+            } else {
+                FailureKind::RuntimeError
+            };
+            report(failed(kind, message));
+            return;
+        }
+    };
     report(SessionMsg::WorkspaceReady(workspace.clone()));
     report(SessionMsg::Status(format!(
         "running {}",

@@ -61,6 +61,8 @@ pub enum SupervisorMsg {
     StartSessions(crate::store::queries::RunQueue),
     /// Timer: mark stale running sessions abandoned and kill what is left of their agents.
     Sweep,
+    /// Timer: run the workspace collector (`workspaces::gc`).
+    CollectWorkspaces,
     /// A sweep is done (its abandoned sessions' processes are dead); stop any of them we still
     /// run, and start pending sessions again.
     Swept(Vec<crate::store::queries::Abandoned>),
@@ -491,6 +493,10 @@ impl Actor for Supervisor {
         });
         let period = state.settings().heartbeat;
         myself.send_interval(period, || SupervisorMsg::Sweep);
+        // Once now (finishing what a crash interrupted), then on the interval.
+        let _ = myself.cast(SupervisorMsg::CollectWorkspaces);
+        let period = state.settings().workspace_gc_interval;
+        myself.send_interval(period, || SupervisorMsg::CollectWorkspaces);
         Ok(())
     }
 
@@ -576,6 +582,11 @@ impl Actor for Supervisor {
                         route_pending_deliveries(&store, &myself, &cutoff).await;
                     }
                 });
+            }
+            SupervisorMsg::CollectWorkspaces => {
+                let (settings, store) = (state.settings().clone(), state.ctx.store.clone());
+                let metrics = state.ctx.metrics.clone();
+                in_background(crate::workspaces::gc::scheduled(settings, store, metrics));
             }
             SupervisorMsg::Swept(abandoned) => {
                 state.sweeping = false;

@@ -9,6 +9,7 @@ mod follow;
 pub mod output;
 mod read;
 mod watches;
+mod workspaces;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
@@ -89,6 +90,8 @@ pub enum Command {
     },
     /// Check this machine: daemon, acpx, agents, git, data dir, port, token.
     Doctor,
+    #[command(flatten)]
+    Workspaces(workspaces::WorkspaceCommand),
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -296,6 +299,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::from_env()?;
     let out = Out {
         mode: Mode::choose(cli.json, cli.human, cli.format),
+        forced_json: cli.json || cli.format == Some(Format::Json),
     };
     let Some(command) = cli.command else {
         return Ok(ExitCode::SUCCESS);
@@ -330,6 +334,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         } => follow::events(ctx, &id, after.unwrap_or(0)).await,
         Command::TriggerCi(args) => watches::trigger_ci(ctx, args).await,
         Command::TriggerPr(args) => watches::trigger_pr(ctx, args).await,
+        Command::Workspaces(command) => workspaces::run(ctx, command).await,
         command => {
             other(ctx, command).await?;
             Ok(ExitCode::SUCCESS)

@@ -54,6 +54,8 @@ async fn status(state: AppState) -> Response {
         async {
             let database = state.daemon.database_status().await?;
             let stats = state.daemon.stats().await?;
+            let workspaces = state.daemon.workspace_usage().await?;
+            let settings = state.daemon.settings();
             Ok(reply_json(
                 StatusCode::OK,
                 &json!({
@@ -71,6 +73,16 @@ async fn status(state: AppState) -> Response {
                     "storeRestarts": stats.store_restarts,
                     "watchRestarts": stats.watch_restarts,
                     "sessionFailures": stats.session_failures,
+                    "workspaces": {
+                        "count": workspaces.workspaces,
+                        "bytes": workspaces.workspace_bytes,
+                        "archives": workspaces.archives,
+                        "archiveBytes": workspaces.archive_bytes,
+                        "mirrors": workspaces.mirrors,
+                        "mirrorBytes": workspaces.mirror_bytes,
+                        "retentionSeconds": settings.workspace_retention.as_secs(),
+                        "maxBytes": settings.workspace_max_bytes,
+                    },
                 }),
             ))
         }
@@ -105,6 +117,8 @@ async fn metrics(state: AppState) -> Response {
             .sessions_running
             .set(stats.running_sessions as i64);
     }
+    // Sets the workspace gauges as a side effect.
+    let _ = daemon.workspace_usage().await;
     if let Ok(database) = daemon.database_status().await {
         daemon
             .metrics()

@@ -19,6 +19,7 @@ mod stream;
 mod watches;
 mod webhooks;
 mod wire;
+mod workspaces;
 
 use route::{declare, Route, RouteLabel, Scope};
 use std::convert::Infallible;
@@ -72,6 +73,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(github)
         .unify()
         .or(admin::routes(&state))
+        .unify()
+        .or(workspaces::routes(&state))
         .unify()
         .or(route::fallback(state.clone()))
         .unify()

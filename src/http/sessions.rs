@@ -148,7 +148,7 @@ fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 /// A path id that is not a well-formed session id names no session.
-fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
 }
 

@@ -21,3 +21,4 @@ mod streaming;
 mod support;
 mod watches;
 mod webhooks;
+mod workspaces;

@@ -140,6 +140,16 @@ pub struct Session {
     /// (ext) token usage, when the agent reports it.
     #[serde(default)]
     pub token_usage: Option<TokenUsage>,
+    /// (ext) the commit the workspace was cloned at; diffs are taken against it.
+    #[serde(default)]
+    pub base_commit: String,
+    /// (ext) when the branch was last fetched into the user's repository (`telecoder fetch`).
+    #[serde(default)]
+    pub fetched_at: String,
+    /// (ext) what is on disk: `""` (no workspace yet), `present`, `archived` (collected, its
+    /// unsaved work kept as a git bundle) or `collected`.
+    #[serde(default)]
+    pub workspace_state: String,
 }
 
 /// Token usage an agent reported for its turn (prompt response) and its context window

@@ -86,14 +86,66 @@ impl StoreClient {
         .await
     }
 
-    pub async fn set_workspace(&self, id: &str, branch: &str, work_dir: &str) -> Result<()> {
+    pub async fn set_workspace(
+        &self,
+        id: &str,
+        workspace: &crate::workspace::Workspace,
+    ) -> Result<()> {
         self.call(|reply| StoreMsg::SetWorkspace {
             id: id.to_owned(),
-            branch: branch.to_owned(),
-            work_dir: work_dir.to_owned(),
+            branch: workspace.branch.clone(),
+            work_dir: workspace.dir.to_string_lossy().into_owned(),
+            base_commit: workspace.base_commit.clone(),
             reply,
         })
         .await
+    }
+
+    pub async fn record_fetch(&self, id: &str, commit: &str, message: &str) -> Result<Event> {
+        self.call(|reply| StoreMsg::RecordFetch {
+            id: id.to_owned(),
+            commit: commit.to_owned(),
+            message: message.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn set_workspace_state(
+        &self,
+        id: &str,
+        state: super::workspaces::WorkspaceState,
+    ) -> Result<()> {
+        self.call(|reply| StoreMsg::SetWorkspaceState {
+            id: id.to_owned(),
+            state,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn workspace_records(
+        &self,
+        ids: Vec<String>,
+        with_present: bool,
+    ) -> Result<Vec<super::workspaces::WorkspaceRecord>> {
+        self.call(|reply| StoreMsg::WorkspaceRecords {
+            ids: ids.clone(),
+            with_present,
+            reply,
+        })
+        .await
+    }
+
+    /// One session's workspace record; a missing session is a `NotFound` error.
+    pub async fn require_workspace_record(
+        &self,
+        id: &str,
+    ) -> Result<super::workspaces::WorkspaceRecord> {
+        self.workspace_records(vec![id.to_owned()], false)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
     }
 
     pub async fn set_agent_pid(&self, id: &str, pid: Option<u32>) -> Result<()> {

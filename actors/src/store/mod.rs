@@ -13,6 +13,7 @@ pub mod queries;
 pub mod schema;
 pub mod snapshot;
 pub mod watches;
+pub mod workspaces;
 
 pub use client::StoreClient;
 pub use queries::{DatabaseStatus, Finish};
@@ -60,12 +61,32 @@ pub enum StoreMsg {
         owner: String,
         reply: RpcReplyPort<Result<bool>>,
     },
-    /// Record the workspace directory and branch.
+    /// Record the workspace directory, branch and the commit it started from.
     SetWorkspace {
         id: String,
         branch: String,
         work_dir: String,
+        base_commit: String,
         reply: RpcReplyPort<Result<()>>,
+    },
+    /// Record a fetch into the user's repository, with its `fetch` event.
+    RecordFetch {
+        id: String,
+        commit: String,
+        message: String,
+        reply: RpcReplyPort<Result<Event>>,
+    },
+    /// Record what the workspace collector did with a session's directory.
+    SetWorkspaceState {
+        id: String,
+        state: workspaces::WorkspaceState,
+        reply: RpcReplyPort<Result<()>>,
+    },
+    /// Workspace records of these sessions (and of every present workspace, if asked).
+    WorkspaceRecords {
+        ids: Vec<String>,
+        with_present: bool,
+        reply: RpcReplyPort<Result<Vec<workspaces::WorkspaceRecord>>>,
     },
     /// Record the agent's process id (`None` once it has exited).
     SetAgentPid {
@@ -403,9 +424,34 @@ impl Actor for StoreActor {
                 id,
                 branch,
                 work_dir,
+                base_commit,
                 reply,
             } => state.write(reply, move |conn, _| {
-                queries::set_workspace(conn, &id, &branch, &work_dir)
+                workspaces::set_workspace(conn, &id, &branch, &work_dir, &base_commit)
+            }),
+            StoreMsg::RecordFetch {
+                id,
+                commit,
+                message,
+                reply,
+            } => state.write(reply, move |conn, bus| {
+                let event = workspaces::record_fetch(conn, &id, &commit, &message)?;
+                bus.publish(&event);
+                Ok(event)
+            }),
+            StoreMsg::SetWorkspaceState {
+                id,
+                state: workspace_state,
+                reply,
+            } => state.write(reply, move |conn, _| {
+                workspaces::set_workspace_state(conn, &id, workspace_state)
+            }),
+            StoreMsg::WorkspaceRecords {
+                ids,
+                with_present,
+                reply,
+            } => state.read(reply, move |conn| {
+                workspaces::workspace_records(conn, &ids, with_present)
             }),
             StoreMsg::SetAgentPid { id, pid, reply } => {
                 state.write(reply, move |conn, _| queries::set_agent_pid(conn, &id, pid))

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::str::FromStr;
 
-pub(super) const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
     permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
     work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
@@ -16,11 +16,12 @@ pub(super) const SESSION_COLUMNS: &str =
     created_at, updated_at";
 
 /// Read-only columns after [`SESSION_COLUMNS`]: the published PR, a pending session's
-/// place in the FIFO run queue (1 = next; 0 for any other status), and what the runtime
-/// learned about the agent's side ([`record_agent_facts`]).
-pub(super) const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+/// place in the FIFO run queue (1 = next; 0 for any other status), what the runtime learned
+/// about the agent's side ([`record_agent_facts`]) and the workspace's facts.
+pub(crate) const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage";
+    ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage, base_commit, \
+    fetched_at, workspace_state";
 
 /// Reads a text column into a type that parses from text (an enum stored by name).
 pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -34,7 +35,7 @@ pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite:
     })
 }
 
-pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(crate) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: row.get(0)?,
         repo: row.get(1)?,
@@ -75,6 +76,9 @@ pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         agent_load_session: row.get(33)?,
         stop_reason: row.get(34)?,
         token_usage: serde_json::from_str(&row.get::<_, String>(35)?).ok(),
+        base_commit: row.get(36)?,
+        fetched_at: row.get(37)?,
+        workspace_state: row.get(38)?,
     })
 }
 
@@ -147,7 +151,12 @@ pub fn insert_session_rows(
         .collect()
 }
 
-fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+pub(crate) fn insert_event(
+    conn: &Connection,
+    session_id: &str,
+    kind: EventKind,
+    data: &str,
+) -> Result<Event> {
     let created_at = time::now();
     conn.execute(
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -198,15 +207,6 @@ pub fn heartbeat(conn: &mut Connection, id: &str, owner: &str) -> Result<bool> {
         params![id, owner, now],
     )?;
     Ok(updated == 1)
-}
-
-/// Records the workspace once it exists.
-pub fn set_workspace(conn: &mut Connection, id: &str, branch: &str, work_dir: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE sessions SET branch = ?2, work_dir = ?3, updated_at = ?4 WHERE id = ?1",
-        params![id, branch, work_dir, time::now()],
-    )?;
-    Ok(())
 }
 
 /// Stores the pull request a session was published as, with a `publish` event.

@@ -122,6 +122,19 @@ ALTER TABLE sessions ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN token_usage TEXT NOT NULL DEFAULT '';
 ";
 
+/// Task "workspaces" (issue 16): the commit a workspace started from, fetches into the user's
+/// repository, and what the workspace collector did with the directory (`present`, `archived`
+/// as a bundle, or `collected`). Workspaces that exist already are `present`.
+const V6_WORKSPACES: &str = "
+ALTER TABLE sessions ADD COLUMN base_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_collected_at TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET workspace_state = 'present' WHERE work_dir != '';
+CREATE INDEX sessions_workspaces ON sessions(workspace_state) WHERE workspace_state != '';
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
@@ -129,12 +142,13 @@ fn migrations() -> Migrations<'static> {
         M::up(V3_PUBLISHED),
         M::up(V4_WATCH_SKIP_DRAFTS),
         M::up(V5_AGENT_FACTS),
+        M::up(V6_WORKSPACES),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    5
+    6
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,
