@@ -119,6 +119,14 @@ pub struct ConfigView {
     github_webhook_secret_set: bool,
     api_token_set: bool,
     log_format: &'static str,
+    runtime: &'static str,
+    schedule_min_interval_seconds: u64,
+    allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    workspace_retention_seconds: u64,
+    /// `null` when there is no cap.
+    workspace_max_bytes: Option<u64>,
+    workspace_gc_interval_seconds: u64,
 }
 
 impl ConfigView {
@@ -157,8 +165,19 @@ impl ConfigView {
             github_webhook_secret_set: config.github_webhook_secret.is_some(),
             api_token_set: config.tokens.any(),
             log_format: if config.json_logs { "json" } else { "text" },
+            runtime: s.runtime.as_str(),
+            schedule_min_interval_seconds: s.schedule_min_interval.as_secs(),
+            allowed_origins: strings(&config.browser.allowed_origins),
+            allowed_hosts: strings(&config.browser.allowed_hosts),
+            workspace_retention_seconds: s.workspace_retention.as_secs(),
+            workspace_max_bytes: s.workspace_max_bytes,
+            workspace_gc_interval_seconds: s.workspace_gc_interval.as_secs(),
         }
     }
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 pub fn sessions(sessions: &[Session]) -> String {

@@ -48,6 +48,11 @@ pub fn clone_source(settings: &Settings, given: &str) -> Result<String> {
     let target = resolve_repo(given)?;
     workspace::validate_repo(&target, given)?;
     check_allowed(settings, &target, given)?;
+    // A `file://` URL keeps its resolved path in `source` (for the allowlist) but is cloned as
+    // the URL it is: through the mirror cache, like any remote.
+    if target.kind == RepoKind::Url && !repo::is_remote(&target.source) {
+        return Ok(format!("file://{}", target.source));
+    }
     Ok(target.source)
 }
 
