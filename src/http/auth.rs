@@ -14,8 +14,8 @@ fn matches(expected: &Option<String>, presented: &str) -> bool {
     })
 }
 
-/// The scopes a presented token grants.
-fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
+/// The scopes a presented token grants (also read by the dashboard's logins).
+pub(super) fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
     const ADMIN: &[Scope] = &[Scope::Read, Scope::Write, Scope::Admin];
     const FULL: &[Scope] = &[Scope::Read, Scope::Write];
     const READ: &[Scope] = &[Scope::Read];
@@ -33,7 +33,7 @@ fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
 
 /// The credentials of an `Authorization: Bearer <token>` header. The scheme name is
 /// case-insensitive (RFC 7235), the token is not.
-fn bearer(header: &str) -> Option<&str> {
+pub(super) fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
     scheme
         .eq_ignore_ascii_case("bearer")

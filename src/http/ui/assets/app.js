@@ -1,0 +1,168 @@
+// The dashboard: who is asking (/ui/whoami), the navigation with the pending approvals count,
+// and a router over the History API. Each page module draws into <main> and registers what
+// to stop (streams, timers) when the page changes.
+
+import { get, post, setCsrf, onUnauthorized } from './api.js';
+import { h, put, debounce } from './dom.js';
+import { feed } from './stream.js';
+import { sessionsPage, inboxPage } from './sessions.js';
+import { sessionPage } from './session.js';
+import { approvalsPage, pendingCount } from './approvals.js';
+import { watchesPage, watchPage } from './watches.js';
+import { newSessionPage, loginPage } from './forms.js';
+import { adminPage } from './admin.js';
+
+const ROUTES = [
+  [/^\/(sessions\/?)?$/, sessionsPage],
+  [/^\/sessions\/([0-9a-f]{8})\/?$/, sessionPage],
+  [/^\/inbox\/?$/, inboxPage],
+  [/^\/approvals\/?$/, approvalsPage],
+  [/^\/watches\/?$/, watchesPage],
+  [/^\/watches\/([0-9a-f]{8})\/?$/, watchPage],
+  [/^\/new\/?$/, newSessionPage],
+  [/^\/admin\/?$/, adminPage],
+  [/^\/login\/?$/, loginPage],
+];
+
+const NAV = [
+  ['/', 'Sessions'], ['/inbox', 'Inbox'], ['/approvals', 'Approvals'], ['/watches', 'Watches'],
+  ['/new', 'New session'], ['/admin', 'Admin'],
+];
+
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+const live = feed();
+let me = null; // the answer of /ui/whoami, or null when a login is needed
+let approvals = { available: null, pending: 0 };
+/** Settles once the daemon said whether it has approvals (and continue: they came together). */
+let features = null;
+let stops = [];
+
+function navigate(path, replace = false) {
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  render();
+}
+
+async function refreshApprovals() {
+  if (!me) return approvals;
+  approvals = await pendingCount();
+  drawNav();
+  return approvals;
+}
+const refreshApprovalsSoon = debounce(() => refreshApprovals().catch(() => {}), 400);
+
+function drawNav() {
+  const here = location.pathname.replace(/\/$/, '') || '/';
+  const current = (path) => (path === '/' ? here === '/' || here.startsWith('/sessions') : here.startsWith(path));
+  if (!me) { put(nav); return; }
+  const links = NAV.filter(([path]) => path !== '/admin' || me.scope === 'admin')
+    .filter(([path]) => path !== '/new' || me.scope !== 'read')
+    .map(([path, label]) => {
+      const count = path === '/approvals' && approvals.pending > 0
+        ? h('span', { class: 'count', 'aria-label': `${approvals.pending} pending` }, String(approvals.pending)) : null;
+      return h('a', { href: path, 'aria-current': current(path) ? 'page' : null }, label, count);
+    });
+  const who = me.auth === 'open' ? 'local, no token' : `${me.scope === 'read' ? 'read-only' : me.scope} ${me.auth === 'login' ? 'login' : 'token'}`;
+  put(nav, links, h('span', { class: 'who' }, who),
+    me.auth === 'login' ? h('button', { type: 'button', id: 'logout', onclick: logout }, 'Log out') : null);
+}
+
+async function logout() {
+  try { await post('/ui/logout'); } catch { /* logged out either way */ }
+  me = null;
+  setCsrf(null);
+  live.close();
+  navigate('/login');
+}
+
+const onFeed = (msg) => { if (msg.type === 'approval' || msg.type === 'resync') refreshApprovalsSoon(); };
+
+/** Learns who is asking; once logged in (or open), follows the feed for the approvals count. */
+async function begin() {
+  await whoami();
+  if (!me) return;
+  live.listen(onFeed);
+  features = refreshApprovals().catch(() => approvals);
+}
+
+/** What a page gets. */
+function context() {
+  return {
+    main,
+    me,
+    canWrite: me.scope !== 'read',
+    canAdmin: me.scope === 'admin',
+    approvals,
+    /** Resolves to `{available}`: whether approvals and continue exist on this daemon. */
+    features: () => features || Promise.resolve(approvals),
+    navigate,
+    /** Stops `fn` (a function) when the page changes. */
+    onLeave(fn) { stops.push(fn); },
+    /** Subscribes to the daemon-wide feed for as long as the page is shown. */
+    listen(fn) { stops.push(live.listen(fn)); },
+    /** Re-reads the pending approvals count now. */
+    refreshApprovals,
+    loggedIn: async () => me,
+  };
+}
+
+async function whoami() {
+  try {
+    me = await get('/ui/whoami');
+    setCsrf(me.csrf);
+  } catch (err) {
+    if (err.status !== 401) throw err;
+    me = null;
+  }
+}
+
+async function render() {
+  stops.forEach((stop) => { try { stop(); } catch { /* already stopped */ } });
+  stops = [];
+  const path = location.pathname;
+  if (!me && !/^\/login\/?$/.test(path)) {
+    navigate(`/login?next=${encodeURIComponent(path + location.search)}`, true);
+    return;
+  }
+  drawNav();
+  const [pattern, page] = ROUTES.find(([re]) => re.test(path)) || [];
+  if (!page) { put(main, h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', { href: '/' }, 'Sessions'))); return; }
+  const params = path.match(pattern).slice(1);
+  put(main, h('p', { class: 'muted' }, 'Loading…'));
+  try {
+    const ctx = me ? context() : { main, navigate, loggedIn: async () => { await begin(); drawNav(); return me; } };
+    await page(ctx, ...params);
+  } catch (err) {
+    put(main, h('h1', {}, 'Something went wrong'), h('div', { class: 'alert', role: 'alert' }, err.message || String(err)));
+  }
+  if (document.activeElement === document.body) main.focus({ preventScroll: true });
+}
+
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[href]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  if (a.origin !== location.origin || a.target || a.hasAttribute('download')) return;
+  if (/^\/(api|assets|ui|admin\/|metrics)/.test(a.pathname)) return;
+  e.preventDefault();
+  if (a.pathname + a.search !== location.pathname + location.search) navigate(a.pathname + a.search);
+});
+window.addEventListener('popstate', render);
+onUnauthorized(() => {
+  if (!me) return;
+  me = null;
+  live.close();
+  navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+});
+
+async function start() {
+  try {
+    await begin();
+  } catch (err) {
+    put(main, h('h1', {}, 'The daemon cannot be reached'), h('div', { class: 'alert', role: 'alert' }, err.message));
+    return;
+  }
+  render();
+}
+
+start();

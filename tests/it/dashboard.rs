@@ -1,0 +1,456 @@
+//! The web dashboard (issue 17) in a real browser: Debian's chromium driven by the pinned
+//! playwright-core (`tests/ui/run.mjs`) against the real daemon and the mock agent. Each test
+//! starts a daemon, prepares what the scenario needs through the API, runs one scenario and
+//! checks through the API what a user would check. One browser at a time (they are heavy on
+//! a 2-core machine); a scenario that fails or hangs has its whole process group killed.
+//!
+//! The dashboard does not depend on the runtime, so these run once, under the default one.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One browser at a time.
+static BROWSER: Mutex<()> = Mutex::new(());
+/// A scenario's own waits are 30 s each; this bounds the whole run.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+const CHROMIUM: &str = "/usr/bin/chromium";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn shots_dir() -> PathBuf {
+    Path::new(ROOT).join("target").join("ui-screenshots")
+}
+
+/// Whether these tests run in this pass (the acpx pass of `scripts/test` skips them).
+fn enabled() -> bool {
+    if acpx_runtime() {
+        eprintln!("dashboard tests run under the native runtime only; skipped under acpx");
+        return false;
+    }
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run scripts/setup (it installs Debian's chromium package)"
+    );
+    assert!(
+        Path::new(ROOT)
+            .join("node_modules/playwright-core/package.json")
+            .exists(),
+        "playwright-core is not installed: run scripts/setup (npm ci)"
+    );
+    true
+}
+
+/// Kills the scenario's process group (node and its chromium) however the test ends.
+struct Group(std::process::Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `scenario` against `daemon` with `args`; returns its result, failing with its output.
+#[track_caller]
+fn browse(daemon: &TestDaemon, scenario: &str, args: Value) -> Value {
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new("node");
+    child
+        .arg(Path::new(ROOT).join("tests/ui/run.mjs"))
+        .arg(scenario)
+        .current_dir(ROOT)
+        .env("UI_URL", &daemon.url)
+        .env("UI_ARGS", args.to_string())
+        .env("UI_SHOTS", shots_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut group = Group(child.spawn().expect("start node"));
+    let mut stdout = group.0.stdout.take().expect("stdout");
+    let mut stderr = group.0.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let out_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + SCENARIO_LIMIT;
+    let status = loop {
+        if let Some(status) = group.0.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(group);
+    let out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        panic!("scenario {scenario} still running after {SCENARIO_LIMIT:?}\n{out}\n{err}")
+    });
+    assert!(
+        status.success(),
+        "scenario {scenario} failed ({status}):\n{out}\n{err}\ndaemon log:\n{}",
+        daemon.log()
+    );
+    let line = out
+        .lines()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("scenario {scenario} printed no result:\n{out}\n{err}"));
+    serde_json::from_str(line).expect("scenario result is JSON")
+}
+
+fn with_token(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    api.http()
+        .request(method, format!("{}{path}", api.base))
+        .bearer_auth(token)
+}
+
+#[test]
+fn the_form_starts_a_session_whose_output_arrives_live() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start();
+    let result = browse(
+        &daemon,
+        "create",
+        json!({"repo": repo.path_str(), "prompt": "@mock stream 25 200", "last": "chunk 24"}),
+    );
+    let id = result["id"].as_str().expect("the new session's id");
+    let session = daemon.api().wait_finished(id, WAIT);
+    assert_eq!(session["status"], "complete");
+    assert_eq!(session["prompt"], "@mock stream 25 200");
+    assert_eq!(session["repo"], repo.path_str());
+}
+
+#[test]
+fn the_session_page_at_phone_and_desktop_width() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start();
+    let api = daemon.api();
+    let id = api.create_id(&repo.path_str(), "@mock tools");
+    api.wait_finished(&id, WAIT);
+    let result = browse(&daemon, "screenshots", json!({"id": id}));
+    let shots = result["shots"].as_array().expect("screenshot paths");
+    assert_eq!(shots.len(), 2);
+    for shot in shots {
+        let path = Path::new(shot.as_str().unwrap_or_default());
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{} is a real screenshot", path.display());
+    }
+}
+
+#[test]
+fn cancel_on_the_session_page_stops_the_agent() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start();
+    let api = daemon.api();
+    let id = api.create_id(&repo.path_str(), "@mock hang");
+    api.wait_status(&id, "running", WAIT);
+    browse(&daemon, "cancel", json!({"id": id}));
+    let session = api.wait_finished(&id, WAIT);
+    assert_eq!(session["status"], "cancelled");
+    assert_eq!(session["failureKind"], "cancelled");
+}
+
+#[test]
+fn a_watch_is_paused_from_the_list_and_the_form_checks_like_the_api() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start();
+    let api = daemon.api();
+    let watch = api.post(
+        "/api/watches",
+        &json!({"repo": repo.path_str(), "instructions": "fix CI", "workflow": "ci"}),
+    );
+    assert_eq!(watch.status, 201, "{}", watch.body);
+    let id = watch.body["id"].as_str().expect("watch id");
+    let result = browse(&daemon, "watch", json!({"id": id, "repo": repo.path_str()}));
+    let shown = api.get(&format!("/api/watches/{id}"));
+    assert_eq!(shown.body["status"], "paused");
+    // The API refused the bad schedule with the message the page showed; nothing was made.
+    let direct = api.post(
+        "/api/watches",
+        &json!({"kind": "schedule", "repo": repo.path_str(), "instructions": "x",
+                "schedule": "not a cron line"}),
+    );
+    assert_eq!(direct.status, 400);
+    assert_eq!(result["message"], direct.body["error"]);
+    let watches = api.get("/api/watches");
+    assert_eq!(watches.body.as_array().map(Vec::len), Some(1));
+}
+
+const FULL: &str = "full-token-for-the-dashboard-0123";
+const READ: &str = "read-token-for-the-dashboard-0123";
+
+#[test]
+fn a_token_logs_in_to_a_cookie_that_is_not_the_token_and_logs_out() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start_with(&[("TELECODER_API_TOKEN", FULL)]);
+    let api = daemon.api();
+    let result = browse(
+        &daemon,
+        "login",
+        json!({"token": FULL, "repo": repo.path_str()}),
+    );
+    let created = result["created"]
+        .as_str()
+        .expect("session made while logged in");
+    let made = api.send(with_token(
+        &api,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{created}"),
+        FULL,
+    ));
+    assert_eq!(made.status, 200);
+    // The logged-out cookie is dead on the server too, not only forgotten by the browser.
+    let cookie = format!(
+        "telecoder_login={}",
+        result["cookie"].as_str().unwrap_or_default()
+    );
+    let after = api.send(
+        api.http()
+            .get(format!("{}/api/sessions", api.base))
+            .header("cookie", &cookie),
+    );
+    assert_eq!(after.status, 401, "{}", after.body);
+}
+
+#[test]
+fn cookie_writes_need_the_csrf_token_and_bearer_clients_are_unaffected() {
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start_with(&[("TELECODER_API_TOKEN", FULL)]);
+    let api = daemon.api();
+    let login = api.post("/ui/login", &json!({"token": FULL}));
+    assert_eq!(login.status, 200, "{}", login.body);
+    let csrf = login.body["csrf"].as_str().expect("csrf").to_owned();
+    // The cookie the browser would keep (the test's client has no cookie jar).
+    let set_cookie = api.block_on(async {
+        api.http()
+            .post(format!("{}/ui/login", api.base))
+            .json(&json!({"token": FULL}))
+            .send()
+            .await
+            .expect("login")
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    });
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: no Secure flag");
+    assert!(!set_cookie.contains(FULL), "the cookie is not the token");
+    let cookie = set_cookie.split(';').next().unwrap_or_default().to_owned();
+    let fresh_csrf = api
+        .send(
+            api.http()
+                .get(format!("{}/ui/whoami", api.base))
+                .header("cookie", &cookie),
+        )
+        .body["csrf"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_ne!(fresh_csrf, csrf, "each login has its own CSRF token");
+    let body = json!({"repo": repo.path_str(), "prompt": "@mock say hi"});
+    let create = |csrf: Option<&str>, origin: Option<&str>| {
+        let mut request = api
+            .http()
+            .post(format!("{}/api/sessions", api.base))
+            .header("cookie", &cookie)
+            .json(&body);
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        api.send(request)
+    };
+    assert_eq!(create(None, None).status, 403, "no CSRF token");
+    assert_eq!(
+        create(Some(&csrf), None).status,
+        403,
+        "another login's CSRF token"
+    );
+    assert_eq!(
+        create(Some(&fresh_csrf), Some("https://evil.example")).status,
+        403,
+        "a foreign page"
+    );
+    let made = create(Some(&fresh_csrf), None);
+    assert_eq!(made.status, 201, "{}", made.body);
+    // Reads need no CSRF token; bearer clients never needed one.
+    let read = api.send(
+        api.http()
+            .get(format!("{}/api/sessions", api.base))
+            .header("cookie", &cookie),
+    );
+    assert_eq!(read.status, 200);
+    let bearer =
+        api.send(with_token(&api, reqwest::Method::POST, "/api/sessions", FULL).json(&body));
+    assert_eq!(bearer.status, 201, "{}", bearer.body);
+    // Secure when the proxy in front says the browser came over TLS.
+    let secure = api.block_on(async {
+        api.http()
+            .post(format!("{}/ui/login", api.base))
+            .header("x-forwarded-proto", "https")
+            .json(&json!({"token": FULL}))
+            .send()
+            .await
+            .expect("login")
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    });
+    assert!(secure.ends_with("; Secure"), "{secure}");
+    // The open default needs no login at all.
+    let open = TestDaemon::start();
+    let refused = open.api().post("/ui/login", &json!({"token": FULL}));
+    assert_eq!(refused.status, 400);
+    assert_eq!(open.api().get("/ui/whoami").body["auth"], "open");
+}
+
+#[test]
+fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start_with(&[
+        ("TELECODER_API_TOKEN", FULL),
+        ("TELECODER_API_READ_TOKEN", READ),
+    ]);
+    let api = daemon.api();
+    let create = |prompt: &str| {
+        let body = json!({"repo": repo.path_str(), "prompt": prompt});
+        let reply =
+            api.send(with_token(&api, reqwest::Method::POST, "/api/sessions", FULL).json(&body));
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["id"].as_str().unwrap_or_default().to_owned()
+    };
+    let finished = create("@mock say done already");
+    api.wait_finished_with(&finished, FULL);
+    let running = create("@mock hang");
+    wait_for("the hanging session to run", WAIT, || {
+        let reply = api.send(with_token(
+            &api,
+            reqwest::Method::GET,
+            &format!("/api/sessions/{running}"),
+            READ,
+        ));
+        (reply.body["status"] == "running").then_some(())
+    });
+    let watch = api.send(
+        with_token(&api, reqwest::Method::POST, "/api/watches", FULL)
+            .json(&json!({"repo": repo.path_str(), "instructions": "fix CI"})),
+    );
+    let watch = watch.body["id"].as_str().unwrap_or_default().to_owned();
+    let result = browse(
+        &daemon,
+        "readonly",
+        json!({"token": READ, "finished": finished, "running": running, "watch": watch}),
+    );
+    for (action, status) in result["statuses"].as_object().expect("statuses") {
+        assert_eq!(status, 403, "{action} from a read-only page");
+    }
+    let still = api.send(with_token(
+        &api,
+        reqwest::Method::GET,
+        &format!("/api/sessions/{running}"),
+        FULL,
+    ));
+    assert_eq!(still.body["status"], "running");
+    let cancel = api.send(with_token(
+        &api,
+        reqwest::Method::POST,
+        &format!("/api/sessions/{running}/cancel"),
+        FULL,
+    ));
+    assert_eq!(cancel.status, 200);
+}
+
+#[test]
+fn agent_markup_and_pr_titles_are_shown_as_text() {
+    if !enabled() {
+        return;
+    }
+    let repo = TestRepo::new();
+    let daemon = TestDaemon::start();
+    let api = daemon.api();
+    let script = "<script>window.__pwned=1</script>";
+    let id = api.create_id(
+        &repo.path_str(),
+        &format!("@mock say {script}<img src=x onerror=\"window.__pwned=2\"><b>bold</b>"),
+    );
+    api.wait_finished(&id, WAIT);
+    let watch = api.post(
+        "/api/watches",
+        &json!({"kind": "pr_review", "repo": repo.path_str(), "instructions": "review it"}),
+    );
+    let watch = watch.body["id"].as_str().expect("watch id").to_owned();
+    let title = "<img src=x onerror=\"window.__pwned=3\">Fix <b>it</b>";
+    let fired = api.post(
+        "/api/watch-events/pr",
+        &json!({"repo": repo.path_str(), "prNumber": 7, "title": title, "base": "main",
+                "head": "feature", "diffText": "diff --git a/x b/x"}),
+    );
+    assert_eq!(fired.status, 201, "{}", fired.body);
+    let markers = json!({
+        format!("/sessions/{id}"): script,
+        format!("/watches/{watch}"): title,
+        "/": script,
+        "/inbox": script,
+    });
+    let result = browse(
+        &daemon,
+        "xss",
+        json!({"session": id, "watch": watch, "markers": markers}),
+    );
+    for (path, seen) in result["seen"].as_object().expect("pages") {
+        assert_eq!(
+            seen["shownAsText"], true,
+            "{path}: the markup is visible as text"
+        );
+        assert_eq!(
+            seen["elements"], 0,
+            "{path}: no element came from the markup"
+        );
+        assert_eq!(seen["pwned"], Value::Null, "{path}: no script ran");
+    }
+    assert_eq!(result["dialogs"], json!([]));
+}

@@ -1,0 +1,263 @@
+// Browser scenarios for the dashboard, run by tests/it/dashboard.rs against a real daemon:
+//
+//   UI_URL=http://127.0.0.1:PORT UI_ARGS='{"...":...}' UI_SHOTS=dir node tests/ui/run.mjs SCENARIO
+//
+// Drives Debian's chromium through playwright-core (pinned in package.json; it never downloads
+// a browser): headless, a fresh user-data directory per run, no network beyond the daemon.
+// Prints `RESULT <json>` on success; any failure exits non-zero with the reason. The Rust test
+// starts this in its own process group and kills the group when it fails or times out, so no
+// browser outlives a failed test.
+
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+
+const require = createRequire(import.meta.url);
+const { chromium } = require('playwright-core');
+
+export const CHROMIUM = process.env.UI_CHROMIUM || '/usr/bin/chromium';
+const URL_BASE = process.env.UI_URL;
+const ARGS = JSON.parse(process.env.UI_ARGS || '{}');
+const SHOTS = process.env.UI_SHOTS || 'target/ui-screenshots';
+/** Bounded waits: generous, because the suite runs on a busy 2-core machine. */
+const WAIT = 30_000;
+
+const scenarios = {};
+
+/** Opens the dashboard in a fresh profile; `pageErrors` fail the scenario at the end. */
+async function withBrowser(run) {
+  const profile = mkdtempSync(join(tmpdir(), 'telecoder-ui-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-sync', '--disable-dev-shm-usage'],
+    viewport: { width: 1280, height: 900 },
+  });
+  context.setDefaultTimeout(WAIT);
+  const problems = [];
+  const dialogs = [];
+  context.on('page', (page) => watch(page, problems, dialogs));
+  const page = context.pages()[0] || await context.newPage();
+  watch(page, problems, dialogs);
+  try {
+    const result = await run({ context, page, dialogs });
+    assert.deepEqual(problems, [], `the page reported errors: ${problems.join('; ')}`);
+    return result;
+  } finally {
+    await context.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+function watch(page, problems, dialogs) {
+  if (page.__watched) return;
+  page.__watched = true;
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('dialog', async (dialog) => {
+    dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+    if (dialog.type() === 'confirm') await dialog.accept();
+    else await dialog.dismiss();
+  });
+}
+
+const go = (page, path) => page.goto(`${URL_BASE}${path}`, { waitUntil: 'domcontentloaded' });
+const main = (page) => page.locator('main');
+
+async function shoot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  const shots = [];
+  for (const [width, label] of [[375, 'phone'], [1280, 'desktop']]) {
+    await page.setViewportSize({ width, height: width === 375 ? 812 : 900 });
+    await page.waitForTimeout(50);
+    const path = join(SHOTS, `${name}-${label}.png`);
+    await page.screenshot({ path, fullPage: true });
+    shots.push(path);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  return shots;
+}
+
+/** The form creates a session; its output arrives on the open page while it runs. */
+scenarios.create = async () => withBrowser(async ({ page }) => {
+  await go(page, '/new');
+  await page.getByLabel('Repository').fill(ARGS.repo);
+  await page.getByLabel('Prompt').fill(ARGS.prompt);
+  await page.getByRole('button', { name: 'Start session' }).click();
+  await page.waitForURL(/\/sessions\/[0-9a-f]{8}$/);
+  const id = page.url().split('/').pop();
+  const output = page.locator('.ev.output pre');
+  // Live: an early chunk is on the page while the last one is not, then the last one comes,
+  // all without a reload.
+  await output.filter({ hasText: 'chunk 1' }).first().waitFor();
+  const early = await main(page).textContent();
+  const beforeDone = !early.includes(ARGS.last) && (await page.locator('.ev.done').count()) === 0;
+  const navigations = [];
+  page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
+  await page.locator('.ev.done').waitFor();
+  await page.locator('main .outcome').waitFor();
+  const late = await main(page).textContent();
+  assert.ok(beforeDone, 'an early chunk was shown before the session finished');
+  assert.ok(late.includes(ARGS.last), 'the last chunk arrived on the same page');
+  assert.deepEqual(navigations, [], 'no reload while the output arrived');
+  await go(page, '/');
+  await page.locator(`main tr[data-id="${id}"]`).waitFor();
+  return { id };
+});
+
+/** The session page with tool calls and an outcome, at phone and desktop width. */
+scenarios.screenshots = async () => withBrowser(async ({ page }) => {
+  await go(page, `/sessions/${ARGS.id}`);
+  await page.locator('.ev.done').waitFor();
+  await page.locator('.ev.tool').first().waitFor();
+  await page.locator('main .outcome').waitFor();
+  const shots = await shoot(page, 'session');
+  // Keyboard: every action is reachable with Tab.
+  const reached = [];
+  for (let i = 0; i < 40; i += 1) {
+    await page.keyboard.press('Tab');
+    reached.push(await page.evaluate(() => (document.activeElement && document.activeElement.textContent || '').trim()));
+  }
+  assert.ok(reached.includes('Rerun'), `Rerun is reachable with the keyboard (reached ${reached.join(' | ')})`);
+  return { shots };
+});
+
+/** Cancel from the session page stops a running agent. */
+scenarios.cancel = async () => withBrowser(async ({ page }) => {
+  await go(page, `/sessions/${ARGS.id}`);
+  await page.locator('.ev.output pre', { hasText: 'hanging' }).waitFor();
+  await page.locator('button[data-action="cancel"]').click();
+  await page.locator('#session-status', { hasText: 'cancelled' }).waitFor();
+  assert.equal(await page.locator('button[data-action="cancel"]').count(), 0, 'no cancel button once cancelled');
+  await page.locator('button[data-action="rerun"]').waitFor();
+  return {};
+});
+
+/** Pause from the watch list; the create form refuses what the API refuses. */
+scenarios.watch = async () => withBrowser(async ({ page }) => {
+  await go(page, '/watches');
+  const card = page.locator(`[data-watch="${ARGS.id}"]`);
+  await card.locator('button[data-action="pause"]').click();
+  await card.locator('.status', { hasText: 'paused' }).waitFor();
+  await card.locator('button[data-action="resume"]').waitFor();
+  // The create form: client-side checks first, then the API's own message.
+  await page.getByText('+ New watch').click();
+  await page.getByLabel('Repository').fill(ARGS.repo);
+  await page.getByRole('button', { name: 'Create watch' }).click();
+  await page.locator('main .alert', { hasText: 'instructions is required' }).waitFor();
+  await page.getByLabel('Instructions').fill('look at the failure');
+  await page.getByLabel('Kind').selectOption('schedule');
+  await page.getByLabel('Schedule (cron)').fill('not a cron line');
+  await page.getByRole('button', { name: 'Create watch' }).click();
+  const refused = page.locator('main form .alert');
+  await refused.filter({ hasText: /\S/ }).waitFor();
+  const message = (await refused.textContent()).trim();
+  assert.ok(!/instructions is required/.test(message), `the API's own refusal is shown: ${message}`);
+  return { message };
+});
+
+async function login(page, token) {
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** Log in with a token, use it, log out. */
+scenarios.login = async () => withBrowser(async ({ page, context }) => {
+  await go(page, '/');
+  await page.waitForURL(/\/login\?next=/);
+  await login(page, 'not-the-token-0123456789');
+  await page.locator('main .alert', { hasText: 'invalid token' }).waitFor();
+  await login(page, ARGS.token);
+  await page.waitForURL(`${URL_BASE}/`);
+  await page.locator('main h1', { hasText: 'Sessions' }).waitFor();
+  const cookies = await context.cookies();
+  const cookie = cookies.find((c) => c.name === 'telecoder_login');
+  assert.ok(cookie, 'a login cookie was set');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  assert.notEqual(cookie.value, ARGS.token, 'the cookie is not the token');
+  assert.ok(!cookie.value.includes(ARGS.token));
+  assert.equal(await page.evaluate(() => document.cookie), '', 'scripts cannot read the login');
+  // A write through the login (CSRF token sent by the page).
+  await go(page, '/new');
+  await page.getByLabel('Repository').fill(ARGS.repo);
+  await page.getByLabel('Prompt').fill('@mock say logged in');
+  await page.getByRole('button', { name: 'Start session' }).click();
+  await page.waitForURL(/\/sessions\/[0-9a-f]{8}$/);
+  const created = page.url().split('/').pop();
+  await page.locator('.ev.done').waitFor();
+  await page.locator('#logout').click();
+  await page.waitForURL(/\/login/);
+  await go(page, `/sessions/${created}`);
+  await page.waitForURL(/\/login\?next=/);
+  return { cookie: cookie.value, created };
+});
+
+/** A read-only login shows no action anywhere, and the API refuses the actions anyway. */
+scenarios.readonly = async () => withBrowser(async ({ page }) => {
+  await go(page, '/login');
+  await login(page, ARGS.token);
+  await page.waitForURL(`${URL_BASE}/`);
+  await page.locator(`main tr[data-id="${ARGS.finished}"]`).waitFor();
+  const nav = await page.locator('#nav').textContent();
+  assert.ok(nav.includes('read-only'), 'the page says it is read-only');
+  assert.ok(!nav.includes('New session'), 'no New session link');
+  for (const id of [ARGS.finished, ARGS.running]) {
+    await go(page, `/sessions/${id}`);
+    await page.locator('.ev').first().waitFor();
+    await page.locator('main .card dl').waitFor();
+    assert.equal(await page.locator('main [data-action], main form, main [data-decision]').count(), 0, `no actions on ${id}`);
+  }
+  await go(page, '/watches');
+  await page.locator(`[data-watch="${ARGS.watch}"]`).waitFor();
+  assert.equal(await page.locator('main button, main form').count(), 0, 'no watch controls');
+  // What a page script could still try: the API refuses it.
+  const statuses = await page.evaluate(async ({ finished, running, watch }) => {
+    const who = await (await fetch('/ui/whoami')).json();
+    const send = async (method, path, body) => (await fetch(path, {
+      method, headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': who.csrf },
+      body: body && JSON.stringify(body),
+    })).status;
+    return {
+      rerun: await send('POST', `/api/sessions/${finished}/rerun`),
+      cancel: await send('POST', `/api/sessions/${running}/cancel`),
+      create: await send('POST', '/api/sessions', { repo: '/tmp', prompt: 'x' }),
+      pause: await send('PATCH', `/api/watches/${watch}`, { status: 'paused' }),
+    };
+  }, ARGS);
+  return { statuses };
+});
+
+/** Markup from an agent, a PR title and a prompt is shown as text and never runs. */
+scenarios.xss = async () => withBrowser(async ({ page, dialogs }) => {
+  const response = await go(page, `/sessions/${ARGS.session}`);
+  const csp = response.headers()['content-security-policy'] || '';
+  assert.ok(csp.includes("script-src 'self'") && !csp.includes('unsafe-inline'), `CSP: ${csp}`);
+  await page.locator('.ev.done').waitFor();
+  const seen = {};
+  for (const [path, marker] of Object.entries(ARGS.markers)) {
+    await go(page, path);
+    await page.locator('main h1').waitFor();
+    await page.waitForFunction((text) => document.querySelector('main').textContent.includes(text), marker);
+    seen[path] = {
+      shownAsText: (await main(page).textContent()).includes(marker),
+      elements: await page.locator('main img, main script, main iframe, main b, main [onerror]').count(),
+      pwned: await page.evaluate(() => window.__pwned ?? null),
+    };
+  }
+  return { seen, dialogs };
+});
+
+const name = process.argv[2];
+const timer = setTimeout(() => { console.error(`scenario ${name} timed out`); process.exit(3); }, 240_000);
+try {
+  if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);
+  const result = await scenarios[name]();
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  clearTimeout(timer);
+} catch (err) {
+  console.error(err && err.stack ? err.stack : String(err));
+  process.exit(1);
+}
