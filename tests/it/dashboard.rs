@@ -45,72 +45,158 @@ fn enabled() -> bool {
     true
 }
 
-/// Kills the scenario's process group (node and its chromium) however the test ends.
-struct Group(std::process::Child);
+/// A running scenario: node in its own process group, its chromium (which playwright starts
+/// in a process group of its own) and the fresh profile both use. Dropping it — the scenario
+/// ended, timed out, or the test panicked — kills node's group, then every process that still
+/// names the profile on its command line (the browser, its helpers, its crash handler), by
+/// pid, and removes the profile.
+struct Scenario {
+    node: std::process::Child,
+    profile: tempfile::TempDir,
+}
 
-impl Drop for Group {
-    fn drop(&mut self) {
-        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
+impl Scenario {
+    fn start(daemon: &TestDaemon, scenario: &str, args: &Value) -> Self {
+        let profile = tempfile::Builder::new()
+            .prefix("telecoder-ui-")
+            .tempdir()
+            .expect("profile dir");
+        let mut node = Command::new("node");
+        node.arg(Path::new(ROOT).join("tests/ui/run.mjs"))
+            .arg(scenario)
+            .current_dir(ROOT)
+            .env("UI_URL", &daemon.url)
+            .env("UI_ARGS", args.to_string())
+            .env("UI_SHOTS", shots_dir())
+            .env("UI_PROFILE", profile.path())
+            // Kept open by this process: node ends itself when it reads EOF (this test died).
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let node = node.spawn().expect("start node");
+        Self { node, profile }
+    }
+
+    /// Pids of live processes whose command line names the profile.
+    fn browser_pids(&self) -> Vec<i32> {
+        let profile = self.profile.path().as_os_str().as_encoded_bytes();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                // A zombie's command line is empty: it is dead, only not yet reaped.
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| cmd.windows(profile.len()).any(|w| w == profile))
+            })
+            .collect()
     }
 }
 
-/// Runs `scenario` against `daemon` with `args`; returns its result, failing with its output.
-#[track_caller]
-fn browse(daemon: &TestDaemon, scenario: &str, args: Value) -> Value {
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        let _ = killpg(Pid::from_raw(self.node.id() as i32), Signal::SIGKILL);
+        let _ = self.node.wait();
+        // Until none is left: a helper forked just before its parent was killed is found on
+        // the next pass. Killed processes drop out at once (a zombie names nothing).
+        for _ in 0..100 {
+            let left = self.browser_pids();
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Runs `scenario` against `daemon` with `args` for at most `limit`: its result, or why not
+/// (with everything it printed).
+fn run_scenario(
+    daemon: &TestDaemon,
+    scenario: &str,
+    args: Value,
+    limit: Duration,
+) -> Result<Value, String> {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = Command::new("node");
-    child
-        .arg(Path::new(ROOT).join("tests/ui/run.mjs"))
-        .arg(scenario)
-        .current_dir(ROOT)
-        .env("UI_URL", &daemon.url)
-        .env("UI_ARGS", args.to_string())
-        .env("UI_SHOTS", shots_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut group = Group(child.spawn().expect("start node"));
-    let mut stdout = group.0.stdout.take().expect("stdout");
-    let mut stderr = group.0.stderr.take().expect("stderr");
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let out_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + SCENARIO_LIMIT;
+    let mut run = Scenario::start(daemon, scenario, &args);
+    let readers = [
+        run.node.stdout.take().map(read_all),
+        run.node.stderr.take().map(read_all),
+    ];
+    let deadline = Instant::now() + limit;
     let status = loop {
-        if let Some(status) = group.0.try_wait().expect("wait for node") {
-            break Some(status);
+        match run.node.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            _ => break None,
         }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     };
-    drop(group);
-    let out = out_reader.join().unwrap_or_default();
-    let err = err_reader.join().unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        panic!("scenario {scenario} still running after {SCENARIO_LIMIT:?}\n{out}\n{err}")
-    });
-    assert!(
-        status.success(),
-        "scenario {scenario} failed ({status}):\n{out}\n{err}\ndaemon log:\n{}",
-        daemon.log()
-    );
+    drop(run);
+    let [out, err] = readers.map(|r| r.and_then(|r| r.join().ok()).unwrap_or_default());
+    let status = status.ok_or_else(|| {
+        format!("scenario {scenario} still running after {limit:?}\n{out}\n{err}")
+    })?;
+    if !status.success() {
+        return Err(format!(
+            "scenario {scenario} failed ({status}):\n{out}\n{err}"
+        ));
+    }
     let line = out
         .lines()
         .find_map(|line| line.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("scenario {scenario} printed no result:\n{out}\n{err}"));
-    serde_json::from_str(line).expect("scenario result is JSON")
+        .ok_or_else(|| format!("scenario {scenario} printed no result:\n{out}\n{err}"))?;
+    serde_json::from_str(line).map_err(|e| format!("scenario {scenario}: bad result {e}: {line}"))
+}
+
+fn read_all(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = from.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Runs `scenario` against `daemon` with `args`; returns its result, failing with its output
+/// and the daemon's log.
+#[track_caller]
+fn browse(daemon: &TestDaemon, scenario: &str, args: Value) -> Value {
+    run_scenario(daemon, scenario, args, SCENARIO_LIMIT)
+        .unwrap_or_else(|why| panic!("{why}\ndaemon log:\n{}", daemon.log()))
+}
+
+/// A repository and a daemon (with `env`) for a browser test; `None` when this pass skips them.
+fn browser_test(env: &[(&str, &str)]) -> Option<(TestRepo, TestDaemon)> {
+    enabled().then(|| (TestRepo::new(), TestDaemon::start_with(env)))
+}
+
+/// The `Set-Cookie` of a fresh login with `token` (the test's client keeps no cookie jar).
+fn login_cookie(api: &Api, token: &str, forwarded_proto: Option<&str>) -> String {
+    let mut request = api
+        .http()
+        .post(format!("{}/ui/login", api.base))
+        .json(&json!({ "token": token }));
+    if let Some(proto) = forwarded_proto {
+        request = request.header("x-forwarded-proto", proto);
+    }
+    api.block_on(async {
+        request
+            .send()
+            .await
+            .expect("login")
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    })
 }
 
 fn with_token(
@@ -126,11 +212,9 @@ fn with_token(
 
 #[test]
 fn the_form_starts_a_session_whose_output_arrives_live() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start();
+    };
     let result = browse(
         &daemon,
         "create",
@@ -145,11 +229,9 @@ fn the_form_starts_a_session_whose_output_arrives_live() {
 
 #[test]
 fn the_session_page_at_phone_and_desktop_width() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start();
+    };
     let api = daemon.api();
     let id = api.create_id(&repo.path_str(), "@mock tools");
     api.wait_finished(&id, WAIT);
@@ -165,11 +247,9 @@ fn the_session_page_at_phone_and_desktop_width() {
 
 #[test]
 fn cancel_on_the_session_page_stops_the_agent() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start();
+    };
     let api = daemon.api();
     let id = api.create_id(&repo.path_str(), "@mock hang");
     api.wait_status(&id, "running", WAIT);
@@ -181,11 +261,9 @@ fn cancel_on_the_session_page_stops_the_agent() {
 
 #[test]
 fn a_watch_is_paused_from_the_list_and_the_form_checks_like_the_api() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start();
+    };
     let api = daemon.api();
     let watch = api.post(
         "/api/watches",
@@ -213,11 +291,9 @@ const READ: &str = "read-token-for-the-dashboard-0123";
 
 #[test]
 fn a_token_logs_in_to_a_cookie_that_is_not_the_token_and_logs_out() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[("TELECODER_API_TOKEN", FULL)]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start_with(&[("TELECODER_API_TOKEN", FULL)]);
+    };
     let api = daemon.api();
     let result = browse(
         &daemon,
@@ -255,20 +331,7 @@ fn cookie_writes_need_the_csrf_token_and_bearer_clients_are_unaffected() {
     let login = api.post("/ui/login", &json!({"token": FULL}));
     assert_eq!(login.status, 200, "{}", login.body);
     let csrf = login.body["csrf"].as_str().expect("csrf").to_owned();
-    // The cookie the browser would keep (the test's client has no cookie jar).
-    let set_cookie = api.block_on(async {
-        api.http()
-            .post(format!("{}/ui/login", api.base))
-            .json(&json!({"token": FULL}))
-            .send()
-            .await
-            .expect("login")
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    });
+    let set_cookie = login_cookie(&api, FULL, None);
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
     assert!(!set_cookie.contains("Secure"), "plain HTTP: no Secure flag");
     assert!(!set_cookie.contains(FULL), "the cookie is not the token");
@@ -323,20 +386,7 @@ fn cookie_writes_need_the_csrf_token_and_bearer_clients_are_unaffected() {
         api.send(with_token(&api, reqwest::Method::POST, "/api/sessions", FULL).json(&body));
     assert_eq!(bearer.status, 201, "{}", bearer.body);
     // Secure when the proxy in front says the browser came over TLS.
-    let secure = api.block_on(async {
-        api.http()
-            .post(format!("{}/ui/login", api.base))
-            .header("x-forwarded-proto", "https")
-            .json(&json!({"token": FULL}))
-            .send()
-            .await
-            .expect("login")
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    });
+    let secure = login_cookie(&api, FULL, Some("https"));
     assert!(secure.ends_with("; Secure"), "{secure}");
     // The open default needs no login at all.
     let open = TestDaemon::start();
@@ -347,14 +397,12 @@ fn cookie_writes_need_the_csrf_token_and_bearer_clients_are_unaffected() {
 
 #[test]
 fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
-    if !enabled() {
-        return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start_with(&[
+    let Some((repo, daemon)) = browser_test(&[
         ("TELECODER_API_TOKEN", FULL),
         ("TELECODER_API_READ_TOKEN", READ),
-    ]);
+    ]) else {
+        return;
+    };
     let api = daemon.api();
     let create = |prompt: &str| {
         let body = json!({"repo": repo.path_str(), "prompt": prompt});
@@ -406,11 +454,9 @@ fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
 
 #[test]
 fn agent_markup_and_pr_titles_are_shown_as_text() {
-    if !enabled() {
+    let Some((repo, daemon)) = browser_test(&[]) else {
         return;
-    }
-    let repo = TestRepo::new();
-    let daemon = TestDaemon::start();
+    };
     let api = daemon.api();
     let script = "<script>window.__pwned=1</script>";
     let id = api.create_id(
@@ -453,4 +499,120 @@ fn agent_markup_and_pr_titles_are_shown_as_text() {
         assert_eq!(seen["pwned"], Value::Null, "{path}: no script ran");
     }
     assert_eq!(result["dialogs"], json!([]));
+}
+
+#[test]
+fn a_cross_site_page_cannot_act_through_a_logged_in_browser() {
+    let Some((repo, daemon)) = browser_test(&[("TELECODER_API_TOKEN", FULL)]) else {
+        return;
+    };
+    let open = TestDaemon::start();
+    let result = browse(
+        &daemon,
+        "crosssite",
+        json!({"token": FULL, "repo": repo.path_str(), "open": open.url}),
+    );
+    let reached = result["reached"].as_array().expect("requests");
+    for target in [&daemon.url, &open.url] {
+        for attack in ["text/plain form", "logout form", "no-cors fetch"] {
+            let seen = reached
+                .iter()
+                .find(|r| {
+                    r["attack"] == attack
+                        && r["url"].as_str().unwrap_or("").starts_with(target.as_str())
+                })
+                .unwrap_or_else(|| {
+                    panic!("{attack} against {target} reached no daemon: {reached:?}")
+                });
+            assert_eq!(seen["status"], 403, "{attack} against {target}: {seen}");
+            if attack == "text/plain form" {
+                // The premise: the browser did send the login (same site, SameSite=Strict or
+                // not); the daemon's checks refused it.
+                assert_eq!(seen["withLogin"], true, "{seen}");
+            }
+        }
+        let json = reached
+            .iter()
+            .find(|r| r["attack"] == "JSON fetch" && r["url"] == target.as_str())
+            .expect("the JSON fetch");
+        assert!(
+            json["readable"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("blocked"),
+            "{json}"
+        );
+    }
+    for r in reached.iter().filter(|r| r["status"].is_number()) {
+        let status = r["status"].as_u64().unwrap_or(0);
+        assert!(
+            (400..500).contains(&status),
+            "a forged request succeeded: {r}"
+        );
+    }
+    let made = daemon.api().send(with_token(
+        &daemon.api(),
+        reqwest::Method::GET,
+        "/api/sessions",
+        FULL,
+    ));
+    assert_eq!(
+        made.body,
+        json!([]),
+        "nothing was created through the login"
+    );
+    assert_eq!(
+        open.api().get("/api/sessions").body,
+        json!([]),
+        "nor on the open daemon"
+    );
+    assert_eq!(
+        result["after"], "login",
+        "the forged logout did not end the login"
+    );
+}
+
+#[test]
+fn a_failing_scenario_leaves_no_browser_behind() {
+    let Some((_repo, daemon)) = browser_test(&[]) else {
+        return;
+    };
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut run = Scenario::start(&daemon, "hang", &json!({}));
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(
+        run.node.stdout.take().expect("stdout"),
+    ));
+    let (up, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line == "UP" {
+                let _ = up.send(());
+            }
+        }
+    });
+    seen.recv_timeout(WAIT)
+        .expect("the scenario's browser showed the dashboard");
+    let browser = run.browser_pids();
+    assert!(
+        browser.len() >= 2,
+        "the browser and its helpers run: {browser:?}"
+    );
+    let profile = run.profile.path().to_owned();
+    // The test fails while the browser is up: unwinding drops the scenario.
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _run = run;
+        panic!("a step of the scenario failed (on purpose)");
+    }));
+    assert!(failed.is_err());
+    for pid in browser {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let alive = state
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']));
+        assert!(
+            !alive,
+            "process {pid} of the browser outlived the test: {state}"
+        );
+    }
+    assert!(!profile.exists(), "the profile was removed");
 }

@@ -5,10 +5,12 @@
 // Drives Debian's chromium through playwright-core (pinned in package.json; it never downloads
 // a browser): headless, a fresh user-data directory per run, no network beyond the daemon.
 // Prints `RESULT <json>` on success; any failure exits non-zero with the reason. The Rust test
-// starts this in its own process group and kills the group when it fails or times out, so no
-// browser outlives a failed test.
+// gives the profile directory (UI_PROFILE), starts this in its own process group and, however
+// the test ends, kills that group and every process naming the profile, so no browser outlives
+// a failed test. Every wait is bounded (WAIT); nothing sleeps.
 
 import { createRequire } from 'node:module';
+import { createServer } from 'node:http';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +30,8 @@ const scenarios = {};
 
 /** Opens the dashboard in a fresh profile; `pageErrors` fail the scenario at the end. */
 async function withBrowser(run) {
-  const profile = mkdtempSync(join(tmpdir(), 'telecoder-ui-'));
+  const own = !process.env.UI_PROFILE;
+  const profile = process.env.UI_PROFILE || mkdtempSync(join(tmpdir(), 'telecoder-ui-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -48,7 +51,7 @@ async function withBrowser(run) {
     return result;
   } finally {
     await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
+    if (own) rmSync(profile, { recursive: true, force: true });
   }
 }
 
@@ -66,12 +69,15 @@ function watch(page, problems, dialogs) {
 const go = (page, path) => page.goto(`${URL_BASE}${path}`, { waitUntil: 'domcontentloaded' });
 const main = (page) => page.locator('main');
 
+/** Two animation frames: the layout for the new viewport has been painted. */
+const settled = (page) => page.evaluate(() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done))));
+
 async function shoot(page, name) {
   mkdirSync(SHOTS, { recursive: true });
   const shots = [];
   for (const [width, label] of [[375, 'phone'], [1280, 'desktop']]) {
     await page.setViewportSize({ width, height: width === 375 ? 812 : 900 });
-    await page.waitForTimeout(50);
+    await settled(page);
     const path = join(SHOTS, `${name}-${label}.png`);
     await page.screenshot({ path, fullPage: true });
     shots.push(path);
@@ -250,13 +256,96 @@ scenarios.xss = async () => withBrowser(async ({ page, dialogs }) => {
   return { seen, dialogs };
 });
 
+/**
+ * Cross-site request forgery from a real page on another origin (another port of 127.0.0.1:
+ * the same *site*, so even a SameSite=Strict cookie is sent). The browser is logged in to the
+ * daemon at UI_URL; the page attacks it and the open daemon at ARGS.open with what a page can
+ * send without CORS: a text/plain form (a top-level POST), a no-cors fetch with credentials,
+ * and a JSON fetch (preflighted). Returns the status of each request that reached a daemon.
+ */
+scenarios.crosssite = async () => withBrowser(async ({ page }) => {
+  await go(page, '/login');
+  await login(page, ARGS.token);
+  await page.waitForURL(`${URL_BASE}/`);
+  const before = await page.evaluate(async () => (await fetch('/ui/whoami')).json());
+  assert.equal(before.auth, 'login', 'the browser holds a live login the attack could ride on');
+  const body = JSON.stringify({ repo: ARGS.repo, prompt: '@mock say forged' });
+  // `name=value` of a text/plain form: `{"repo":…,"pad":"` + `=` + `"}` is valid JSON.
+  const [name, value] = [`${body.slice(0, -1)},"pad":"`, '"}'];
+  const evil = createServer((req, res) => {
+    const target = new URL(req.url, 'http://x').searchParams.get('target') || '';
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><title>evil</title>
+<form id="f" method="POST" enctype="text/plain" action="${target}/api/sessions"><input id="i" type="hidden"></form>
+<form id="out" method="POST" enctype="text/plain" action="${target}/ui/logout"><input name="x" value="y"></form>`);
+  });
+  await new Promise((ready) => evil.listen(0, '127.0.0.1', ready));
+  const evilBase = `http://127.0.0.1:${evil.address().port}`;
+  const reached = [];
+  const looked = [];
+  const onResponse = (response) => {
+    const url = response.url();
+    const request = response.request();
+    if (request.method() !== 'GET' && !url.startsWith(evilBase)) {
+      const entry = { attack: request.__attack, method: request.method(), url, status: response.status() };
+      reached.push(entry);
+      // Whether the browser sent the login along (it does: same site), so the daemon's own
+      // checks, not the browser, refused the request.
+      looked.push(request.allHeaders().then((headers) => { entry.withLogin = /telecoder_login=/.test(headers.cookie || ''); }));
+    }
+  };
+  page.on('response', onResponse);
+  let attack = '';
+  page.on('request', (request) => { request.__attack = attack; });
+  try {
+    for (const target of [URL_BASE, ARGS.open]) {
+      await page.goto(`${evilBase}/?target=${encodeURIComponent(target)}`);
+      await page.evaluate(([n, v]) => { const i = document.getElementById('i'); i.name = n; i.value = v; }, [name, value]);
+      attack = 'text/plain form';
+      await Promise.all([page.waitForURL(`${target}/api/sessions`), page.evaluate(() => document.getElementById('f').submit())]);
+      await page.goto(`${evilBase}/?target=${encodeURIComponent(target)}`);
+      attack = 'logout form';
+      await Promise.all([page.waitForURL(`${target}/ui/logout`), page.evaluate(() => document.getElementById('out').submit())]);
+      await page.goto(`${evilBase}/?target=${encodeURIComponent(target)}`);
+      attack = 'no-cors fetch';
+      const sent = page.waitForResponse((r) => r.url() === `${target}/api/sessions` && r.request().method() === 'POST');
+      await page.evaluate(([url, b]) => fetch(url, { method: 'POST', mode: 'no-cors', credentials: 'include', headers: { 'Content-Type': 'text/plain' }, body: b }).catch(() => null), [`${target}/api/sessions`, body]);
+      await sent;
+      attack = 'JSON fetch';
+      const blocked = await page.evaluate(([url, b]) => fetch(url, { method: 'POST', credentials: 'include', headers: { 'Content-Type': 'application/json' }, body: b })
+        .then((r) => `read ${r.status}`, (e) => `blocked: ${e.message}`), [`${target}/api/sessions`, body]);
+      reached.push({ attack, url: target, readable: blocked });
+    }
+  } finally {
+    page.off('response', onResponse);
+    evil.close();
+  }
+  await Promise.all(looked);
+  // Still logged in: the forged logout did nothing either.
+  await go(page, '/');
+  const after = await page.evaluate(async () => (await fetch('/ui/whoami')).json());
+  return { reached, after: after.auth };
+});
+
+/** A scenario that never finishes (tests/it/dashboard.rs checks that its browser is killed). */
+scenarios.hang = async () => withBrowser(async ({ page }) => {
+  await go(page, '/');
+  await page.locator('main h1').waitFor();
+  console.log('UP');
+  await new Promise(() => {});
+});
+
 const name = process.argv[2];
+// The test keeps our stdin open while it runs: EOF means it died, so close the browser and go.
+process.stdin.on('end', () => { console.error('the test went away'); process.exit(4); });
+process.stdin.resume();
 const timer = setTimeout(() => { console.error(`scenario ${name} timed out`); process.exit(3); }, 240_000);
 try {
   if (!scenarios[name]) throw new Error(`unknown scenario ${name}`);
   const result = await scenarios[name]();
   console.log(`RESULT ${JSON.stringify(result)}`);
   clearTimeout(timer);
+  process.exit(0);
 } catch (err) {
   console.error(err && err.stack ? err.stack : String(err));
   process.exit(1);

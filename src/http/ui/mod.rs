@@ -242,26 +242,31 @@ async fn login(
     forwarded_proto: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Response {
-    respond((|| {
-        if !state.tokens.any() {
-            return Err(ApiError::bad_request(
-                "no API token is configured: the dashboard needs no login on this daemon",
-            ));
-        }
-        let body: LoginBody = parse_body(&body?)?;
-        let scopes = auth::granted(&state.tokens, body.token.trim())
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"))?;
-        let (id, login) = state.logins.create(scopes)?;
-        let secure = logins::came_over_tls(forwarded_proto.as_deref());
-        let answer = LoggedIn {
-            scope: scope_name(scopes),
-            csrf: login.csrf,
-        };
-        Ok(with_cookie(
-            reply_json(StatusCode::OK, &answer),
-            &logins::set_cookie(&id, secure),
-        ))
-    })())
+    respond(log_in(&state, forwarded_proto.as_deref(), body))
+}
+
+fn log_in(
+    state: &AppState,
+    forwarded_proto: Option<&str>,
+    body: Result<Bytes, ApiError>,
+) -> Result<Response, ApiError> {
+    if !state.tokens.any() {
+        return Err(ApiError::bad_request(
+            "no API token is configured: the dashboard needs no login on this daemon",
+        ));
+    }
+    let body: LoginBody = parse_body(&body?)?;
+    let scopes = auth::granted(&state.tokens, body.token.trim())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"))?;
+    let (id, login) = state.logins.create(scopes)?;
+    let answer = LoggedIn {
+        scope: scope_name(scopes),
+        csrf: login.csrf,
+    };
+    Ok(with_cookie(
+        reply_json(StatusCode::OK, &answer),
+        &logins::set_cookie(&id, logins::came_over_tls(forwarded_proto)),
+    ))
 }
 
 #[derive(Serialize)]

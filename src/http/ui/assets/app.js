@@ -89,7 +89,6 @@ async function begin() {
 /** What a page gets. */
 function context() {
   return {
-    main,
     me,
     canWrite: me.scope !== 'read',
     canAdmin: me.scope === 'admin',
@@ -129,12 +128,18 @@ async function render() {
   const [pattern, page] = ROUTES.find(([re]) => re.test(path)) || [];
   if (!page) { put(main, h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', { href: '/' }, 'Sessions'))); return; }
   const params = path.match(pattern).slice(1);
-  put(main, h('p', { class: 'muted' }, 'Loading…'));
+  // Each page draws into its own element: one still loading when the next page starts draws
+  // into a detached element, never over the new page.
+  const view = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  put(main, view);
   try {
-    const ctx = me ? context() : { main, navigate, loggedIn: async () => { await begin(); drawNav(); return me; } };
+    const ctx = me ? { ...context(), main: view }
+      : { main: view, navigate, loggedIn: async () => { await begin(); drawNav(); return me; } };
     await page(ctx, ...params);
   } catch (err) {
-    put(main, h('h1', {}, 'Something went wrong'), h('div', { class: 'alert', role: 'alert' }, err.message || String(err)));
+    if (err.status !== 401) {
+      put(view, h('h1', {}, 'Something went wrong'), h('div', { class: 'alert', role: 'alert' }, err.message || String(err)));
+    }
   }
   if (document.activeElement === document.body) main.focus({ preventScroll: true });
 }
