@@ -236,7 +236,7 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
     let now = time::now();
     let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).unwrap_or_default();
     let watch = Watch {
-        id: SessionId::random().to_string(),
+        id: crate::domain::WatchId::random().to_string(),
         kind,
         repo: target
             .as_ref()

@@ -1,12 +1,14 @@
-//! The SessionActor: one per running session. It claims the session, lets a worker task
+//! The SessionActor: one per running session, a child of the session queue. It claims the
+//! session once it runs (the queue never waits on the store for it), lets a worker task
 //! prepare the workspace and run the agent, records everything the worker reports (in order),
 //! heartbeats on a timer, writes the outcome and stops.
 
+use crate::context::Context;
 use crate::domain::{EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
-use crate::runtime::{AgentEvent, AgentReport, AgentRequest, AgentRuntime};
-use crate::settings::Settings;
-use crate::store::{Finish, StoreClient};
+use crate::queue::QueueMsg;
+use crate::runtime::{AgentEvent, AgentReport, AgentRequest};
+use crate::store::Finish;
 use crate::workspace::{self, Workspace};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
@@ -14,21 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// What every session actor shares: configuration, identity and the agent runtime.
-pub struct SessionContext {
-    pub settings: Settings,
-    /// This daemon instance; recorded as the session's owner.
-    pub owner_id: String,
-    pub store: StoreClient,
-    pub runtime: Arc<dyn AgentRuntime>,
-    pub metrics: crate::metrics::Metrics,
-}
-
-/// The registered name of a session's actor; a second actor for the same session cannot start.
-pub fn actor_name(session_id: &str) -> String {
-    format!("telecoder.session.{session_id}")
-}
 
 /// Messages of a session actor.
 pub enum SessionMsg {
@@ -68,13 +55,14 @@ pub struct SessionSnapshot {
 
 pub struct SessionArgs {
     pub id: SessionId,
-    pub ctx: Arc<SessionContext>,
+    pub ctx: Arc<Context>,
 }
 
 pub struct SessionState {
     id: SessionId,
-    ctx: Arc<SessionContext>,
-    /// `None` when the session was no longer pending: the actor stops at once.
+    ctx: Arc<Context>,
+    /// Set once this actor has claimed the session (`pending → running`); until then, and
+    /// for good when the claim found the session no longer pending, it touches nothing.
     session: Option<Session>,
     phase: &'static str,
     pid: Option<u32>,
@@ -98,17 +86,12 @@ impl Actor for SessionActor {
         _myself: ActorRef<Self::Msg>,
         args: SessionArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let session = args
-            .ctx
-            .store
-            .claim(args.id.as_str(), &args.ctx.owner_id)
-            .await?;
         let cancel = CancellationToken::new();
         Ok(SessionState {
             id: args.id,
             ctx: args.ctx,
-            session,
-            phase: "claimed",
+            session: None,
+            phase: "claiming",
             pid: None,
             last_heartbeat: Instant::now(),
             handled: 0,
@@ -123,10 +106,28 @@ impl Actor for SessionActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(session) = state.session.clone() else {
-            myself.stop(Some("session is no longer pending".into()));
-            return Ok(());
+        // The claim runs here, after the queue registered this actor: the queue's mailbox never
+        // waits on the store. A store that cannot be reached leaves the session pending; the
+        // actor stops cleanly and the next kick tries again.
+        let session = match state
+            .ctx
+            .store
+            .claim(state.id.as_str(), &state.ctx.owner_id)
+            .await
+        {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                myself.stop(Some("session is no longer pending".into()));
+                return Ok(());
+            }
+            Err(err) => {
+                tracing::warn!(session = %state.id, "cannot claim session: {err}");
+                myself.stop(Some("claim failed".into()));
+                return Ok(());
+            }
         };
+        state.session = Some(session.clone());
+        state.phase = "claimed";
         tracing::info!(session = %state.id, agent = %session.agent, "session started");
         myself.send_interval(state.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
         let worker = run_worker(
@@ -168,12 +169,10 @@ impl Actor for SessionActor {
             SessionMsg::AgentSpawned(pid) => {
                 state.pid = Some(pid);
                 store.set_agent_pid(id, Some(pid)).await?;
-                if let Ok(supervisor) = crate::supervisor::resolve() {
-                    let _ = supervisor.cast(crate::supervisor::SupervisorMsg::AgentStarted {
-                        session_id: id.to_owned(),
-                        pid,
-                    });
-                }
+                state.ctx.queue.cast(QueueMsg::AgentStarted {
+                    session_id: id.to_owned(),
+                    pid,
+                });
             }
             SessionMsg::Output(text) => {
                 store.append_event(id, EventKind::Output, &text).await?;
@@ -236,7 +235,7 @@ impl Actor for SessionActor {
 
 /// Kills the processes of a session that left its agent's process group (`setsid`, double
 /// forks), found by their environment marker; off the async threads, since it reads `/proc`.
-/// Used when a session ends, whatever the runtime, and by the supervisor's reapers.
+/// Used when a session ends, whatever the runtime, and by the queue's reapers.
 pub async fn kill_leftovers(session_id: &str) {
     let id = session_id.to_owned();
     let killed = tokio::task::spawn_blocking(move || kill_session_processes(&id))
@@ -250,7 +249,7 @@ pub async fn kill_leftovers(session_id: &str) {
 /// The worker: everything slow happens here, reported to the actor as messages.
 async fn run_worker(
     session: Session,
-    ctx: Arc<SessionContext>,
+    ctx: Arc<Context>,
     actor: ActorRef<SessionMsg>,
     cancel: CancellationToken,
 ) {

@@ -1,25 +1,22 @@
-//! The WatchActor: one per active watch. Events are routed to it as messages; it decides
-//! whether they concern its watch, records the run (exactly once per event key) together with
-//! the session to start, and asks the supervisor to start it. A schedule watch fires from its
-//! own timer.
+//! The WatchActor: one per active watch, a child of the WatchSupervisor. Events are routed to
+//! it as messages; it decides whether they concern its watch, records the run (exactly once
+//! per event key) together with the session to start, and nudges the session queue to start
+//! it. A schedule watch fires from its own timer: one pending timer at a time, replaced (the
+//! old one cancelled) whenever the watch is edited.
 
+use crate::context::Context;
 use crate::domain::schedule::{self, Schedule};
 use crate::domain::watch::{Mismatch, OWN_BRANCH_PREFIX};
 use crate::domain::{prompt, NewSession, SessionId, Triggered, Watch, WatchEvent, WatchKind};
 use crate::error::Result;
+use crate::queue::QueueMsg;
 use crate::requests;
-use crate::session_actor::SessionContext;
 use crate::store::watches::{NewRun, Recorded};
-use crate::supervisor::SupervisorMsg;
+use crate::timer::Timer;
 use crate::workspace;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The registered name of a watch's actor.
-pub fn actor_name(watch_id: &str) -> String {
-    format!("telecoder.watch.{watch_id}")
-}
 
 /// Messages of a watch actor.
 pub enum WatchMsg {
@@ -64,33 +61,38 @@ pub struct WatchSnapshot {
 
 pub struct WatchArgs {
     pub watch: Watch,
-    pub ctx: Arc<SessionContext>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    pub ctx: Arc<Context>,
 }
 
 pub struct WatchState {
     watch: Watch,
-    ctx: Arc<SessionContext>,
-    supervisor: ActorRef<SupervisorMsg>,
+    ctx: Arc<Context>,
     handled: u64,
     messages: u64,
     schedule: Option<Schedule>,
     next_fire: Option<jiff::Timestamp>,
+    timer: Timer<WatchMsg>,
 }
 
 pub struct WatchActor;
 
 impl WatchState {
-    /// Arms the timer for the next schedule slot after `from` (schedules only).
+    /// Arms the timer for the next schedule slot after `from` (schedules only; an edit that
+    /// made the watch something else cancels a pending slot).
     fn arm(&mut self, myself: &ActorRef<WatchMsg>, from: jiff::Timestamp) {
         let Some(schedule) = &self.schedule else {
+            self.next_fire = None;
+            self.timer.cancel();
             return;
         };
         let now = jiff::Timestamp::now();
         self.next_fire = schedule.next_after(from.max(now));
-        if let Some(next) = self.next_fire {
-            let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::ZERO);
-            myself.send_after(wait, || WatchMsg::Tick);
+        match self.next_fire {
+            Some(next) => {
+                let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::ZERO);
+                self.timer.arm(myself, wait, || WatchMsg::Tick);
+            }
+            None => self.timer.cancel(),
         }
     }
 
@@ -118,11 +120,11 @@ impl Actor for WatchActor {
         let mut state = WatchState {
             watch: args.watch,
             ctx: args.ctx,
-            supervisor: args.supervisor,
             handled: 0,
             messages: 0,
             schedule: None,
             next_fire: None,
+            timer: Timer::default(),
         };
         state.load_schedule()?;
         Ok(state)
@@ -171,7 +173,7 @@ impl Actor for WatchActor {
                     }
                 }
                 let job = Job::new(state);
-                tokio::spawn(async move {
+                state.ctx.spawn(async move {
                     let _ = reply.send(job.fire(&event).await);
                 });
             }
@@ -220,7 +222,7 @@ fn fire_slot(state: &mut WatchState, slot: jiff::Timestamp) {
     let event = WatchEvent::Tick {
         slot: schedule::slot_key(slot),
     };
-    tokio::spawn(async move {
+    state.ctx.spawn(async move {
         job.fire(&event).await;
     });
 }
@@ -228,8 +230,7 @@ fn fire_slot(state: &mut WatchState, slot: jiff::Timestamp) {
 /// The slow part of handling an event (diff context, store write), off the actor's mailbox.
 struct Job {
     watch: Watch,
-    ctx: Arc<SessionContext>,
-    supervisor: ActorRef<SupervisorMsg>,
+    ctx: Arc<Context>,
 }
 
 impl Job {
@@ -237,7 +238,6 @@ impl Job {
         Self {
             watch: state.watch.clone(),
             ctx: state.ctx.clone(),
-            supervisor: state.supervisor.clone(),
         }
     }
 
@@ -276,7 +276,7 @@ impl Job {
         match self.ctx.store.record_run(run).await {
             Ok(Recorded::Started { run_id, session_id }) => {
                 tracing::info!(watch = %self.watch.id, session = %session_id, elapsed_ms = started.elapsed().as_millis() as u64, "watch started a session");
-                let _ = self.supervisor.cast(SupervisorMsg::Kick);
+                self.ctx.queue.cast(QueueMsg::Kick);
                 self.ctx.metrics.sessions_created.inc();
                 Verdict::Started(Triggered {
                     watch_id: self.watch.id.clone(),

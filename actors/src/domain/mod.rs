@@ -8,7 +8,7 @@ pub mod session;
 pub mod time;
 
 pub use event::{Event, EventKind};
-pub use ids::SessionId;
+pub use ids::{SessionId, WatchId};
 pub use outcome::Outcome;
 pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
 pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};

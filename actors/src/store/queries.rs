@@ -20,68 +20,68 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
 /// place in the FIFO run queue (1 = next; 0 for any other status).
 const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END";
+    ELSE 0 END AS queue_position";
 
 /// Reads a text column into a type that parses from text (an enum stored by name).
-pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
+pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, column: &str) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
     text.parse().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
-            index,
+            0,
             rusqlite::types::Type::Text,
-            format!("unexpected value '{text}'").into(),
+            format!("unexpected value '{text}' in column {column}").into(),
         )
     })
 }
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
-        id: row.get(0)?,
-        repo: row.get(1)?,
-        prompt: row.get(2)?,
-        agent: row.get(3)?,
-        parent_session_id: row.get(4)?,
-        attempt: row.get(5)?,
-        policy_mode: parse_column(row, 6)?,
-        effective_permission_mode: parse_column(row, 7)?,
-        workspace_write_policy: match row.get::<_, String>(8)?.as_str() {
+        id: row.get("id")?,
+        repo: row.get("repo")?,
+        prompt: row.get("prompt")?,
+        agent: row.get("agent")?,
+        parent_session_id: row.get("parent_session_id")?,
+        attempt: row.get("attempt")?,
+        policy_mode: parse_column(row, "policy_mode")?,
+        effective_permission_mode: parse_column(row, "permission_mode")?,
+        workspace_write_policy: match row.get::<_, String>("write_policy")?.as_str() {
             "contained" => crate::domain::WorkspaceWritePolicy::Contained,
             _ => crate::domain::WorkspaceWritePolicy::Blocked,
         },
-        max_runtime_seconds: row.get::<_, i64>(9)?.max(0) as u64,
-        runtime_command: row.get(10)?,
-        status: parse_column(row, 11)?,
-        owner_id: row.get(12)?,
-        branch: row.get(13)?,
-        work_dir: row.get(14)?,
-        result_text: row.get(15)?,
-        outcome_headline: row.get(16)?,
-        outcome_changed: row.get(17)?,
-        outcome_verified: row.get(18)?,
-        outcome_uncertain: row.get(19)?,
-        outcome_next: row.get(20)?,
-        error: row.get(21)?,
-        failure_kind: FailureKind::parse(&row.get::<_, String>(22)?),
-        claimed_at: row.get(23)?,
-        heartbeat_at: row.get(24)?,
-        started_at: row.get(25)?,
-        finished_at: row.get(26)?,
-        created_at: row.get(27)?,
-        updated_at: row.get(28)?,
-        pull_request_number: row.get::<_, i64>(29)?.max(0) as u64,
-        pull_request_url: row.get(30)?,
-        queue_position: row.get(31)?,
+        max_runtime_seconds: row.get::<_, i64>("max_runtime_seconds")?.max(0) as u64,
+        runtime_command: row.get("runtime_command")?,
+        status: parse_column(row, "status")?,
+        owner_id: row.get("owner_id")?,
+        branch: row.get("branch")?,
+        work_dir: row.get("work_dir")?,
+        result_text: row.get("result_text")?,
+        outcome_headline: row.get("outcome_headline")?,
+        outcome_changed: row.get("outcome_changed")?,
+        outcome_verified: row.get("outcome_verified")?,
+        outcome_uncertain: row.get("outcome_uncertain")?,
+        outcome_next: row.get("outcome_next")?,
+        error: row.get("error")?,
+        failure_kind: FailureKind::parse(&row.get::<_, String>("failure_kind")?),
+        claimed_at: row.get("claimed_at")?,
+        heartbeat_at: row.get("heartbeat_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        pull_request_number: row.get::<_, i64>("pr_number")?.max(0) as u64,
+        pull_request_url: row.get("pr_url")?,
+        queue_position: row.get("queue_position")?,
     })
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    let kind: String = row.get(2)?;
+    let kind: String = row.get("type")?;
     Ok(Event {
-        id: row.get(0)?,
-        session_id: row.get(1)?,
+        id: row.get("id")?,
+        session_id: row.get("session_id")?,
         kind: EventKind::parse(&kind).unwrap_or(EventKind::Status),
-        data: row.get(3)?,
-        created_at: row.get(4)?,
+        data: row.get("data")?,
+        created_at: row.get("created_at")?,
     })
 }
 
@@ -413,7 +413,9 @@ pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Abandoned>
             "SELECT id, agent_pid FROM sessions WHERE status = 'running' AND heartbeat_at < ?1 \
              ORDER BY rowid",
         )?;
-        let rows = stmt.query_map(params![cutoff], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows = stmt.query_map(params![cutoff], |row| {
+            Ok((row.get("id")?, row.get("agent_pid")?))
+        })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     let finish = Finish::failed(
@@ -559,13 +561,13 @@ pub fn run_queue(conn: &Connection, limit: usize, owner: &str) -> Result<RunQueu
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM sessions WHERE status = 'pending' ORDER BY rowid LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get(0))?;
+    let rows = stmt.query_map(params_from_iter([limit as i64]), |row| row.get("id"))?;
     let pending = rows.collect::<rusqlite::Result<_>>()?;
     let running_elsewhere: i64 = conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM sessions WHERE status = 'running' AND owner_id != ?1",
+            "SELECT COUNT(*) AS running FROM sessions WHERE status = 'running' AND owner_id != ?1",
         )?
-        .query_row(params![owner], |row| row.get(0))?;
+        .query_row(params![owner], |row| row.get("running"))?;
     Ok(RunQueue {
         pending,
         running_elsewhere: usize::try_from(running_elsewhere).unwrap_or(0),
@@ -585,12 +587,13 @@ pub struct DatabaseStatus {
 
 pub fn database_status(conn: &Connection, path: &std::path::Path) -> Result<DatabaseStatus> {
     let schema_version = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    let mut stmt = conn.prepare_cached("SELECT status, COUNT(*) FROM sessions GROUP BY status")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT status, COUNT(*) AS n FROM sessions GROUP BY status")?;
     let sessions_by_status: std::collections::BTreeMap<String, u64> = stmt
         .query_map([], |row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, i64>(1)?.max(0) as u64,
+                row.get::<_, String>("status")?,
+                row.get::<_, i64>("n")?.max(0) as u64,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
