@@ -472,3 +472,30 @@ async fn route_pending_deliveries(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_watches_back_off_then_pause_and_old_failures_expire() {
+        let mut history = History::default();
+        let delays: Vec<AfterFailure> = (0..4).map(|_| history.failed(Instant::now())).collect();
+        let ms = |n| AfterFailure::Restart(Duration::from_millis(n));
+        assert_eq!(delays, [ms(200), ms(400), ms(800), ms(1600)]);
+        assert_eq!(
+            history.failed(Instant::now()),
+            AfterFailure::Pause(MAX_FAILURES)
+        );
+
+        // Failures spread over more than the window never add up to a pause.
+        let mut history = History::default();
+        for _ in 0..(MAX_FAILURES * 3) {
+            assert!(matches!(
+                history.failed(Instant::now()),
+                AfterFailure::Restart(_)
+            ));
+            tokio::time::advance(FAILURE_WINDOW / 4).await;
+        }
+    }
+}
