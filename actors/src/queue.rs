@@ -17,7 +17,8 @@ use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId
 use crate::error::{Error, Result};
 use crate::requests;
 use crate::session_actor::{kill_leftovers, SessionActor, SessionArgs, SessionMsg};
-use crate::store::queries::{Abandoned, RunQueue};
+use crate::store::finish::Abandoned;
+use crate::store::queries::RunQueue;
 use crate::store::Finish;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 //! read-only [`super::snapshot::Snapshot`] shares it).
 
 use super::watches::{self as sql_watches, NewRun, Recorded, WatchFilter};
-use super::{queries, DatabaseStatus, Finish, ReadPool, StoreMsg, Writer};
+use super::{finish, queries, DatabaseStatus, Finish, ReadPool, StoreMsg, Writer};
 use crate::current::Current;
 use crate::domain::redact::Redactor;
 use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
@@ -165,7 +165,7 @@ impl StoreClient {
         let (id, owner) = (id.to_owned(), owner.to_owned());
         let finish = finish.redacted(&self.redactor);
         self.write(move |w| {
-            let finished = queries::finish(w.conn, &id, &owner, &finish)?;
+            let finished = finish::finish(w.conn, &id, &owner, &finish)?;
             finished.iter().for_each(|f| w.finished(f));
             Ok(finished.map(|f| f.event))
         })
@@ -177,7 +177,7 @@ impl StoreClient {
         let id = id.to_owned();
         let finish = finish.redacted(&self.redactor);
         self.write(move |w| {
-            let finished = queries::fail_active(w.conn, &id, &finish)?;
+            let finished = finish::fail_active(w.conn, &id, &finish)?;
             finished.iter().for_each(|f| w.finished(f));
             Ok(finished.map(|f| f.event))
         })
@@ -185,9 +185,9 @@ impl StoreClient {
     }
 
     /// Marks running sessions whose heartbeat is older than `cutoff` abandoned.
-    pub async fn sweep_stale(&self, cutoff: String) -> Result<Vec<queries::Abandoned>> {
+    pub async fn sweep_stale(&self, cutoff: String) -> Result<Vec<finish::Abandoned>> {
         self.write(move |w| {
-            let abandoned = queries::sweep_stale(w.conn, &cutoff)?;
+            let abandoned = finish::sweep_stale(w.conn, &cutoff)?;
             abandoned.iter().for_each(|a| w.finished(&a.finished));
             Ok(abandoned)
         })

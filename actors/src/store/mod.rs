@@ -9,6 +9,7 @@
 //! reopens the database). A new query is one function; the actor never learns its name.
 
 pub mod client;
+pub mod finish;
 mod pool;
 pub mod queries;
 pub mod schema;
@@ -16,8 +17,9 @@ pub mod snapshot;
 pub mod watches;
 
 pub use client::StoreClient;
+pub use finish::Finish;
 pub use pool::ReadPool;
-pub use queries::{DatabaseStatus, Finish};
+pub use queries::DatabaseStatus;
 
 use crate::bus::EventBus;
 use crate::domain::Event;
@@ -73,7 +75,7 @@ impl Writer<'_> {
     }
 
     /// Publishes a session's terminal event and counts the finish.
-    pub fn finished(&self, finished: &queries::Finished) {
+    pub fn finished(&self, finished: &finish::Finished) {
         self.bus.publish(&finished.event);
         let s = &finished.session;
         self.metrics.finished(
