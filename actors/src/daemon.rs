@@ -20,10 +20,10 @@ use crate::settings::Settings;
 use crate::store::watches::WatchFilter;
 use crate::store::{Finish, StoreArgs, StoreClient};
 use crate::supervisor::{
-    RootStats, Slots, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats,
+    RootStats, Slots, SupervisorArgs, SupervisorMsg, SupervisorState, SupervisorStats,
 };
 use crate::watch_supervisor::{self, WatchStats, WatchesMsg};
-use ractor::{Actor, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,7 +88,7 @@ impl Daemon {
             store: store_args,
             slots,
         };
-        let (root, handle) = Actor::spawn(None, Supervisor, args)
+        let (root, handle) = crate::actor::spawn_root::<SupervisorState>(args)
             .await
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
         let daemon = Self {

@@ -7,6 +7,7 @@
 //! it validates requests, runs store work, and asks the actors what only they know, with
 //! timeouts. Everything is scoped to one daemon instance; nothing is found by a global name.
 
+pub mod actor;
 pub mod admin;
 pub mod bus;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod process;
 pub mod publish;
 pub mod queue;
+pub mod registry;
 pub mod requests;
 pub mod runtime;
 pub mod session_actor;

@@ -11,19 +11,19 @@
 //! work runs in tracked tasks that report back with messages, and a session claims itself in
 //! its own actor once the queue has registered it.
 
-use crate::admin::{Child, ChildKind};
+use crate::actor::{Behaviour, Handled, Started};
+use crate::admin::ChildKind;
 use crate::context::{Context, STOP_GRACE};
 use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId};
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 use crate::requests;
-use crate::session_actor::{kill_leftovers, SessionActor, SessionArgs, SessionMsg};
+use crate::session_actor::{kill_leftovers, SessionArgs, SessionMsg, SessionState};
 use crate::store::finish::Abandoned;
 use crate::store::queries::RunQueue;
 use crate::store::Finish;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use std::collections::HashMap;
+use ractor::{ActorRef, RpcReplyPort, SupervisionEvent};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Messages of the session queue.
 pub enum QueueMsg {
@@ -51,7 +51,7 @@ pub enum QueueMsg {
     /// Running sessions and caught failures.
     Stats(RpcReplyPort<QueueStats>),
     /// The session actors, for the admin tree.
-    Children(RpcReplyPort<Vec<Child>>),
+    Children(RpcReplyPort<Vec<crate::admin::Child>>),
     /// Messages handled, for the admin tree.
     Inspect(RpcReplyPort<u64>),
     /// Stop starting sessions (the first step of a graceful shutdown).
@@ -68,20 +68,10 @@ pub struct QueueStats {
     pub failures: u32,
 }
 
-/// A session actor this queue runs.
-struct Running {
-    actor: ActorRef<SessionMsg>,
-    /// The agent's process group, once it started.
-    pid: Option<u32>,
-    started: Instant,
-}
-
 pub struct QueueState {
     ctx: Arc<Context>,
-    /// Running session id → its actor.
-    sessions: HashMap<String, Running>,
-    /// Actor → session id, for supervision events.
-    by_actor: HashMap<ActorId, String>,
+    /// Running session id → its actor, with its agent's process group once it started.
+    sessions: Registry<SessionMsg, Option<u32>>,
     failures: u32,
     handled: u64,
     /// Draining for shutdown: nothing starts any more.
@@ -91,7 +81,7 @@ pub struct QueueState {
     sweeping: bool,
 }
 
-pub struct SessionQueue;
+pub type SessionQueue = crate::actor::Run<QueueState>;
 
 impl QueueState {
     fn free_slots(&self) -> usize {
@@ -106,16 +96,8 @@ impl QueueState {
             id: id.clone(),
             ctx: self.ctx.clone(),
         };
-        match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
-                self.by_actor.insert(actor.get_id(), id.to_string());
-                let running = Running {
-                    actor,
-                    pid: None,
-                    started: Instant::now(),
-                };
-                self.sessions.insert(id.to_string(), running);
-            }
+        match crate::actor::spawn_child::<SessionState>(args, myself.get_cell()).await {
+            Ok(actor) => self.sessions.insert(id.to_string(), actor, None),
             // Still pending in the database: the next kick retries it.
             Err(err) => tracing::warn!(session = %id, "cannot start session: {err}"),
         }
@@ -145,7 +127,7 @@ impl QueueState {
         });
     }
 
-    async fn start(&mut self, myself: &ActorRef<QueueMsg>, queue: RunQueue) {
+    async fn start_pending(&mut self, myself: &ActorRef<QueueMsg>, queue: RunQueue) {
         // Read before a sweep began; the sweep's own kick reads it again.
         if self.sweeping {
             return;
@@ -155,7 +137,7 @@ impl QueueState {
             if self.draining || free == 0 {
                 break;
             }
-            if !self.sessions.contains_key(id.as_str()) {
+            if !self.sessions.contains(id.as_str()) {
                 self.spawn_session(myself, id).await;
             }
         }
@@ -198,13 +180,6 @@ impl QueueState {
         self.kick(myself);
     }
 
-    /// Forgets a session actor that ended; its session id if it was one of ours.
-    fn forget(&mut self, actor: &ActorId) -> Option<(String, Option<u32>)> {
-        let id = self.by_actor.remove(actor)?;
-        let running = self.sessions.remove(&id)?;
-        Some((id, running.pid))
-    }
-
     /// A session actor failed: kill its agent, mark the session failed, start the next.
     fn failed(&mut self, myself: &ActorRef<QueueMsg>, id: String, pid: Option<u32>, err: String) {
         self.failures += 1;
@@ -227,44 +202,26 @@ impl QueueState {
         });
     }
 
-    fn children(&self) -> Vec<Child> {
-        self.sessions
-            .iter()
-            .map(|(id, running)| Child {
-                cell: running.actor.get_cell(),
-                kind: ChildKind::Session(id.clone()),
-                started: running.started,
-                restarts: 0,
-            })
-            .collect()
-    }
-
     fn inject_failure(&self, id: &str) -> Result<()> {
-        let running = self
+        match self
             .sessions
-            .get(id)
-            .ok_or_else(|| Error::NotFound(format!("session {id} is not running here")))?;
-        running
-            .actor
-            .cast(SessionMsg::InjectFailure("drill".into()))
-            .map_err(|_| Error::Unavailable(format!("session {id} actor is gone")))
+            .cast(id, SessionMsg::InjectFailure("drill".into()))
+        {
+            Some(true) => Ok(()),
+            Some(false) => Err(Error::Unavailable(format!("session {id} actor is gone"))),
+            None => Err(Error::NotFound(format!("session {id} is not running here"))),
+        }
     }
 }
 
-impl Actor for SessionQueue {
+impl Behaviour for QueueState {
     type Msg = QueueMsg;
-    type State = QueueState;
-    type Arguments = Arc<Context>;
+    type Args = Arc<Context>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        ctx: Arc<Context>,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(_myself: ActorRef<QueueMsg>, ctx: Arc<Context>) -> Started<Self> {
         Ok(QueueState {
             ctx,
-            sessions: HashMap::new(),
-            by_actor: HashMap::new(),
+            sessions: Registry::default(),
             failures: 0,
             handled: 0,
             draining: false,
@@ -272,85 +229,66 @@ impl Actor for SessionQueue {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn started(&mut self, myself: ActorRef<QueueMsg>) -> Handled {
         // Start-up recovery: stale running sessions become abandoned, pending ones run again.
         // Both then repeat on the timer for as long as the daemon runs. The sweep kicks the
         // queue when it is done: a crashed instance's agents die before pending sessions take
         // their slots.
-        state.sweep(&myself);
-        myself.send_interval(state.ctx.settings.heartbeat, || QueueMsg::Sweep);
+        self.sweep(&myself);
+        myself.send_interval(self.ctx.settings.heartbeat, || QueueMsg::Sweep);
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
+    async fn handle(&mut self, myself: ActorRef<QueueMsg>, message: QueueMsg) -> Handled {
+        self.handled += 1;
         match message {
-            QueueMsg::Kick => state.kick(&myself),
-            QueueMsg::Start(queue) => state.start(&myself, queue).await,
-            QueueMsg::Sweep => state.sweep(&myself),
-            QueueMsg::Swept(abandoned) => state.swept(&myself, abandoned),
+            QueueMsg::Kick => self.kick(&myself),
+            QueueMsg::Start(queue) => self.start_pending(&myself, queue).await,
+            QueueMsg::Sweep => self.sweep(&myself),
+            QueueMsg::Swept(abandoned) => self.swept(&myself, abandoned),
             QueueMsg::AgentStarted { session_id, pid } => {
-                if let Some(running) = state.sessions.get_mut(&session_id) {
-                    running.pid = Some(pid);
+                if let Some(running) = self.sessions.get_mut(&session_id) {
+                    running.extra = Some(pid);
                 }
             }
             QueueMsg::Cancel { id, reply } => {
-                let running = state.sessions.get(&id);
-                if let Some(running) = running {
-                    let _ = running.actor.cast(SessionMsg::Cancel);
-                }
+                let running = self.sessions.cast(&id, SessionMsg::Cancel);
                 let _ = reply.send(running.is_some());
             }
             QueueMsg::InjectFailure { id, reply } => {
-                let _ = reply.send(state.inject_failure(&id));
+                let _ = reply.send(self.inject_failure(&id));
             }
             QueueMsg::Stats(reply) => {
                 let _ = reply.send(QueueStats {
-                    running: state.sessions.len(),
-                    failures: state.failures,
+                    running: self.sessions.len(),
+                    failures: self.failures,
                 });
             }
             QueueMsg::Children(reply) => {
-                let _ = reply.send(state.children());
+                let _ = reply.send(self.sessions.children(ChildKind::Session, |_| 0));
             }
             QueueMsg::Inspect(reply) => {
-                let _ = reply.send(state.handled);
+                let _ = reply.send(self.handled);
             }
-            QueueMsg::Drain => state.draining = true,
+            QueueMsg::Drain => self.draining = true,
             QueueMsg::Shutdown(reply) => {
-                state.draining = true;
-                state.by_actor.clear();
-                let running = state.sessions.drain().map(|(id, r)| (id, r.actor));
-                let _ = reply.send(running.collect());
+                self.draining = true;
+                let _ = reply.send(self.sessions.drain());
             }
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn child(&mut self, myself: ActorRef<QueueMsg>, event: SupervisionEvent) -> Handled {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _)
-                if state.forget(&cell.get_id()).is_some() =>
+                if self.sessions.ended(&cell.get_id()).is_some() =>
             {
-                state.kick(&myself);
+                self.kick(&myself);
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some((id, pid)) = state.forget(&cell.get_id()) {
-                    state.failed(&myself, id, pid, err.to_string());
+                if let Some((id, running)) = self.sessions.ended(&cell.get_id()) {
+                    self.failed(&myself, id, running.extra, err.to_string());
                 }
             }
             _ => {}

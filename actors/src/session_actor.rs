@@ -3,6 +3,7 @@
 //! prepare the workspace and run the agent, records everything the worker reports (in order),
 //! heartbeats on a timer, writes the outcome and stops.
 
+use crate::actor::{Behaviour, Handled, Started};
 use crate::context::Context;
 use crate::domain::{EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
@@ -10,7 +11,7 @@ use crate::queue::QueueMsg;
 use crate::runtime::{AgentEvent, AgentReport, AgentRequest};
 use crate::store::Finish;
 use crate::workspace::{self, Workspace};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -74,18 +75,13 @@ pub struct SessionState {
     worker: Option<JoinHandle<()>>,
 }
 
-pub struct SessionActor;
+pub type SessionActor = crate::actor::Run<SessionState>;
 
-impl Actor for SessionActor {
+impl Behaviour for SessionState {
     type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArgs;
+    type Args = SessionArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: SessionArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(_myself: ActorRef<SessionMsg>, args: SessionArgs) -> Started<Self> {
         let cancel = CancellationToken::new();
         Ok(SessionState {
             id: args.id,
@@ -101,18 +97,14 @@ impl Actor for SessionActor {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn started(&mut self, myself: ActorRef<SessionMsg>) -> Handled {
         // The claim runs here, after the queue registered this actor: the queue's mailbox never
         // waits on the store. A store that cannot be reached leaves the session pending; the
         // actor stops cleanly and the next kick tries again.
-        let session = match state
+        let session = match self
             .ctx
             .store
-            .claim(state.id.as_str(), &state.ctx.owner_id)
+            .claim(self.id.as_str(), &self.ctx.owner_id)
             .await
         {
             Ok(Some(session)) => session,
@@ -121,40 +113,35 @@ impl Actor for SessionActor {
                 return Ok(());
             }
             Err(err) => {
-                tracing::warn!(session = %state.id, "cannot claim session: {err}");
+                tracing::warn!(session = %self.id, "cannot claim session: {err}");
                 myself.stop(Some("claim failed".into()));
                 return Ok(());
             }
         };
-        state.session = Some(session.clone());
-        state.phase = "claimed";
-        tracing::info!(session = %state.id, agent = %session.agent, "session started");
-        myself.send_interval(state.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
+        self.session = Some(session.clone());
+        self.phase = "claimed";
+        tracing::info!(session = %self.id, agent = %session.agent, "session started");
+        myself.send_interval(self.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
         let worker = run_worker(
             session,
-            state.ctx.clone(),
+            self.ctx.clone(),
             myself.clone(),
-            state.cancel.clone(),
+            self.cancel.clone(),
         );
-        state.worker = Some(tokio::spawn(worker));
+        self.worker = Some(tokio::spawn(worker));
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
-        let store = &state.ctx.store;
-        let id = state.id.as_str();
+    async fn handle(&mut self, myself: ActorRef<SessionMsg>, message: SessionMsg) -> Handled {
+        self.handled += 1;
+        let store = &self.ctx.store;
+        let id = self.id.as_str();
         match message {
             SessionMsg::Heartbeat => {
-                state.last_heartbeat = Instant::now();
-                if !store.heartbeat(id, &state.ctx.owner_id).await? {
+                self.last_heartbeat = Instant::now();
+                if !store.heartbeat(id, &self.ctx.owner_id).await? {
                     tracing::warn!(session = %id, "session was taken away (marked stale); stopping its agent");
-                    state.cancel.cancel();
+                    self.cancel.cancel();
                     myself.stop(Some("session no longer owned".into()));
                 }
             }
@@ -162,14 +149,14 @@ impl Actor for SessionActor {
                 store.append_event(id, EventKind::Status, &line).await?;
             }
             SessionMsg::WorkspaceReady(workspace) => {
-                state.phase = "running";
+                self.phase = "running";
                 let dir = workspace.dir.to_string_lossy();
                 store.set_workspace(id, &workspace.branch, &dir).await?;
             }
             SessionMsg::AgentSpawned(pid) => {
-                state.pid = Some(pid);
+                self.pid = Some(pid);
                 store.set_agent_pid(id, Some(pid)).await?;
-                state.ctx.queue.cast(QueueMsg::AgentStarted {
+                self.ctx.queue.cast(QueueMsg::AgentStarted {
                     session_id: id.to_owned(),
                     pid,
                 });
@@ -178,31 +165,31 @@ impl Actor for SessionActor {
                 store.append_event(id, EventKind::Output, &text).await?;
             }
             SessionMsg::Finished(finish) => {
-                state.phase = "finishing";
+                self.phase = "finishing";
                 // The runtime already killed the group; never signal a pid that may be reused.
-                state.pid = None;
+                self.pid = None;
                 let status = finish.status;
-                store.finish(id, &state.ctx.owner_id, *finish).await?;
+                store.finish(id, &self.ctx.owner_id, *finish).await?;
                 tracing::info!(session = %id, status = status.as_str(), "session finished");
                 myself.stop(None);
             }
             SessionMsg::Cancel => {
-                state.phase = "cancelling";
-                state.cancel.cancel();
+                self.phase = "cancelling";
+                self.cancel.cancel();
             }
             SessionMsg::Inspect(reply) => {
                 let _ = reply.send(SessionSnapshot {
                     session_id: id.to_owned(),
-                    state: state.phase.to_owned(),
-                    agent: state
+                    state: self.phase.to_owned(),
+                    agent: self
                         .session
                         .as_ref()
                         .map(|s| s.agent.clone())
                         .unwrap_or_default(),
-                    pid: state.pid,
-                    process_group: state.pid,
-                    last_heartbeat_age_ms: state.last_heartbeat.elapsed().as_millis() as u64,
-                    messages_handled: state.handled,
+                    pid: self.pid,
+                    process_group: self.pid,
+                    last_heartbeat_age_ms: self.last_heartbeat.elapsed().as_millis() as u64,
+                    messages_handled: self.handled,
                 });
             }
             SessionMsg::InjectFailure(reason) => {
@@ -212,22 +199,18 @@ impl Actor for SessionActor {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.cancel.cancel();
-        if let Some(worker) = state.worker.take() {
+    async fn stopped(&mut self, _myself: ActorRef<SessionMsg>) -> Handled {
+        self.cancel.cancel();
+        if let Some(worker) = self.worker.take() {
             worker.abort();
         }
-        if let Some(pid) = state.pid {
+        if let Some(pid) = self.pid {
             terminate_group(pid, Duration::from_secs(2)).await;
         }
         // Only a session this actor ran: an actor that lost the claim must not touch processes
         // of a session another daemon runs.
-        if state.session.is_some() {
-            kill_leftovers(state.id.as_str()).await;
+        if self.session.is_some() {
+            kill_leftovers(self.id.as_str()).await;
         }
         Ok(())
     }

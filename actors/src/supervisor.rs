@@ -10,15 +10,14 @@
 //!
 //! It never awaits the store, or any child that may be waiting on the store, in a handler.
 
+use crate::actor::{spawn_child, Behaviour, Handled, Started};
 use crate::admin::{self, ActorNode, Child, ChildKind};
 use crate::context::Context;
 use crate::current::Slot;
-use crate::queue::{QueueMsg, SessionQueue};
-use crate::store::{StoreActor, StoreArgs, StoreMsg};
-use crate::watch_supervisor::{WatchSupervisor, WatchesMsg};
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
-};
+use crate::queue::{QueueMsg, QueueState};
+use crate::store::{StoreArgs, StoreMsg, StoreState};
+use crate::watch_supervisor::{WatchesMsg, WatchesState};
+use ractor::{ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +117,7 @@ pub struct SupervisorState {
     shutting_down: bool,
 }
 
-pub struct Supervisor;
+pub type Supervisor = crate::actor::Run<SupervisorState>;
 
 impl SupervisorState {
     /// Starts the actor of `role` and publishes it in its slot.
@@ -131,19 +130,17 @@ impl SupervisorState {
         let cell = match role {
             Role::Store => {
                 let args = self.store_args.clone();
-                let (store, _) = Actor::spawn_linked(None, StoreActor, args, parent).await?;
+                let store = spawn_child::<StoreState>(args, parent).await?;
                 self.slots.store.set(Some(store.clone()));
                 store.get_cell()
             }
             Role::Queue => {
-                let (queue, _) =
-                    Actor::spawn_linked(None, SessionQueue, self.ctx.clone(), parent).await?;
+                let queue = spawn_child::<QueueState>(self.ctx.clone(), parent).await?;
                 self.slots.queue.set(Some(queue.clone()));
                 queue.get_cell()
             }
             Role::Watches => {
-                let (watches, _) =
-                    Actor::spawn_linked(None, WatchSupervisor, self.ctx.clone(), parent).await?;
+                let watches = spawn_child::<WatchesState>(self.ctx.clone(), parent).await?;
                 self.slots.watches.set(Some(watches.clone()));
                 watches.get_cell()
             }
@@ -273,16 +270,11 @@ impl SupervisorState {
 /// [`ASK_TIMEOUT`] for ractor's `call_t!`.
 const ASK_MS: u64 = ASK_TIMEOUT.as_millis() as u64;
 
-impl Actor for Supervisor {
+impl Behaviour for SupervisorState {
     type Msg = SupervisorMsg;
-    type State = SupervisorState;
-    type Arguments = SupervisorArgs;
+    type Args = SupervisorArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: SupervisorArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(myself: ActorRef<SupervisorMsg>, args: SupervisorArgs) -> Started<Self> {
         let settings = &args.ctx.settings;
         std::fs::create_dir_all(settings.workspaces_dir()).map_err(|err| {
             format!(
@@ -308,51 +300,39 @@ impl Actor for Supervisor {
         Ok(state)
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
+    async fn handle(&mut self, myself: ActorRef<SupervisorMsg>, message: SupervisorMsg) -> Handled {
+        self.handled += 1;
         match message {
-            SupervisorMsg::Restart(role) => state.restart(&myself, role).await,
+            SupervisorMsg::Restart(role) => self.restart(&myself, role).await,
             SupervisorMsg::Stats(reply) => {
                 let _ = reply.send(RootStats {
-                    store_restarts: state.restarts(Role::Store),
-                    uptime_ms: state.started.elapsed().as_millis() as u64,
+                    store_restarts: self.restarts(Role::Store),
+                    uptime_ms: self.started.elapsed().as_millis() as u64,
                 });
             }
-            SupervisorMsg::Tree(reply) => state.tree(&myself, reply),
+            SupervisorMsg::Tree(reply) => self.tree(&myself, reply),
             SupervisorMsg::Drain => {
-                state.shutting_down = true;
-                if let Some(queue) = state.slots.queue.get() {
+                self.shutting_down = true;
+                if let Some(queue) = self.slots.queue.get() {
                     let _ = queue.cast(QueueMsg::Drain);
                 }
-                if let Some(watches) = state.slots.watches.get() {
+                if let Some(watches) = self.slots.watches.get() {
                     let _ = watches.cast(WatchesMsg::Drain);
                 }
             }
-            SupervisorMsg::Shutdown(reply) => state.shutdown(reply),
+            SupervisorMsg::Shutdown(reply) => self.shutdown(reply),
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn child(&mut self, myself: ActorRef<SupervisorMsg>, event: SupervisionEvent) -> Handled {
         match event {
             // None of the root's children stops on its own; a clean stop is treated like a
             // failure (except during shutdown).
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                state.ended(&myself, &cell, reason.unwrap_or_else(|| "stopped".into()))
+                self.ended(&myself, &cell, reason.unwrap_or_else(|| "stopped".into()))
             }
-            SupervisionEvent::ActorFailed(cell, err) => {
-                state.ended(&myself, &cell, err.to_string())
-            }
+            SupervisionEvent::ActorFailed(cell, err) => self.ended(&myself, &cell, err.to_string()),
             _ => {}
         }
         Ok(())

@@ -1,34 +1,25 @@
-//! A one-shot actor timer that can be re-armed.
+//! A one-shot timer that can be re-armed: at most one pending firing at a time.
 
-use ractor::concurrency::JoinHandle;
-use ractor::{ActorRef, MessagingErr};
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 /// The one pending timer of an actor: arming it again cancels the previous one, so edits never
-/// leave extra timer chains behind.
-pub struct Timer<M>(Option<JoinHandle<Result<(), MessagingErr<M>>>>);
+/// leave extra timer chains behind. Dropped with the actor's state, it cancels what is pending.
+#[derive(Default)]
+pub struct Timer(Option<JoinHandle<()>>);
 
-impl<M> Default for Timer<M> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<M: ractor::Message> Timer<M> {
-    /// Sends `message` to `actor` after `wait`, instead of any message still pending.
-    pub fn arm(
-        &mut self,
-        actor: &ActorRef<M>,
-        wait: Duration,
-        message: impl FnOnce() -> M + Send + 'static,
-    ) {
+impl Timer {
+    /// Runs `fire` after `wait`, instead of whatever was pending (typically a cast to the
+    /// actor that owns the timer).
+    pub fn arm(&mut self, wait: Duration, fire: impl FnOnce() + Send + 'static) {
         self.cancel();
-        self.0 = Some(actor.send_after(wait, message));
+        self.0 = Some(tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            fire();
+        }));
     }
-}
 
-impl<M> Timer<M> {
-    /// Cancels the pending message, if any.
+    /// Cancels the pending firing, if any.
     pub fn cancel(&mut self) {
         if let Some(pending) = self.0.take() {
             pending.abort();
@@ -36,8 +27,7 @@ impl<M> Timer<M> {
     }
 }
 
-/// A stopped actor's state is dropped: its pending timer goes with it.
-impl<M> Drop for Timer<M> {
+impl Drop for Timer {
     fn drop(&mut self) {
         self.cancel();
     }
@@ -46,54 +36,22 @@ impl<M> Drop for Timer<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ractor::{Actor, ActorProcessingErr, RpcReplyPort};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
 
-    /// Counts its ticks; re-arms its timer when asked.
-    struct Counter;
-
-    enum CounterMsg {
-        Tick,
-        Arm(Duration),
-        Cancel,
-        Ticks(RpcReplyPort<u32>),
+    /// A timer whose firings are counted.
+    fn counted() -> (Timer, Arc<AtomicU32>) {
+        (Timer::default(), Arc::new(AtomicU32::new(0)))
     }
 
-    impl Actor for Counter {
-        type Msg = CounterMsg;
-        type State = (u32, Timer<CounterMsg>);
-        type Arguments = ();
-
-        async fn pre_start(
-            &self,
-            _myself: ActorRef<Self::Msg>,
-            _args: (),
-        ) -> Result<Self::State, ActorProcessingErr> {
-            Ok((0, Timer::default()))
-        }
-
-        async fn handle(
-            &self,
-            myself: ActorRef<Self::Msg>,
-            message: Self::Msg,
-            state: &mut Self::State,
-        ) -> Result<(), ActorProcessingErr> {
-            match message {
-                CounterMsg::Tick => state.0 += 1,
-                CounterMsg::Arm(wait) => state.1.arm(&myself, wait, || CounterMsg::Tick),
-                CounterMsg::Cancel => state.1.cancel(),
-                CounterMsg::Ticks(reply) => {
-                    let _ = reply.send(state.0);
-                }
-            }
-            Ok(())
-        }
+    fn arm(timer: &mut Timer, fired: &Arc<AtomicU32>, wait: Duration) {
+        let fired = fired.clone();
+        timer.arm(wait, move || {
+            fired.fetch_add(1, Ordering::SeqCst);
+        });
     }
 
-    async fn ticks(actor: &ActorRef<CounterMsg>) -> u32 {
-        ractor::call!(actor, CounterMsg::Ticks).expect("counter answers")
-    }
-
-    /// Lets every due timer fire and its message be handled (time is paused: no real waiting).
+    /// Lets every due timer fire (time is paused: nothing really waits).
     async fn advance(by: Duration) {
         tokio::time::sleep(by).await;
         for _ in 0..10 {
@@ -103,33 +61,32 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn re_arming_replaces_the_pending_timer() {
-        let (actor, handle) = Actor::spawn(None, Counter, ()).await.expect("spawn");
+        let (mut timer, fired) = counted();
         // Three edits in a row (a watch updated three times): one timer chain, not three.
         for _ in 0..3 {
-            actor
-                .cast(CounterMsg::Arm(Duration::from_secs(60)))
-                .expect("cast");
+            arm(&mut timer, &fired, Duration::from_secs(60));
         }
         advance(Duration::from_secs(59)).await;
-        assert_eq!(ticks(&actor).await, 0, "nothing fires early");
+        assert_eq!(fired.load(Ordering::SeqCst), 0, "nothing fires early");
         advance(Duration::from_secs(2)).await;
-        assert_eq!(ticks(&actor).await, 1);
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
         advance(Duration::from_secs(600)).await;
-        assert_eq!(ticks(&actor).await, 1, "the replaced timers never fire");
-        actor.stop(None);
-        let _ = handle.await;
+        assert_eq!(
+            fired.load(Ordering::SeqCst),
+            1,
+            "the replaced timers never fire"
+        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_cancelled_timer_never_fires() {
-        let (actor, handle) = Actor::spawn(None, Counter, ()).await.expect("spawn");
-        actor
-            .cast(CounterMsg::Arm(Duration::from_secs(5)))
-            .expect("cast");
-        actor.cast(CounterMsg::Cancel).expect("cast");
+    async fn a_cancelled_or_dropped_timer_never_fires() {
+        let (mut timer, fired) = counted();
+        arm(&mut timer, &fired, Duration::from_secs(5));
+        timer.cancel();
+        let (mut dropped, _) = counted();
+        arm(&mut dropped, &fired, Duration::from_secs(5));
+        drop(dropped);
         advance(Duration::from_secs(3600)).await;
-        assert_eq!(ticks(&actor).await, 0);
-        actor.stop(None);
-        let _ = handle.await;
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
     }
 }

@@ -11,14 +11,16 @@
 //!
 //! Store work runs in tracked tasks that report back; handlers never await the store.
 
+use crate::actor::{Behaviour, Handled, Started};
 use crate::admin::{Child, ChildKind};
 use crate::context::Context;
 use crate::domain::watch::{Routed, Skipped};
 use crate::domain::{time, Watch, WatchEvent, WatchStatus};
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 use crate::store::watches::WatchFilter;
-use crate::watch_actor::{Verdict, WatchActor, WatchArgs, WatchMsg};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use crate::watch_actor::{Verdict, WatchArgs, WatchMsg, WatchState};
+use ractor::{ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,18 +107,10 @@ impl History {
     }
 }
 
-/// A watch actor this supervisor runs.
-struct Running {
-    actor: ActorRef<WatchMsg>,
-    started: std::time::Instant,
-}
-
 pub struct WatchesState {
     ctx: Arc<Context>,
     /// Active watch id → its actor.
-    watches: HashMap<String, Running>,
-    /// Actor → watch id, for supervision events.
-    by_actor: HashMap<ActorId, String>,
+    watches: Registry<WatchMsg>,
     /// Failures and restarts per watch id.
     history: HashMap<String, History>,
     restarts: u32,
@@ -126,24 +120,20 @@ pub struct WatchesState {
     draining: bool,
 }
 
-pub struct WatchSupervisor;
+pub type WatchSupervisor = crate::actor::Run<WatchesState>;
 
 impl WatchesState {
     async fn spawn_watch(&mut self, myself: &ActorRef<WatchesMsg>, watch: Watch) {
         let id = watch.id.clone();
-        if watch.status != WatchStatus::Active || self.watches.contains_key(&id) || self.draining {
+        if watch.status != WatchStatus::Active || self.watches.contains(&id) || self.draining {
             return;
         }
         let args = WatchArgs {
             watch,
             ctx: self.ctx.clone(),
         };
-        match Actor::spawn_linked(None, WatchActor, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
-                self.by_actor.insert(actor.get_id(), id.clone());
-                let started = std::time::Instant::now();
-                self.watches.insert(id, Running { actor, started });
-            }
+        match crate::actor::spawn_child::<WatchState>(args, myself.get_cell()).await {
+            Ok(actor) => self.watches.insert(id, actor, ()),
             Err(err) => {
                 tracing::error!(watch = %id, "cannot start watch: {err}");
                 self.failed(myself, id, err.to_string());
@@ -162,7 +152,6 @@ impl WatchesState {
             },
             _ => {
                 if let Some(running) = self.watches.remove(&id) {
-                    self.by_actor.remove(&running.actor.get_id());
                     running.actor.stop(Some("watch paused or deleted".into()));
                 }
                 None
@@ -207,7 +196,7 @@ impl WatchesState {
     /// Reloads a failed watch in a task and starts it again (unless it was paused or deleted
     /// meanwhile).
     fn restart(&mut self, myself: &ActorRef<WatchesMsg>, id: String) {
-        if self.draining || self.watches.contains_key(&id) {
+        if self.draining || self.watches.contains(&id) {
             return;
         }
         self.restarts += 1;
@@ -236,51 +225,26 @@ impl WatchesState {
             .spawn(async move { route_pending_deliveries(&ctx, me, &before).await });
     }
 
-    fn actors(&self) -> Vec<(String, ActorRef<WatchMsg>)> {
-        let running = self.watches.iter();
-        running
-            .map(|(id, r)| (id.clone(), r.actor.clone()))
-            .collect()
-    }
-
-    fn children(&self) -> Vec<Child> {
-        self.watches
-            .iter()
-            .map(|(id, running)| Child {
-                cell: running.actor.get_cell(),
-                kind: ChildKind::Watch(id.clone()),
-                started: running.started,
-                restarts: self.history.get(id).map_or(0, |h| h.restarts),
-            })
-            .collect()
-    }
-
     fn inject_failure(&self, id: &str) -> Result<()> {
-        let running = self
+        match self
             .watches
-            .get(id)
-            .ok_or_else(|| Error::NotFound(format!("watch {id} has no running actor")))?;
-        running
-            .actor
-            .cast(WatchMsg::InjectFailure("drill".into()))
-            .map_err(|_| Error::Unavailable(format!("watch {id} actor is gone")))
+            .cast(id, WatchMsg::InjectFailure("drill".into()))
+        {
+            Some(true) => Ok(()),
+            Some(false) => Err(Error::Unavailable(format!("watch {id} actor is gone"))),
+            None => Err(Error::NotFound(format!("watch {id} has no running actor"))),
+        }
     }
 }
 
-impl Actor for WatchSupervisor {
+impl Behaviour for WatchesState {
     type Msg = WatchesMsg;
-    type State = WatchesState;
-    type Arguments = Arc<Context>;
+    type Args = Arc<Context>;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        ctx: Arc<Context>,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(_myself: ActorRef<WatchesMsg>, ctx: Arc<Context>) -> Started<Self> {
         Ok(WatchesState {
             ctx,
-            watches: HashMap::new(),
-            by_actor: HashMap::new(),
+            watches: Registry::default(),
             history: HashMap::new(),
             restarts: 0,
             handled: 0,
@@ -289,13 +253,9 @@ impl Actor for WatchSupervisor {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let (store, me) = (state.ctx.store.clone(), myself.clone());
-        state.ctx.spawn(async move {
+    async fn started(&mut self, myself: ActorRef<WatchesMsg>) -> Handled {
+        let (store, me) = (self.ctx.store.clone(), myself.clone());
+        self.ctx.spawn(async move {
             let active = WatchFilter {
                 status: Some(WatchStatus::Active),
                 ..Default::default()
@@ -310,78 +270,65 @@ impl Actor for WatchSupervisor {
             // before its watch exists would be lost.
             let _ = me.cast(WatchesMsg::RecoverDeliveries);
         });
-        myself.send_interval(state.ctx.settings.heartbeat, || WatchesMsg::RetryDeliveries);
+        myself.send_interval(self.ctx.settings.heartbeat, || WatchesMsg::RetryDeliveries);
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
+    async fn handle(&mut self, myself: ActorRef<WatchesMsg>, message: WatchesMsg) -> Handled {
+        self.handled += 1;
         match message {
             WatchesMsg::Start(watches) => {
                 for watch in watches {
-                    state.spawn_watch(&myself, watch).await;
+                    self.spawn_watch(&myself, watch).await;
                 }
             }
             WatchesMsg::Changed { id, watch } => {
-                if let Some(watch) = state.changed(id, watch) {
-                    state.spawn_watch(&myself, watch).await;
+                if let Some(watch) = self.changed(id, watch) {
+                    self.spawn_watch(&myself, watch).await;
                 }
             }
-            WatchesMsg::Restart(id) => state.restart(&myself, id),
+            WatchesMsg::Restart(id) => self.restart(&myself, id),
             WatchesMsg::Actors(reply) => {
-                let _ = reply.send(state.actors());
+                let _ = reply.send(self.watches.actors());
             }
             WatchesMsg::RecoverDeliveries => {
-                state.deliveries_ready = true;
-                state.route_pending(&myself, Duration::ZERO);
+                self.deliveries_ready = true;
+                self.route_pending(&myself, Duration::ZERO);
             }
-            WatchesMsg::RetryDeliveries => state.route_pending(&myself, DELIVERY_RETRY_AFTER),
+            WatchesMsg::RetryDeliveries => self.route_pending(&myself, DELIVERY_RETRY_AFTER),
             WatchesMsg::InjectFailure { id, reply } => {
-                let _ = reply.send(state.inject_failure(&id));
+                let _ = reply.send(self.inject_failure(&id));
             }
             WatchesMsg::Stats(reply) => {
                 let _ = reply.send(WatchStats {
-                    active: state.watches.len(),
-                    restarts: state.restarts,
+                    active: self.watches.len(),
+                    restarts: self.restarts,
                 });
             }
             WatchesMsg::Children(reply) => {
-                let _ = reply.send(state.children());
+                let history = &self.history;
+                let restarts = |id: &str| history.get(id).map_or(0, |h| h.restarts);
+                let _ = reply.send(self.watches.children(ChildKind::Watch, restarts));
             }
             WatchesMsg::Inspect(reply) => {
-                let _ = reply.send(state.handled);
+                let _ = reply.send(self.handled);
             }
-            WatchesMsg::Drain => state.draining = true,
+            WatchesMsg::Drain => self.draining = true,
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn child(&mut self, myself: ActorRef<WatchesMsg>, event: SupervisionEvent) -> Handled {
         // Paused or deleted watches were forgotten when their actor was stopped; a newer actor
         // of the same watch has its own entry.
-        let ended = |state: &mut WatchesState, actor: ActorId| {
-            let id = state.by_actor.remove(&actor)?;
-            state.watches.remove(&id);
-            Some(id)
-        };
         match event {
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                ended(state, cell.get_id());
+                self.watches.ended(&cell.get_id());
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(id) = ended(state, cell.get_id()) {
+                if let Some((id, _)) = self.watches.ended(&cell.get_id()) {
                     tracing::error!(watch = %id, "watch actor failed: {err}");
-                    state.failed(&myself, id, err.to_string());
+                    self.failed(&myself, id, err.to_string());
                 }
             }
             _ => {}

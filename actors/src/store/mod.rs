@@ -21,10 +21,11 @@ pub use finish::Finish;
 pub use pool::ReadPool;
 pub use queries::DatabaseStatus;
 
+use crate::actor::{Behaviour, Handled, Started};
 use crate::bus::EventBus;
 use crate::domain::Event;
 use crate::error::{Error, Result};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -98,7 +99,7 @@ pub struct StoreState {
 }
 
 /// The store actor; stateless itself, everything lives in [`StoreState`].
-pub struct StoreActor;
+pub type StoreActor = crate::actor::Run<StoreState>;
 
 impl StoreState {
     /// Runs a read job on a pooled connection in a blocking task; the actor moves on at once.
@@ -172,16 +173,11 @@ async fn start_writer(
     Ok(jobs_tx)
 }
 
-impl Actor for StoreActor {
+impl Behaviour for StoreState {
     type Msg = StoreMsg;
-    type State = StoreState;
-    type Arguments = StoreArgs;
+    type Args = StoreArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: StoreArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(myself: ActorRef<StoreMsg>, args: StoreArgs) -> Started<Self> {
         let path = args.path.clone();
         let writer = start_writer(myself, args).await?;
         Ok(StoreState {
@@ -192,22 +188,17 @@ impl Actor for StoreActor {
         })
     }
 
-    async fn handle(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
+    async fn handle(&mut self, _myself: ActorRef<StoreMsg>, message: StoreMsg) -> Handled {
+        self.handled += 1;
         match message {
             // A send only fails when the writer thread is gone; the dropped job drops its reply
             // port, which tells the caller to try the next store.
             StoreMsg::Write(job) => {
-                let _ = state.writer.send(job);
+                let _ = self.writer.send(job);
             }
-            StoreMsg::Read(job) => state.read(job),
+            StoreMsg::Read(job) => self.read(job),
             StoreMsg::Inspect(reply) => {
-                let _ = reply.send(state.handled);
+                let _ = reply.send(self.handled);
             }
             StoreMsg::WriterFailed(reason) => {
                 return Err(format!("store writer failed: {reason}").into())
