@@ -135,20 +135,15 @@ async fn describe(child: Child) -> ActorNode {
         ChildKind::Store => ask(cell.into(), crate::store::StoreMsg::Inspect).await,
         ChildKind::Queue => ask(cell.into(), crate::queue::QueueMsg::Inspect).await,
         ChildKind::Watches => ask(cell.into(), crate::watch_supervisor::WatchesMsg::Inspect).await,
-        ChildKind::Session(_) => ask(cell.into(), crate::session_actor::SessionMsg::Inspect)
-            .await
-            .map(|snapshot| {
-                let handled = snapshot.messages_handled;
-                node.session = Some(snapshot);
-                handled
-            }),
-        ChildKind::Watch(_) => ask(cell.into(), crate::watch_actor::WatchMsg::Inspect)
-            .await
-            .map(|snapshot| {
-                let handled = snapshot.messages_handled;
-                node.watch = Some(snapshot);
-                handled
-            }),
+        ChildKind::Session(_) => {
+            let snapshot = ask(cell.into(), crate::session_actor::SessionMsg::Inspect).await;
+            node.session = snapshot;
+            node.session.as_ref().map(|s| s.messages_handled)
+        }
+        ChildKind::Watch(_) => {
+            node.watch = ask(cell.into(), crate::watch_actor::WatchMsg::Inspect).await;
+            node.watch.as_ref().map(|w| w.messages_handled)
+        }
     };
     if node.messages_handled.is_none() {
         node.status = "unresponsive".into();

@@ -201,33 +201,30 @@ impl Daemon {
     }
 
     pub async fn inject_session_failure(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask_queue(|reply| QueueMsg::InjectFailure {
-            id: id.clone(),
-            reply,
-        })
-        .await?
+        self.inject_fault(&format!("session:{id}")).await
     }
 
     pub async fn inject_store_failure(&self) -> Result<()> {
-        self.ctx.store.inject_failure()
+        self.inject_fault("store").await
     }
 
     pub async fn inject_watch_failure(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask_watches(|reply| WatchesMsg::InjectFailure {
-            id: id.clone(),
-            reply,
-        })
-        .await?
+        self.inject_fault(&format!("watch:{id}")).await
     }
 
     /// Fails an actor on purpose: `store`, `session:<id>` or `watch:<id>` (fault drills).
     pub async fn inject_fault(&self, target: &str) -> Result<()> {
+        let id = |id: &str| id.to_owned();
         match target.split_once(':') {
-            None if target == "store" => self.inject_store_failure().await,
-            Some(("session", id)) => self.inject_session_failure(id).await,
-            Some(("watch", id)) => self.inject_watch_failure(id).await,
+            None if target == "store" => self.ctx.store.inject_failure(),
+            Some(("session", key)) => {
+                let build = |reply| QueueMsg::InjectFailure { id: id(key), reply };
+                self.ask_queue(build).await?
+            }
+            Some(("watch", key)) => {
+                let build = |reply| WatchesMsg::InjectFailure { id: id(key), reply };
+                self.ask_watches(build).await?
+            }
             _ => Err(Error::Invalid(format!(
                 "unknown fault target '{target}' (expected store, session:<id> or watch:<id>)"
             ))),

@@ -201,17 +201,6 @@ impl QueueState {
             let _ = me.cast(QueueMsg::Kick);
         });
     }
-
-    fn inject_failure(&self, id: &str) -> Result<()> {
-        match self
-            .sessions
-            .cast(id, SessionMsg::InjectFailure("drill".into()))
-        {
-            Some(true) => Ok(()),
-            Some(false) => Err(Error::Unavailable(format!("session {id} actor is gone"))),
-            None => Err(Error::NotFound(format!("session {id} is not running here"))),
-        }
-    }
 }
 
 impl Behaviour for QueueState {
@@ -256,7 +245,12 @@ impl Behaviour for QueueState {
                 let _ = reply.send(running.is_some());
             }
             QueueMsg::InjectFailure { id, reply } => {
-                let _ = reply.send(self.inject_failure(&id));
+                let drill = SessionMsg::InjectFailure("drill".into());
+                let _ =
+                    reply.send(
+                        self.sessions
+                            .inject(&id, drill, "session", "is not running here"),
+                    );
             }
             QueueMsg::Stats(reply) => {
                 let _ = reply.send(QueueStats {

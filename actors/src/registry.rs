@@ -3,6 +3,7 @@
 //! bookkeeping the session queue and the watch supervisor share.
 
 use crate::admin::{Child, ChildKind};
+use crate::error::Error;
 use ractor::{ActorId, ActorRef, Message};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -95,6 +96,15 @@ impl<M: Message, E> Registry<M, E> {
     /// is already gone.
     pub fn cast(&self, key: &str, message: M) -> Option<bool> {
         self.by_key.get(key).map(|e| e.actor.cast(message).is_ok())
+    }
+
+    /// Sends a fault drill to the actor of `key` (`what` names it in errors: "session").
+    pub fn inject(&self, key: &str, message: M, what: &str, missing: &str) -> crate::Result<()> {
+        match self.cast(key, message) {
+            Some(true) => Ok(()),
+            Some(false) => Err(Error::Unavailable(format!("{what} {key} actor is gone"))),
+            None => Err(Error::NotFound(format!("{what} {key} {missing}"))),
+        }
     }
 
     /// The actors for the admin tree.

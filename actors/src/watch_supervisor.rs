@@ -16,7 +16,7 @@ use crate::admin::{Child, ChildKind};
 use crate::context::Context;
 use crate::domain::watch::{Routed, Skipped};
 use crate::domain::{time, Watch, WatchEvent, WatchStatus};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::Registry;
 use crate::store::watches::WatchFilter;
 use crate::watch_actor::{Verdict, WatchArgs, WatchMsg, WatchState};
@@ -224,17 +224,6 @@ impl WatchesState {
         self.ctx
             .spawn(async move { route_pending_deliveries(&ctx, me, &before).await });
     }
-
-    fn inject_failure(&self, id: &str) -> Result<()> {
-        match self
-            .watches
-            .cast(id, WatchMsg::InjectFailure("drill".into()))
-        {
-            Some(true) => Ok(()),
-            Some(false) => Err(Error::Unavailable(format!("watch {id} actor is gone"))),
-            None => Err(Error::NotFound(format!("watch {id} has no running actor"))),
-        }
-    }
 }
 
 impl Behaviour for WatchesState {
@@ -297,7 +286,12 @@ impl Behaviour for WatchesState {
             }
             WatchesMsg::RetryDeliveries => self.route_pending(&myself, DELIVERY_RETRY_AFTER),
             WatchesMsg::InjectFailure { id, reply } => {
-                let _ = reply.send(self.inject_failure(&id));
+                let drill = WatchMsg::InjectFailure("drill".into());
+                let _ =
+                    reply.send(
+                        self.watches
+                            .inject(&id, drill, "watch", "has no running actor"),
+                    );
             }
             WatchesMsg::Stats(reply) => {
                 let _ = reply.send(WatchStats {

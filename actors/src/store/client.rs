@@ -162,22 +162,20 @@ impl StoreClient {
 
     /// Finishes a running session of `owner`; `None` if it was already finished.
     pub async fn finish(&self, id: &str, owner: &str, finish: Finish) -> Result<Option<Event>> {
-        let (id, owner) = (id.to_owned(), owner.to_owned());
-        let finish = finish.redacted(&self.redactor);
-        self.write(move |w| {
-            let finished = finish::finish(w.conn, &id, &owner, &finish)?;
-            finished.iter().for_each(|f| w.finished(f));
-            Ok(finished.map(|f| f.event))
-        })
-        .await
+        let guard = finish::Guard::RunningFor(owner.to_owned());
+        self.end(id, guard, finish).await
     }
 
     /// Fails a pending or running session regardless of owner.
     pub async fn fail_active(&self, id: &str, finish: Finish) -> Result<Option<Event>> {
-        let id = id.to_owned();
-        let finish = finish.redacted(&self.redactor);
+        self.end(id, finish::Guard::Active, finish).await
+    }
+
+    /// Ends a session the guard allows, with its redacted finish and terminal event.
+    async fn end(&self, id: &str, guard: finish::Guard, finish: Finish) -> Result<Option<Event>> {
+        let (id, finish) = (id.to_owned(), finish.redacted(&self.redactor));
         self.write(move |w| {
-            let finished = finish::fail_active(w.conn, &id, &finish)?;
+            let finished = finish::end(w.conn, &id, &finish, &guard)?;
             finished.iter().for_each(|f| w.finished(f));
             Ok(finished.map(|f| f.event))
         })

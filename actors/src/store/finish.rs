@@ -72,16 +72,17 @@ impl Finish {
 }
 
 /// Which sessions a finishing write may touch.
-enum Guard<'a> {
+#[derive(Clone, Debug)]
+pub enum Guard {
     /// Only a running session of this owner (the normal end of a run).
-    RunningFor(&'a str),
+    RunningFor(String),
     /// Any running session (the stale sweep).
     Running,
     /// Any pending or running session (supervisor clean-up, shutdown, cancel).
     Active,
 }
 
-impl Guard<'_> {
+impl Guard {
     fn condition(&self) -> &'static str {
         match self {
             Self::RunningFor(_) => "status = 'running' AND owner_id = ?12",
@@ -102,7 +103,7 @@ fn write_finish(
     tx: &Connection,
     id: &str,
     finish: &Finish,
-    guard: Guard<'_>,
+    guard: &Guard,
 ) -> Result<Option<Finished>> {
     let now = time::now();
     let updated = tx.execute(
@@ -147,25 +148,17 @@ pub struct Finished {
     pub session: Session,
 }
 
-/// Finishes a session this owner runs, with its terminal event in the same transaction.
-/// `None` when the session was already finished (swept as abandoned, say).
-pub fn finish(
+/// Ends a session the guard allows (a normal finish; a failure, shutdown or cancel whoever
+/// owns it) with its terminal event in the same transaction. `None` when the guard did not
+/// hold (the session had already finished: swept as abandoned, say).
+pub fn end(
     conn: &mut Connection,
     id: &str,
-    owner: &str,
     finish: &Finish,
+    guard: &Guard,
 ) -> Result<Option<Finished>> {
     let tx = conn.transaction()?;
-    let event = write_finish(&tx, id, finish, Guard::RunningFor(owner))?;
-    tx.commit()?;
-    Ok(event)
-}
-
-/// Fails a session that is still pending or running, whoever owns it (supervisor clean-up,
-/// shutdown, cancel).
-pub fn fail_active(conn: &mut Connection, id: &str, finish: &Finish) -> Result<Option<Finished>> {
-    let tx = conn.transaction()?;
-    let event = write_finish(&tx, id, finish, Guard::Active)?;
+    let event = write_finish(&tx, id, finish, guard)?;
     tx.commit()?;
     Ok(event)
 }
@@ -201,7 +194,7 @@ pub fn sweep_stale(conn: &mut Connection, cutoff: &str) -> Result<Vec<Abandoned>
     );
     let mut abandoned = Vec::new();
     for (id, agent_pid) in stale {
-        if let Some(finished) = write_finish(&tx, &id, &finish, Guard::Running)? {
+        if let Some(finished) = write_finish(&tx, &id, &finish, &Guard::Running)? {
             abandoned.push(Abandoned {
                 finished,
                 agent_pid,
