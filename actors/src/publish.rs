@@ -27,8 +27,10 @@ use std::time::Duration;
 mod github;
 use github::{body_for, title_for, GitHub};
 
-/// What the caller asks for.
-#[derive(Clone, Debug, Default)]
+/// What the caller asks for (the body of `POST /api/sessions/:id/publish`, read by the HTTP
+/// route and written by the CLI).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PublishRequest {
     pub base: String,
     pub title: Option<String>,

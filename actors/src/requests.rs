@@ -143,8 +143,10 @@ pub fn new_session_record(
     })
 }
 
-/// What a caller asks for when creating a watch; the supervisor fills in defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The body of `POST /api/watches` (read by the HTTP route, written by the CLI); the daemon
+/// fills in defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct NewWatch {
     pub kind: Option<crate::domain::WatchKind>,
     pub repo: String,
@@ -161,8 +163,10 @@ pub struct NewWatch {
     pub skip_drafts: Option<bool>,
 }
 
-/// A partial update of a watch (`PATCH`); unset fields keep their value.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The body of `PATCH /api/watches/:id`: a partial update, unset fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[serde(deny_unknown_fields)]
 pub struct WatchPatch {
     pub status: Option<crate::domain::WatchStatus>,
     pub instructions: Option<String>,
@@ -176,6 +180,13 @@ pub struct WatchPatch {
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
     pub skip_drafts: Option<bool>,
+}
+
+/// The body of `POST /admin/faults` (read by the HTTP route, written by the CLI): the actor
+/// to fail on purpose (`store`, `session:<id>`, `watch:<id>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FaultRequest {
+    pub target: String,
 }
 
 /// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.

@@ -8,7 +8,7 @@ use crate::{daemon, render};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use telecoder_actors::domain::{Event, EventKind, Session};
+use telecoder_actors::domain::{Event, EventKind, NewSession, Session};
 
 /// Where a followed session runs; decides what Ctrl-C means.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,12 +110,12 @@ async fn started(
 
 pub async fn run_session(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     let target = &args.target;
-    let body = json!({
-        "repo": absolute_repo(&target.repo),
-        "prompt": args.prompt.join(" "),
-        "agent": target.agent,
-        "policy": target.policy.map(|p| p.to_string()),
-    });
+    let body = NewSession {
+        repo: absolute_repo(&target.repo),
+        prompt: args.prompt.join(" "),
+        agent: target.agent.clone(),
+        policy: target.policy,
+    };
     let header = |s: &Session| {
         format!(
             "session {} ({}, policy {}) on branch telecoder/{}\n",

@@ -15,9 +15,11 @@ use crate::config::{Config, ConfigError};
 use crate::{daemon, render};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::ExitCode;
 use telecoder_actors::domain::{PolicyMode, StatusFilter};
+use telecoder_actors::publish::PublishRequest;
+use telecoder_actors::requests::FaultRequest;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -357,7 +359,7 @@ async fn other(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             title,
             body,
         } => {
-            let request = with_fields(json!({"base": base}), &[("title", &title), ("body", &body)]);
+            let request = PublishRequest { base, title, body };
             let published: Value = client
                 .post(&format!("/api/sessions/{id}/publish"), &request)
                 .await?;
@@ -387,24 +389,17 @@ async fn admin(ctx: &Ctx, command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Fault { target } => {
             let answer: Value = client
-                .post("/admin/faults", &json!({"target": target}))
+                .post(
+                    "/admin/faults",
+                    &FaultRequest {
+                        target: target.clone(),
+                    },
+                )
                 .await?;
             out.data(&answer, || format!("injected a failure into {target}\n"))?;
         }
     }
     Ok(())
-}
-
-/// Adds the non-empty optional fields to a JSON object.
-fn with_fields(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
-    if let Some(object) = body.as_object_mut() {
-        for (key, value) in fields {
-            if let Some(value) = value {
-                object.insert((*key).to_owned(), Value::String(value.clone()));
-            }
-        }
-    }
-    body
 }
 
 /// A local repository as the daemon should see it: absolute, since the daemon's working

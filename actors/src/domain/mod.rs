@@ -1,5 +1,20 @@
 //! Domain types: plain data and pure rules, free of I/O so they can be tested in isolation.
 
+/// Lets serde read these enums through their `FromStr`, so a request body with an unknown
+/// name is refused with the same message as a query parameter or a CLI flag.
+macro_rules! deserialize_by_name {
+    ($($name:ty),+) => {$(
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                text.parse().map_err(|err| format!("{err}"))
+            }
+        }
+    )+};
+}
+
+deserialize_by_name!(PolicyMode, WatchKind, WatchStatus);
+
 pub mod event;
 pub mod ids;
 pub mod outcome;

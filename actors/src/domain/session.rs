@@ -153,8 +153,10 @@ impl Session {
     }
 }
 
-/// What a caller asks for; the supervisor resolves defaults and the policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a caller asks for (the body of `POST /api/sessions`, read by the HTTP route and
+/// written by the CLI); the daemon resolves defaults and the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NewSession {
     pub repo: String,
     pub prompt: String,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 /// What a watch reacts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum WatchKind {
     CiFailure,
     PrReview,
@@ -42,7 +42,7 @@ impl FromStr for WatchKind {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum WatchStatus {
     Active,
     Paused,
