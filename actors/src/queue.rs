@@ -369,3 +369,50 @@ pub(crate) async fn stop_all(ctx: &Context, running: Vec<(String, ActorRef<Sessi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::current::Slot;
+    use crate::store::{StoreClient, StoreMsg};
+    use std::time::{Duration, Instant};
+    use tokio_util::task::TaskTracker;
+
+    /// With no store at all (one that is restarting, say), the queue still answers at once:
+    /// its sweep and its kicks wait for the store in tasks, never in a handler.
+    #[tokio::test]
+    async fn the_queue_answers_while_the_store_is_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = crate::settings::Settings::new(dir.path());
+        let store: Slot<StoreMsg> = Slot::new("the store");
+        let queue: Slot<QueueMsg> = Slot::new("the session queue");
+        let ctx = Arc::new(Context {
+            store: StoreClient::new(
+                store.current(),
+                Default::default(),
+                settings.database_path(),
+            ),
+            settings,
+            owner_id: "owner".into(),
+            runtime: Arc::new(crate::runtime::AcpxRuntime::new(vec!["true".into()])),
+            metrics: Default::default(),
+            queue: queue.current(),
+            tasks: TaskTracker::new(),
+        });
+        let (actor, _) = crate::actor::spawn_root::<QueueState>(ctx)
+            .await
+            .expect("spawn");
+        for _ in 0..5 {
+            actor.cast(QueueMsg::Kick).expect("cast");
+            actor.cast(QueueMsg::Sweep).expect("cast");
+            let asked = Instant::now();
+            let stats = ractor::call_t!(actor, QueueMsg::Stats, 1_000).expect("answers");
+            assert_eq!(stats.running, 0);
+            let id = "abcdef12".to_owned();
+            let cancelled = ractor::call_t!(actor, |reply| QueueMsg::Cancel { id, reply }, 1_000);
+            assert_eq!(cancelled.ok(), Some(false));
+            assert!(asked.elapsed() < Duration::from_secs(1));
+        }
+        actor.stop(None);
+    }
+}
