@@ -469,16 +469,44 @@ pub fn actor_tree(tree: &Value) -> String {
         }
         text
     }
+    /// The nodes the daemon lists under the root, nested under the supervisor each names.
+    fn branches(text: &mut String, nodes: &[Value], parent: &str, indent: &str) {
+        let mine: Vec<&Value> = nodes
+            .iter()
+            .filter(|node| node["supervisor"].as_str() == Some(parent))
+            .collect();
+        for (i, node) in mine.iter().enumerate() {
+            let last = i + 1 == mine.len();
+            let _ = writeln!(
+                text,
+                "{indent}{} {}",
+                if last { "└─" } else { "├─" },
+                line(node)
+            );
+            let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+            branches(
+                text,
+                nodes,
+                node["name"].as_str().unwrap_or_default(),
+                &deeper,
+            );
+        }
+    }
     let mut text = format!("{}\n", line(tree));
     let children = tree["children"].as_array().cloned().unwrap_or_default();
-    for (i, child) in children.iter().enumerate() {
-        let branch = if i + 1 == children.len() {
-            "└─"
-        } else {
-            "├─"
-        };
-        let _ = writeln!(text, "{branch} {}", line(child));
-    }
+    let root = tree["name"].as_str().unwrap_or_default();
+    // A daemon that names no supervisors lists every actor right under the root.
+    let named = children.iter().any(|c| c["supervisor"].is_string());
+    let nodes: Vec<Value> = children
+        .into_iter()
+        .map(|mut c| {
+            if !named {
+                c["supervisor"] = Value::String(root.to_owned());
+            }
+            c
+        })
+        .collect();
+    branches(&mut text, &nodes, root, "");
     text
 }
 
@@ -486,6 +514,29 @@ pub fn actor_tree(tree: &Value) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_actor_tree_nests_actors_under_their_supervisors() {
+        let node = |kind: &str, name: &str, supervisor: &str| serde_json::json!({"kind": kind, "name": name, "status": "running", "supervisor": supervisor});
+        let root = "telecoder.supervisor";
+        let tree = serde_json::json!({
+            "kind": "supervisor", "name": root, "status": "running",
+            "children": [
+                node("queue", "telecoder.queue", root),
+                node("session", "telecoder.session.abcdef12", "telecoder.queue"),
+                node("store", "telecoder.store", root),
+            ],
+        });
+        let shown = actor_tree(&tree);
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(lines[0].starts_with("supervisor telecoder.supervisor [running]"));
+        assert!(lines[1].starts_with("├─ queue telecoder.queue"), "{shown}");
+        assert!(
+            lines[2].starts_with("│  └─ session telecoder.session.abcdef12"),
+            "{shown}"
+        );
+        assert!(lines[3].starts_with("└─ store telecoder.store"), "{shown}");
+    }
 
     #[test]
     fn ages_are_compact() {
