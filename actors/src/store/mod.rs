@@ -9,6 +9,7 @@
 //! reopens the database). A new query is one function; the actor never learns its name.
 
 pub mod client;
+pub mod columns;
 pub mod finish;
 mod pool;
 pub mod queries;

@@ -1,74 +1,65 @@
 //! SQL for sessions and events. Plain functions over a connection: the StoreActor decides
 //! which connection (the single writer or a pooled reader) runs them.
 
-use crate::domain::{time, Event, EventKind, FailureKind, Session, SessionFilter, StatusFilter};
+use super::columns::stored;
+use crate::domain::{time, Event, EventKind, Session, SessionFilter, StatusFilter};
 use crate::error::{Error, Result};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-use std::str::FromStr;
 
-const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attempt, policy_mode, \
-    permission_mode, write_policy, max_runtime_seconds, runtime_command, status, owner_id, branch, \
-    work_dir, result_text, outcome_headline, outcome_changed, outcome_verified, outcome_uncertain, \
-    outcome_next, error, failure_kind, claimed_at, heartbeat_at, started_at, finished_at, \
-    created_at, updated_at";
+stored! {
+    /// The `sessions` table: a session's fields, each in its column.
+    SessionRow for Session {
+        id,
+        repo,
+        prompt,
+        agent,
+        parent_session_id,
+        attempt,
+        policy_mode,
+        effective_permission_mode = "permission_mode",
+        workspace_write_policy = "write_policy",
+        max_runtime_seconds,
+        runtime_command,
+        status,
+        owner_id,
+        branch,
+        work_dir,
+        result_text,
+        outcome_headline,
+        outcome_changed,
+        outcome_verified,
+        outcome_uncertain,
+        outcome_next,
+        error,
+        failure_kind,
+        claimed_at,
+        heartbeat_at,
+        started_at,
+        finished_at,
+        created_at,
+        updated_at,
+    }
+    reads {
+        pull_request_number = "pr_number",
+        pull_request_url = "pr_url",
+        queue_position = "queue_position",
+    }
+}
 
-/// Read-only columns after [`SESSION_COLUMNS`]: the published PR, and a pending session's
+/// Every column a session is read from: its own, the published PR, and a pending session's
 /// place in the FIFO run queue (1 = next; 0 for any other status).
-const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
-    (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END AS queue_position";
-
-/// Reads a text column into a type that parses from text (an enum stored by name).
-pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, column: &str) -> rusqlite::Result<T> {
-    let text: String = row.get(column)?;
-    text.parse().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unexpected value '{text}' in column {column}").into(),
-        )
-    })
+fn session_select() -> String {
+    format!(
+        "{}, pr_number, pr_url, CASE WHEN status = 'pending' THEN \
+         (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
+         ELSE 0 END AS queue_position",
+        SessionRow::list()
+    )
 }
 
 fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
-    Ok(Session {
-        id: row.get("id")?,
-        repo: row.get("repo")?,
-        prompt: row.get("prompt")?,
-        agent: row.get("agent")?,
-        parent_session_id: row.get("parent_session_id")?,
-        attempt: row.get("attempt")?,
-        policy_mode: parse_column(row, "policy_mode")?,
-        effective_permission_mode: parse_column(row, "permission_mode")?,
-        workspace_write_policy: match row.get::<_, String>("write_policy")?.as_str() {
-            "contained" => crate::domain::WorkspaceWritePolicy::Contained,
-            _ => crate::domain::WorkspaceWritePolicy::Blocked,
-        },
-        max_runtime_seconds: row.get::<_, i64>("max_runtime_seconds")?.max(0) as u64,
-        runtime_command: row.get("runtime_command")?,
-        status: parse_column(row, "status")?,
-        owner_id: row.get("owner_id")?,
-        branch: row.get("branch")?,
-        work_dir: row.get("work_dir")?,
-        result_text: row.get("result_text")?,
-        outcome_headline: row.get("outcome_headline")?,
-        outcome_changed: row.get("outcome_changed")?,
-        outcome_verified: row.get("outcome_verified")?,
-        outcome_uncertain: row.get("outcome_uncertain")?,
-        outcome_next: row.get("outcome_next")?,
-        error: row.get("error")?,
-        failure_kind: FailureKind::parse(&row.get::<_, String>("failure_kind")?),
-        claimed_at: row.get("claimed_at")?,
-        heartbeat_at: row.get("heartbeat_at")?,
-        started_at: row.get("started_at")?,
-        finished_at: row.get("finished_at")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        pull_request_number: row.get::<_, i64>("pr_number")?.max(0) as u64,
-        pull_request_url: row.get("pr_url")?,
-        queue_position: row.get("queue_position")?,
-    })
+    SessionRow::read(row)
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
@@ -101,38 +92,12 @@ pub fn insert_session_rows(
     first_events: &[(EventKind, String)],
 ) -> Result<Vec<Event>> {
     tx.execute(
-        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)"),
-        params![
-            session.id,
-            session.repo,
-            session.prompt,
-            session.agent,
-            session.parent_session_id,
-            session.attempt,
-            session.policy_mode.as_str(),
-            session.effective_permission_mode.as_str(),
-            session.workspace_write_policy.as_str(),
-            session.max_runtime_seconds as i64,
-            session.runtime_command,
-            session.status.as_str(),
-            session.owner_id,
-            session.branch,
-            session.work_dir,
-            session.result_text,
-            session.outcome_headline,
-            session.outcome_changed,
-            session.outcome_verified,
-            session.outcome_uncertain,
-            session.outcome_next,
-            session.error,
-            session.failure_kind.as_str(),
-            session.claimed_at,
-            session.heartbeat_at,
-            session.started_at,
-            session.finished_at,
-            session.created_at,
-            session.updated_at,
-        ],
+        &format!(
+            "INSERT INTO sessions ({}) VALUES ({})",
+            SessionRow::list(),
+            SessionRow::placeholders()
+        ),
+        params_from_iter(SessionRow::values(session)),
     )?;
     first_events
         .iter()
@@ -235,7 +200,7 @@ pub fn set_agent_pid(conn: &mut Connection, id: &str, pid: Option<u32>) -> Resul
 
 pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     conn.query_row(
-        &format!("SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions WHERE id = ?1"),
+        &format!("SELECT {} FROM sessions WHERE id = ?1", session_select()),
         params![id],
         session_from_row,
     )
@@ -304,7 +269,8 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
         ),
     };
     let sql = format!(
-        "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
+        "{prefix}SELECT {} FROM sessions {where_clause} ORDER BY {order}{page}",
+        session_select()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
@@ -320,8 +286,9 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
 /// at 100,000 sessions instead of a fraction of a millisecond).
 pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions INDEXED BY sessions_inbox \
-         WHERE status IN ('complete', 'error') ORDER BY updated_at DESC LIMIT ?1"
+        "SELECT {} FROM sessions INDEXED BY sessions_inbox \
+         WHERE status IN ('complete', 'error') ORDER BY updated_at DESC LIMIT ?1",
+        session_select()
     ))?;
     let rows = stmt.query_map(params![limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)

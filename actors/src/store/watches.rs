@@ -1,120 +1,70 @@
 //! SQL for watches, watch runs and webhook deliveries.
 
-use super::queries::parse_column;
+use super::columns::stored;
 use crate::domain::watch::{repo_key, result_summary, return_summary};
 use crate::domain::{time, Session, Watch, WatchKind, WatchRun, WatchStatus};
 use crate::error::{Error, Result};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-/// Every column of `watches` a watch fills, in the order of [`watch_values`]: the insert, the
-/// update and the reads all go by this one list (reads by the same names).
-const WATCH_COLUMNS: [&str; 18] = [
-    "id",
-    "kind",
-    "repo",
-    "instructions",
-    "agent",
-    "policy_mode",
-    "workflow_name",
-    "branch_name",
-    "base_branch",
-    "head_branch",
-    "status",
-    "schedule",
-    "timezone",
-    "max_runs_per_hour",
-    "paused_reason",
-    "created_at",
-    "updated_at",
-    "skip_drafts",
-];
+stored! {
+    /// The `watches` table: a watch's fields, each in its column (plus `repo_key`, written
+    /// beside them for matching).
+    WatchRow for Watch {
+        id,
+        kind,
+        repo,
+        instructions,
+        agent,
+        policy_mode,
+        workflow_name,
+        branch_name,
+        base_branch,
+        head_branch,
+        status,
+        schedule,
+        timezone,
+        max_runs_per_hour,
+        paused_reason,
+        created_at,
+        updated_at,
+        skip_drafts,
+    }
+}
 
 /// Columns an update leaves alone: what a watch is and when it was made.
 const FIXED_COLUMNS: [&str; 4] = ["id", "kind", "repo", "created_at"];
 
-/// A watch's values, in the order of [`WATCH_COLUMNS`].
-fn watch_values(w: &Watch) -> [Value; 18] {
-    let text = |s: &str| Value::Text(s.to_owned());
-    [
-        text(&w.id),
-        text(w.kind.as_str()),
-        text(&w.repo),
-        text(&w.instructions),
-        text(&w.agent),
-        text(w.policy_mode.as_str()),
-        text(&w.workflow_name),
-        text(&w.branch_name),
-        text(&w.base_branch),
-        text(&w.head_branch),
-        text(w.status.as_str()),
-        text(&w.schedule),
-        text(&w.timezone),
-        Value::Integer(w.max_runs_per_hour.into()),
-        text(&w.paused_reason),
-        text(&w.created_at),
-        text(&w.updated_at),
-        Value::Integer(w.skip_drafts.into()),
-    ]
-}
-
-fn watch_from_row(row: &Row<'_>) -> rusqlite::Result<Watch> {
-    Ok(Watch {
-        id: row.get("id")?,
-        kind: parse_column::<WatchKind>(row, "kind")?,
-        repo: row.get("repo")?,
-        instructions: row.get("instructions")?,
-        agent: row.get("agent")?,
-        policy_mode: parse_column(row, "policy_mode")?,
-        workflow_name: row.get("workflow_name")?,
-        branch_name: row.get("branch_name")?,
-        base_branch: row.get("base_branch")?,
-        head_branch: row.get("head_branch")?,
-        status: parse_column::<WatchStatus>(row, "status")?,
-        schedule: row.get("schedule")?,
-        timezone: row.get("timezone")?,
-        max_runs_per_hour: row.get("max_runs_per_hour")?,
-        paused_reason: row.get("paused_reason")?,
-        created_at: row.get("created_at")?,
-        updated_at: row.get("updated_at")?,
-        skip_drafts: row.get("skip_drafts")?,
-    })
-}
-
-const RUN_COLUMNS: &str = "id, watch_id, session_id, event_key, source_ref, trigger_summary, \
-    result_summary, return_summary, skipped_reason, created_at";
-
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<WatchRun> {
-    Ok(WatchRun {
-        id: row.get("id")?,
-        watch_id: row.get("watch_id")?,
-        session_id: row.get("session_id")?,
-        event_key: row.get("event_key")?,
-        source_ref: row.get("source_ref")?,
-        trigger_summary: row.get("trigger_summary")?,
-        result_summary: row.get("result_summary")?,
-        return_summary: row.get("return_summary")?,
-        skipped_reason: row.get("skipped_reason")?,
-        created_at: row.get("created_at")?,
-    })
+stored! {
+    /// The `watch_runs` table.
+    RunRow for WatchRun {
+        id,
+        watch_id,
+        session_id,
+        event_key,
+        source_ref,
+        trigger_summary,
+        result_summary,
+        return_summary,
+        skipped_reason,
+        created_at,
+    }
 }
 
 /// `SELECT` of every watch column (and nothing else) from `watches`.
 fn select_watches() -> String {
-    format!("SELECT {} FROM watches", WATCH_COLUMNS.join(", "))
+    format!("SELECT {} FROM watches", WatchRow::list())
 }
 
 pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
-    let places: Vec<String> = (1..=WATCH_COLUMNS.len() + 1)
-        .map(|i| format!("?{i}"))
-        .collect();
-    let mut values = watch_values(watch).to_vec();
+    let mut values = WatchRow::values(watch);
     values.push(Value::Text(repo_key(&watch.repo)));
     conn.execute(
         &format!(
-            "INSERT INTO watches ({}, repo_key) VALUES ({})",
-            WATCH_COLUMNS.join(", "),
-            places.join(", ")
+            "INSERT INTO watches ({}, repo_key) VALUES ({}, ?{})",
+            WatchRow::list(),
+            WatchRow::placeholders(),
+            values.len()
         ),
         params_from_iter(values),
     )?;
@@ -125,7 +75,7 @@ pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
 pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
     let mut sets = Vec::new();
     let mut values = Vec::new();
-    for (column, value) in WATCH_COLUMNS.iter().zip(watch_values(watch)) {
+    for (column, value) in WatchRow::COLUMNS.iter().zip(WatchRow::values(watch)) {
         if FIXED_COLUMNS.contains(column) {
             continue;
         }
@@ -152,7 +102,7 @@ pub fn get_watch(conn: &Connection, id: &str) -> Result<Option<Watch>> {
     conn.query_row(
         &format!("{} WHERE id = ?1", select_watches()),
         params![id],
-        watch_from_row,
+        WatchRow::read,
     )
     .optional()
     .map_err(Error::from)
@@ -179,7 +129,7 @@ pub fn list_watches(conn: &Connection, filter: &WatchFilter) -> Result<Vec<Watch
             filter.status.map(WatchStatus::as_str),
             filter.repo.as_deref().map(repo_key),
         ],
-        watch_from_row,
+        WatchRow::read,
     )?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
@@ -187,9 +137,10 @@ pub fn list_watches(conn: &Connection, filter: &WatchFilter) -> Result<Vec<Watch
 /// A watch's runs, newest first.
 pub fn watch_runs(conn: &Connection, watch_id: &str) -> Result<Vec<WatchRun>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RUN_COLUMNS} FROM watch_runs WHERE watch_id = ?1 ORDER BY id DESC"
+        "SELECT {} FROM watch_runs WHERE watch_id = ?1 ORDER BY id DESC",
+        RunRow::list()
     ))?;
-    let rows = stmt.query_map(params![watch_id], run_from_row)?;
+    let rows = stmt.query_map(params![watch_id], RunRow::read)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
 
