@@ -13,6 +13,11 @@ pub type Handled = Result<(), ActorProcessingErr>;
 /// What [`Behaviour::start`] returns: the state, or why the actor cannot start.
 pub type Started<S> = Result<S, ActorProcessingErr>;
 
+/// Answers a request; a caller that stopped waiting is no error.
+pub fn answer<T>(reply: ractor::RpcReplyPort<T>, value: T) {
+    let _ = reply.send(value);
+}
+
 /// An actor's state and its handlers.
 pub trait Behaviour: Sized + Send + Sync + 'static {
     type Msg: Message;

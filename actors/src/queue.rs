@@ -11,7 +11,7 @@
 //! work runs in tracked tasks that report back with messages, and a session claims itself in
 //! its own actor once the queue has registered it.
 
-use crate::actor::{Behaviour, Handled, Started};
+use crate::actor::{answer, Behaviour, Handled, Started};
 use crate::admin::ChildKind;
 use crate::context::{Context, STOP_GRACE};
 use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId};
@@ -100,6 +100,13 @@ impl QueueState {
             Ok(actor) => self.sessions.insert(id.to_string(), actor, None),
             // Still pending in the database: the next kick retries it.
             Err(err) => tracing::warn!(session = %id, "cannot start session: {err}"),
+        }
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            running: self.sessions.len(),
+            failures: self.failures,
         }
     }
 
@@ -210,7 +217,7 @@ impl Behaviour for QueueState {
     async fn start(_myself: ActorRef<QueueMsg>, ctx: Arc<Context>) -> Started<Self> {
         Ok(QueueState {
             ctx,
-            sessions: Registry::default(),
+            sessions: Registry::new("session", SessionMsg::InjectFailure),
             failures: 0,
             handled: 0,
             draining: false,
@@ -241,29 +248,14 @@ impl Behaviour for QueueState {
                 }
             }
             QueueMsg::Cancel { id, reply } => {
-                let running = self.sessions.cast(&id, SessionMsg::Cancel);
-                let _ = reply.send(running.is_some());
+                answer(reply, self.sessions.cast(&id, SessionMsg::Cancel).is_some())
             }
-            QueueMsg::InjectFailure { id, reply } => {
-                let drill = SessionMsg::InjectFailure("drill".into());
-                let _ =
-                    reply.send(
-                        self.sessions
-                            .inject(&id, drill, "session", "is not running here"),
-                    );
-            }
-            QueueMsg::Stats(reply) => {
-                let _ = reply.send(QueueStats {
-                    running: self.sessions.len(),
-                    failures: self.failures,
-                });
-            }
+            QueueMsg::InjectFailure { id, reply } => answer(reply, self.sessions.inject(&id)),
+            QueueMsg::Stats(reply) => answer(reply, self.stats()),
             QueueMsg::Children(reply) => {
-                let _ = reply.send(self.sessions.children(ChildKind::Session, |_| 0));
+                answer(reply, self.sessions.children(ChildKind::Session, |_| 0))
             }
-            QueueMsg::Inspect(reply) => {
-                let _ = reply.send(self.handled);
-            }
+            QueueMsg::Inspect(reply) => answer(reply, self.handled),
             QueueMsg::Drain => self.draining = true,
             QueueMsg::Shutdown(reply) => {
                 self.draining = true;

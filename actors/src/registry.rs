@@ -19,18 +19,22 @@ pub struct Entry<M, E> {
 pub struct Registry<M, E = ()> {
     by_key: HashMap<String, Entry<M, E>>,
     by_actor: HashMap<ActorId, String>,
-}
-
-impl<M, E> Default for Registry<M, E> {
-    fn default() -> Self {
-        Self {
-            by_key: HashMap::new(),
-            by_actor: HashMap::new(),
-        }
-    }
+    /// What the actors run ("session"), for errors.
+    what: &'static str,
+    /// How a fault drill is asked of one of them.
+    drill: fn(String) -> M,
 }
 
 impl<M: Message, E> Registry<M, E> {
+    pub fn new(what: &'static str, drill: fn(String) -> M) -> Self {
+        Self {
+            by_key: HashMap::new(),
+            by_actor: HashMap::new(),
+            what,
+            drill,
+        }
+    }
+
     pub fn insert(&mut self, key: String, actor: ActorRef<M>, extra: E) {
         self.by_actor.insert(actor.get_id(), key.clone());
         let started = Instant::now();
@@ -98,12 +102,15 @@ impl<M: Message, E> Registry<M, E> {
         self.by_key.get(key).map(|e| e.actor.cast(message).is_ok())
     }
 
-    /// Sends a fault drill to the actor of `key` (`what` names it in errors: "session").
-    pub fn inject(&self, key: &str, message: M, what: &str, missing: &str) -> crate::Result<()> {
-        match self.cast(key, message) {
+    /// Fails the actor of `key` on purpose (fault drills).
+    pub fn inject(&self, key: &str) -> crate::Result<()> {
+        let what = self.what;
+        match self.cast(key, (self.drill)("drill".into())) {
             Some(true) => Ok(()),
             Some(false) => Err(Error::Unavailable(format!("{what} {key} actor is gone"))),
-            None => Err(Error::NotFound(format!("{what} {key} {missing}"))),
+            None => Err(Error::NotFound(format!(
+                "{what} {key} has no running actor"
+            ))),
         }
     }
 

@@ -11,7 +11,7 @@
 //!
 //! Store work runs in tracked tasks that report back; handlers never await the store.
 
-use crate::actor::{Behaviour, Handled, Started};
+use crate::actor::{answer, Behaviour, Handled, Started};
 use crate::admin::{Child, ChildKind};
 use crate::context::Context;
 use crate::domain::watch::{Routed, Skipped};
@@ -214,6 +214,18 @@ impl WatchesState {
         });
     }
 
+    fn stats(&self) -> WatchStats {
+        WatchStats {
+            active: self.watches.len(),
+            restarts: self.restarts,
+        }
+    }
+
+    fn children(&self) -> Vec<Child> {
+        let restarts = |id: &str| self.history.get(id).map_or(0, |h| h.restarts);
+        self.watches.children(ChildKind::Watch, restarts)
+    }
+
     /// Routes stored deliveries received before `age` ago (see [`route_pending_deliveries`]).
     fn route_pending(&self, myself: &ActorRef<WatchesMsg>, age: Duration) {
         if !self.deliveries_ready {
@@ -233,7 +245,7 @@ impl Behaviour for WatchesState {
     async fn start(_myself: ActorRef<WatchesMsg>, ctx: Arc<Context>) -> Started<Self> {
         Ok(WatchesState {
             ctx,
-            watches: Registry::default(),
+            watches: Registry::new("watch", WatchMsg::InjectFailure),
             history: HashMap::new(),
             restarts: 0,
             handled: 0,
@@ -277,36 +289,16 @@ impl Behaviour for WatchesState {
                 }
             }
             WatchesMsg::Restart(id) => self.restart(&myself, id),
-            WatchesMsg::Actors(reply) => {
-                let _ = reply.send(self.watches.actors());
-            }
+            WatchesMsg::Actors(reply) => answer(reply, self.watches.actors()),
             WatchesMsg::RecoverDeliveries => {
                 self.deliveries_ready = true;
                 self.route_pending(&myself, Duration::ZERO);
             }
             WatchesMsg::RetryDeliveries => self.route_pending(&myself, DELIVERY_RETRY_AFTER),
-            WatchesMsg::InjectFailure { id, reply } => {
-                let drill = WatchMsg::InjectFailure("drill".into());
-                let _ =
-                    reply.send(
-                        self.watches
-                            .inject(&id, drill, "watch", "has no running actor"),
-                    );
-            }
-            WatchesMsg::Stats(reply) => {
-                let _ = reply.send(WatchStats {
-                    active: self.watches.len(),
-                    restarts: self.restarts,
-                });
-            }
-            WatchesMsg::Children(reply) => {
-                let history = &self.history;
-                let restarts = |id: &str| history.get(id).map_or(0, |h| h.restarts);
-                let _ = reply.send(self.watches.children(ChildKind::Watch, restarts));
-            }
-            WatchesMsg::Inspect(reply) => {
-                let _ = reply.send(self.handled);
-            }
+            WatchesMsg::InjectFailure { id, reply } => answer(reply, self.watches.inject(&id)),
+            WatchesMsg::Stats(reply) => answer(reply, self.stats()),
+            WatchesMsg::Children(reply) => answer(reply, self.children()),
+            WatchesMsg::Inspect(reply) => answer(reply, self.handled),
             WatchesMsg::Drain => self.draining = true,
         }
         Ok(())

@@ -4,7 +4,6 @@
 use super::policy::PolicyMode;
 use super::session::Session;
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
 /// What a watch reacts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,30 +15,11 @@ pub enum WatchKind {
     Schedule,
 }
 
-impl WatchKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CiFailure => "ci_failure",
-            Self::PrReview => "pr_review",
-            Self::Schedule => "schedule",
-        }
-    }
-}
-
-impl FromStr for WatchKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "ci_failure" => Ok(Self::CiFailure),
-            "pr_review" => Ok(Self::PrReview),
-            "schedule" => Ok(Self::Schedule),
-            other => Err(format!(
-                "unknown watch kind '{other}' (expected ci_failure, pr_review or schedule)"
-            )),
-        }
-    }
-}
+names!("watch kind", WatchKind {
+    CiFailure = "ci_failure",
+    PrReview = "pr_review",
+    Schedule = "schedule",
+});
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
@@ -48,28 +28,10 @@ pub enum WatchStatus {
     Paused,
 }
 
-impl WatchStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-        }
-    }
-}
-
-impl FromStr for WatchStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "active" => Ok(Self::Active),
-            "paused" => Ok(Self::Paused),
-            other => Err(format!(
-                "unknown watch status '{other}' (expected active or paused)"
-            )),
-        }
-    }
-}
+names!("watch status", WatchStatus {
+    Active = "active",
+    Paused = "paused",
+});
 
 /// The watch record as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

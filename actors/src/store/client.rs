@@ -192,16 +192,11 @@ impl StoreClient {
         .await
     }
 
-    pub async fn get_session(&self, id: &str) -> Result<Option<Session>> {
-        let id = id.to_owned();
-        self.read(move |c| queries::get_session(c, &id)).await
-    }
-
-    /// Like [`Self::get_session`], but a missing session is a `NotFound` error.
+    /// A session by id; a missing one is a `NotFound` error.
     pub async fn require_session(&self, id: &str) -> Result<Session> {
-        self.get_session(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("session {id} not found")))
+        let key = id.to_owned();
+        let session = self.read(move |c| queries::get_session(c, &key)).await?;
+        session.ok_or_else(|| Error::NotFound(format!("session {id} not found")))
     }
 
     pub async fn list_sessions(&self, filter: SessionFilter) -> Result<Vec<Session>> {
@@ -280,6 +275,7 @@ impl StoreClient {
             .await
     }
 
+    /// A watch by id, `None` when there is none.
     pub async fn get_watch(&self, id: &str) -> Result<Option<Watch>> {
         let id = id.to_owned();
         self.read(move |c| sql_watches::get_watch(c, &id)).await
@@ -287,9 +283,8 @@ impl StoreClient {
 
     /// Like [`Self::get_watch`], but a missing watch is a `NotFound` error.
     pub async fn require_watch(&self, id: &str) -> Result<Watch> {
-        self.get_watch(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("watch {id} not found")))
+        let found = self.get_watch(id).await?;
+        found.ok_or_else(|| Error::NotFound(format!("watch {id} not found")))
     }
 
     /// Watches matching a filter, newest first.
