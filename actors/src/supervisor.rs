@@ -114,6 +114,10 @@ pub struct SupervisorState {
     backoff: HashMap<Role, Backoff>,
     handled: u64,
     started: Instant,
+    /// Draining: children start nothing new (a restarted queue is told so too); the store
+    /// is still restarted, since running sessions finish during the grace.
+    draining: bool,
+    /// Shutting down: nothing is restarted any more.
     shutting_down: bool,
 }
 
@@ -150,6 +154,16 @@ impl SupervisorState {
         Ok(())
     }
 
+    /// Tells the queue and the watch supervisor to start nothing new.
+    fn drain_children(&self) {
+        if let Some(queue) = self.slots.queue.get() {
+            let _ = queue.cast(QueueMsg::Drain);
+        }
+        if let Some(watches) = self.slots.watches.get() {
+            let _ = watches.cast(WatchesMsg::Drain);
+        }
+    }
+
     fn is_up(&self, role: Role) -> bool {
         match role {
             Role::Store => self.slots.store.get().is_some(),
@@ -182,6 +196,9 @@ impl SupervisorState {
         }
         match self.spawn(myself, role).await {
             Ok(()) => {
+                if self.draining {
+                    self.drain_children();
+                }
                 let backoff = self.backoff.entry(role).or_default();
                 backoff.restarts += 1;
                 let label = format!("{role:?}").to_lowercase();
@@ -291,6 +308,7 @@ impl Behaviour for SupervisorState {
             backoff: HashMap::new(),
             handled: 0,
             started: Instant::now(),
+            draining: false,
             shutting_down: false,
         };
         // The store first: the others read it as soon as they start.
@@ -312,13 +330,8 @@ impl Behaviour for SupervisorState {
             }
             SupervisorMsg::Tree(reply) => self.tree(&myself, reply),
             SupervisorMsg::Drain => {
-                self.shutting_down = true;
-                if let Some(queue) = self.slots.queue.get() {
-                    let _ = queue.cast(QueueMsg::Drain);
-                }
-                if let Some(watches) = self.slots.watches.get() {
-                    let _ = watches.cast(WatchesMsg::Drain);
-                }
+                self.draining = true;
+                self.drain_children();
             }
             SupervisorMsg::Shutdown(reply) => self.shutdown(reply),
         }
