@@ -5,14 +5,20 @@ Starts `target/release/telecoder serve` daemons on free ports with throwaway dat
 drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and measures:
 
   a. start latency   POST /api/sessions latency, and POST returned -> first event (SSE)
-  b. overhead        bare `acpx exec` vs the same prompt through the daemon (interleaved)
+  b. overhead        the bare agent run (bare mock agent; bare `acpx exec` with --runtime acpx)
+                     vs the same prompt through the daemon (interleaved)
   c. footprint       daemon RSS / threads idle at start-up and after N finished sessions
   d. burst           N sessions submitted at once, default vs unlimited concurrency
-  e. clone cost      "setting up workspace" -> "running acpx" event gap
+  e. clone cost      "setting up workspace" -> "running <runtime>" event gap
   f. ingestion       CI events and signed GitHub webhook deliveries under wrk (mostly duplicates
                      and events nothing watches): requests/s, p50/p99, non-2xx, sessions created
   g. scale           a large history generated in SQLite: list/inbox/events latency, DB size, RSS
   h. streaming       one session streaming N chunks to many SSE clients: completeness, lag, RSS
+  i. runtimes        native vs acpx runtime vs the bare mock agent, in one run: session latency,
+                     overhead over the bare agent, CPU per session, bursts of 20 and 100 (wall,
+                     peak RSS of the process tree), against the issue's targets
+
+Sections a-h run the daemon with --runtime (default native, the daemon's default).
 
 Nothing is asserted: figures are printed as a table and written to
 bench/results/<UTC timestamp>.json. Usually run through scripts/bench, which installs acpx and
@@ -66,6 +72,8 @@ PROFILES = {
         "scale_reps_all": 3,
         "stream_chunks": 2000,
         "stream_clients": 50,
+        "runtimes_n": 10,
+        "runtimes_bursts": [20, 100],
     },
     "full": {
         "start_n": 50,
@@ -82,8 +90,13 @@ PROFILES = {
         "scale_reps_all": 3,
         "stream_chunks": 10000,
         "stream_clients": 100,
+        "runtimes_n": 30,
+        "runtimes_bursts": [20, 100],
     },
 }
+
+# The runtime of the daemons of sections a-h (--runtime); section i runs both.
+RUNTIME = {"name": "native"}
 
 
 class BenchError(Exception):
@@ -372,7 +385,7 @@ class Cleanup:
 
     def __init__(self):
         self.daemons = []
-        self.children = []  # Popen of bare acpx runs
+        self.children = []  # Popen of bare acpx / bare agent runs
         self.dirs = []
 
     def run(self):
@@ -411,6 +424,7 @@ def daemon_env(data_dir, acpx, extra):
             "TELECODER_DATA_DIR": data_dir,
             "TELECODER_LISTEN_HOST": "127.0.0.1",
             "TELECODER_LISTEN_PORT": "0",
+            "TELECODER_RUNTIME": RUNTIME["name"],
             "TELECODER_ACPX_COMMAND": acpx,
             "TELECODER_AGENT_MOCK_COMMAND": AGENT_COMMAND,
             "TELECODER_DEFAULT_AGENT": "mock",
@@ -636,7 +650,7 @@ def server_phases(api, session_id):
         "status": session.get("status"),
         "created_to_first_event": gap(created, at.get("first")),
         "clone": gap(at.get("setup"), at.get("running")),
-        "acpx_to_first_output": gap(at.get("running"), at.get("output")),
+        "running_to_first_output": gap(at.get("running"), at.get("output")),
         "first_output_to_done": gap(at.get("output"), end),
         "created_to_done": gap(created, end),
         "queued": gap(created, parse_ts(session.get("startedAt"))),
@@ -683,6 +697,80 @@ def run_bare_acpx(acpx, cwd, prompt):
     }
 
 
+class BareAgent:
+    """The mock agent without TeleCoder: a minimal ACP client (stdlib) spawns it in `cwd`,
+    initializes, opens a session, sends one prompt, reads to the answer, closes stdin and waits
+    for the agent to exit, the way a client would run it by hand."""
+
+    CAPABILITIES = {"fs": {"readTextFile": True, "writeTextFile": True}, "terminal": True}
+
+    def __init__(self, cwd):
+        self.cwd = cwd
+        self.proc = None
+        self.next_id = 0
+
+    def send(self, method, params):
+        self.next_id += 1
+        line = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.next_id
+
+    def answer(self, request_id, on_update=None):
+        for raw in self.proc.stdout:
+            message = json.loads(raw)
+            if message.get("id") == request_id and "method" not in message:
+                if "error" in message:
+                    raise BenchError("bare agent answered %s" % message["error"])
+                return message.get("result") or {}
+            if on_update and message.get("method") == "session/update":
+                on_update(message["params"]["update"])
+        raise BenchError("bare agent closed its output before answering")
+
+    def run(self, prompt):
+        usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            ["python3", MOCK_AGENT], cwd=self.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        CLEANUP.children.append(self.proc)
+        text, first = [], []
+
+        def on_update(update):
+            if update.get("sessionUpdate") == "agent_message_chunk":
+                first.append(time.perf_counter())
+                text.append(update.get("content", {}).get("text", ""))
+
+        try:
+            self.answer(self.send("initialize", {"protocolVersion": 1, "clientCapabilities": self.CAPABILITIES}))
+            session = self.answer(self.send("session/new", {"cwd": self.cwd, "mcpServers": []}))
+            prompt_params = {"sessionId": session["sessionId"], "prompt": [{"type": "text", "text": prompt}]}
+            self.answer(self.send("session/prompt", prompt_params), on_update)
+            self.proc.stdin.close()
+            self.proc.wait(60)
+            t1 = time.perf_counter()
+        finally:
+            kill_group(self.proc)
+            self.proc.stdout.close()
+            CLEANUP.children.remove(self.proc)
+        usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if "".join(text) != "hi":
+            raise BenchError("bare agent did not answer 'hi': %r" % "".join(text))
+        return {
+            "end_to_end_ms": (t1 - t0) * 1000,
+            "first_output_ms": (first[0] - t0) * 1000 if first else None,
+            "cpu_ms": (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) * 1000,
+        }
+
+
+def run_bare(acpx, cwd, prompt):
+    """The baseline of (b): the agent run without the daemon, as the runtime under test runs it."""
+    if RUNTIME["name"] == "acpx":
+        return run_bare_acpx(acpx, cwd, prompt)
+    return BareAgent(cwd).run(prompt)
+
+
 # ---------------------------------------------------------------------------------------------
 # sections
 
@@ -708,7 +796,7 @@ def bench_start_latency(api, repo, n):
         "end_to_end_ms": summary(col("end_to_end_ms")),
         "phases_ms": {
             key: summary(server_col(key))
-            for key in ("clone", "acpx_to_first_output", "first_output_to_done", "created_to_done")
+            for key in ("clone", "running_to_first_output", "first_output_to_done", "created_to_done")
         },
         "clone_ms": summary(server_col("clone")),
         "runs": runs,
@@ -716,8 +804,8 @@ def bench_start_latency(api, repo, n):
 
 
 def bench_overhead(api, acpx, repo, clone, n):
-    log("b: %d x bare acpx vs daemon, interleaved (+1 warm-up each)" % n)
-    run_bare_acpx(acpx, clone, "@mock say hi")
+    log("b: %d x bare run vs daemon, interleaved (+1 warm-up each)" % n)
+    run_bare(acpx, clone, "@mock say hi")
     run_session(api, repo, "@mock say hi", fetch_events=False)
     bare, daemon = [], []
     for i in range(n):
@@ -725,7 +813,7 @@ def bench_overhead(api, acpx, repo, clone, n):
         order = ("bare", "daemon") if i % 2 == 0 else ("daemon", "bare")
         for kind in order:
             if kind == "bare":
-                bare.append(run_bare_acpx(acpx, clone, "@mock say hi"))
+                bare.append(run_bare(acpx, clone, "@mock say hi"))
             else:
                 daemon.append(run_session(api, repo, "@mock say hi", fetch_events=False))
     failed = [r for r in daemon if r["terminal"] != "done"]
@@ -735,6 +823,7 @@ def bench_overhead(api, acpx, repo, clone, n):
     daemon_med = statistics.median(r["end_to_end_ms"] for r in daemon)
     return {
         "n": n,
+        "baseline": "bare acpx exec" if RUNTIME["name"] == "acpx" else "bare mock agent",
         "bare_ms": summary([r["end_to_end_ms"] for r in bare]),
         "daemon_ms": summary([r["end_to_end_ms"] for r in daemon]),
         "bare_cpu_ms": summary([r["cpu_ms"] for r in bare]),
@@ -861,20 +950,16 @@ def timed_get(api, path):
     return (time.perf_counter() - t0) * 1000
 
 
-def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
-    log("d: burst of %d '@mock sleep 1', concurrency %s" % (n, limit_label))
-    daemon = Daemon(workdir, "burst-%d-%s" % (n, limit_label), acpx, extra_env)
-    limit = daemon.config().get("TELECODER_MAX_CONCURRENT_SESSIONS")
-    daemon.start()
-    time.sleep(1)
-    idle = daemon.footprint()
+def release_burst(daemon, repo, prompt, n):
+    """Submits n sessions at once (n threads released by one barrier) while a Sampler follows
+    the daemon's process tree. Returns (release time, all submitted time, ids, sampler)."""
     barrier = threading.Barrier(n + 1)
     ids, errors = [None] * n, []
 
     def submit(i):
         barrier.wait()
         try:
-            ids[i] = daemon.api.create(repo, "@mock sleep 1")["id"]
+            ids[i] = daemon.api.create(repo, prompt)["id"]
         except Exception as err:  # reported below
             errors.append(str(err))
 
@@ -891,6 +976,17 @@ def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
     if errors:
         sampler.stop()
         raise BenchError("burst submission failed: %s" % errors[0])
+    return t0, t_submitted, ids, sampler
+
+
+def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
+    log("d: burst of %d '@mock sleep 1', concurrency %s" % (n, limit_label))
+    daemon = Daemon(workdir, "burst-%d-%s" % (n, limit_label), acpx, extra_env)
+    limit = daemon.config().get("TELECODER_MAX_CONCURRENT_SESSIONS")
+    daemon.start()
+    time.sleep(1)
+    idle = daemon.footprint()
+    t0, t_submitted, ids, sampler = release_burst(daemon, repo, "@mock sleep 1", n)
     t_done = daemon.api.wait_idle(period=0.05, timeout=600)
     samples = sampler.stop()
     sessions = [daemon.api.get("/api/sessions/%s" % sid) for sid in ids]
@@ -924,6 +1020,164 @@ def bench_burst(workdir, acpx, repo, n, limit_label, extra_env):
         "samples": [[round(s[0], 3), s[1], s[2], s[3], s[4]] for s in samples],
     }
     daemon.stop()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# i. runtimes: native vs acpx vs the bare mock agent
+
+RUNTIMES = ("native", "acpx")
+# The issue's targets (2-core machine): native / acpx wall of a 20-burst, native overhead over
+# the bare agent (p50), CPU per session (daemon + everything it started), native / acpx peak
+# RSS of the process tree during the 20-burst.
+TARGETS = {"burst20_wall_ratio": 0.15, "overhead_ms": 20.0, "cpu_ms": 300.0, "burst20_rss_ratio": 0.2}
+
+
+def daemon_cpu_s(daemon):
+    """(daemon's own CPU s, CPU s of the processes it reaped: agents, acpx/node, git)."""
+    return proc_cpu(daemon.pid)
+
+
+def runtime_session(daemon, repo):
+    """One '@mock say hi' through `daemon`, with the CPU it cost (the daemon is otherwise idle,
+    and it reaps the agent and git before it reports the session done)."""
+    own0, kids0 = daemon_cpu_s(daemon)
+    run = run_session(daemon.api, repo, "@mock say hi", fetch_events=False)
+    if run["terminal"] != "done":
+        raise BenchError("session %s ended with %s" % (run["id"], run["terminal"]))
+    own1, kids1 = daemon_cpu_s(daemon)
+    run["daemon_cpu_ms"] = (own1 - own0) * 1000
+    run["cpu_ms"] = ((own1 - own0) + (kids1 - kids0)) * 1000
+    return run
+
+
+def runtime_burst_daemon(workdir, acpx, repo, runtime, n):
+    """n sessions '@mock say hi' at once (default concurrency limit) on a fresh daemon."""
+    daemon = Daemon(workdir, "i-burst-%d-%s" % (n, runtime), acpx, {"TELECODER_RUNTIME": runtime}).start()
+    try:
+        time.sleep(0.5)
+        own0, kids0 = daemon_cpu_s(daemon)
+        t0, _, ids, sampler = release_burst(daemon, repo, "@mock say hi", n)
+        t_done = daemon.api.wait_idle(period=0.02, timeout=900)
+        samples = sampler.stop()
+        own1, kids1 = daemon_cpu_s(daemon)
+        sessions = [daemon.api.get("/api/sessions/%s" % sid) for sid in ids]
+    finally:
+        daemon.stop()
+    return {
+        "kind": runtime,
+        "sessions": n,
+        "complete": sum(1 for s in sessions if s["status"] == "complete"),
+        "wall_s": t_done - t0,
+        "cpu_ms_per_session": ((own1 - own0) + (kids1 - kids0)) * 1000 / n,
+        "peak_tree_rss": max(s[2] for s in samples),
+        "peak_processes": max(s[3] for s in samples),
+    }
+
+
+def runtime_burst_bare(clone, n, width):
+    """n bare mock agent runs, `width` at a time (the daemon's default limit), from threads of
+    this script; the tree sampled is this script's children (its own RSS left out)."""
+    sampler = Sampler(os.getpid(), period=0.05)
+    sampler.start()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    todo = list(range(n))
+    lock = threading.Lock()
+    errors = []
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                todo.pop()
+            try:
+                BareAgent(clone).run("@mock say hi")
+            except Exception as err:  # reported below
+                errors.append(str(err))
+
+    t0 = time.perf_counter()
+    workers = [threading.Thread(target=worker, daemon=True) for _ in range(width)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(600)
+    wall = time.perf_counter() - t0
+    samples = sampler.stop()
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if errors:
+        raise BenchError("bare burst failed: %s" % errors[0])
+    return {
+        "kind": "bare",
+        "sessions": n,
+        "complete": n,
+        "wall_s": wall,
+        "cpu_ms_per_session": (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) * 1000 / n,
+        "peak_tree_rss": max(s[2] - s[1] for s in samples),
+        "peak_processes": max(s[3] - 1 for s in samples),
+    }
+
+
+def bench_runtimes(workdir, acpx, repo, clone, profile):
+    n = profile["runtimes_n"]
+    kinds = ("bare",) + RUNTIMES
+    log("i: %d x bare mock agent / native / acpx, interleaved (+1 warm-up each)" % n)
+    daemons = {}
+    try:
+        for runtime in RUNTIMES:
+            daemons[runtime] = Daemon(workdir, "i-" + runtime, acpx, {"TELECODER_RUNTIME": runtime}).start()
+        width = int(daemons["native"].config()["TELECODER_MAX_CONCURRENT_SESSIONS"])
+        time.sleep(0.5)
+
+        def one(kind):
+            if kind == "bare":
+                return BareAgent(clone).run("@mock say hi")
+            return runtime_session(daemons[kind], repo)
+
+        for kind in kinds:
+            one(kind)
+        runs = {kind: [] for kind in kinds}
+        for i in range(n):
+            # rotate the order so that no kind always runs first (or on a warmer machine)
+            order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
+            for kind in order:
+                runs[kind].append(one(kind))
+    finally:
+        for daemon in daemons.values():
+            daemon.stop()
+    latency = {kind: summary([r["end_to_end_ms"] for r in runs[kind]]) for kind in kinds}
+    cpu = {kind: summary([r["cpu_ms"] for r in runs[kind]]) for kind in kinds}
+    result = {
+        "n": n,
+        "width": width,
+        "latency_ms": latency,
+        "first_output_ms": {
+            kind: summary([r["first_output_ms"] for r in runs[kind] if r.get("first_output_ms")]) for kind in kinds
+        },
+        "cpu_ms": cpu,
+        "daemon_cpu_ms": {kind: summary([r["daemon_cpu_ms"] for r in runs[kind]]) for kind in RUNTIMES},
+        "overhead_ms": {kind: latency[kind]["p50"] - latency["bare"]["p50"] for kind in RUNTIMES},
+        "runs": runs,
+        "bursts": [],
+    }
+    for size in profile["runtimes_bursts"]:
+        log("i: burst of %d '@mock say hi': bare (%d at a time), native, acpx" % (size, width))
+        result["bursts"].append(runtime_burst_bare(clone, size, width))
+        for runtime in RUNTIMES:
+            result["bursts"].append(runtime_burst_daemon(workdir, acpx, repo, runtime, size))
+    by = {(b["kind"], b["sessions"]): b for b in result["bursts"]}
+    native20, acpx20 = by.get(("native", 20)), by.get(("acpx", 20))
+    checks = {
+        "overhead_ms": result["overhead_ms"]["native"],
+        "cpu_ms": cpu["native"]["p50"],
+    }
+    if native20 and acpx20:
+        checks["burst20_wall_ratio"] = native20["wall_s"] / acpx20["wall_s"]
+        checks["burst20_rss_ratio"] = native20["peak_tree_rss"] / acpx20["peak_tree_rss"]
+    result["targets"] = {
+        key: {"value": value, "target": TARGETS[key], "met": value <= TARGETS[key]}
+        for key, value in checks.items()
+    }
     return result
 
 
@@ -1781,24 +2035,24 @@ def table_rows(results):
         add(1, "server: created -> 1st event", ms(s["p50"]), ms(s["p99"]), "createdAt, 1 ms resolution")
         add(0, "a session end-to-end (say hi)", ms(a["end_to_end_ms"]["p50"]), ms(a["end_to_end_ms"]["p99"]), "POST -> done seen")
         for key, label in (
-            ("acpx_to_first_output", "'running acpx' -> 1st output"),
+            ("running_to_first_output", "'running <runtime>' -> 1st output"),
             ("first_output_to_done", "1st output -> done"),
         ):
             s = a["phases_ms"][key]
             add(1, label, ms(s["p50"]), ms(s["p99"]), "server timestamps")
     if b:
-        add(0, "b bare acpx exec", ms(b["bare_ms"]["p50"]), ms(b["bare_ms"]["p99"]), "n=%d, interleaved" % b["n"])
+        add(0, "b " + b.get("baseline", "bare acpx exec"), ms(b["bare_ms"]["p50"]), ms(b["bare_ms"]["p99"]), "n=%d, interleaved" % b["n"])
         add(0, "b through the daemon", ms(b["daemon_ms"]["p50"]), ms(b["daemon_ms"]["p99"]), "POST -> done seen")
         add(0, "b overhead: median diff, ratio", "%+.0f ms" % b["overhead_ms"], "x%.3f" % b["ratio"], "daemon / bare")
         add(1, "1st output: bare, daemon", ms(b["bare_first_output_ms"]["p50"]), ms(b["daemon_first_output_ms"]["p50"]), "p50, p50")
-        add(1, "CPU of one bare acpx run", ms(b["bare_cpu_ms"]["p50"]), ms(b["bare_cpu_ms"]["p99"]), "acpx + agent, user+sys")
+        add(1, "CPU of one bare run", ms(b["bare_cpu_ms"]["p50"]), ms(b["bare_cpu_ms"]["p99"]), "(acpx +) agent, user+sys")
     if c:
         add(0, "c daemon start-up (spawn -> /health)", ms(c["startup_ms"]))
         add(0, "c idle RSS, threads", mib(c["idle"]["rss"]), "%s thr" % c["idle"]["threads"], "after 2 s idle")
         add(0, "c RSS, threads after %d sessions" % c["sessions"], mib(c["after"]["rss"]), "%s thr" % c["after"]["threads"],
             "2 s idle; HWM %s; %d errors" % (mib(c["after"]["hwm"]), c["errors"]))
         add(1, "%d sessions drained in" % c["sessions"], "%.1f s" % c["drain_s"], "%.2f/s" % c["sessions_per_s"], "default limit")
-        add(1, "CPU per session: daemon, agents", ms(c["daemon_cpu_ms_per_session"]), ms(c["agents_cpu_ms_per_session"]), "agents = acpx+node+agent+git")
+        add(1, "CPU per session: daemon, agents", ms(c["daemon_cpu_ms_per_session"]), ms(c["agents_cpu_ms_per_session"]), "agents = (acpx+node+)agent+git")
         add(1, "GET /api/sessions, /api/inbox", ms(c["after"]["list_ms"]), ms(c["after"]["inbox_ms"]), "%d sessions stored" % c["sessions"])
         seeded = c.get("seeded")
         if seeded:
@@ -1823,7 +2077,7 @@ def table_rows(results):
             add(0, "d burst %d: limit 1000 vs default" % n, "x%.2f wall" % (hi["wall_s"] / lo["wall_s"]),
                 "x%.2f tree" % (hi["peak_tree_rss"] / lo["peak_tree_rss"]), "ratios 1000 / default")
     if a:
-        add(0, "e clone: 'setting up' -> 'running acpx'", ms(a["clone_ms"]["p50"]), ms(a["clone_ms"]["p99"]), "sessions of (a)")
+        add(0, "e clone: 'setting up' -> 'running'", ms(a["clone_ms"]["p50"]), ms(a["clone_ms"]["p99"]), "sessions of (a)")
     f = results.get("f")
     if f and f.get("skipped"):
         add(0, "f ingestion", "skipped", "", f["skipped"].split(": ", 1)[-1][:70])
@@ -1882,7 +2136,44 @@ def table_rows(results):
             "last - first client to receive it")
         add(1, "peak RSS streaming, idle", mib(h["peak_rss"]), mib(h["idle"]["rss"]),
             "HWM %s; %s threads at peak; stream %s" % (mib(h["hwm"]), h["peak_threads"], ms(h["stream_ms"])))
+    i = results.get("i")
+    if i:
+        runtime_rows(add, i)
     return rows
+
+
+def runtime_rows(add, i):
+    """Rows of section i."""
+    names = {"bare": "bare mock agent", "native": "native runtime", "acpx": "acpx runtime"}
+    for kind in ("bare", "native", "acpx"):
+        lat = i["latency_ms"][kind]
+        add(0 if kind == "bare" else 1, "i end-to-end: " + names[kind], ms(lat["p50"]), ms(lat["p99"]),
+            "n=%d, interleaved; %s" % (i["n"], "spawn -> exit" if kind == "bare" else "POST -> done seen"))
+    add(0, "i overhead over the bare agent: native, acpx", "%+.0f ms" % i["overhead_ms"]["native"],
+        "%+.0f ms" % i["overhead_ms"]["acpx"], "difference of the medians (includes the workspace clone)")
+    add(0, "i CPU per session: native, acpx", ms(i["cpu_ms"]["native"]["p50"]), ms(i["cpu_ms"]["acpx"]["p50"]),
+        "p50; daemon + agent + git (+ acpx/node); bare agent %s" % ms(i["cpu_ms"]["bare"]["p50"]))
+    add(1, "daemon's own CPU: native, acpx", ms(i["daemon_cpu_ms"]["native"]["p50"]), ms(i["daemon_cpu_ms"]["acpx"]["p50"]), "p50")
+    bursts = {}
+    for b in i["bursts"]:
+        bursts.setdefault(b["sessions"], {})[b["kind"]] = b
+    for size, by in sorted(bursts.items()):
+        for kind in ("bare", "native", "acpx"):
+            b = by.get(kind)
+            if b:
+                add(0 if kind == "bare" else 1, "i burst %d: %s wall, peak tree RSS" % (size, names[kind]), "%.2f s" % b["wall_s"],
+                    mib(b["peak_tree_rss"]), "%d ok, %d procs at peak, CPU %s/session" % (
+                        b["complete"], b["peak_processes"], ms(b["cpu_ms_per_session"])))
+    labels = {
+        "burst20_wall_ratio": ("i target: burst 20 wall, native / acpx", "x%.3f"),
+        "overhead_ms": ("i target: native overhead p50", "%.0f ms"),
+        "cpu_ms": ("i target: native CPU per session", "%.0f ms"),
+        "burst20_rss_ratio": ("i target: burst 20 tree RSS, native / acpx", "x%.3f"),
+    }
+    for key, (label, fmt) in labels.items():
+        t = i["targets"].get(key)
+        if t:
+            add(0, label, fmt % t["value"], ("<= " + fmt) % t["target"], "met" if t["met"] else "MISSED")
 
 
 HEADER = ("figure", "p50/value", "p99/2nd", "note")
@@ -1918,11 +2209,14 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefgh", help="sections to run, e.g. 'ad' (default abcdefgh)")
+    parser.add_argument("--only", default="abcdefghi", help="sections to run, e.g. 'ad' (default abcdefghi)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="native",
+                        help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args()
     profile_name = args.profile or "quick"
     profile = PROFILES[profile_name]
+    RUNTIME["name"] = args.runtime
 
     acpx = shutil.which(args.acpx) or args.acpx
     if not (os.path.isfile(acpx) and os.access(acpx, os.X_OK)):
@@ -1948,6 +2242,7 @@ def main():
         "loadavg_start": loadavg(),
         "machine": machine(),
         "versions": versions(acpx),
+        "runtime": args.runtime,
     }
     log("profile %s, work dir %s" % (profile_name, workdir))
     sections = args.only
@@ -1974,6 +2269,8 @@ def main():
         results["g"] = bench_scale(workdir, acpx, repo, profile)
     if "h" in sections:
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
+    if "i" in sections:
+        results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()
@@ -1995,8 +2292,9 @@ def main():
         json.dump(results, f, indent=1)
     m = results["machine"]
     print()
-    print("TeleCoder bench (%s) %s  commit %s  acpx %s" % (
-        profile_name, results["started_at"], results["versions"]["telecoder_commit"], results["versions"]["acpx"]))
+    print("TeleCoder bench (%s) %s  commit %s  runtime %s (a-h)  acpx %s" % (
+        profile_name, results["started_at"], results["versions"]["telecoder_commit"], args.runtime,
+        results["versions"]["acpx"]))
     print("%d CPUs (%s), %s RAM, kernel %s, took %.0f s, load average %s -> %s" % (
         m["nproc"], m["cpu_model"], "%.1f GiB" % (m["mem_total_bytes"] / 2.0 ** 30), m["kernel"], results["duration_s"],
         results["loadavg_start"], results["loadavg_end"]))

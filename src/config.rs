@@ -1,12 +1,15 @@
 //! Configuration from the environment, validated once at start-up. A bad value stops the
 //! program with one line naming the variable.
 
+use crate::http::browser::{parse_list, AllowedHost, BrowserPolicy, WebOrigin};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
-use telecoder_actors::settings::{default_concurrency, Secret, Settings, SECRET_VARIABLES};
+use telecoder_actors::settings::{
+    default_concurrency, RuntimeKind, Secret, Settings, SECRET_VARIABLES,
+};
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
 const AGENT_SUFFIX: &str = "_COMMAND";
@@ -40,6 +43,9 @@ pub struct Config {
     pub tokens: Tokens,
     /// `TELECODER_LOG_FORMAT=json` makes every log line a JSON object.
     pub json_logs: bool,
+    /// `TELECODER_ALLOWED_ORIGINS` and `TELECODER_ALLOWED_HOSTS`: the exceptions to the
+    /// browser checks (see `http::browser`).
+    pub browser: BrowserPolicy,
 }
 
 /// The API's bearer tokens by scope.
@@ -131,6 +137,17 @@ fn allowed_repos(lookup: Lookup<'_>) -> Result<Vec<glob::Pattern>, ConfigError> 
             })
         })
         .collect()
+}
+
+/// The browser checks' exceptions, each entry validated.
+fn browser_policy(lookup: Lookup<'_>) -> Result<BrowserPolicy, ConfigError> {
+    let list = |name: &'static str| value(lookup, name).unwrap_or_default();
+    Ok(BrowserPolicy {
+        allowed_origins: parse_list::<WebOrigin>(&list("TELECODER_ALLOWED_ORIGINS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_ORIGINS", err))?,
+        allowed_hosts: parse_list::<AllowedHost>(&list("TELECODER_ALLOWED_HOSTS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_HOSTS", err))?,
+    })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -229,6 +246,12 @@ impl Config {
                 .policy_mode(),
             (None, None) => PolicyMode::Observe,
         };
+        let runtime = match value(lookup, "TELECODER_RUNTIME") {
+            None => RuntimeKind::Native,
+            Some(text) => text
+                .parse::<RuntimeKind>()
+                .map_err(|err| invalid("TELECODER_RUNTIME", err))?,
+        };
         let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
         let acpx_command = shell_words::split(&acpx_text).map_err(|err| {
             invalid(
@@ -279,6 +302,7 @@ impl Config {
             data_dir,
             default_agent,
             default_policy,
+            runtime,
             acpx_command,
             agent_commands,
             prompt_timeout_seconds: number(lookup, "TELECODER_PROMPT_TIMEOUT_SECONDS", 300)?,
@@ -350,6 +374,7 @@ impl Config {
             github_webhook_secret,
             tokens,
             json_logs,
+            browser: browser_policy(lookup)?,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -381,6 +406,7 @@ impl Config {
             ("TELECODER_URL", self.url.clone()),
             ("TELECODER_DEFAULT_AGENT", s.default_agent.clone()),
             ("TELECODER_POLICY_MODE", s.default_policy.to_string()),
+            ("TELECODER_RUNTIME", s.runtime.as_str().to_owned()),
             ("TELECODER_ACPX_COMMAND", shell_words::join(&s.acpx_command)),
             (
                 "TELECODER_PROMPT_TIMEOUT_SECONDS",
@@ -421,6 +447,33 @@ impl Config {
                 command.clone(),
             )
         }));
+        let joined = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        rows.push((
+            "TELECODER_ALLOWED_ORIGINS".into(),
+            joined(
+                self.browser
+                    .allowed_origins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
+        rows.push((
+            "TELECODER_ALLOWED_HOSTS".into(),
+            joined(
+                self.browser
+                    .allowed_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
         let secret = if self.github_webhook_secret.is_some() {
             "(set)"
         } else {
@@ -456,6 +509,7 @@ mod tests {
         );
         assert_eq!(config.settings.default_policy, PolicyMode::Observe);
         assert_eq!(config.settings.stale, Duration::from_secs(30));
+        assert_eq!(config.settings.runtime, RuntimeKind::Native);
     }
 
     #[test]
@@ -491,6 +545,18 @@ mod tests {
             (
                 vec![("TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS", "0")],
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
+            ),
+            (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
+            (
+                vec![(
+                    "TELECODER_ALLOWED_ORIGINS",
+                    "https://ok.example, evil.example/x",
+                )],
+                "TELECODER_ALLOWED_ORIGINS",
+            ),
+            (
+                vec![("TELECODER_ALLOWED_HOSTS", "*.example.com")],
+                "TELECODER_ALLOWED_HOSTS",
             ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use telecoder_actors::runtime::AcpxRuntime;
+use telecoder_actors::runtime::{AcpxRuntime, AgentRuntime, NativeRuntime};
+use telecoder_actors::settings::RuntimeKind;
 use telecoder_actors::Daemon;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -21,7 +22,9 @@ const HTTP_GRACE: Duration = Duration::from_secs(5);
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TELECODER_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The ACP SDK warns about every error answer it sends; refusing an agent's request is
+        // routine here (and shows in the session's events), so only its errors are logged.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,agent_client_protocol=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -41,7 +44,10 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, CliError> {
 }
 
 async fn start_actors(config: &Config) -> Result<Daemon, CliError> {
-    let runtime = Arc::new(AcpxRuntime::new(config.settings.acpx_command.clone()));
+    let runtime: Arc<dyn AgentRuntime> = match config.settings.runtime {
+        RuntimeKind::Native => Arc::new(NativeRuntime::default()),
+        RuntimeKind::Acpx => Arc::new(AcpxRuntime::new(config.settings.acpx_command.clone())),
+    };
     let (daemon, _) = Daemon::start(config.settings.clone(), runtime)
         .await
         .map_err(|err| CliError::Failed(err.to_string()))?;
@@ -100,6 +106,7 @@ impl Running {
             shutdown: shutdown.clone(),
             github_secret: config.github_webhook_secret.as_deref().map(Into::into),
             tokens: Arc::new(config.tokens.clone()),
+            browser: Arc::new(config.browser.clone()),
         };
         let server = tokio::spawn(http::serve(listener, state));
         Ok(Self {

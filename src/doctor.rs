@@ -9,6 +9,8 @@ use serde::Serialize;
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
+use telecoder_actors::runtime::agents;
+use telecoder_actors::settings::RuntimeKind;
 
 /// One check's result.
 #[derive(Serialize)]
@@ -99,26 +101,34 @@ async fn daemon_or_port(config: &Config) -> (&'static str, Result<String, String
     ("port", port)
 }
 
+/// Every configured agent (the default and each `TELECODER_AGENT_<NAME>_COMMAND`) must name a
+/// known agent whose program exists.
 fn agents(config: &Config) -> Result<String, String> {
     let s = &config.settings;
-    let mut configured: Vec<String> = s
+    let mut names: Vec<String> = s
         .agent_commands
-        .iter()
-        .map(|(name, command)| {
-            format!(
-                "{} -> {command}",
-                name.to_ascii_lowercase().replace('_', "-")
-            )
-        })
+        .keys()
+        .map(|key| key.to_ascii_lowercase().replace('_', "-"))
         .collect();
-    if s.agent_command(&s.default_agent).is_none() {
-        configured.push(format!("{} (acpx built-in adapter)", s.default_agent));
+    if !names.contains(&s.default_agent) {
+        names.insert(0, s.default_agent.clone());
     }
-    Ok(format!(
-        "default {}; {}",
-        s.default_agent,
-        configured.join(", ")
-    ))
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for name in &names {
+        match agents::command_for(name, s.agent_command(name)) {
+            Ok(argv) => match agents::find_program(&argv[0]) {
+                Some(_) => found.push(format!("{name} -> {}", shell_words::join(&argv))),
+                None => problems.push(format!("{name}: {} not found", argv[0])),
+            },
+            Err(err) => problems.push(err.to_string()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(format!("default {}; {}", s.default_agent, found.join(", ")))
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 fn token(config: &Config) -> Result<String, String> {
@@ -136,27 +146,33 @@ fn token(config: &Config) -> Result<String, String> {
 
 /// Prints each check and exits 0 when all pass.
 pub async fn run(config: &Config, out: Out) -> Result<ExitCode, CliError> {
-    let acpx = &config.settings.acpx_command;
-    let acpx_args: Vec<&str> = acpx[1..]
-        .iter()
-        .map(String::as_str)
-        .chain(["--version"])
-        .collect();
     let (listener, listening) = daemon_or_port(config).await;
-    let results: Vec<(&'static str, Result<String, String>)> = vec![
+    let runtime = config.settings.runtime;
+    let mut results: Vec<(&'static str, Result<String, String>)> = vec![
         (listener, listening),
-        (
+        ("runtime", Ok(runtime.as_str().to_owned())),
+    ];
+    if runtime == RuntimeKind::Acpx {
+        let acpx = &config.settings.acpx_command;
+        let acpx_args: Vec<&str> = acpx[1..]
+            .iter()
+            .map(String::as_str)
+            .chain(["--version"])
+            .collect();
+        results.push((
             "acpx",
             version_of(&acpx[0], &acpx_args)
                 .await
                 .map(|v| format!("{} {v}", acpx[0])),
-        ),
-        ("node", version_of("node", &["--version"]).await),
+        ));
+        results.push(("node", version_of("node", &["--version"]).await));
+    }
+    results.extend([
         ("git", version_of("git", &["--version"]).await),
         ("agents", agents(config)),
         ("data dir", data_dir_usable(config)),
         ("token", token(config)),
-    ];
+    ]);
     let checks: Vec<Check> = results
         .into_iter()
         .map(|(name, result)| {

@@ -271,7 +271,7 @@ pub fn event_line(e: &Event) -> String {
         e.id,
         e.created_at,
         e.kind.as_str(),
-        e.data
+        readable_data(e)
     )
 }
 
@@ -283,6 +283,49 @@ pub fn event(e: &Event) -> String {
         EventKind::Done => format!("\n[done] {}\n", e.data),
         EventKind::Error => format!("\n[error] {}\n", e.data),
         EventKind::Publish => format!("[publish] {}\n", e.data),
+        EventKind::Tool | EventKind::Plan => {
+            format!("[{}] {}\n", e.kind.as_str(), readable_data(e))
+        }
+    }
+}
+
+/// Tool and plan events carry JSON; people read one line of it.
+fn readable_data(e: &Event) -> String {
+    match e.kind {
+        EventKind::Tool => tool_line(&e.data),
+        EventKind::Plan => plan_line(&e.data),
+        _ => e.data.clone(),
+    }
+}
+
+/// `completed read Read a.txt` from a tool event's JSON (the raw data if it is not JSON).
+fn tool_line(data: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(data) {
+        Ok(tool) => ["status", "kind", "title"]
+            .iter()
+            .filter_map(|key| tool[key].as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => data.to_owned(),
+    }
+}
+
+/// `2/3 done; next: write tests` from a plan event's JSON.
+fn plan_line(data: &str) -> String {
+    let Ok(serde_json::Value::Array(entries)) = serde_json::from_str(data) else {
+        return data.to_owned();
+    };
+    let done = entries
+        .iter()
+        .filter(|e| e["status"] == "completed")
+        .count();
+    let next = entries
+        .iter()
+        .find(|e| e["status"] != "completed")
+        .and_then(|e| e["content"].as_str());
+    match next {
+        Some(next) => format!("{done}/{} done; next: {next}", entries.len()),
+        None => format!("{done}/{} done", entries.len()),
     }
 }
 

@@ -99,6 +99,7 @@ pub fn new_session_record(
         .filter(|agent| !agent.trim().is_empty())
         .unwrap_or_else(|| settings.default_agent.clone());
     validate_agent(&agent)?;
+    check_known_agent(settings, &agent)?;
     let policy = request
         .policy
         .unwrap_or(settings.default_policy)
@@ -140,7 +141,28 @@ pub fn new_session_record(
         pull_request_number: 0,
         pull_request_url: String::new(),
         queue_position: 0,
+        agent_session_id: String::new(),
+        agent_load_session: false,
+        stop_reason: String::new(),
+        token_usage: None,
     })
+}
+
+/// An agent must be in the registry or have a command configured; refusing others at creation
+/// beats a session that fails later (and acpx would run an unknown name as a command).
+fn check_known_agent(settings: &Settings, agent: &str) -> Result<()> {
+    if settings.agent_command(agent).is_some() || crate::runtime::agents::known(agent).is_some() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "unknown agent '{agent}': use one of {} or configure TELECODER_AGENT_{}_COMMAND",
+        crate::runtime::agents::KNOWN_AGENTS
+            .iter()
+            .map(|known| known.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::settings::agent_env_key(agent)
+    )))
 }
 
 /// The body of `POST /api/watches` (read by the HTTP route, written by the CLI); the daemon
@@ -283,6 +305,7 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         updated_at: now,
     };
     validate_watch(settings, &watch)?;
+    check_known_agent(settings, &watch.agent)?;
     if let Some(target) = &target {
         check_allowed(settings, target, &request.repo)?;
     }

@@ -5,7 +5,7 @@
 
 use crate::actor::{Behaviour, Handled, Started};
 use crate::context::Context;
-use crate::domain::{EventKind, FailureKind, Session, SessionId};
+use crate::domain::{AgentFacts, EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
 use crate::queue::QueueMsg;
 use crate::runtime::{AgentEvent, AgentReport, AgentRequest};
@@ -30,6 +30,10 @@ pub enum SessionMsg {
     AgentSpawned(u32),
     /// Worker: a burst of assistant text.
     Output(String),
+    /// Worker: a tool call or plan of the agent (native runtime), as its event.
+    Activity(EventKind, String),
+    /// Worker: what the runtime learned about the agent's side (its session id, usage).
+    AgentFacts(Box<AgentFacts>),
     /// Worker: the run is over.
     Finished(Box<Finish>),
     /// Stop the agent; the session ends as `cancelled`.
@@ -164,6 +168,12 @@ impl Behaviour for SessionState {
             SessionMsg::Output(text) => {
                 store.append_event(id, EventKind::Output, &text).await?;
             }
+            SessionMsg::Activity(kind, data) => {
+                store.append_event(id, kind, &data).await?;
+            }
+            SessionMsg::AgentFacts(facts) => {
+                store.record_agent_facts(id, *facts).await?;
+            }
             SessionMsg::Finished(finish) => {
                 self.phase = "finishing";
                 // The runtime already killed the group; never signal a pid that may be reused.
@@ -283,6 +293,7 @@ async fn run_worker(
             .agent_command(&session.agent)
             .map(str::to_owned),
         permission: session.effective_permission_mode,
+        write_policy: session.workspace_write_policy,
         max_runtime: Duration::from_secs(session.max_runtime_seconds),
         scratch_dir: ctx.settings.data_dir.join("tmp"),
         max_output_bytes: ctx.settings.max_output_bytes,
@@ -304,6 +315,9 @@ async fn run_worker(
                     }
                 }
                 AgentEvent::Notice(text) => report(SessionMsg::Status(text)),
+                AgentEvent::Tool(data) => report(SessionMsg::Activity(EventKind::Tool, data)),
+                AgentEvent::Plan(data) => report(SessionMsg::Activity(EventKind::Plan, data)),
+                AgentEvent::Facts(facts) => report(SessionMsg::AgentFacts(Box::new(facts))),
             }
         }
         let rest = redactor.finish();

@@ -15,6 +15,8 @@ pub struct Settings {
     pub default_agent: String,
     /// Policy used when a request names none.
     pub default_policy: PolicyMode,
+    /// Which runtime talks to agents (`TELECODER_RUNTIME`).
+    pub runtime: RuntimeKind,
     /// The acpx program and its leading arguments, already split like a shell would.
     pub acpx_command: Vec<String>,
     /// Per-agent command overrides keyed by the upper-case agent name (`-` written as `_`).
@@ -54,6 +56,37 @@ pub struct Settings {
     pub git_author_email: String,
 }
 
+/// How sessions talk to their agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// ACP spoken in-process over the agent's stdio (the default).
+    #[default]
+    Native,
+    /// The acpx CLI per session (the compatibility path).
+    Acpx,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Acpx => "acpx",
+        }
+    }
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "native" => Ok(Self::Native),
+            "acpx" => Ok(Self::Acpx),
+            other => Err(format!("'{other}' is not native or acpx")),
+        }
+    }
+}
+
 /// A credential that never shows itself in logs or debug output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -81,6 +114,7 @@ impl Settings {
             data_dir: data_dir.into(),
             default_agent: "codex".into(),
             default_policy: PolicyMode::Observe,
+            runtime: RuntimeKind::Native,
             acpx_command: vec!["acpx".into()],
             agent_commands: BTreeMap::new(),
             prompt_timeout_seconds: 300,

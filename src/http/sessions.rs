@@ -1,12 +1,15 @@
 //! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::{sse, AppState, API_BODY_LIMIT};
+use super::route::{declare, declare_with_id, Route, Scope};
+use super::stream::{self, Paging};
+use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::convert::Infallible;
-use telecoder_actors::domain::{NewSession, PolicyMode, SessionFilter, SessionId, StatusFilter};
+use telecoder_actors::domain::{
+    NewSession, PolicyMode, Session, SessionFilter, SessionId, StatusFilter,
+};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{json, with_status, Response};
@@ -18,66 +21,55 @@ pub type Query = HashMap<String, String>;
 const INBOX_DEFAULT: u32 = 20;
 const INBOX_MAX: u32 = 200;
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let body = bounded_body(API_BODY_LIMIT);
-    let query = warp::query::<Query>();
-    let api = warp::path("api");
-
-    let create = api
-        .and(warp::path!("sessions"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(create);
-    let list = api
-        .and(warp::path!("sessions"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(list);
-    let inbox = api
-        .and(warp::path!("inbox"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(inbox);
-    let show = api
-        .and(warp::path!("sessions" / String))
-        .and(warp::get())
-        .and(state.clone())
-        .then(show);
-    let rerun = api
-        .and(warp::path!("sessions" / String / "rerun"))
-        .and(warp::post())
-        .and(state.clone())
-        .then(rerun);
-    let cancel = api
-        .and(warp::path!("sessions" / String / "cancel"))
-        .and(warp::post())
-        .and(state.clone())
-        .then(cancel);
-    let events = api
-        .and(warp::path!("sessions" / String / "events"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .and(warp::header::optional::<String>("accept"))
-        .and(warp::header::optional::<String>("last-event-id"))
-        .then(events);
-    let publish = api
-        .and(warp::path!("sessions" / String / "publish"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(publish);
-    let lineage = api
-        .and(warp::path!("sessions" / String / "lineage"))
-        .and(warp::get())
-        .and(state)
-        .and(query)
-        .then(lineage);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let body = || bounded_body(API_BODY_LIMIT);
+    let query = || warp::query::<Query>();
+    let with = || with_state(state.clone());
+    let create = declare(
+        state,
+        Route::post("/api/sessions", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(create),
+    );
+    let list = declare(state, Route::get("/api/sessions", Scope::Read), |at| {
+        at.and(with()).and(query()).then(list)
+    });
+    let inbox = declare(state, Route::get("/api/inbox", Scope::Read), |at| {
+        at.and(with()).and(query()).then(inbox)
+    });
+    let show = declare_with_id(state, Route::get("/api/sessions/:id", Scope::Read), |at| {
+        at.and(with()).then(show)
+    });
+    let rerun = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/rerun", Scope::Write),
+        |at| at.and(with()).then(rerun),
+    );
+    let cancel = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/cancel", Scope::Write),
+        |at| at.and(with()).then(cancel),
+    );
+    let events = declare_with_id(
+        state,
+        Route::get("/api/sessions/:id/events", Scope::Read),
+        |at| {
+            at.and(with())
+                .and(query())
+                .and(warp::header::optional::<String>("accept"))
+                .and(warp::header::optional::<String>("last-event-id"))
+                .then(events)
+        },
+    );
+    let publish = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/publish", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(publish),
+    );
+    let lineage = declare_with_id(
+        state,
+        Route::get("/api/sessions/:id/lineage", Scope::Read),
+        |at| at.and(with()).and(query()).then(lineage),
+    );
 
     create
         .or(list)
@@ -113,8 +105,46 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Api
     if !value.is_object() {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     }
+    if let Some(field) = field_with_nul(&value, "") {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains a NUL character, which no prompt, path or git name can carry"
+        )));
+    }
     serde_json::from_value(value)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
+}
+
+/// The first string (or key) holding a NUL, by its path in the document: every text field
+/// of the API ends up in an argv, a path or a git argument, where NUL cannot go.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if path.is_empty() {
+            "the body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) => text.contains('\0').then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with_nul(item, &format!("{}[{i}]", here()))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let name = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here())
+            } else {
+                field_with_nul(item, &name)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// A path id that is not a well-formed session id names no session.
@@ -194,12 +224,33 @@ fn page_number(query: &Query, name: &str, min: u32) -> Result<Option<u32>, ApiEr
         })
 }
 
+/// Sessions per page of a streamed list.
+const SESSION_PAGE: u32 = 32;
+
+/// A session list streamed from the store page by page (keyset paging), honouring the
+/// filter's own `limit`/`offset`.
+async fn stream_sessions(state: &AppState, filter: SessionFilter) -> Result<Response, ApiError> {
+    let paging = Paging {
+        page: SESSION_PAGE,
+        total: filter.limit.unwrap_or(u32::MAX),
+    };
+    let store = state.daemon.store().clone();
+    let first = store.sessions_page(&filter, None, paging.first()).await?;
+    Ok(stream::json_array(
+        first,
+        paging,
+        move |last: &Session, size| {
+            let (store, filter, after) = (store.clone(), filter.clone(), last.id.clone());
+            async move { store.sessions_page(&filter, Some(after), size).await }
+        },
+    ))
+}
+
 async fn list(state: AppState, query: Query) -> Response {
     respond(
         async {
             let filter = session_filter(&query)?;
-            let sessions = state.daemon.sessions(filter).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            stream_sessions(&state, filter).await
         }
         .await,
     )
@@ -227,9 +278,20 @@ fn inbox_limit(query: &Query) -> Result<u32, ApiError> {
 async fn inbox(state: AppState, query: Query) -> Response {
     respond(
         async {
-            let limit = inbox_limit(&query)?;
-            let sessions = state.daemon.inbox(limit).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            let paging = Paging {
+                page: SESSION_PAGE,
+                total: inbox_limit(&query)?,
+            };
+            let store = state.daemon.store().clone();
+            let first = store.inbox_page(None, paging.first()).await?;
+            Ok(stream::json_array(
+                first,
+                paging,
+                move |last: &Session, size| {
+                    let (store, after) = (store.clone(), last.id.clone());
+                    async move { store.inbox_page(Some(after), size).await }
+                },
+            ))
         }
         .await,
     )
@@ -311,8 +373,13 @@ async fn events(
                 state.daemon.session(id.as_str()).await?;
                 return Ok(sse::stream(state, id, after));
             }
-            let events = state.daemon.events(id.as_str(), after, u32::MAX).await?;
-            Ok(reply_json(StatusCode::OK, &events))
+            state.daemon.session(id.as_str()).await?;
+            let first = state
+                .daemon
+                .store()
+                .event_heads(id.as_str(), after, events::PAGE, events::PAGE_BYTES)
+                .await?;
+            Ok(events::json_response(state, id, first))
         }
         .await,
     )
@@ -349,8 +416,7 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
             state.daemon.session(id.as_str()).await?;
             let mut filter = session_filter(&query)?;
             filter.lineage = Some(id.to_string());
-            let sessions = state.daemon.sessions(filter).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            stream_sessions(&state, filter).await
         }
         .await,
     )

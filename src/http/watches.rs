@@ -2,13 +2,16 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
+use super::route::{declare, declare_with_id, Route, Scope};
 use super::sessions::{parse_body, parse_policy, reply_json, Query};
-use super::{AppState, API_BODY_LIMIT};
+use super::stream::{self, Paging};
+use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::convert::Infallible;
-use telecoder_actors::domain::{CiEvent, PrEvent, SessionId, WatchEvent, WatchKind, WatchStatus};
+use telecoder_actors::domain::{
+    CiEvent, PrEvent, SessionId, WatchEvent, WatchKind, WatchRun, WatchStatus,
+};
 use telecoder_actors::requests::{NewWatch, WatchPatch};
 use telecoder_actors::store::watches::WatchFilter;
 use warp::filters::BoxedFilter;
@@ -18,59 +21,55 @@ use warp::Filter;
 
 type Body = Result<Bytes, ApiError>;
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let body = bounded_body(API_BODY_LIMIT);
-    let query = warp::query::<Query>();
-    let api = warp::path("api");
-    let create = api
-        .and(warp::path!("watches"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(create);
-    let list = api
-        .and(warp::path!("watches"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(list);
-    let show = api
-        .and(warp::path!("watches" / String))
-        .and(warp::get())
-        .and(state.clone())
-        .then(show);
-    let update = api
-        .and(warp::path!("watches" / String))
-        .and(warp::patch())
-        .and(state.clone())
-        .and(body.clone())
-        .then(update);
-    let delete = api
-        .and(warp::path!("watches" / String))
-        .and(warp::delete())
-        .and(state.clone())
-        .then(delete);
-    let runs = api
-        .and(warp::path!("watches" / String / "runs"))
-        .and(warp::get())
-        .and(state.clone())
-        .then(runs);
-    let ci = api
-        .and(warp::path!("watch-events" / "ci"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(query)
-        .and(body.clone())
-        .then(ci_event);
-    let pr = api
-        .and(warp::path!("watch-events" / "pr"))
-        .and(warp::post())
-        .and(state)
-        .and(query)
-        .and(body)
-        .then(pr_event);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let body = || bounded_body(API_BODY_LIMIT);
+    let with = || with_state(state.clone());
+    let create = declare(
+        state,
+        Route::post("/api/watches", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(create),
+    );
+    let list = declare(state, Route::get("/api/watches", Scope::Read), |at| {
+        at.and(with()).and(warp::query::<Query>()).then(list)
+    });
+    let show = declare_with_id(state, Route::get("/api/watches/:id", Scope::Read), |at| {
+        at.and(with()).then(show)
+    });
+    let update = declare_with_id(
+        state,
+        Route::patch("/api/watches/:id", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(update),
+    );
+    let delete = declare_with_id(
+        state,
+        Route::delete("/api/watches/:id", Scope::Write),
+        |at| at.and(with()).then(delete),
+    );
+    let runs = declare_with_id(
+        state,
+        Route::get("/api/watches/:id/runs", Scope::Read),
+        |at| at.and(with()).then(runs),
+    );
+    let ci = declare(
+        state,
+        Route::post("/api/watch-events/ci", Scope::Write).json(),
+        |at| {
+            at.and(with())
+                .and(warp::query::<Query>())
+                .and(body())
+                .then(ci_event)
+        },
+    );
+    let pr = declare(
+        state,
+        Route::post("/api/watch-events/pr", Scope::Write).json(),
+        |at| {
+            at.and(with())
+                .and(warp::query::<Query>())
+                .and(body())
+                .then(pr_event)
+        },
+    );
     create
         .or(list)
         .unify()
@@ -236,11 +235,28 @@ async fn delete(raw_id: String, state: AppState) -> Response {
     )
 }
 
+/// Runs per page of the streamed runs list (a watch collects runs for as long as it lives).
+const RUN_PAGE: u32 = 100;
+
 async fn runs(raw_id: String, state: AppState) -> Response {
     respond(
         async {
-            let runs = state.daemon.watch_runs(&watch_id(&raw_id)?).await?;
-            Ok(reply_json(StatusCode::OK, &runs))
+            let id = watch_id(&raw_id)?;
+            state.daemon.watch(&id).await?;
+            let paging = Paging {
+                page: RUN_PAGE,
+                total: u32::MAX,
+            };
+            let store = state.daemon.store().clone();
+            let first = store.runs_page(&id, None, paging.first()).await?;
+            Ok(stream::json_array(
+                first,
+                paging,
+                move |last: &WatchRun, size| {
+                    let (store, id, before) = (store.clone(), id.clone(), last.id);
+                    async move { store.runs_page(&id, Some(before), size).await }
+                },
+            ))
         }
         .await,
     )

@@ -31,7 +31,10 @@ fn run_streams_and_exits_by_outcome() {
     );
     assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
     let text = stdout(&ok);
-    assert!(text.contains("[status] running acpx"), "{text}");
+    assert!(
+        text.contains(&format!("[status] running {}", runtime())),
+        "{text}"
+    );
     assert!(text.contains("Looked at the repo."), "{text}");
     assert!(text.contains("[done] updated README.md"), "{text}");
 
@@ -55,16 +58,16 @@ fn run_streams_and_exits_by_outcome() {
 fn run_without_a_daemon_starts_one_in_process() {
     let repo = TestRepo::new();
     let data = tempfile::tempdir().expect("tempdir");
-    let acpx = acpx().to_string_lossy().into_owned();
     let mock = mock_agent_command();
     let data_dir = data.path().to_string_lossy().into_owned();
-    let env = [
+    let runtime = runtime_env();
+    let mut env = vec![
         ("TELECODER_DATA_DIR", data_dir.as_str()),
         ("TELECODER_URL", "http://127.0.0.1:9"),
-        ("TELECODER_ACPX_COMMAND", acpx.as_str()),
         ("TELECODER_AGENT_MOCK_COMMAND", mock.as_str()),
         ("TELECODER_DEFAULT_AGENT", "mock"),
     ];
+    env.extend(runtime.iter().map(|(k, v)| (*k, v.as_str())));
     let output = telecoder(
         &env,
         &["run", "--repo", &repo.path_str(), "@mock say embedded"],
@@ -99,7 +102,7 @@ fn query_commands() {
         (vec!["list"], id.clone()),
         (vec!["list", "--status", "complete"], id.clone()),
         (vec!["status", &id], "updated README.md".to_owned()),
-        (vec!["events", &id], "running acpx".to_owned()),
+        (vec!["events", &id], format!("running {}", runtime())),
         (
             vec!["inbox"],
             "Verified: ran the tests all green".to_owned(),

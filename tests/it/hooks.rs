@@ -51,7 +51,7 @@ impl Encoding {
     /// Both encodings, in an order that alternates with `index` so each one is sometimes the
     /// delivery that fires and sometimes the repeat.
     fn both(index: usize) -> [Encoding; 2] {
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             [Self::Json, Self::Form]
         } else {
             [Self::Form, Self::Json]

@@ -77,7 +77,7 @@ fn session_runs_to_a_structured_outcome() {
         .collect();
     assert!(statuses[0].contains("policy=observe"), "{statuses:?}");
     assert!(statuses.contains(&"setting up workspace"));
-    assert!(statuses.contains(&"running acpx"));
+    assert!(statuses.contains(&format!("running {}", runtime()).as_str()));
     let event_ids: Vec<i64> = events.iter().filter_map(|e| e["id"].as_i64()).collect();
     assert!(
         event_ids.windows(2).all(|w| w[0] < w[1]),
@@ -91,39 +91,38 @@ fn session_runs_to_a_structured_outcome() {
 
 #[test]
 fn failures_are_classified() {
-    // Only the hang meets the short timeout: on a loaded machine starting node and python can
-    // take longer than 2 s, and a crash must not be classified as a timeout then.
+    // Only the hang needs the short prompt timeout: on a loaded machine the crash and error
+    // cases could otherwise lose a race against it before the agent even starts.
     let daemon = TestDaemon::start();
-    let short = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    let short_timeout = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
     let repo = TestRepo::new();
+    let (patient, impatient) = (daemon.api(), short_timeout.api());
     let cases = [
         (
-            &daemon,
+            &patient,
             "@mock crash",
             "runtime_error",
-            "acpx exited with code 1",
+            "exited with code 1",
         ),
         (
-            &daemon,
+            &patient,
             "@mock error",
             "runtime_error",
             "mock agent failure",
         ),
-        (&short, "@mock hang", "timeout", "timed out"),
+        // acpx's own timeout or, on a slow machine, the daemon's backstop: both say "2 s".
+        (&impatient, "@mock hang", "timeout", " 2 s "),
     ];
     let ids: Vec<String> = cases
         .iter()
-        .map(|(daemon, prompt, _, _)| {
-            daemon.api().create(&repo.path_str(), prompt, json!({}))["id"]
+        .map(|(api, prompt, _, _)| {
+            api.create(&repo.path_str(), prompt, json!({}))["id"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned()
         })
         .collect();
-    for (id, (daemon, prompt, kind, message)) in ids.iter().zip(cases) {
-        // A client of its own: one left idle while the other daemon's sessions finish could
-        // meet the server's idle timeout.
-        let api = daemon.api();
+    for (id, (api, prompt, kind, message)) in ids.iter().zip(cases) {
         let session = api.wait_finished(id, SHORT);
         assert_eq!(session["status"], "error", "{prompt}: {session}");
         assert_eq!(session["failureKind"], kind, "{prompt}: {session}");
@@ -229,13 +228,15 @@ fn agent_command_override_and_runtime_command() {
     assert_eq!(session["resultText"], "hi");
 }
 
+/// The repository's `.acpxrc.json` redefines a registry agent (one not installed here) to run
+/// a command of its choosing; neither runtime may run it.
 #[test]
-fn a_repository_cannot_reconfigure_acpx() {
+fn a_repository_cannot_redefine_the_agent_command() {
     let daemon = TestDaemon::start();
     let repo = TestRepo::new();
     let marker_dir = tempfile::tempdir().expect("tempdir");
     let marker = marker_dir.path().join("pwned");
-    let config = json!({"agents": {"evil": {"argv": ["/bin/sh", "-c", format!("touch {}", marker.display())]}}});
+    let config = json!({"agents": {"zeroclaw": {"argv": ["/bin/sh", "-c", format!("touch {}", marker.display())]}}});
     std::fs::write(repo.path().join(".acpxrc.json"), config.to_string()).expect("write");
     repo.git(&["add", "."]);
     repo.git(&[
@@ -249,7 +250,7 @@ fn a_repository_cannot_reconfigure_acpx() {
     ]);
 
     let api = daemon.api();
-    let id = api.create(&repo.path_str(), "hello", json!({"agent": "evil"}))["id"]
+    let id = api.create(&repo.path_str(), "hello", json!({"agent": "zeroclaw"}))["id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -259,10 +260,13 @@ fn a_repository_cannot_reconfigure_acpx() {
         !marker.exists(),
         "the repository's .acpxrc.json ran a command"
     );
-    assert!(api.events(&id).iter().any(|e| e["data"]
-        .as_str()
-        .unwrap_or_default()
-        .contains(".acpxrc.json")));
+    if acpx_runtime() {
+        // acpx reads the file, so the runtime sets it aside while acpx runs and says so.
+        assert!(api.events(&id).iter().any(|e| e["data"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(".acpxrc.json")));
+    }
     let work_dir = Path::new(session["workDir"].as_str().unwrap_or_default());
     assert!(
         work_dir.join(".acpxrc.json").exists(),

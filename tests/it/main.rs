@@ -1,5 +1,6 @@
-//! End-to-end tests: the real daemon binary, real acpx, the project's mock ACP agent, real
-//! SQLite files and real git repositories.
+//! End-to-end tests: the real daemon binary, either runtime (native, or the real acpx; see
+//! `support::runtime`), the project's mock ACP agent, real SQLite files and real git
+//! repositories.
 
 mod api;
 mod chaos;
@@ -8,11 +9,13 @@ mod cli_compat;
 mod first_hour;
 mod hooks;
 mod lifecycle;
+mod native;
 mod ops;
 mod publish;
 mod recovery;
 mod repo_paths;
 mod sec_agent;
+mod sec_edge;
 mod security;
 mod streaming;
 mod support;

@@ -94,7 +94,7 @@ fn the_actor_tree_shows_live_actors_and_restarts() {
 
     let status = api.get("/admin/status").body;
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(status["database"]["schemaVersion"], 4);
+    assert_eq!(status["database"]["schemaVersion"], 5);
     assert!(status["database"]["sizeBytes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(status["sessionsByStatus"]["complete"], 1);
     assert_eq!(status["queueDepth"], 0);
@@ -286,30 +286,45 @@ fn admin_and_doctor_commands() {
     assert!(status["uptimeSeconds"].is_u64());
 
     let data = tempfile::tempdir().expect("tempdir");
-    let acpx = acpx().to_string_lossy().into_owned();
     let data_dir = data.path().to_string_lossy().into_owned();
-    let good = run(
-        &["doctor", "--human"],
-        &[
-            ("TELECODER_ACPX_COMMAND", &acpx),
+    let mock = mock_agent_command();
+    let doctor = |extra: &[(&str, &str)]| {
+        let runtime = runtime_env();
+        let mut env: Vec<(&str, &str)> = vec![
             ("TELECODER_DATA_DIR", &data_dir),
             ("TELECODER_LISTEN_PORT", "0"),
-        ],
-    );
+            ("TELECODER_DEFAULT_AGENT", "mock"),
+            ("TELECODER_AGENT_MOCK_COMMAND", &mock),
+        ];
+        env.extend(runtime.iter().map(|(k, v)| (*k, v.as_str())));
+        env.extend(extra.iter().copied());
+        run(&["doctor", "--human"], &env)
+    };
+    let good = doctor(&[]);
     let report = String::from_utf8_lossy(&good.stdout);
     assert!(good.status.success(), "{report}");
     assert!(
-        report.contains("acpx") && report.contains("0.19.1"),
+        report.contains(&format!("ok    runtime   {}", runtime())),
         "{report}"
     );
-    let bad = run(
-        &["doctor", "--human"],
-        &[
-            ("TELECODER_ACPX_COMMAND", "/nonexistent/acpx"),
-            ("TELECODER_DATA_DIR", &data_dir),
-            ("TELECODER_LISTEN_PORT", "0"),
-        ],
+    assert!(report.contains("mock -> python3"), "{report}");
+    if acpx_runtime() {
+        assert!(
+            report.contains("acpx") && report.contains("0.19.1"),
+            "{report}"
+        );
+        let bad = doctor(&[("TELECODER_ACPX_COMMAND", "/nonexistent/acpx")]);
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL  acpx"));
+    } else {
+        assert!(!report.contains("acpx"), "native needs no acpx: {report}");
+    }
+    // A configured agent whose program is missing fails the check, naming it.
+    let missing = doctor(&[("TELECODER_AGENT_GHOST_COMMAND", "/nonexistent/ghost --acp")]);
+    let report = String::from_utf8_lossy(&missing.stdout);
+    assert_eq!(missing.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  agents") && report.contains("ghost: /nonexistent/ghost not found"),
+        "{report}"
     );
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAIL  acpx"));
 }

@@ -435,7 +435,8 @@ fn cancel_stops_pending_and_running_sessions_and_their_process_trees() {
 
 #[test]
 fn timeouts_kill_the_whole_process_tree() {
-    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "2")]);
+    // Long enough for the agent to start and report its pids on a loaded machine.
+    let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "10")]);
     let repo = TestRepo::new();
     let api = daemon.api();
     let id = api.create(&repo.path_str(), "@mock spawn-tree", json!({}))["id"]

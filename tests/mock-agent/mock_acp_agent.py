@@ -47,14 +47,39 @@ the prompt ("Echo: <prompt>").
     escape [hang]        start `sleep 1000` that leaves the agent's process group and session
                          (setsid, then a double fork), emit "escaped: <pid>", then finish
                          (or hang like `hang`)
+    tools                two tool calls with updates: "Read README.md" (read, with a
+                         location; pending -> in_progress -> completed) and "Run the
+                         tests" (execute; pending -> failed); reply "tools done"
+    plan                 a three-entry plan, updated step by step until every entry
+                         is completed; reply "plan done"
+    fs-read PATH         fs/read_text_file (PATH relative to the cwd, or absolute as
+                         given); reply "fs-read PATH: <content>" or
+                         "fs-read PATH failed: <error message>"
+    fs-write PATH TEXT   fs/write_text_file; reply "fs-wrote PATH" or
+                         "fs-write PATH failed: <error message>"
+    run CMD...           terminal/create (sh -c CMD), terminal/wait_for_exit,
+                         terminal/output, terminal/release; reply
+                         "exit=<code> signal=<signal> output=<output>" or "run failed: <msg>"
+    run-hang CMD...      terminal/create (sh -c CMD), wait until it printed something,
+                         reply "terminal said: <output>", then behave like hang
+    recall               reply "turns before: N; last prompt: <text>" from this session's
+                         history (survives session/load)
 
 Directive names are case-insensitive. An unknown directive answers the prompt
 with JSON-RPC error -32602. `sleep`, `stream`, `hang` and `spawn-tree` stop
 early with stopReason "cancelled" when the client sends session/cancel.
 
+Every prompt answer carries token usage (`usage`: words of the prompt in, words
+of the reply out) after a `usage_update` session update (context used/size and a
+cost). `initialize` advertises `loadSession`: `session/load` of a session this
+process created, or one stored under MOCK_AGENT_STATE_DIR, replays its history
+as user/agent message chunks; an unknown id is error -32002.
+
 Environment:
     MOCK_AGENT_LOG=<path>  append one JSON line per received JSON-RPC method
                            ({"ts","pid","method","id","params"}) to <path>.
+    MOCK_AGENT_STATE_DIR=<dir>  store each session's history in <dir> so that a
+                           later agent process can load it.
 
 Stdout carries only JSON-RPC lines (flushed after each line); diagnostics go
 to stderr. The process exits when stdin reaches EOF.
@@ -81,7 +106,8 @@ _log_lock = threading.Lock()
 _pending_lock = threading.Lock()
 _pending = {}  # our outgoing request id -> [threading.Event, response]
 _next_id = [0]
-_sessions = {}  # sessionId -> {"cwd": str, "cancel": threading.Event}
+_sessions = {}  # sessionId -> {"cwd": str, "cancel": threading.Event, "history": [...]}
+_client_caps = {}  # the client's capabilities from initialize
 _sessions_lock = threading.Lock()
 _children = []  # keep Popen objects alive (spawn-tree)
 
@@ -168,7 +194,17 @@ def session_update(session_id, update):
     notify("session/update", {"sessionId": session_id, "update": update})
 
 
+_replies = {}  # sessionId -> {"words": n, "head": first HISTORY_TEXT_LIMIT chars said}
+_replies_lock = threading.Lock()
+HISTORY_TEXT_LIMIT = 4096  # of each reply kept in the history (a flood stays cheap)
+
+
 def say_chunk(session_id, text):
+    with _replies_lock:
+        reply = _replies.setdefault(session_id, {"words": 0, "head": ""})
+        reply["words"] += word_count(text)
+        if len(reply["head"]) < HISTORY_TEXT_LIMIT:
+            reply["head"] = (reply["head"] + text)[:HISTORY_TEXT_LIMIT]
     session_update(
         session_id,
         {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}},
@@ -181,6 +217,41 @@ def prompt_text(prompt):
         if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
             parts.append(block["text"])
     return "\n".join(parts)
+
+
+def state_path(session_id):
+    state_dir = os.environ.get("MOCK_AGENT_STATE_DIR")
+    if not state_dir or not re.match(r"^[A-Za-z0-9_-]+$", session_id or ""):
+        return None
+    return os.path.join(state_dir, session_id + ".json")
+
+
+def save_session(session_id, sess):
+    path = state_path(session_id)
+    if path is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"cwd": sess["cwd"], "history": sess["history"]}, fh)
+    except OSError as exc:
+        log_err("cannot store session %s: %s" % (session_id, exc))
+
+
+def stored_session(session_id):
+    path = state_path(session_id)
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        log_err("cannot read session %s: %s" % (session_id, exc))
+        return None
+
+
+def word_count(text):
+    return len(text.split())
 
 
 def unescape_newlines(text):
@@ -347,7 +418,184 @@ def run_behaviour(session_id, text):
             sent += n
         return "end_turn"
 
+    if name == "tools":
+        return do_tools(session_id, cwd)
+
+    if name == "plan":
+        return do_plan(session_id, cancel)
+
+    if name == "fs-read":
+        return do_fs_read(session_id, cwd, rest)
+
+    if name == "fs-write":
+        return do_fs_write(session_id, cwd, rest)
+
+    if name == "run":
+        return do_run(session_id, rest)
+
+    if name == "run-hang":
+        return do_run_hang(session_id, rest, cancel)
+
+    if name == "recall":
+        with _sessions_lock:
+            history = list(sess["history"]) if sess else []
+        turns = [h for h in history if h.get("role") == "user"]
+        last = turns[-1]["text"] if turns else "(none)"
+        say_chunk(session_id, "turns before: %d; last prompt: %s" % (len(turns), last))
+        return "end_turn"
+
     raise PromptError(-32602, "unknown @mock directive: %s" % name)
+
+
+def tool_update(session_id, tool_call_id, **fields):
+    update = {"sessionUpdate": "tool_call_update", "toolCallId": tool_call_id}
+    update.update(fields)
+    session_update(session_id, update)
+
+
+def do_tools(session_id, cwd):
+    read_id = "mock-tool-read-%s" % uuid.uuid4().hex[:8]
+    path = os.path.join(cwd, "README.md")
+    session_update(
+        session_id,
+        {
+            "sessionUpdate": "tool_call",
+            "toolCallId": read_id,
+            "title": "Read README.md",
+            "kind": "read",
+            "status": "pending",
+            "locations": [{"path": path, "line": 1}],
+        },
+    )
+    tool_update(session_id, read_id, status="in_progress")
+    tool_update(
+        session_id,
+        read_id,
+        status="completed",
+        content=[{"type": "content", "content": {"type": "text", "text": "read it"}}],
+    )
+    run_id = "mock-tool-run-%s" % uuid.uuid4().hex[:8]
+    session_update(
+        session_id,
+        {"sessionUpdate": "tool_call", "toolCallId": run_id, "title": "Run the tests", "kind": "execute"},
+    )
+    tool_update(session_id, run_id, status="failed")
+    say_chunk(session_id, "tools done")
+    return "end_turn"
+
+
+def do_plan(session_id, cancel):
+    steps = ["Read the code", "Change it", "Run the tests"]
+    for done in range(len(steps)):
+        if cancel.is_set():
+            return "cancelled"
+        entries = [
+            {
+                "content": step,
+                "priority": "high" if i == 0 else "medium",
+                "status": "completed" if i < done else ("in_progress" if i == done else "pending"),
+            }
+            for i, step in enumerate(steps)
+        ]
+        session_update(session_id, {"sessionUpdate": "plan", "entries": entries})
+    final = [{"content": step, "priority": "high" if i == 0 else "medium", "status": "completed"}
+             for i, step in enumerate(steps)]
+    session_update(session_id, {"sessionUpdate": "plan", "entries": final})
+    say_chunk(session_id, "plan done")
+    return "end_turn"
+
+
+def client_path(cwd, raw):
+    return raw if os.path.isabs(raw) else os.path.join(cwd, raw)
+
+
+def error_message(resp):
+    err = resp.get("error") if isinstance(resp, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("message"))
+    return None
+
+
+def do_fs_read(session_id, cwd, rest):
+    raw = rest.strip()
+    if not raw:
+        raise PromptError(-32602, "fs-read needs PATH")
+    if not (_client_caps.get("fs") or {}).get("readTextFile"):
+        say_chunk(session_id, "fs-read %s failed: the client cannot read files" % raw)
+        return "end_turn"
+    resp = request_client("fs/read_text_file", {"sessionId": session_id, "path": client_path(cwd, raw)})
+    failed = error_message(resp)
+    if failed is not None:
+        say_chunk(session_id, "fs-read %s failed: %s" % (raw, failed))
+    else:
+        say_chunk(session_id, "fs-read %s: %s" % (raw, (resp.get("result") or {}).get("content")))
+    return "end_turn"
+
+
+def do_fs_write(session_id, cwd, rest):
+    parts = rest.strip().split(None, 1)
+    if not parts:
+        raise PromptError(-32602, "fs-write needs PATH [TEXT...]")
+    raw = parts[0]
+    content = unescape_newlines(parts[1]) if len(parts) > 1 else ""
+    if not (_client_caps.get("fs") or {}).get("writeTextFile"):
+        say_chunk(session_id, "fs-write %s failed: the client cannot write files" % raw)
+        return "end_turn"
+    resp = request_client(
+        "fs/write_text_file", {"sessionId": session_id, "path": client_path(cwd, raw), "content": content}
+    )
+    failed = error_message(resp)
+    if failed is not None:
+        say_chunk(session_id, "fs-write %s failed: %s" % (raw, failed))
+    else:
+        say_chunk(session_id, "fs-wrote %s" % raw)
+    return "end_turn"
+
+
+def create_terminal(session_id, command):
+    if not _client_caps.get("terminal"):
+        return None, "the client has no terminal"
+    resp = request_client(
+        "terminal/create",
+        {"sessionId": session_id, "command": "sh", "args": ["-c", command], "env": [], "outputByteLimit": 65536},
+    )
+    failed = error_message(resp)
+    if failed is not None:
+        return None, failed
+    return (resp.get("result") or {}).get("terminalId"), None
+
+
+def do_run(session_id, rest):
+    command = rest.strip()
+    terminal_id, failed = create_terminal(session_id, command)
+    if failed is not None:
+        say_chunk(session_id, "run failed: %s" % failed)
+        return "end_turn"
+    ids = {"sessionId": session_id, "terminalId": terminal_id}
+    exited = request_client("terminal/wait_for_exit", ids).get("result") or {}
+    output = (request_client("terminal/output", ids).get("result") or {}).get("output", "")
+    request_client("terminal/release", ids)
+    say_chunk(
+        session_id,
+        "exit=%s signal=%s output=%s" % (exited.get("exitCode"), exited.get("signal"), output),
+    )
+    return "end_turn"
+
+
+def do_run_hang(session_id, rest, cancel):
+    terminal_id, failed = create_terminal(session_id, rest.strip())
+    if failed is not None:
+        say_chunk(session_id, "run failed: %s" % failed)
+        return "end_turn"
+    ids = {"sessionId": session_id, "terminalId": terminal_id}
+    output = ""
+    while not output and not cancel.is_set():
+        output = (request_client("terminal/output", ids).get("result") or {}).get("output", "")
+        if not output:
+            cancel.wait(0.05)
+    say_chunk(session_id, "terminal said: %s" % output.strip())
+    cancel.wait()
+    return "cancelled"
 
 
 def ask_permission(session_id, tool_call_id, title, kind, locations, raw_input):
@@ -497,8 +745,11 @@ def handle_prompt(req_id, params):
         respond_error(req_id, -32602, "unknown sessionId: %s" % session_id)
         return
     sess["cancel"].clear()
+    text = prompt_text(params.get("prompt"))
+    with _replies_lock:
+        _replies[session_id] = {"words": 0, "head": ""}
     try:
-        stop_reason = run_behaviour(session_id, prompt_text(params.get("prompt")))
+        stop_reason = run_behaviour(session_id, text)
     except PromptError as exc:
         respond_error(req_id, exc.code, exc.message, exc.data)
         return
@@ -506,7 +757,30 @@ def handle_prompt(req_id, params):
         log_err("prompt failed: %r" % (exc,))
         respond_error(req_id, -32603, "mock agent internal error: %s" % exc)
         return
-    respond(req_id, {"stopReason": stop_reason})
+    with _replies_lock:
+        reply = _replies.pop(session_id, {"words": 0, "head": ""})
+    with _sessions_lock:
+        sess["history"].append({"role": "user", "text": text, "words": word_count(text)})
+        sess["history"].append({"role": "agent", "text": reply["head"], "words": reply["words"]})
+        context = sum(h.get("words", 0) for h in sess["history"])
+    save_session(session_id, sess)
+    session_update(
+        session_id,
+        {
+            "sessionUpdate": "usage_update",
+            "used": context,
+            "size": 200000,
+            "cost": {"amount": 0.001 * context, "currency": "USD"},
+        },
+    )
+    words_in, words_out = word_count(text), reply["words"]
+    respond(
+        req_id,
+        {
+            "stopReason": stop_reason,
+            "usage": {"inputTokens": words_in, "outputTokens": words_out, "totalTokens": words_in + words_out},
+        },
+    )
 
 
 # ---------------------------------------------------------------- dispatch
@@ -514,6 +788,10 @@ def handle_prompt(req_id, params):
 
 def handle_request(req_id, method, params):
     if method == "initialize":
+        caps = params.get("clientCapabilities")
+        _client_caps.clear()
+        if isinstance(caps, dict):
+            _client_caps.update(caps)
         client_version = params.get("protocolVersion", PROTOCOL_VERSION)
         version = client_version if isinstance(client_version, int) and client_version < PROTOCOL_VERSION else PROTOCOL_VERSION
         respond(
@@ -521,7 +799,7 @@ def handle_request(req_id, method, params):
             {
                 "protocolVersion": version,
                 "agentCapabilities": {
-                    "loadSession": False,
+                    "loadSession": True,
                     "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
                     "mcpCapabilities": {"http": False, "sse": False},
                 },
@@ -535,8 +813,10 @@ def handle_request(req_id, method, params):
         cwd = params.get("cwd") or os.getcwd()
         session_id = "mock-%s" % uuid.uuid4()
         with _sessions_lock:
-            _sessions[session_id] = {"cwd": cwd, "cancel": threading.Event()}
+            _sessions[session_id] = {"cwd": cwd, "cancel": threading.Event(), "history": []}
         respond(req_id, {"sessionId": session_id})
+    elif method == "session/load":
+        handle_load(req_id, params)
     elif method == "session/set_mode":
         respond(req_id, {})
     elif method == "session/set_model":
@@ -547,6 +827,28 @@ def handle_request(req_id, method, params):
         threading.Thread(target=handle_prompt, args=(req_id, params), daemon=True).start()
     else:
         respond_error(req_id, -32601, "Method not found: %s" % method)
+
+
+def handle_load(req_id, params):
+    session_id = params.get("sessionId")
+    with _sessions_lock:
+        known = _sessions.get(session_id)
+    history = list(known["history"]) if known else None
+    if history is None:
+        stored = stored_session(session_id)
+        if stored is None:
+            respond_error(req_id, -32002, "Resource not found: session %s" % session_id)
+            return
+        history = stored.get("history") or []
+    cwd = params.get("cwd") or os.getcwd()
+    with _sessions_lock:
+        _sessions[session_id] = {"cwd": cwd, "cancel": threading.Event(), "history": history}
+    for entry in history:
+        kind = "user_message_chunk" if entry.get("role") == "user" else "agent_message_chunk"
+        session_update(
+            session_id, {"sessionUpdate": kind, "content": {"type": "text", "text": entry.get("text", "")}}
+        )
+    respond(req_id, {})
 
 
 def handle_notification(method, params):

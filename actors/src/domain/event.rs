@@ -12,6 +12,11 @@ pub enum EventKind {
     Done,
     /// (ext) the session was published as a pull request.
     Publish,
+    /// (ext) a tool call of the agent (native runtime): JSON `{toolCallId, title, kind,
+    /// status, locations}`, once per change.
+    Tool,
+    /// (ext) the agent's plan (native runtime): JSON array of its entries.
+    Plan,
 }
 
 impl EventKind {
@@ -22,6 +27,8 @@ impl EventKind {
             Self::Error => "error",
             Self::Done => "done",
             Self::Publish => "publish",
+            Self::Tool => "tool",
+            Self::Plan => "plan",
         }
     }
 
@@ -32,6 +39,8 @@ impl EventKind {
             "error" => Some(Self::Error),
             "done" => Some(Self::Done),
             "publish" => Some(Self::Publish),
+            "tool" => Some(Self::Tool),
+            "plan" => Some(Self::Plan),
             _ => None,
         }
     }

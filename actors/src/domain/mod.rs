@@ -64,7 +64,10 @@ pub use event::{Event, EventKind};
 pub use ids::{SessionId, WatchId};
 pub use outcome::Outcome;
 pub use policy::{PermissionMode, Policy, PolicyMode, WorkspaceWritePolicy};
-pub use session::{FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter};
+pub use session::{
+    AgentFacts, FailureKind, NewSession, Session, SessionFilter, SessionStatus, StatusFilter,
+    TokenUsage,
+};
 pub mod prompt;
 pub mod redact;
 pub mod repo;

@@ -110,6 +110,75 @@ pub struct Session {
     /// (ext) place in the run queue while pending (1 = next to start); 0 otherwise.
     #[serde(default)]
     pub queue_position: u32,
+    /// (ext) the agent's own ACP session id (native runtime), to continue the conversation.
+    #[serde(default)]
+    pub agent_session_id: String,
+    /// (ext) whether the agent advertised `loadSession`, i.e. can resume `agentSessionId`.
+    #[serde(default)]
+    pub agent_load_session: bool,
+    /// (ext) why the agent ended its turn (`end_turn`, `max_tokens`, `refusal`, …); `""` when
+    /// unknown (acpx runtime, or no answer).
+    #[serde(default)]
+    pub stop_reason: String,
+    /// (ext) token usage, when the agent reports it.
+    #[serde(default)]
+    pub token_usage: Option<TokenUsage>,
+}
+
+/// Token usage an agent reported for its turn (prompt response) and its context window
+/// (`usage_update`). Every figure is optional: agents report different subsets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thought_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_read_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_write_tokens: Option<u64>,
+    /// Tokens in the context window at the last `usage_update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_size: Option<u64>,
+    /// Cumulative cost as the agent states it, e.g. `0.0123 USD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+}
+
+impl TokenUsage {
+    /// Fills what `newer` reports, keeping what it leaves out.
+    pub fn merge(&mut self, newer: TokenUsage) {
+        fn keep<T>(slot: &mut Option<T>, value: Option<T>) {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        keep(&mut self.input_tokens, newer.input_tokens);
+        keep(&mut self.output_tokens, newer.output_tokens);
+        keep(&mut self.total_tokens, newer.total_tokens);
+        keep(&mut self.thought_tokens, newer.thought_tokens);
+        keep(&mut self.cached_read_tokens, newer.cached_read_tokens);
+        keep(&mut self.cached_write_tokens, newer.cached_write_tokens);
+        keep(&mut self.context_used, newer.context_used);
+        keep(&mut self.context_size, newer.context_size);
+        keep(&mut self.cost, newer.cost);
+    }
+}
+
+/// What a runtime learned about the agent's side of a session; `None` fields are unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentFacts {
+    pub agent_session_id: Option<String>,
+    pub load_session: Option<bool>,
+    pub stop_reason: Option<String>,
+    pub token_usage: Option<TokenUsage>,
 }
 
 impl Session {

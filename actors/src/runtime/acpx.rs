@@ -1,6 +1,9 @@
 //! The acpx runtime: runs `acpx … exec <prompt>` in the workspace and turns its JSON-lines
 //! stdout into a live stream of assistant text.
 
+use super::output::{
+    failure, last_meaningful_line, mentions_permission, read_tail, OutputBuffer, COALESCE_WINDOW,
+};
 use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
 use crate::domain::FailureKind;
 use crate::process::{terminate_group, GroupGuard};
@@ -8,7 +11,7 @@ use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
@@ -21,8 +24,6 @@ const MAX_PROMPT_ARG_BYTES: usize = 100 * 1024;
 /// run to its skill installer before options are parsed. A prompt equal to one goes through
 /// the file instead.
 const ARGV_WIDE_FLAGS: [&str; 1] = ["--skill"];
-/// Output chunks arriving within this window are sent as one event.
-const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 /// acpx enforces `--timeout` itself; our own deadline is the backstop if it does not.
 const DEADLINE_SLACK: Duration = Duration::from_secs(10);
 /// Time the agent gets to exit after SIGTERM before the group is killed.
@@ -31,8 +32,6 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// agent prints).
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 const OVERSIZED_LINE: &str = "\n[output line over 4 MiB skipped]\n";
-/// How much of acpx's diagnostics (stderr, JSON errors) is kept for the error message.
-const DIAGNOSTICS_LIMIT: usize = 16 * 1024;
 
 /// acpx exit codes we interpret.
 const EXIT_TIMEOUT: i32 = 3;
@@ -250,10 +249,6 @@ async fn restore_project_config(request: &AgentRequest, moved: &Path) {
     }
 }
 
-fn failure(kind: FailureKind, message: String) -> AgentFailure {
-    AgentFailure { kind, message }
-}
-
 /// True when the prompt cannot travel as the last argument.
 fn needs_prompt_file(prompt: &str) -> bool {
     prompt.len() > MAX_PROMPT_ARG_BYTES || ARGV_WIDE_FLAGS.contains(&prompt)
@@ -311,7 +306,7 @@ async fn pump_stdout(
         tokio::select! {
             line = lines.next() => match line {
                 Some(Ok(line)) => {
-                    output.absorb_line(&line);
+                    absorb_line(output, &line);
                     // Leading edge: text after a quiet spell goes out at once; a burst that
                     // follows is held until the next tick.
                     if output.quiet_for(COALESCE_WINDOW) {
@@ -327,22 +322,6 @@ async fn pump_stdout(
             _ = sleep_until(deadline) => return Stop::Deadline,
         }
     }
-}
-
-/// Keeps the last part of a stream (acpx's stderr) for error messages.
-async fn read_tail(mut stream: impl AsyncRead + Unpin) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 8192];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buf[..n]);
-        if tail.len() > DIAGNOSTICS_LIMIT {
-            tail.drain(..tail.len() - DIAGNOSTICS_LIMIT);
-        }
-    }
-    String::from_utf8_lossy(&tail).into_owned()
 }
 
 /// What one JSON line from acpx contributes.
@@ -371,87 +350,12 @@ fn parse_line(line: &str) -> LineContent {
     LineContent::Nothing
 }
 
-/// Accumulates assistant text (bounded), remembers what is not yet streamed, and keeps
-/// diagnostics for error classification.
-struct OutputBuffer {
-    text: String,
-    pending: String,
-    /// When text was last sent; `None` before the first send.
-    last_flush: Option<std::time::Instant>,
-    diagnostics: String,
-    limit: usize,
-    truncated: bool,
-}
-
-impl OutputBuffer {
-    fn new(limit: usize) -> Self {
-        Self {
-            text: String::new(),
-            pending: String::new(),
-            last_flush: None,
-            diagnostics: String::new(),
-            limit,
-            truncated: false,
-        }
-    }
-
-    /// True when nothing was sent for at least `window`.
-    fn quiet_for(&self, window: Duration) -> bool {
-        self.last_flush.is_none_or(|at| at.elapsed() >= window)
-    }
-
-    fn absorb_line(&mut self, line: &str) {
-        match parse_line(line) {
-            LineContent::Text(text) => self.push_text(&text),
-            LineContent::Error(message) => {
-                if self.diagnostics.len() < DIAGNOSTICS_LIMIT {
-                    self.diagnostics.push_str(&message);
-                    self.diagnostics.push('\n');
-                }
-            }
-            LineContent::Nothing => {}
-        }
-    }
-
-    fn push_text(&mut self, text: &str) {
-        if self.truncated {
-            return;
-        }
-        let room = self.limit.saturating_sub(self.text.len());
-        if text.len() <= room {
-            self.text.push_str(text);
-            self.pending.push_str(text);
-            return;
-        }
-        let mut cut = room;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let marker = format!("\n[output truncated: more than {} bytes]\n", self.limit);
-        for piece in [&text[..cut], marker.as_str()] {
-            self.text.push_str(piece);
-            self.pending.push_str(piece);
-        }
-        self.truncated = true;
-    }
-
-    async fn flush(&mut self, events: &mpsc::Sender<AgentEvent>) {
-        if !self.pending.is_empty() {
-            self.last_flush = Some(std::time::Instant::now());
-            let chunk = std::mem::take(&mut self.pending);
-            let _ = events.send(AgentEvent::Output(chunk)).await;
-        }
-    }
-
-    fn failed(self, kind: FailureKind, message: String) -> AgentReport {
-        self.finish(Err(failure(kind, message)))
-    }
-
-    fn finish(self, outcome: Result<(), AgentFailure>) -> AgentReport {
-        AgentReport {
-            text: self.text,
-            outcome,
-        }
+/// Adds one JSON line from acpx to the output (text) or the diagnostics (errors).
+fn absorb_line(output: &mut OutputBuffer, line: &str) {
+    match parse_line(line) {
+        LineContent::Text(text) => output.push_text(&text),
+        LineContent::Error(message) => output.note(&message),
+        LineContent::Nothing => {}
     }
 }
 
@@ -489,11 +393,7 @@ fn classify(
             ),
         )),
         _ => {
-            let everything = format!("{diagnostics}\n{stderr}").to_ascii_lowercase();
-            let kind = if ["permission", "denied", "approval"]
-                .iter()
-                .any(|word| everything.contains(word))
-            {
+            let kind = if mentions_permission(&format!("{diagnostics}\n{stderr}")) {
                 FailureKind::PolicyDenied
             } else {
                 FailureKind::RuntimeError
@@ -506,10 +406,89 @@ fn classify(
     }
 }
 
-fn last_meaningful_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).rfind(|line| !line.is_empty())
-}
-
 #[cfg(test)]
-#[path = "acpx_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn request() -> AgentRequest {
+        AgentRequest::sample()
+    }
+
+    #[test]
+    fn argv_follows_the_contract() {
+        let runtime = AcpxRuntime::new(vec!["npx".into(), "acpx".into()]);
+        assert_eq!(
+            runtime.argv(&request(), None),
+            [
+                "npx",
+                "acpx",
+                "--cwd",
+                "/tmp/ws",
+                "--approve-reads",
+                "--timeout",
+                "180",
+                "--format",
+                "json",
+                "--json-strict",
+                "codex",
+                "exec",
+                "--",
+                "fix it"
+            ]
+        );
+        let mut option_like = request();
+        option_like.prompt = "--file=/etc/shadow".into();
+        let argv = runtime.argv(&option_like, None);
+        assert_eq!(
+            &argv[argv.len() - 3..],
+            ["exec", "--", "--file=/etc/shadow"]
+        );
+        let mut with_override = request();
+        with_override.command_override = Some("python3 agent.py".into());
+        let argv = runtime.argv(&with_override, Some(Path::new("/tmp/p")));
+        assert_eq!(
+            &argv[argv.len() - 5..],
+            ["--agent", "python3 agent.py", "exec", "--file", "/tmp/p"]
+        );
+    }
+
+    #[test]
+    fn prompts_acpx_would_misread_go_through_the_file() {
+        assert!(!needs_prompt_file("--file=/etc/shadow"));
+        assert!(!needs_prompt_file("--help"));
+        assert!(needs_prompt_file("--skill"));
+        assert!(needs_prompt_file(&"x".repeat(MAX_PROMPT_ARG_BYTES + 1)));
+    }
+
+    #[test]
+    fn parses_chunks_and_errors() {
+        let chunk = r#"{"jsonrpc":"2.0","method":"session/update","params":{"update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"hi"}}}}"#;
+        assert_eq!(parse_line(chunk), LineContent::Text("hi".into()));
+        let error = r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"boom"}}"#;
+        assert_eq!(parse_line(error), LineContent::Error("boom".into()));
+        assert_eq!(parse_line("not json"), LineContent::Nothing);
+    }
+
+    #[test]
+    fn classifies_exit_codes() {
+        let req = request();
+        let exit = |code| ExitStatus::from_raw(code << 8);
+        assert!(classify(exit(0), "", "", &req).is_ok());
+        assert_eq!(
+            classify(exit(3), "", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::Timeout)
+        );
+        assert_eq!(
+            classify(exit(5), "", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::PolicyDenied)
+        );
+        assert_eq!(
+            classify(exit(1), "Permission request rejected", "", &req).map_err(|f| f.kind),
+            Err(FailureKind::PolicyDenied)
+        );
+        let crash = classify(exit(1), "", "agent crashed\n", &req).unwrap_err();
+        assert_eq!(crash.kind, FailureKind::RuntimeError);
+        assert_eq!(crash.message, "acpx exited with code 1: agent crashed");
+    }
+}

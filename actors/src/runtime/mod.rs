@@ -1,11 +1,16 @@
-//! The agent runtime: how a prompt becomes a running agent. acpx is the default; the trait is
-//! small so a native ACP runtime can sit beside it.
+//! The agent runtime: how a prompt becomes a running agent. Two implementations sit behind one
+//! small trait: the native runtime speaks ACP itself (the default), the acpx runtime runs the
+//! acpx CLI per session (the compatibility path).
 
 pub mod acpx;
+pub mod agents;
+pub mod native;
+mod output;
 
 pub use acpx::AcpxRuntime;
+pub use native::NativeRuntime;
 
-use crate::domain::{FailureKind, PermissionMode};
+use crate::domain::{AgentFacts, FailureKind, PermissionMode, WorkspaceWritePolicy};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -24,6 +29,8 @@ pub struct AgentRequest {
     /// `TELECODER_AGENT_<NAME>_COMMAND`, when configured.
     pub command_override: Option<String>,
     pub permission: PermissionMode,
+    /// Whether the agent may change files in the workspace through the client (`fs/write`).
+    pub write_policy: WorkspaceWritePolicy,
     pub max_runtime: Duration,
     /// Where a runtime may put scratch files (never inside the workspace).
     pub scratch_dir: PathBuf,
@@ -31,6 +38,26 @@ pub struct AgentRequest {
     pub max_output_bytes: usize,
     /// Environment variables the agent must not inherit (credentials).
     pub env_remove: Vec<String>,
+}
+
+#[cfg(test)]
+impl AgentRequest {
+    /// A request as the session actor would build it, for unit tests.
+    pub(crate) fn sample() -> Self {
+        Self {
+            session_id: "abcd1234".into(),
+            work_dir: "/tmp/ws".into(),
+            prompt: "fix it".into(),
+            agent: "codex".into(),
+            command_override: None,
+            permission: PermissionMode::ApproveReads,
+            write_policy: WorkspaceWritePolicy::Blocked,
+            max_runtime: Duration::from_secs(180),
+            scratch_dir: "/tmp/scratch".into(),
+            max_output_bytes: 1024,
+            env_remove: Vec::new(),
+        }
+    }
 }
 
 /// What a runtime reports while it works.
@@ -43,6 +70,12 @@ pub enum AgentEvent {
     Output(String),
     /// Something the runtime did that the user should know about (a status line).
     Notice(String),
+    /// A tool call started or changed: JSON `{toolCallId, title, kind, status, locations}`.
+    Tool(String),
+    /// The agent's plan: JSON array of its entries.
+    Plan(String),
+    /// What the runtime learned about the agent's side of the session.
+    Facts(AgentFacts),
 }
 
 /// Why a run failed.

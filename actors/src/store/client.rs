@@ -145,6 +145,17 @@ impl StoreClient {
             .await
     }
 
+    /// Records what the runtime learned about the agent's side (session id, stop reason, usage).
+    pub async fn record_agent_facts(
+        &self,
+        id: &str,
+        facts: crate::domain::AgentFacts,
+    ) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |w| queries::record_agent_facts(w.conn, &id, &facts))
+            .await
+    }
+
     pub async fn append_event(
         &self,
         session_id: &str,
@@ -313,6 +324,55 @@ impl StoreClient {
     ) -> Result<Vec<(String, String, String)>> {
         let before = received_before.to_owned();
         self.read(move |c| sql_watches::pending_deliveries(c, &before))
+            .await
+    }
+
+    /// A page of a session's events after `after` (see [`super::pages::event_heads`]).
+    pub async fn event_heads(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: u32,
+        budget: usize,
+    ) -> Result<Vec<super::pages::EventHead>> {
+        let session_id = session_id.to_owned();
+        self.read(move |conn| super::pages::event_heads(conn, &session_id, after, limit, budget))
+            .await
+    }
+
+    /// A byte slice of one event's data (see [`super::pages::event_bytes`]).
+    pub async fn event_bytes(&self, event_id: i64, offset: usize, len: usize) -> Result<Vec<u8>> {
+        self.read(move |conn| super::pages::event_bytes(conn, event_id, offset, len))
+            .await
+    }
+
+    /// A keyset page of the session list (see [`super::pages::sessions_page`]).
+    pub async fn sessions_page(
+        &self,
+        filter: &SessionFilter,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Session>> {
+        let filter = filter.clone();
+        self.read(move |conn| super::pages::sessions_page(conn, &filter, after.as_deref(), limit))
+            .await
+    }
+
+    /// A keyset page of the inbox (see [`super::pages::inbox_page`]).
+    pub async fn inbox_page(&self, after: Option<String>, limit: u32) -> Result<Vec<Session>> {
+        self.read(move |conn| super::pages::inbox_page(conn, after.as_deref(), limit))
+            .await
+    }
+
+    /// A keyset page of a watch's runs, newest first, older than run `before`.
+    pub async fn runs_page(
+        &self,
+        watch_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<WatchRun>> {
+        let watch_id = watch_id.to_owned();
+        self.read(move |conn| super::watches::runs_page(conn, &watch_id, before, limit))
             .await
     }
 }

@@ -6,7 +6,7 @@
 //! migration); inserts, updates and reads all follow.
 
 use crate::domain::{
-    FailureKind, PermissionMode, PolicyMode, SessionStatus, WatchKind, WatchStatus,
+    FailureKind, PermissionMode, PolicyMode, SessionStatus, TokenUsage, WatchKind, WatchStatus,
     WorkspaceWritePolicy,
 };
 use rusqlite::types::{Type, Value};
@@ -115,6 +115,20 @@ impl Column for WorkspaceWritePolicy {
             "contained" => Self::Contained,
             _ => Self::Blocked,
         })
+    }
+}
+
+/// Token usage, kept as JSON text (`NULL` or unreadable text reads as none).
+impl Column for Option<TokenUsage> {
+    fn to_value(&self) -> Value {
+        self.as_ref()
+            .and_then(|usage| serde_json::to_string(usage).ok())
+            .map_or(Value::Null, Value::Text)
+    }
+
+    fn read(row: &Row<'_>, column: &str) -> rusqlite::Result<Self> {
+        let text: Option<String> = row.get(column)?;
+        Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod columns;
 pub mod finish;
+pub mod pages;
 mod pool;
 pub mod queries;
 pub mod schema;

@@ -2,9 +2,8 @@
 //! which connection (the single writer or a pooled reader) runs them.
 
 use super::columns::stored;
-use crate::domain::{time, Event, EventKind, Session, SessionFilter, StatusFilter};
+use crate::domain::{time, Event, EventKind, Session, SessionFilter};
 use crate::error::{Error, Result};
-use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 stored! {
@@ -44,21 +43,27 @@ stored! {
         pull_request_number = "pr_number",
         pull_request_url = "pr_url",
         queue_position = "queue_position",
+        agent_session_id = "agent_session_id",
+        agent_load_session = "agent_load_session",
+        stop_reason = "stop_reason",
+        token_usage = "token_usage",
     }
 }
 
-/// Every column a session is read from: its own, the published PR, and a pending session's
-/// place in the FIFO run queue (1 = next; 0 for any other status).
-fn session_select() -> String {
+/// Every column a session is read from: its own, the published PR, a pending session's place
+/// in the FIFO run queue (1 = next; 0 for any other status), and what the runtime learned
+/// about the agent's side ([`record_agent_facts`]).
+pub(super) fn session_select() -> String {
     format!(
         "{}, pr_number, pr_url, CASE WHEN status = 'pending' THEN \
          (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-         ELSE 0 END AS queue_position",
+         ELSE 0 END AS queue_position, agent_session_id, agent_load_session, stop_reason, \
+         token_usage",
         SessionRow::list()
     )
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+pub(super) fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     SessionRow::read(row)
 }
 
@@ -198,6 +203,33 @@ pub fn set_agent_pid(conn: &mut Connection, id: &str, pid: Option<u32>) -> Resul
     Ok(())
 }
 
+/// Stores what the runtime learned about the agent's side; unset facts keep their value.
+pub fn record_agent_facts(
+    conn: &mut Connection,
+    id: &str,
+    facts: &crate::domain::AgentFacts,
+) -> Result<()> {
+    let usage = facts
+        .token_usage
+        .as_ref()
+        .and_then(|usage| serde_json::to_string(usage).ok());
+    conn.execute(
+        "UPDATE sessions SET agent_session_id = COALESCE(?2, agent_session_id), \
+         agent_load_session = COALESCE(?3, agent_load_session), \
+         stop_reason = COALESCE(?4, stop_reason), token_usage = COALESCE(?5, token_usage), \
+         updated_at = ?6 WHERE id = ?1",
+        params![
+            id,
+            facts.agent_session_id,
+            facts.load_session,
+            facts.stop_reason,
+            usage,
+            time::now()
+        ],
+    )?;
+    Ok(())
+}
+
 pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     conn.query_row(
         &format!("SELECT {} FROM sessions WHERE id = ?1", session_select()),
@@ -208,77 +240,14 @@ pub fn get_session(conn: &Connection, id: &str) -> Result<Option<Session>> {
     .map_err(Error::from)
 }
 
-/// The rerun family of `id`: its root ancestor and every descendant of that root.
-const FAMILY_CTE: &str = "WITH RECURSIVE
-    up(id, parent) AS (
-        SELECT id, parent_session_id FROM sessions WHERE id = :lineage
-        UNION SELECT s.id, s.parent_session_id FROM sessions s JOIN up ON s.id = up.parent
-    ),
-    root(id) AS (
-        SELECT id FROM up WHERE parent = '' OR parent NOT IN (SELECT id FROM sessions) LIMIT 1
-    ),
-    family(id) AS (
-        SELECT id FROM root
-        UNION SELECT s.id FROM sessions s JOIN family f ON s.parent_session_id = f.id
-    ) ";
-
 /// Lists sessions matching every set filter: newest first, or in family order (attempt,
 /// then creation) when the lineage filter is set.
 pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Session>> {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut values: Vec<(&str, Value)> = Vec::new();
-    match filter.status {
-        Some(StatusFilter::Active) => clauses.push("status IN ('pending', 'running')".into()),
-        Some(StatusFilter::Is(status)) => {
-            clauses.push("status = :status".into());
-            values.push((":status", Value::Text(status.as_str().into())));
-        }
-        None => {}
-    }
-    if let Some(agent) = &filter.agent {
-        clauses.push("agent = :agent".into());
-        values.push((":agent", Value::Text(agent.clone())));
-    }
-    if let Some(policy) = filter.policy {
-        clauses.push("policy_mode = :policy".into());
-        values.push((":policy", Value::Text(policy.as_str().into())));
-    }
-    if let Some(parent) = &filter.parent {
-        clauses.push("parent_session_id = :parent".into());
-        values.push((":parent", Value::Text(parent.clone())));
-    }
-    let (prefix, order) = match &filter.lineage {
-        Some(lineage) => {
-            clauses.push("id IN (SELECT id FROM family)".into());
-            values.push((":lineage", Value::Text(lineage.clone())));
-            (FAMILY_CTE, "attempt ASC, created_at ASC, rowid ASC")
-        }
-        None => ("", "rowid DESC"),
-    };
-    let where_clause = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", clauses.join(" AND "))
-    };
     let page = match (filter.limit, filter.offset) {
-        (None, None) => String::new(),
-        (limit, offset) => format!(
-            " LIMIT {} OFFSET {}",
-            limit.map_or(-1, i64::from),
-            offset.unwrap_or(0)
-        ),
+        (None, None) => None,
+        (limit, offset) => Some((limit.map_or(-1, i64::from), i64::from(offset.unwrap_or(0)))),
     };
-    let sql = format!(
-        "{prefix}SELECT {} FROM sessions {where_clause} ORDER BY {order}{page}",
-        session_select()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = stmt.query_map(named.as_slice(), session_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    super::pages::select_sessions(conn, filter, None, page)
 }
 
 /// Finished sessions, most recently updated first. Read straight off the partial inbox index

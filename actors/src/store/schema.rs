@@ -113,18 +113,28 @@ const V4_WATCH_SKIP_DRAFTS: &str = "
 ALTER TABLE watches ADD COLUMN skip_drafts INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Issue 14 (native ACP runtime): the agent's own session id and whether it can load it again
+/// (to continue the conversation later), why its turn ended, and the token usage it reported.
+const V5_AGENT_FACTS: &str = "
+ALTER TABLE sessions ADD COLUMN agent_session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN agent_load_session INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN token_usage TEXT NOT NULL DEFAULT '';
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
         M::up(V2_WATCHES),
         M::up(V3_PUBLISHED),
         M::up(V4_WATCH_SKIP_DRAFTS),
+        M::up(V5_AGENT_FACTS),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    4
+    5
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

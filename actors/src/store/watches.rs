@@ -144,6 +144,23 @@ pub fn watch_runs(conn: &Connection, watch_id: &str) -> Result<Vec<WatchRun>> {
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
 
+/// Up to `limit` of a watch's runs older than run `before` (all when `None`), newest first:
+/// the keyset page behind the streamed runs list.
+pub fn runs_page(
+    conn: &Connection,
+    watch_id: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<WatchRun>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM watch_runs WHERE watch_id = ?1 AND (?2 IS NULL OR id < ?2) \
+         ORDER BY id DESC LIMIT ?3",
+        RunRow::list()
+    ))?;
+    let rows = stmt.query_map(params![watch_id, before, limit], RunRow::read)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+}
+
 /// The event key of a watch's newest run (a schedule's last slot).
 pub fn last_event_key(conn: &Connection, watch_id: &str) -> Result<Option<String>> {
     conn.query_row(

@@ -1,0 +1,436 @@
+//! The client side of ACP for one session, on the official SDK: the handlers that answer the
+//! agent (permissions, files, terminals, session updates) and the conversation itself
+//! (initialize, new session, one prompt, cancel).
+//!
+//! Handlers run inside the connection's dispatch loop, so anything that can wait (a
+//! permission decision, a file, a command's exit) is spawned; updates are absorbed at once,
+//! in order.
+
+use super::fs::{FsError, WorkspaceFs};
+use super::permission::{
+    infer_tool_kind, pick_option, Action, Decision, PermissionDecider, Question, Verdict,
+};
+use super::progress::Shared;
+use super::terminal::{Exit, TerminalError, Terminals};
+use crate::domain::{PermissionMode, TokenUsage, WorkspaceWritePolicy};
+use agent_client_protocol::schema::ProtocolVersion;
+use agent_client_protocol::v1::schema::{
+    CancelNotification, ClientCapabilities, ContentBlock, CreateTerminalRequest,
+    CreateTerminalResponse, FileSystemCapabilities, Implementation, InitializeRequest,
+    KillTerminalRequest, KillTerminalResponse, NewSessionRequest, PromptRequest,
+    ReadTextFileRequest, ReadTextFileResponse, ReleaseTerminalRequest, ReleaseTerminalResponse,
+    RequestPermissionRequest, RequestPermissionResponse, SessionNotification, StopReason,
+    TerminalExitStatus, TerminalOutputRequest, TerminalOutputResponse, TextContent,
+    WaitForTerminalExitRequest, WaitForTerminalExitResponse, WriteTextFileRequest,
+    WriteTextFileResponse,
+};
+use agent_client_protocol::v1::{ConnectionTo, Responder};
+use agent_client_protocol::{
+    on_receive_notification, on_receive_request, Agent, Client, ConnectTo, Error,
+};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the handlers need; shared by all of them.
+pub(super) struct ClientContext {
+    pub session_id: String,
+    pub mode: PermissionMode,
+    pub writes: WorkspaceWritePolicy,
+    pub decider: Arc<dyn PermissionDecider>,
+    pub fs: WorkspaceFs,
+    pub terminals: Terminals,
+    pub shared: Arc<Shared>,
+    /// Fired when the turn is being stopped: questions still open are answered "cancelled".
+    pub stop: CancellationToken,
+}
+
+/// How the prompt turn ended, as the agent answered it.
+pub(super) struct Turn {
+    pub stop_reason: StopReason,
+    /// Token usage of the turn, when the agent reports it.
+    pub usage: Option<TokenUsage>,
+}
+
+/// Why the conversation ended without an answer to the prompt.
+#[derive(Debug)]
+pub(super) enum Broken {
+    /// The agent answered a request with an error, or the connection failed.
+    Protocol { during: &'static str, error: Error },
+    /// We stopped it (cancel, timeout) before the prompt was sent.
+    Stopped,
+}
+
+/// What the agent told about itself once the session exists.
+pub(super) struct Opened {
+    pub agent_session_id: String,
+    pub load_session: bool,
+}
+
+impl ClientContext {
+    /// Asks the decider, unless the turn is being stopped (then `None`: cancelled).
+    async fn decide(&self, action: Action) -> Option<Decision> {
+        let question = Question {
+            session_id: self.session_id.clone(),
+            mode: self.mode,
+            action,
+        };
+        tokio::select! {
+            decision = self.decider.decide(question) => Some(decision),
+            _ = self.stop.cancelled() => None,
+        }
+    }
+
+    /// A refusal the agent is told about and the run's verdict counts.
+    fn refuse(&self, what: &str, verdict: Verdict) -> Error {
+        self.shared.record_permission(verdict, what);
+        Error::new(
+            Error::internal_error().code,
+            format!(
+                "Permission denied for {what} (policy {})",
+                self.mode.as_str()
+            ),
+        )
+    }
+
+    async fn permission(&self, request: RequestPermissionRequest) -> RequestPermissionResponse {
+        let call = &request.tool_call;
+        let title = call.fields.title.clone().unwrap_or_default();
+        let kind = call.fields.kind.map(|kind| wire(&kind));
+        let action = Action::ToolCall {
+            tool_call_id: call.tool_call_id.to_string(),
+            kind: infer_tool_kind(kind.as_deref(), call.fields.title.as_deref()),
+            title,
+            locations: call
+                .fields
+                .locations
+                .iter()
+                .flatten()
+                .map(|l| l.path.display().to_string())
+                .collect(),
+        };
+        let what = action.describe();
+        let decision = self.decide(action).await;
+        let (outcome, verdict) = pick_option(&request.options, decision);
+        self.shared.record_permission(verdict, &what);
+        RequestPermissionResponse::new(outcome)
+    }
+
+    async fn read(&self, request: ReadTextFileRequest) -> Result<ReadTextFileResponse, Error> {
+        let what = format!("fs/read_text_file {}", request.path.display());
+        let action = Action::ReadFile {
+            path: request.path.clone(),
+        };
+        if self.decide(action).await != Some(Decision::Allow) {
+            return Err(self.refuse(&what, Verdict::Denied));
+        }
+        let fs = self.fs.clone();
+        let content = blocking(move || fs.read(&request.path, request.line, request.limit)).await?;
+        Ok(ReadTextFileResponse::new(content))
+    }
+
+    async fn write(&self, request: WriteTextFileRequest) -> Result<WriteTextFileResponse, Error> {
+        let what = format!("fs/write_text_file {}", request.path.display());
+        if self.writes != WorkspaceWritePolicy::Contained {
+            return Err(self.refuse(&what, Verdict::Denied));
+        }
+        let action = Action::WriteFile {
+            path: request.path.clone(),
+        };
+        if self.decide(action).await != Some(Decision::Allow) {
+            return Err(self.refuse(&what, Verdict::Denied));
+        }
+        let fs = self.fs.clone();
+        blocking(move || fs.write(&request.path, &request.content)).await?;
+        Ok(WriteTextFileResponse::new())
+    }
+
+    async fn create_terminal(
+        &self,
+        request: CreateTerminalRequest,
+    ) -> Result<CreateTerminalResponse, Error> {
+        let mut line = vec![request.command.clone()];
+        line.extend(request.args.iter().cloned());
+        let command = shell_words::join(&line);
+        let what = format!("terminal/create `{command}`");
+        let cwd = self
+            .terminals
+            .working_dir(request.cwd.as_deref())
+            .map_err(terminal_error)?;
+        if self.decide(Action::Execute { command }).await != Some(Decision::Allow) {
+            return Err(self.refuse(&what, Verdict::Denied));
+        }
+        let env: Vec<(String, String)> = request
+            .env
+            .into_iter()
+            .map(|var| (var.name, var.value))
+            .collect();
+        let id = self
+            .terminals
+            .create(
+                &request.command,
+                &request.args,
+                &env,
+                &cwd,
+                request.output_byte_limit,
+            )
+            .map_err(terminal_error)?;
+        Ok(CreateTerminalResponse::new(id))
+    }
+
+    fn terminal_output(
+        &self,
+        request: &TerminalOutputRequest,
+    ) -> Result<TerminalOutputResponse, Error> {
+        let snapshot = self
+            .terminals
+            .output(&request.terminal_id.to_string())
+            .map_err(terminal_error)?;
+        Ok(
+            TerminalOutputResponse::new(snapshot.output, snapshot.truncated)
+                .exit_status(snapshot.exit.map(exit_status)),
+        )
+    }
+}
+
+/// The wire name of a serde enum value.
+fn wire(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "other".into(),
+    }
+}
+
+fn exit_status(exit: Exit) -> TerminalExitStatus {
+    TerminalExitStatus::new()
+        .exit_code(exit.code)
+        .signal(exit.signal)
+}
+
+fn terminal_error(error: TerminalError) -> Error {
+    Error::new(Error::invalid_params().code, error.to_string())
+}
+
+fn fs_error(error: FsError) -> Error {
+    let code = match error {
+        FsError::NotFound(_) => agent_client_protocol::ErrorCode::RESOURCE_NOT_FOUND,
+        FsError::Io(_) => Error::internal_error().code,
+        _ => Error::invalid_params().code,
+    };
+    Error::new(code, error.to_string())
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(fs_error),
+        Err(err) => Err(Error::new(
+            Error::internal_error().code,
+            format!("file task failed: {err}"),
+        )),
+    }
+}
+
+/// Answers a request from a spawned task, so the dispatch loop keeps reading the agent.
+fn answer<T, F>(cx: &ConnectionTo<Agent>, responder: Responder<T>, work: F) -> Result<(), Error>
+where
+    T: agent_client_protocol::JsonRpcResponse + Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    cx.spawn(async move {
+        // A closed connection cannot be answered; that is not the connection's failure.
+        let _ = responder.respond_with_result(work.await);
+        Ok(())
+    })
+}
+
+/// Runs the whole conversation over `transport`: handlers for the agent's requests, and the
+/// foreground that opens a session and sends the prompt. `opened` hears about the session as
+/// soon as it exists.
+pub(super) async fn converse(
+    transport: impl ConnectTo<Client> + 'static,
+    ctx: Arc<ClientContext>,
+    work_dir: PathBuf,
+    prompt: String,
+    opened: impl FnOnce(Opened) + Send,
+) -> Result<Turn, Broken> {
+    let updates = ctx.clone();
+    let permissions = ctx.clone();
+    let reads = ctx.clone();
+    let writes = ctx.clone();
+    let creates = ctx.clone();
+    let outputs = ctx.clone();
+    let waits = ctx.clone();
+    let kills = ctx.clone();
+    let releases = ctx.clone();
+    let stop = ctx.stop.clone();
+    Client
+        .v1()
+        .name("telecoder")
+        .on_receive_notification(
+            async move |notification: SessionNotification, _cx| {
+                updates.shared.absorb(notification.update);
+                Ok(())
+            },
+            on_receive_notification!(),
+        )
+        .on_receive_request(
+            async move |request: RequestPermissionRequest, responder, cx: ConnectionTo<Agent>| {
+                let ctx = permissions.clone();
+                answer(
+                    &cx,
+                    responder,
+                    async move { Ok(ctx.permission(request).await) },
+                )
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: ReadTextFileRequest, responder, cx: ConnectionTo<Agent>| {
+                let ctx = reads.clone();
+                answer(&cx, responder, async move { ctx.read(request).await })
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: WriteTextFileRequest, responder, cx: ConnectionTo<Agent>| {
+                let ctx = writes.clone();
+                answer(&cx, responder, async move { ctx.write(request).await })
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: CreateTerminalRequest, responder, cx: ConnectionTo<Agent>| {
+                let ctx = creates.clone();
+                answer(
+                    &cx,
+                    responder,
+                    async move { ctx.create_terminal(request).await },
+                )
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: TerminalOutputRequest, responder: Responder<_>, _cx| {
+                responder.respond_with_result(outputs.terminal_output(&request))
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: WaitForTerminalExitRequest, responder, cx: ConnectionTo<Agent>| {
+                let ctx = waits.clone();
+                answer(&cx, responder, async move {
+                    let id = request.terminal_id.to_string();
+                    let exit = ctx.terminals.wait_for_exit(&id).await;
+                    exit.map(|exit| WaitForTerminalExitResponse::new(exit_status(exit)))
+                        .map_err(terminal_error)
+                })
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: KillTerminalRequest, responder: Responder<_>, _cx| {
+                let killed = kills.terminals.kill(&request.terminal_id.to_string());
+                responder.respond_with_result(
+                    killed
+                        .map(|()| KillTerminalResponse::new())
+                        .map_err(terminal_error),
+                )
+            },
+            on_receive_request!(),
+        )
+        .on_receive_request(
+            async move |request: ReleaseTerminalRequest, responder: Responder<_>, _cx| {
+                let released = releases.terminals.release(&request.terminal_id.to_string());
+                responder.respond_with_result(
+                    released
+                        .map(|()| ReleaseTerminalResponse::new())
+                        .map_err(terminal_error),
+                )
+            },
+            on_receive_request!(),
+        )
+        .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
+            Ok(run_turn(&cx, &stop, work_dir, prompt, opened).await)
+        })
+        .await
+        .unwrap_or_else(|error| {
+            Err(Broken::Protocol {
+                during: "the connection",
+                error,
+            })
+        })
+}
+
+/// Waits for `request`'s answer unless the turn is stopped first.
+async fn unless_stopped<T>(
+    stop: &CancellationToken,
+    during: &'static str,
+    request: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Broken> {
+    tokio::select! {
+        answer = request => answer.map_err(|error| Broken::Protocol { during, error }),
+        _ = stop.cancelled() => Err(Broken::Stopped),
+    }
+}
+
+/// initialize → session/new → session/prompt (→ session/cancel when stopped).
+async fn run_turn(
+    cx: &ConnectionTo<Agent>,
+    stop: &CancellationToken,
+    work_dir: PathBuf,
+    prompt: String,
+    opened: impl FnOnce(Opened),
+) -> Result<Turn, Broken> {
+    let capabilities = ClientCapabilities::new()
+        .fs(FileSystemCapabilities::new()
+            .read_text_file(true)
+            .write_text_file(true))
+        .terminal(true);
+    let initialize = InitializeRequest::new(ProtocolVersion::V1)
+        .client_capabilities(capabilities)
+        .client_info(Implementation::new("telecoder", env!("CARGO_PKG_VERSION")));
+    let init = unless_stopped(stop, "initialize", cx.send_request(initialize).block_task()).await?;
+    let session = unless_stopped(
+        stop,
+        "session/new",
+        cx.send_request(NewSessionRequest::new(work_dir))
+            .block_task(),
+    )
+    .await?;
+    let session_id = session.session_id;
+    opened(Opened {
+        agent_session_id: session_id.to_string(),
+        load_session: init.agent_capabilities.load_session,
+    });
+    let blocks = vec![ContentBlock::Text(TextContent::new(prompt))];
+    let mut answer = std::pin::pin!(cx
+        .send_request(PromptRequest::new(session_id.clone(), blocks))
+        .block_task());
+    let response = tokio::select! {
+        response = &mut answer => response,
+        _ = stop.cancelled() => {
+            let _ = cx.send_notification(CancelNotification::new(session_id));
+            answer.await
+        }
+    };
+    let response = response.map_err(|error| Broken::Protocol {
+        during: "session/prompt",
+        error,
+    })?;
+    Ok(Turn {
+        stop_reason: response.stop_reason,
+        usage: response.usage.map(|usage| TokenUsage {
+            input_tokens: Some(usage.input_tokens),
+            output_tokens: Some(usage.output_tokens),
+            total_tokens: Some(usage.total_tokens),
+            thought_tokens: usage.thought_tokens,
+            cached_read_tokens: usage.cached_read_tokens,
+            cached_write_tokens: usage.cached_write_tokens,
+            ..TokenUsage::default()
+        }),
+    })
+}
