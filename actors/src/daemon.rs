@@ -10,7 +10,7 @@ use crate::context::{Context, STOP_GRACE};
 use crate::current::{Current, Slot};
 use crate::domain::{
     watch::Routed, Event, FailureKind, NewSession, Session, SessionFilter, Watch, WatchEvent,
-    WatchRun,
+    WatchId, WatchRun,
 };
 use crate::error::{Error, Result};
 use crate::queue::{self, QueueMsg, QueueStats};
@@ -307,22 +307,22 @@ impl Daemon {
     }
 
     /// Edits, pauses or resumes a watch; its actor follows.
-    pub async fn update_watch(&self, id: &str, patch: WatchPatch) -> Result<Watch> {
-        let current = self.ctx.store.require_watch(id).await?;
+    pub async fn update_watch(&self, id: &WatchId, patch: WatchPatch) -> Result<Watch> {
+        let current = self.ctx.store.require_watch(id.as_str()).await?;
         let watch = requests::apply_patch(&self.ctx.settings, current, patch)?;
         if !self.ctx.store.update_watch(watch.clone()).await? {
             return Err(Error::NotFound(format!("watch {id} not found")));
         }
-        self.watch_changed(id, Some(watch.clone()));
+        self.watch_changed(id.as_str(), Some(watch.clone()));
         Ok(watch)
     }
 
     /// Deletes a watch (and its runs); its actor stops.
-    pub async fn delete_watch(&self, id: &str) -> Result<()> {
-        if !self.ctx.store.delete_watch(id).await? {
+    pub async fn delete_watch(&self, id: &WatchId) -> Result<()> {
+        if !self.ctx.store.delete_watch(id.as_str()).await? {
             return Err(Error::NotFound(format!("watch {id} not found")));
         }
-        self.watch_changed(id, None);
+        self.watch_changed(id.as_str(), None);
         Ok(())
     }
 
@@ -334,8 +334,8 @@ impl Daemon {
         });
     }
 
-    pub async fn watch(&self, id: &str) -> Result<Watch> {
-        self.ctx.store.require_watch(id).await
+    pub async fn watch(&self, id: &WatchId) -> Result<Watch> {
+        self.ctx.store.require_watch(id.as_str()).await
     }
 
     /// Watches matching `filter`; its repo is compared in resolved form, as watches are stored.
@@ -346,9 +346,9 @@ impl Daemon {
         self.ctx.store.list_watches(filter).await
     }
 
-    pub async fn watch_runs(&self, id: &str) -> Result<Vec<WatchRun>> {
-        self.ctx.store.require_watch(id).await?;
-        self.ctx.store.watch_runs(id).await
+    pub async fn watch_runs(&self, id: &WatchId) -> Result<Vec<WatchRun>> {
+        self.ctx.store.require_watch(id.as_str()).await?;
+        self.ctx.store.watch_runs(id.as_str()).await
     }
 
     /// Hands an event to every watch; answers with the sessions it started and why the

@@ -32,6 +32,7 @@ use github::{body_for, title_for, GitHub};
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PublishRequest {
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub base: String,
     pub title: Option<String>,
     pub body: Option<String>,

@@ -171,7 +171,9 @@ fn check_known_agent(settings: &Settings, agent: &str) -> Result<()> {
 #[serde(rename_all = "camelCase", default)]
 pub struct NewWatch {
     pub kind: Option<crate::domain::WatchKind>,
+    #[serde(deserialize_with = "text_or_null")]
     pub repo: String,
+    #[serde(deserialize_with = "text_or_null")]
     pub instructions: String,
     pub agent: Option<String>,
     pub policy: Option<crate::domain::PolicyMode>,
@@ -202,6 +204,13 @@ pub struct WatchPatch {
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
     pub skip_drafts: Option<bool>,
+}
+
+/// Reads a text field of a request body where `null` means absent (as a missing field does),
+/// so the route can say "is required" for both.
+pub fn text_or_null<'de, D: serde::Deserializer<'de>>(value: D) -> Result<String, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(value)?;
+    Ok(text.unwrap_or_default())
 }
 
 /// The body of `POST /admin/faults` (read by the HTTP route, written by the CLI): the actor

@@ -4,7 +4,7 @@
 
 use super::{absolute_repo, read, CliError, Ctx, Detach, RunArgs};
 use crate::client::{Client, ClientError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -138,7 +138,7 @@ pub async fn run_session(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError>
                 "No daemon at {}; running the session in this process.",
                 ctx.config.url
             ));
-            let embedded = daemon::Embedded::start(ctx.config.clone()).await?;
+            let embedded = serve::Embedded::start(ctx.config.clone()).await?;
             let client = Client::new(&embedded.url, ctx.config.tokens.for_cli())?;
             let result = match client.post::<Session>("/api/sessions", &body).await {
                 Ok(session) => {

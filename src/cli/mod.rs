@@ -12,7 +12,7 @@ mod watches;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
 use serde_json::Value;
@@ -303,7 +303,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     };
     match command {
-        Command::Serve => return daemon::serve(config).await,
+        Command::Serve => return serve::serve(config).await,
         Command::Config => {
             out.data(&render::ConfigView::of(&config), || render::config(&config))?;
             return Ok(ExitCode::SUCCESS);

@@ -210,7 +210,9 @@ impl Session {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct NewSession {
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub repo: String,
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub prompt: String,
     pub agent: Option<String>,
     pub policy: Option<PolicyMode>,
