@@ -71,16 +71,18 @@ pub struct TriggerPr {
 }
 
 impl WatchArgs {
-    /// The request for a new watch of `kind`; the command adds its own fields.
-    fn request(&self, kind: WatchKind) -> NewWatch {
+    /// The request for a new watch of `kind`; `add` sets the command's own fields.
+    fn request(&self, kind: WatchKind, add: impl FnOnce(WatchPatch) -> WatchPatch) -> NewWatch {
         NewWatch {
             kind: Some(kind),
             repo: absolute_repo(&self.target.repo),
-            instructions: self.instructions.join(" "),
-            agent: self.target.agent.clone(),
-            policy: self.target.policy,
-            max_runs_per_hour: self.max_runs_per_hour,
-            ..NewWatch::default()
+            fields: add(WatchPatch {
+                instructions: Some(self.instructions.join(" ")),
+                agent: self.target.agent.clone(),
+                policy: self.target.policy,
+                max_runs_per_hour: self.max_runs_per_hour,
+                ..WatchPatch::default()
+            }),
         }
     }
 }
@@ -93,31 +95,31 @@ pub async fn manage(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             common,
             workflow,
             branch,
-        } => NewWatch {
+        } => common.request(WatchKind::CiFailure, |f| WatchPatch {
             workflow,
             branch,
-            ..common.request(WatchKind::CiFailure)
-        },
+            ..f
+        }),
         Command::WatchAddPr {
             common,
             base,
             head,
             skip_drafts,
-        } => NewWatch {
+        } => common.request(WatchKind::PrReview, |f| WatchPatch {
             base,
             head,
             skip_drafts: Some(skip_drafts),
-            ..common.request(WatchKind::PrReview)
-        },
+            ..f
+        }),
         Command::WatchAddSchedule {
             common,
             cron,
             timezone,
-        } => NewWatch {
+        } => common.request(WatchKind::Schedule, |f| WatchPatch {
             schedule: Some(cron),
             timezone,
-            ..common.request(WatchKind::Schedule)
-        },
+            ..f
+        }),
         Command::WatchPause { id } => return set_status(ctx, &id, WatchStatus::Paused).await,
         Command::WatchResume { id } => return set_status(ctx, &id, WatchStatus::Active).await,
         Command::WatchRm { id } => {

@@ -105,7 +105,8 @@ async fn create(state: AppState, body: Body) -> Response {
         async {
             let request: NewWatch = parse_body(&body?)?;
             required(&request.repo, "repo")?;
-            required(&request.instructions, "instructions")?;
+            let instructions = request.fields.instructions.as_deref();
+            required(instructions.unwrap_or_default(), "instructions")?;
             let watch = state.daemon.create_watch(request).await?;
             Ok(reply_json(StatusCode::CREATED, &watch))
         }
