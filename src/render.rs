@@ -119,6 +119,10 @@ pub struct ConfigView {
     github_webhook_secret_set: bool,
     api_token_set: bool,
     log_format: &'static str,
+    runtime: &'static str,
+    schedule_min_interval_seconds: u64,
+    allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
 }
 
 impl ConfigView {
@@ -157,8 +161,16 @@ impl ConfigView {
             github_webhook_secret_set: config.github_webhook_secret.is_some(),
             api_token_set: config.tokens.any(),
             log_format: if config.json_logs { "json" } else { "text" },
+            runtime: s.runtime.as_str(),
+            schedule_min_interval_seconds: s.schedule_min_interval.as_secs(),
+            allowed_origins: strings(&config.browser.allowed_origins),
+            allowed_hosts: strings(&config.browser.allowed_hosts),
         }
     }
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 pub fn sessions(sessions: &[Session]) -> String {

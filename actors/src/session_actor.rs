@@ -283,22 +283,7 @@ async fn run_worker(
         "running {}",
         ctx.runtime.name()
     )));
-    let request = AgentRequest {
-        session_id: session.id.clone(),
-        work_dir: workspace.dir,
-        prompt: session.prompt.clone(),
-        agent: session.agent.clone(),
-        command_override: ctx
-            .settings
-            .agent_command(&session.agent)
-            .map(str::to_owned),
-        permission: session.effective_permission_mode,
-        write_policy: session.workspace_write_policy,
-        max_runtime: Duration::from_secs(session.max_runtime_seconds),
-        scratch_dir: ctx.settings.data_dir.join("tmp"),
-        max_output_bytes: ctx.settings.max_output_bytes,
-        env_remove: ctx.settings.agent_env_blocklist.clone(),
-    };
+    let request = agent_request(&session, &ctx, workspace.dir);
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);
     // Every runtime's output passes here: a secret the agent prints in pieces is masked before
@@ -327,6 +312,26 @@ async fn run_worker(
     };
     let (agent_report, ()) = tokio::join!(run, forward);
     report(SessionMsg::Finished(Box::new(finish_from(agent_report))));
+}
+
+/// What the runtime is asked to run, from the session's record and the daemon's settings.
+fn agent_request(session: &Session, ctx: &Context, work_dir: std::path::PathBuf) -> AgentRequest {
+    AgentRequest {
+        session_id: session.id.clone(),
+        work_dir,
+        prompt: session.prompt.clone(),
+        agent: session.agent.clone(),
+        command_override: ctx
+            .settings
+            .agent_command(&session.agent)
+            .map(str::to_owned),
+        permission: session.effective_permission_mode,
+        write_policy: session.workspace_write_policy,
+        max_runtime: Duration::from_secs(session.max_runtime_seconds),
+        scratch_dir: ctx.settings.data_dir.join("tmp"),
+        max_output_bytes: ctx.settings.max_output_bytes,
+        env_remove: ctx.settings.agent_env_blocklist.clone(),
+    }
 }
 
 fn failed(kind: FailureKind, message: String) -> SessionMsg {
