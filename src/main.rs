@@ -3,10 +3,10 @@
 mod cli;
 mod client;
 mod config;
-mod daemon;
 mod doctor;
 mod http;
 mod render;
+mod serve;
 
 use clap::{CommandFactory, Parser};
 use std::io::Write;

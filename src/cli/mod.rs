@@ -13,12 +13,14 @@ mod workspaces;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::ExitCode;
 use telecoder_actors::domain::{PolicyMode, StatusFilter};
+use telecoder_actors::publish::PublishRequest;
+use telecoder_actors::requests::FaultRequest;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -305,7 +307,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     };
     match command {
-        Command::Serve => return daemon::serve(config).await,
+        Command::Serve => return serve::serve(config).await,
         Command::Config => {
             out.data(&render::ConfigView::of(&config), || render::config(&config))?;
             return Ok(ExitCode::SUCCESS);
@@ -362,7 +364,7 @@ async fn other(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             title,
             body,
         } => {
-            let request = with_fields(json!({"base": base}), &[("title", &title), ("body", &body)]);
+            let request = PublishRequest { base, title, body };
             let published: Value = client
                 .post(&format!("/api/sessions/{id}/publish"), &request)
                 .await?;
@@ -392,24 +394,17 @@ async fn admin(ctx: &Ctx, command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Fault { target } => {
             let answer: Value = client
-                .post("/admin/faults", &json!({"target": target}))
+                .post(
+                    "/admin/faults",
+                    &FaultRequest {
+                        target: target.clone(),
+                    },
+                )
                 .await?;
             out.data(&answer, || format!("injected a failure into {target}\n"))?;
         }
     }
     Ok(())
-}
-
-/// Adds the non-empty optional fields to a JSON object.
-fn with_fields(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
-    if let Some(object) = body.as_object_mut() {
-        for (key, value) in fields {
-            if let Some(value) = value {
-                object.insert((*key).to_owned(), Value::String(value.clone()));
-            }
-        }
-    }
-    body
 }
 
 /// A local repository as the daemon should see it: absolute, since the daemon's working

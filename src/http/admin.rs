@@ -2,12 +2,12 @@
 //! (fault drills) and `/metrics` (Prometheus). They need the admin scope when tokens are set.
 
 use super::errors::{bounded_body, respond, ApiError};
+use super::json::{parse_body, reply_json};
 use super::route::{declare, Route, Scope};
-use super::sessions::{parse_body, reply_json};
 use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::json;
+use telecoder_actors::requests::FaultRequest;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -90,15 +90,10 @@ async fn status(state: AppState) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct FaultBody {
-    target: String,
-}
-
 async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body: FaultBody = parse_body(&body?)?;
+            let body: FaultRequest = parse_body(&body?)?;
             state.daemon.inject_fault(&body.target).await?;
             Ok(reply_json(
                 StatusCode::ACCEPTED,

@@ -12,6 +12,7 @@ pub mod browser;
 mod conn;
 mod errors;
 mod events;
+mod json;
 mod route;
 mod sessions;
 mod sse;

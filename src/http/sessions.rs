@@ -1,21 +1,19 @@
 //! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
+use super::json::{parse_body, reply_json, required, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::stream::{self, Paging};
 use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use serde::Deserialize;
-use std::collections::HashMap;
 use telecoder_actors::domain::{
     NewSession, PolicyMode, Session, SessionFilter, SessionId, StatusFilter,
 };
+use telecoder_actors::publish::PublishRequest;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::reply::{json, with_status, Response};
-use warp::{Filter, Reply};
-
-pub type Query = HashMap<String, String>;
+use warp::reply::Response;
+use warp::Filter;
 
 /// Inbox size when none is asked for, and the most it returns.
 const INBOX_DEFAULT: u32 = 20;
@@ -91,62 +89,6 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-pub fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    with_status(json(value), status).into_response()
-}
-
-/// Parses a JSON object body into `T`, with messages a person can act on.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_request(format!("request body is not valid JSON: {err}")))?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    }
-    if let Some(field) = field_with_nul(&value, "") {
-        return Err(ApiError::bad_request(format!(
-            "{field} contains a NUL character, which no prompt, path or git name can carry"
-        )));
-    }
-    serde_json::from_value(value)
-        .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
-}
-
-/// The first string (or key) holding a NUL, by its path in the document: every text field
-/// of the API ends up in an argv, a path or a git argument, where NUL cannot go.
-fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
-    use serde_json::Value;
-    let here = || {
-        if path.is_empty() {
-            "the body".to_owned()
-        } else {
-            path.to_owned()
-        }
-    };
-    match value {
-        Value::String(text) => text.contains('\0').then(here),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| field_with_nul(item, &format!("{}[{i}]", here()))),
-        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
-            let name = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
-            if key.contains('\0') {
-                Some(here())
-            } else {
-                field_with_nul(item, &name)
-            }
-        }),
-        _ => None,
-    }
-}
-
 /// A path id that is not a well-formed session id names no session.
 pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
@@ -159,30 +101,12 @@ pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
         })
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    repo: Option<String>,
-    prompt: Option<String>,
-    agent: Option<String>,
-    policy: Option<String>,
-}
-
-fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
-    field
-        .filter(|text| !text.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
-}
-
 async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body: CreateBody = parse_body(&body?)?;
-            let request = NewSession {
-                repo: required(body.repo, "repo")?,
-                prompt: required(body.prompt, "prompt")?,
-                agent: body.agent,
-                policy: body.policy.as_deref().map(parse_policy).transpose()?,
-            };
+            let request: NewSession = parse_body(&body?)?;
+            required(&request.repo, "repo")?;
+            required(&request.prompt, "prompt")?;
             let session = state.daemon.create_session(request).await?;
             Ok(reply_json(StatusCode::CREATED, &session))
         }
@@ -385,23 +309,12 @@ async fn events(
     )
 }
 
-#[derive(Deserialize)]
-struct PublishBody {
-    base: Option<String>,
-    title: Option<String>,
-    body: Option<String>,
-}
-
 async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
             let id = session_id(&raw_id)?;
-            let body: PublishBody = parse_body(&body?)?;
-            let request = telecoder_actors::publish::PublishRequest {
-                base: required(body.base, "base")?,
-                title: body.title,
-                body: body.body,
-            };
+            let request: PublishRequest = parse_body(&body?)?;
+            required(&request.base, "base")?;
             let published = state.daemon.publish(id.as_str(), request).await?;
             Ok(reply_json(StatusCode::CREATED, &published))
         }
@@ -457,7 +370,7 @@ mod tests {
 
     #[test]
     fn bodies_must_be_objects_with_typed_fields() {
-        let parse = |text: &str| parse_body::<CreateBody>(&Bytes::from(text.to_owned()));
+        let parse = |text: &str| parse_body::<NewSession>(&Bytes::from(text.to_owned()));
         assert!(parse("").is_err());
         assert!(parse("null").is_err());
         assert!(parse("[1,2]").is_err());

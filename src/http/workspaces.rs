@@ -4,8 +4,9 @@
 //! workspace collector).
 
 use super::errors::{bounded_body, respond, ApiError};
+use super::json::{parse_body, reply_json};
 use super::route::{declare, declare_with_id, Route, Scope};
-use super::sessions::{parse_body, reply_json, session_id};
+use super::sessions::session_id;
 use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde::Deserialize;

@@ -16,35 +16,18 @@ pub enum SessionStatus {
     Cancelled,
 }
 
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Complete => "complete",
-            Self::Error => "error",
-            Self::Cancelled => "cancelled",
-        }
-    }
+names!("session status", SessionStatus {
+    Pending = "pending",
+    Running = "running",
+    Complete = "complete",
+    Error = "error",
+    Cancelled = "cancelled",
+});
 
+impl SessionStatus {
     /// Finished sessions can be rerun; active ones cannot.
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
-    }
-}
-
-impl FromStr for SessionStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "pending" => Ok(Self::Pending),
-            "running" => Ok(Self::Running),
-            "complete" => Ok(Self::Complete),
-            "error" => Ok(Self::Error),
-            "cancelled" => Ok(Self::Cancelled),
-            other => Err(format!("unknown session status '{other}'")),
-        }
     }
 }
 
@@ -232,10 +215,14 @@ impl Session {
     }
 }
 
-/// What a caller asks for; the supervisor resolves defaults and the policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a caller asks for (the body of `POST /api/sessions`, read by the HTTP route and
+/// written by the CLI); the daemon resolves defaults and the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NewSession {
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub repo: String,
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub prompt: String,
     pub agent: Option<String>,
     pub policy: Option<PolicyMode>,

@@ -3,7 +3,7 @@
 //! page of memory however large the whole answer is; event data too long for a page is read
 //! in byte slices straight from the row, never whole.
 
-use super::queries::{session_from_row, QUEUE_POSITION, SESSION_COLUMNS};
+use super::queries::{session_from_row, session_select};
 use crate::domain::{EventKind, Session, SessionFilter, StatusFilter};
 use crate::error::Error;
 use crate::error::Result;
@@ -38,21 +38,21 @@ pub fn event_heads(
     budget: usize,
 ) -> Result<Vec<EventHead>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, session_id, type, created_at, octet_length(data), \
-         CASE WHEN octet_length(data) <= ?4 THEN data END \
+        "SELECT id, session_id, type, created_at, octet_length(data) AS len, \
+         CASE WHEN octet_length(data) <= ?4 THEN data END AS inline_data \
          FROM events WHERE session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
     let mut rows = stmt.query(params![session_id, after, limit, INLINE_EVENT_BYTES as i64])?;
     let (mut page, mut bytes) = (Vec::new(), 0usize);
     while let Some(row) = rows.next()? {
-        let kind: String = row.get(2)?;
+        let kind: String = row.get("type")?;
         let head = EventHead {
-            id: row.get(0)?,
-            session_id: row.get(1)?,
+            id: row.get("id")?,
+            session_id: row.get("session_id")?,
             kind: EventKind::parse(&kind).unwrap_or(EventKind::Status),
-            created_at: row.get(3)?,
-            len: row.get::<_, i64>(4)?.max(0) as usize,
-            data: row.get(5)?,
+            created_at: row.get("created_at")?,
+            len: row.get::<_, i64>("len")?.max(0) as usize,
+            data: row.get("inline_data")?,
         };
         bytes += head.data.as_ref().map_or(0, String::len);
         page.push(head);
@@ -97,9 +97,9 @@ pub fn inbox_page(conn: &Connection, after: Option<&str>, limit: u32) -> Result<
         Some(id) => {
             let found = conn
                 .query_row(
-                    "SELECT updated_at, rowid FROM sessions WHERE id = ?1",
+                    "SELECT updated_at, rowid AS position FROM sessions WHERE id = ?1",
                     params![id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get("updated_at")?, row.get("position")?)),
                 )
                 .optional()?;
             let Some(found) = found else {
@@ -110,10 +110,11 @@ pub fn inbox_page(conn: &Connection, after: Option<&str>, limit: u32) -> Result<
     };
     let (updated_at, rowid) = cursor.unzip();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions INDEXED BY sessions_inbox \
+        "SELECT {} FROM sessions INDEXED BY sessions_inbox \
          WHERE status IN ('complete', 'error') \
          AND (?1 IS NULL OR updated_at < ?1 OR (updated_at = ?1 AND rowid > ?2)) \
-         ORDER BY updated_at DESC, rowid ASC LIMIT ?3"
+         ORDER BY updated_at DESC, rowid ASC LIMIT ?3",
+        session_select()
     ))?;
     let rows = stmt.query_map(params![updated_at, rowid, limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
@@ -194,7 +195,8 @@ pub(super) fn select_sessions(
         format!(" LIMIT {limit} OFFSET {offset}")
     });
     let sql = format!(
-        "{prefix}SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions {where_clause} ORDER BY {order}{page}"
+        "{prefix}SELECT {} FROM sessions {where_clause} ORDER BY {order}{page}",
+        session_select()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let named: Vec<(&str, &dyn rusqlite::ToSql)> = values

@@ -2,7 +2,7 @@
 //! was fetched out of it, and what the collector did with its directory. Plain functions over a
 //! connection, like `queries.rs`.
 
-use super::queries::{insert_event, session_from_row, QUEUE_POSITION, SESSION_COLUMNS};
+use super::queries::{insert_event, session_from_row, session_select};
 use crate::domain::{time, Event, EventKind, Session};
 use crate::error::Result;
 use rusqlite::types::Value;
@@ -114,8 +114,7 @@ pub fn workspace_records(
         }
         Ok(())
     };
-    let select =
-        format!("SELECT {SESSION_COLUMNS}, {QUEUE_POSITION}, fetched_commit FROM sessions");
+    let select = format!("SELECT {}, fetched_commit FROM sessions", session_select());
     // SQLite allows 32766 parameters; stay far below.
     for chunk in ids.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");

@@ -14,8 +14,9 @@ pub mod logins;
 mod views;
 
 use super::errors::{bounded_body, respond, ApiError};
+use super::json::{parse_body, reply_json, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
-use super::sessions::{parse_body, reply_json, session_filter, session_id, Query};
+use super::sessions::{session_filter, session_id};
 use super::{auth, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 pub use logins::Logins;
