@@ -81,12 +81,8 @@ impl Scenario {
     /// Pids of live processes whose command line names the profile.
     fn browser_pids(&self) -> Vec<i32> {
         let profile = self.profile.path().as_os_str().as_encoded_bytes();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        all_pids()
+            .into_iter()
             .filter(|pid| {
                 // A zombie's command line is empty: it is dead, only not yet reaped.
                 std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -177,6 +173,21 @@ fn browser_test(env: &[(&str, &str)]) -> Option<(TestRepo, TestDaemon)> {
     enabled().then(|| (TestRepo::new(), TestDaemon::start_with(env)))
 }
 
+/// [`browser_test`] with one session of `prompt`, once it is `status`.
+fn with_session(prompt: &str, status: &str) -> Option<(TestRepo, TestDaemon, String)> {
+    let (repo, daemon) = browser_test(&[])?;
+    let api = daemon.api();
+    let id = api.create_id(&repo.path_str(), prompt);
+    let session = wait_for(&format!("session {id} to be {status}"), WAIT, || {
+        let session = api.session(&id);
+        let settled = session["status"] == status
+            || !matches!(session["status"].as_str(), Some("pending" | "running"));
+        settled.then_some(session)
+    });
+    assert_eq!(session["status"], status, "{session}");
+    Some((repo, daemon, id))
+}
+
 /// The `Set-Cookie` of a fresh login with `token` (the test's client keeps no cookie jar).
 fn login_cookie(api: &Api, token: &str, forwarded_proto: Option<&str>) -> String {
     let mut request = api
@@ -210,6 +221,11 @@ fn with_token(
         .bearer_auth(token)
 }
 
+/// `GET path` with `token`.
+fn get_with(api: &Api, path: &str, token: &str) -> Reply {
+    api.send(with_token(api, reqwest::Method::GET, path, token))
+}
+
 #[test]
 fn the_form_starts_a_session_whose_output_arrives_live() {
     let Some((repo, daemon)) = browser_test(&[]) else {
@@ -229,12 +245,9 @@ fn the_form_starts_a_session_whose_output_arrives_live() {
 
 #[test]
 fn the_session_page_at_phone_and_desktop_width() {
-    let Some((repo, daemon)) = browser_test(&[]) else {
+    let Some((_repo, daemon, id)) = with_session("@mock tools", "complete") else {
         return;
     };
-    let api = daemon.api();
-    let id = api.create_id(&repo.path_str(), "@mock tools");
-    api.wait_finished(&id, WAIT);
     let result = browse(&daemon, "screenshots", json!({"id": id}));
     let shots = result["shots"].as_array().expect("screenshot paths");
     assert_eq!(shots.len(), 2);
@@ -247,14 +260,11 @@ fn the_session_page_at_phone_and_desktop_width() {
 
 #[test]
 fn cancel_on_the_session_page_stops_the_agent() {
-    let Some((repo, daemon)) = browser_test(&[]) else {
+    let Some((_repo, daemon, id)) = with_session("@mock hang", "running") else {
         return;
     };
-    let api = daemon.api();
-    let id = api.create_id(&repo.path_str(), "@mock hang");
-    api.wait_status(&id, "running", WAIT);
     browse(&daemon, "cancel", json!({"id": id}));
-    let session = api.wait_finished(&id, WAIT);
+    let session = daemon.api().wait_finished(&id, WAIT);
     assert_eq!(session["status"], "cancelled");
     assert_eq!(session["failureKind"], "cancelled");
 }
@@ -303,12 +313,7 @@ fn a_token_logs_in_to_a_cookie_that_is_not_the_token_and_logs_out() {
     let created = result["created"]
         .as_str()
         .expect("session made while logged in");
-    let made = api.send(with_token(
-        &api,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{created}"),
-        FULL,
-    ));
+    let made = get_with(&api, &format!("/api/sessions/{created}"), FULL);
     assert_eq!(made.status, 200);
     // The logged-out cookie is dead on the server too, not only forgotten by the browser.
     let cookie = format!(
@@ -415,12 +420,7 @@ fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
     api.wait_finished_with(&finished, FULL);
     let running = create("@mock hang");
     wait_for("the hanging session to run", WAIT, || {
-        let reply = api.send(with_token(
-            &api,
-            reqwest::Method::GET,
-            &format!("/api/sessions/{running}"),
-            READ,
-        ));
+        let reply = get_with(&api, &format!("/api/sessions/{running}"), READ);
         (reply.body["status"] == "running").then_some(())
     });
     let watch = api.send(
@@ -436,12 +436,7 @@ fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
     for (action, status) in result["statuses"].as_object().expect("statuses") {
         assert_eq!(status, 403, "{action} from a read-only page");
     }
-    let still = api.send(with_token(
-        &api,
-        reqwest::Method::GET,
-        &format!("/api/sessions/{running}"),
-        FULL,
-    ));
+    let still = get_with(&api, &format!("/api/sessions/{running}"), FULL);
     assert_eq!(still.body["status"], "running");
     let cancel = api.send(with_token(
         &api,
@@ -550,12 +545,7 @@ fn a_cross_site_page_cannot_act_through_a_logged_in_browser() {
             "a forged request succeeded: {r}"
         );
     }
-    let made = daemon.api().send(with_token(
-        &daemon.api(),
-        reqwest::Method::GET,
-        "/api/sessions",
-        FULL,
-    ));
+    let made = get_with(&daemon.api(), "/api/sessions", FULL);
     assert_eq!(
         made.body,
         json!([]),

@@ -78,20 +78,27 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
             .and(header("x-forwarded-proto"))
             .then(logout)
     });
-    let whoami = declare(state, Route::get("/ui/whoami", Scope::Read), |at| {
-        at.and(with())
+    // Who is asking, for the answers that depend on it.
+    let with_caller = || {
+        with()
             .and(header("authorization"))
             .and(header("cookie"))
-            .map(whoami)
+            .map(
+                |state: AppState, authorization: Option<String>, cookie: Option<String>| {
+                    let who = caller(&state, authorization.as_deref(), cookie.as_deref());
+                    (state, who)
+                },
+            )
+            .untuple_one()
+    };
+    let whoami = declare(state, Route::get("/ui/whoami", Scope::Read), |at| {
+        at.and(with_caller()).map(whoami)
     });
     let list = declare(state, Route::get("/ui/sessions", Scope::Read), |at| {
         at.and(with()).and(warp::query::<Query>()).then(list)
     });
     let show = declare_with_id(state, Route::get("/ui/sessions/:id", Scope::Read), |at| {
-        at.and(with())
-            .and(header("authorization"))
-            .and(header("cookie"))
-            .then(show)
+        at.and(with_caller()).then(show)
     });
     let live = declare(state, Route::get("/ui/feed", Scope::Read), |at| {
         at.and(with()).map(feed::stream)
@@ -192,8 +199,7 @@ struct Whoami {
     max_runs_per_hour_limit: u32,
 }
 
-fn whoami(state: AppState, authorization: Option<String>, cookie: Option<String>) -> Response {
-    let who = caller(&state, authorization.as_deref(), cookie.as_deref());
+fn whoami(state: AppState, who: Caller) -> Response {
     let settings = state.daemon.settings();
     let answer = Whoami {
         auth: who.how,
@@ -353,17 +359,11 @@ struct Shown {
 }
 
 /// `GET /ui/sessions/:id`: the session and what the caller may do with it.
-async fn show(
-    raw_id: String,
-    state: AppState,
-    authorization: Option<String>,
-    cookie: Option<String>,
-) -> Response {
+async fn show(raw_id: String, state: AppState, who: Caller) -> Response {
     respond(
         async {
             let id = session_id(&raw_id)?;
             let session = state.daemon.session(id.as_str()).await?;
-            let who = caller(&state, authorization.as_deref(), cookie.as_deref());
             let actions = views::actions(&session, who.scopes.contains(&Scope::Write));
             Ok(reply_json(StatusCode::OK, &Shown { session, actions }))
         }
