@@ -145,6 +145,8 @@ mod tests {
                 "//cdn",
                 "innerHTML",
                 "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
                 "eval(",
             ] {
                 assert!(
@@ -154,6 +156,24 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn answers_forbid_framing_and_inline_script() {
+        let response = serve(&SHELL, None);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let csp = header(CONTENT_SECURITY_POLICY);
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"));
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(header(X_FRAME_OPTIONS), "DENY");
+        assert_eq!(header(X_CONTENT_TYPE_OPTIONS), "nosniff");
     }
 
     #[test]
