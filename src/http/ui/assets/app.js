@@ -7,7 +7,7 @@ import { h, put, debounce } from './dom.js';
 import { feed } from './stream.js';
 import { sessionsPage, inboxPage } from './sessions.js';
 import { sessionPage } from './session.js';
-import { approvalsPage, pendingCount } from './approvals.js';
+import { approvalsPage, pendingCount, PENDING_PAGE } from './approvals.js';
 import { watchesPage, watchPage } from './watches.js';
 import { newSessionPage, loginPage } from './forms.js';
 import { adminPage } from './admin.js';
@@ -59,8 +59,10 @@ function drawNav() {
   const links = NAV.filter(([path]) => path !== '/admin' || me.scope === 'admin')
     .filter(([path]) => path !== '/new' || me.scope !== 'read')
     .map(([path, label]) => {
+      // The count reads one page of the API (at most PENDING_PAGE).
+      const shown = approvals.pending >= PENDING_PAGE ? `${PENDING_PAGE}+` : String(approvals.pending);
       const count = path === '/approvals' && approvals.pending > 0
-        ? h('span', { class: 'count', 'aria-label': `${approvals.pending} pending` }, String(approvals.pending)) : null;
+        ? h('span', { class: 'count', 'aria-label': `${shown} pending` }, shown) : null;
       return h('a', { href: path, 'aria-current': current(path) ? 'page' : null }, label, count);
     });
   const who = me.auth === 'open' ? 'local, no token' : `${me.scope === 'read' ? 'read-only' : me.scope} ${me.auth === 'login' ? 'login' : 'token'}`;
@@ -92,7 +94,6 @@ function context() {
     me,
     canWrite: me.scope !== 'read',
     canAdmin: me.scope === 'admin',
-    approvals,
     /** Resolves to `{available}`: whether approvals and continue exist on this daemon. */
     features: () => features || Promise.resolve(approvals),
     navigate,

@@ -5,10 +5,13 @@ import { get, post, query } from './api.js';
 import { h, put, add, alertBox, busy, select, debounce } from './dom.js';
 import { approvalSummary } from './stream.js';
 
+/** Pending approvals the count reads at most (the API's default page). */
+export const PENDING_PAGE = 100;
+
 /** `{available, pending}`: whether the daemon has approvals, and how many wait. */
 export async function pendingCount() {
   try {
-    const pending = await get('/api/approvals?status=pending');
+    const pending = await get(`/api/approvals?status=pending&limit=${PENDING_PAGE}`);
     return { available: true, pending: Array.isArray(pending) ? pending.length : 0 };
   } catch (err) {
     if (err.status === 404) return { available: false, pending: 0 };

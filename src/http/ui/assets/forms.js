@@ -13,13 +13,15 @@ export async function newSessionPage(ctx) {
   const prompt = h('textarea', { name: 'prompt', required: true, placeholder: 'What should the agent do?' });
   const agent = h('input', { name: 'agent', list: 'agents', autocomplete: 'off', placeholder: ctx.me.defaultAgent });
   const agents = h('datalist', { id: 'agents' }, ctx.me.agents.map((name) => h('option', { value: name })));
-  const policies = ['locked', 'observe', 'standard'].concat(ctx.approvals.available ? ['ask'] : []);
+  // Whether the daemon has approvals (policy `ask`): known once its first answer came.
+  const { available } = await ctx.features();
+  const policies = ['locked', 'observe', 'standard'].concat(available ? ['ask'] : []);
   const policy = select('policy', policies, ctx.me.defaultPolicy);
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Start session');
   const form = h('form', { novalidate: true, 'aria-label': 'New session' },
     field('Repository', repo), field('Prompt', prompt), field('Agent', agent, `Empty: ${ctx.me.defaultAgent}.`), agents,
     field('Policy', policy, 'locked: no permissions, 60 s · observe: reads only · standard: writes in the workspace'
-      + (ctx.approvals.available ? ' · ask: a person approves each write' : '')),
+      + (available ? ' · ask: a person approves each write' : '')),
     submit, alert);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
