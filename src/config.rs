@@ -150,6 +150,41 @@ fn value(lookup: Lookup<'_>, name: &str) -> Option<String> {
     lookup(name).filter(|v| !v.trim().is_empty())
 }
 
+/// A duration: whole seconds, or a whole number with `s`, `m` or `h` (`90`, `90s`, `30m`, `2h`).
+fn duration(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(default);
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => Some(1),
+        "m" => Some(60),
+        "h" => Some(3600),
+        _ => None,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .zip(scale)
+        .and_then(|(n, scale)| n.checked_mul(scale))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a duration (seconds, or with s, m or h: 90, 30m, 2h)"),
+            )
+        })
+}
+
 fn number<T: std::str::FromStr + PartialOrd + Default>(
     lookup: Lookup<'_>,
     name: &'static str,
@@ -237,6 +272,12 @@ impl Config {
                 .parse::<RuntimeKind>()
                 .map_err(|err| invalid("TELECODER_RUNTIME", err))?,
         };
+        if default_policy == PolicyMode::Ask && runtime == RuntimeKind::Acpx {
+            return Err(invalid(
+                "TELECODER_POLICY_MODE",
+                "ask waits for a person's approval, which needs TELECODER_RUNTIME=native",
+            ));
+        }
         let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
         let acpx_command = shell_words::split(&acpx_text).map_err(|err| {
             invalid(
@@ -291,6 +332,11 @@ impl Config {
             acpx_command,
             agent_commands,
             prompt_timeout_seconds: number(lookup, "TELECODER_PROMPT_TIMEOUT_SECONDS", 300)?,
+            approval_timeout: duration(
+                lookup,
+                "TELECODER_APPROVAL_TIMEOUT",
+                Duration::from_secs(30 * 60),
+            )?,
             heartbeat: Duration::from_secs(heartbeat),
             stale: Duration::from_secs(stale),
             max_concurrent_sessions: number(
@@ -397,6 +443,10 @@ impl Config {
                 s.prompt_timeout_seconds.to_string(),
             ),
             (
+                "TELECODER_APPROVAL_TIMEOUT",
+                format!("{}s", s.approval_timeout.as_secs()),
+            ),
+            (
                 "TELECODER_SESSION_HEARTBEAT_SECONDS",
                 s.heartbeat.as_secs().to_string(),
             ),
@@ -467,6 +517,18 @@ mod tests {
         assert_eq!(config.settings.default_policy, PolicyMode::Observe);
         assert_eq!(config.settings.stale, Duration::from_secs(30));
         assert_eq!(config.settings.runtime, RuntimeKind::Native);
+        assert_eq!(config.settings.approval_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn approval_timeouts_take_units() {
+        for (text, seconds) in [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200)] {
+            let config = config(&[("TELECODER_APPROVAL_TIMEOUT", text)]).expect("valid");
+            assert_eq!(
+                config.settings.approval_timeout,
+                Duration::from_secs(seconds)
+            );
+        }
     }
 
     #[test]
@@ -504,6 +566,25 @@ mod tests {
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
             ),
             (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
+            (
+                vec![("TELECODER_APPROVAL_TIMEOUT", "0")],
+                "TELECODER_APPROVAL_TIMEOUT",
+            ),
+            (
+                vec![("TELECODER_APPROVAL_TIMEOUT", "soon")],
+                "TELECODER_APPROVAL_TIMEOUT",
+            ),
+            (
+                vec![("TELECODER_APPROVAL_TIMEOUT", "5d")],
+                "TELECODER_APPROVAL_TIMEOUT",
+            ),
+            (
+                vec![
+                    ("TELECODER_POLICY_MODE", "ask"),
+                    ("TELECODER_RUNTIME", "acpx"),
+                ],
+                "TELECODER_POLICY_MODE",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);

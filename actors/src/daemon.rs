@@ -35,6 +35,8 @@ pub struct Daemon {
     bus: EventBus,
     settings: Arc<Settings>,
     owner_id: String,
+    /// Approvals waited for by this daemon's sessions (issue 15).
+    approvals: Arc<crate::approvals::ApprovalHub>,
 }
 
 impl Daemon {
@@ -46,25 +48,37 @@ impl Daemon {
         let metrics = crate::metrics::Metrics::default();
         let bus = EventBus::counting(metrics.events_written.clone());
         let owner_id = crate::domain::SessionId::random().to_string();
+        let approvals = Arc::new(crate::approvals::ApprovalHub::default());
         let args = SupervisorArgs {
             settings: settings.clone(),
             runtime,
             bus: bus.clone(),
             owner_id: owner_id.clone(),
             metrics: metrics.clone(),
+            approvals: approvals.clone(),
         };
         let (supervisor, handle) = Actor::spawn(Some(SUPERVISOR_NAME.to_owned()), Supervisor, args)
             .await
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
+        let store = StoreClient::new();
+        // Approvals a previous instance left pending can never be answered: never allowed.
+        match store.expire_orphan_approvals(&owner_id).await {
+            Ok(0) => {}
+            Ok(expired) => {
+                tracing::warn!(expired, "approvals left pending by a previous run expired")
+            }
+            Err(err) => tracing::error!("cannot expire approvals left by a previous run: {err}"),
+        }
         Ok((
             Self {
                 supervisor,
-                store: StoreClient::new(),
+                store,
                 metrics,
                 started: std::time::Instant::now(),
                 bus,
                 settings: Arc::new(settings),
                 owner_id,
+                approvals,
             },
             handle,
         ))
@@ -114,6 +128,47 @@ impl Daemon {
     pub async fn create_session(&self, request: NewSession) -> Result<Session> {
         self.ask(|reply| SupervisorMsg::CreateSession { request, reply })
             .await?
+    }
+
+    /// Queues the next turn of `id`'s conversation (issue 15; see `conversation`).
+    pub async fn continue_session(
+        &self,
+        id: &str,
+        request: crate::domain::conversation::ContinueRequest,
+    ) -> Result<Session> {
+        let session =
+            crate::conversation::continue_session(&self.settings, &self.store, id, request, None)
+                .await?;
+        self.metrics.sessions_created.inc();
+        let _ = self.supervisor.cast(SupervisorMsg::Kick);
+        Ok(session)
+    }
+
+    /// Approvals matching `filter`, newest first.
+    pub async fn approvals(
+        &self,
+        filter: crate::domain::ApprovalFilter,
+    ) -> Result<Vec<crate::domain::Approval>> {
+        self.store.approvals(filter).await
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<crate::domain::Approval> {
+        self.store
+            .approval(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("approval {id} not found")))
+    }
+
+    /// A person's answer to a pending approval; `Conflict` once it was decided.
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        answer: crate::domain::approval::Answer,
+        decided_by: &str,
+    ) -> Result<crate::domain::Approval> {
+        self.approvals
+            .answer(&self.store, id, answer, decided_by)
+            .await
     }
 
     pub async fn rerun(&self, id: &str) -> Result<Session> {

@@ -5,7 +5,9 @@
 //! layer and the CLI use: it turns requests into actor messages with timeouts.
 
 pub mod admin;
+pub mod approvals;
 pub mod bus;
+pub mod conversation;
 pub mod daemon;
 pub mod domain;
 pub mod error;

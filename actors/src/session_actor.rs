@@ -23,6 +23,8 @@ pub struct SessionContext {
     pub store: StoreClient,
     pub runtime: Arc<dyn AgentRuntime>,
     pub metrics: crate::metrics::Metrics,
+    /// Approvals waited for in this daemon (policy `ask`, issue 15).
+    pub approvals: Arc<crate::approvals::ApprovalHub>,
 }
 
 /// The registered name of a session's actor; a second actor for the same session cannot start.
@@ -268,43 +270,68 @@ async fn run_worker(
         let _ = actor.cast(message);
     };
     report(SessionMsg::Status(session.policy_line()));
-    report(SessionMsg::Status("setting up workspace".into()));
-    let Some(id) = SessionId::parse(&session.id) else {
-        report(failed(
-            FailureKind::RuntimeError,
-            "invalid session id".into(),
-        ));
-        return;
+    // Issue 15: a continuation runs in its parent's workspace and carries the conversation.
+    let continuation = !session.continued_from.is_empty();
+    let workspace = if continuation {
+        report(SessionMsg::Status(format!(
+            "continuing in the workspace of session {}",
+            session.continued_from
+        )));
+        crate::conversation::reuse_workspace(&session)
+    } else {
+        report(SessionMsg::Status("setting up workspace".into()));
+        clone_workspace(&session, &ctx, &cancel).await
     };
-    let source = match crate::requests::clone_source(&ctx.settings, &session.repo) {
-        Ok(source) => source,
-        Err(err) => {
-            report(failed(FailureKind::RuntimeError, err.to_string()));
+    let workspace = match workspace {
+        Ok(workspace) => workspace,
+        Err(message) => {
+            let kind = if cancel.is_cancelled() {
+                FailureKind::Cancelled
+            } else {
+                FailureKind::RuntimeError
+            };
+            report(failed(kind, message));
             return;
         }
     };
-    let workspace =
-        match workspace::prepare(&source, &ctx.settings.workspaces_dir(), &id, &cancel).await {
-            Ok(workspace) => workspace,
-            Err(message) => {
-                let kind = if cancel.is_cancelled() {
-                    FailureKind::Cancelled
-                } else {
-                    FailureKind::RuntimeError
-                };
-                report(failed(kind, message));
+    let carried = if continuation {
+        let can_load = ctx.runtime.loads_sessions();
+        match crate::conversation::carry(&ctx.store, &session, can_load).await {
+            Ok(carried) => Some(carried),
+            Err(err) => {
+                let message = format!("cannot read the conversation: {err}");
+                report(failed(FailureKind::RuntimeError, message));
                 return;
             }
-        };
+        }
+    } else {
+        None
+    };
+    let decider =
+        crate::approvals::decider_for(&session, &ctx.approvals, &ctx.store, &ctx.settings);
+    if decider.is_some() && !ctx.runtime.asks_people() {
+        report(SessionMsg::Status(
+            "policy ask needs TELECODER_RUNTIME=native: nobody can be asked, so everything \
+             beyond reading is denied"
+                .into(),
+        ));
+    }
     report(SessionMsg::WorkspaceReady(workspace.clone()));
     report(SessionMsg::Status(format!(
         "running {}",
         ctx.runtime.name()
     )));
+    if let Some(carried) = &carried {
+        report(SessionMsg::Status(carried.notice.clone()));
+    }
+    let (prompt, resume) = match carried {
+        Some(carried) => (carried.prompt, carried.resume),
+        None => (session.prompt.clone(), None),
+    };
     let request = AgentRequest {
         session_id: session.id.clone(),
         work_dir: workspace.dir,
-        prompt: session.prompt.clone(),
+        prompt,
         agent: session.agent.clone(),
         command_override: ctx
             .settings
@@ -316,6 +343,8 @@ async fn run_worker(
         scratch_dir: ctx.settings.data_dir.join("tmp"),
         max_output_bytes: ctx.settings.max_output_bytes,
         env_remove: ctx.settings.agent_env_blocklist.clone(),
+        resume,
+        decider,
     };
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);
@@ -345,6 +374,18 @@ async fn run_worker(
     };
     let (agent_report, ()) = tokio::join!(run, forward);
     report(SessionMsg::Finished(Box::new(finish_from(agent_report))));
+}
+
+/// Clones the session's repository into a workspace of its own.
+async fn clone_workspace(
+    session: &Session,
+    ctx: &SessionContext,
+    cancel: &CancellationToken,
+) -> Result<Workspace, String> {
+    let id = SessionId::parse(&session.id).ok_or("invalid session id")?;
+    let source = crate::requests::clone_source(&ctx.settings, &session.repo)
+        .map_err(|err| err.to_string())?;
+    workspace::prepare(&source, &ctx.settings.workspaces_dir(), &id, cancel).await
 }
 
 fn failed(kind: FailureKind, message: String) -> SessionMsg {

@@ -154,6 +154,8 @@ pub struct SupervisorArgs {
     pub bus: EventBus,
     pub owner_id: String,
     pub metrics: crate::metrics::Metrics,
+    /// Approvals waited for in this daemon (issue 15).
+    pub approvals: Arc<crate::approvals::ApprovalHub>,
 }
 
 #[derive(Clone)]
@@ -375,6 +377,10 @@ async fn create_rerun(settings: Settings, store: StoreClient, id: String) -> Res
             parent.status.as_str()
         )));
     }
+    // Issue 15: a later turn of a conversation is rerun where it ran, as the next turn.
+    if !parent.continued_from.is_empty() {
+        return crate::conversation::rerun_turn(&settings, &store, &parent).await;
+    }
     let request = NewSession {
         repo: parent.repo.clone(),
         prompt: parent.prompt.clone(),
@@ -439,6 +445,7 @@ impl Actor for Supervisor {
                 store: StoreClient::new(),
                 runtime: args.runtime,
                 metrics: args.metrics,
+                approvals: args.approvals,
             }),
             store_args,
             children: HashMap::new(),

@@ -137,6 +137,7 @@ pub fn route_label(path: &str) -> String {
         "/api/watches",
         "/api/watch-events/ci",
         "/api/watch-events/pr",
+        "/api/approvals",
     ];
     if known.contains(&path) {
         return path.to_owned();
@@ -145,11 +146,15 @@ pub fn route_label(path: &str) -> String {
     match parts.as_slice() {
         ["", "api", "sessions", _] => "/api/sessions/:id".into(),
         ["", "api", "sessions", _, action]
-            if ["rerun", "cancel", "events", "lineage", "publish"].contains(action) =>
+            if [
+                "rerun", "continue", "cancel", "events", "lineage", "publish",
+            ]
+            .contains(action) =>
         {
             format!("/api/sessions/:id/{action}")
         }
         ["", "api", "watches", _] => "/api/watches/:id".into(),
+        ["", "api", "approvals", _] => "/api/approvals/:id".into(),
         ["", "api", "watches", _, "runs"] => "/api/watches/:id/runs".into(),
         _ => "other".into(),
     }

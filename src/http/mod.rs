@@ -2,6 +2,7 @@
 //! through [`Daemon`]; no route touches SQLite or processes.
 
 mod admin;
+mod approvals;
 mod auth;
 mod errors;
 mod sessions;
@@ -55,6 +56,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(sessions::routes(with_state(state.clone())))
         .unify()
         .or(watches::routes(with_state(state.clone())))
+        .unify()
+        .or(approvals::routes(with_state(state.clone())))
         .unify()
         .or(webhooks::routes(with_state(state.clone())))
         .unify()

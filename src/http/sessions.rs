@@ -1,4 +1,5 @@
-//! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
+//! Session routes: create, list, inbox, show, rerun, continue, cancel, events (JSON or SSE),
+//! lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::{sse, AppState, API_BODY_LIMIT};
@@ -6,6 +7,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use telecoder_actors::domain::conversation::ContinueRequest;
 use telecoder_actors::domain::{NewSession, PolicyMode, SessionFilter, SessionId, StatusFilter};
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -53,6 +55,12 @@ pub fn routes(
         .and(warp::post())
         .and(state.clone())
         .then(rerun);
+    let resume = api
+        .and(warp::path!("sessions" / String / "continue"))
+        .and(warp::post())
+        .and(state.clone())
+        .and(body.clone())
+        .then(continue_session);
     let cancel = api
         .and(warp::path!("sessions" / String / "cancel"))
         .and(warp::post())
@@ -87,6 +95,8 @@ pub fn routes(
         .or(show)
         .unify()
         .or(rerun)
+        .unify()
+        .or(resume)
         .unify()
         .or(cancel)
         .unify()
@@ -251,6 +261,24 @@ async fn rerun(raw_id: String, state: AppState) -> Response {
         async {
             let id = session_id(&raw_id)?;
             let session = state.daemon.rerun(id.as_str()).await?;
+            Ok(reply_json(StatusCode::CREATED, &session))
+        }
+        .await,
+    )
+}
+
+/// (ext, issue 15) The next turn of a finished session's conversation, in its workspace.
+async fn continue_session(
+    raw_id: String,
+    state: AppState,
+    body: Result<Bytes, ApiError>,
+) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let mut request: ContinueRequest = parse_body(&body?)?;
+            request.prompt = required(Some(request.prompt), "prompt")?;
+            let session = state.daemon.continue_session(id.as_str(), request).await?;
             Ok(reply_json(StatusCode::CREATED, &session))
         }
         .await,

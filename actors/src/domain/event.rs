@@ -17,6 +17,8 @@ pub enum EventKind {
     Tool,
     /// (ext) the agent's plan (native runtime): JSON array of its entries.
     Plan,
+    /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
+    Approval,
 }
 
 impl EventKind {
@@ -29,6 +31,7 @@ impl EventKind {
             Self::Publish => "publish",
             Self::Tool => "tool",
             Self::Plan => "plan",
+            Self::Approval => "approval",
         }
     }
 
@@ -41,6 +44,7 @@ impl EventKind {
             "publish" => Some(Self::Publish),
             "tool" => Some(Self::Tool),
             "plan" => Some(Self::Plan),
+            "approval" => Some(Self::Approval),
             _ => None,
         }
     }

@@ -1,5 +1,7 @@
 //! Domain types: plain data and pure rules, free of I/O so they can be tested in isolation.
 
+pub mod approval;
+pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod outcome;
@@ -7,6 +9,7 @@ pub mod policy;
 pub mod session;
 pub mod time;
 
+pub use approval::{Approval, ApprovalFilter, ApprovalStatus};
 pub use event::{Event, EventKind};
 pub use ids::SessionId;
 pub use outcome::Outcome;

@@ -55,6 +55,41 @@ impl StoreClient {
         }
     }
 
+    /// Runs `job` on the writer thread and answers after commit. `job` may run again on a
+    /// restarted store if the failed one never ran it, so it must not consume its captures.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        job: impl Fn(&mut super::Writer<'_>) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            let job = job.clone();
+            StoreMsg::Write(Box::new(move |writer: &mut super::Writer<'_>| {
+                let result = job(writer);
+                let fatal = match &result {
+                    Err(Error::Store(err)) if super::is_fatal(err) => Some(err.to_string()),
+                    _ => None,
+                };
+                let _ = reply.send(result);
+                fatal
+            }))
+        })
+        .await
+    }
+
+    /// Runs `query` on a pooled read connection.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        query: impl Fn(&rusqlite::Connection) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            let query = query.clone();
+            StoreMsg::Read(Box::new(move |pool: &super::ReadPool| {
+                let _ = reply.send(pool.with(query));
+            }))
+        })
+        .await
+    }
+
     pub async fn insert_session(
         &self,
         session: Session,

@@ -6,7 +6,9 @@
 //! published on the [`EventBus`]. A write that hits a fatal database error fails the actor, and
 //! the supervisor restarts it (which reopens the database).
 
+pub mod approvals;
 pub mod client;
+pub mod conversations;
 mod pool;
 pub mod queries;
 pub mod schema;
@@ -20,7 +22,7 @@ use crate::bus::EventBus;
 use crate::domain::redact::Redactor;
 use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
-use pool::ReadPool;
+pub use pool::ReadPool;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -35,8 +37,32 @@ pub const STORE_NAME: &str = "telecoder.store";
 /// that needs a reopen.
 type WriteJob = Box<dyn FnOnce(&mut Connection) -> Option<String> + Send>;
 
+/// What a closure write ([`StoreClient::write`]) gets: the write connection, and the bus to
+/// publish what it committed. (The shape issue 13's store has; queries added since are plain
+/// functions run through it.)
+pub struct Writer<'a> {
+    pub conn: &'a mut Connection,
+    bus: &'a EventBus,
+}
+
+impl Writer<'_> {
+    /// Publishes committed events to live readers (call after commit).
+    pub fn published(&self, events: &[Event]) {
+        publish_all(self.bus, events);
+    }
+}
+
+/// A closure write; returns a message when the database failed in a way that needs a reopen.
+pub type WriterJob = Box<dyn FnOnce(&mut Writer<'_>) -> Option<String> + Send>;
+/// A closure read on the pool (it answers its own reply port).
+pub type ReadJob = Box<dyn FnOnce(&ReadPool) + Send>;
+
 /// Messages the store understands. Each request carries its reply port.
 pub enum StoreMsg {
+    /// Run a closure on the writer thread ([`StoreClient::write`]).
+    Write(WriterJob),
+    /// Run a closure on a pooled reader ([`StoreClient::read`]).
+    Read(ReadJob),
     /// Insert a new session with its first events.
     InsertSession {
         session: Box<Session>,
@@ -273,7 +299,7 @@ impl StoreState {
 }
 
 /// Errors after which the connection cannot be trusted and must be reopened.
-fn is_fatal(err: &rusqlite::Error) -> bool {
+pub(crate) fn is_fatal(err: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     matches!(
         err.sqlite_error_code(),
@@ -362,6 +388,27 @@ impl Actor for StoreActor {
     ) -> Result<(), ActorProcessingErr> {
         state.handled += 1;
         match message {
+            StoreMsg::Write(job) => {
+                let bus = state.bus.clone();
+                let boxed: WriteJob = Box::new(move |conn| {
+                    let mut writer = Writer { conn, bus: &bus };
+                    job(&mut writer)
+                });
+                let _ = state.writer.send(boxed);
+            }
+            StoreMsg::Read(job) => {
+                let (reads, slots) = (state.reads.clone(), state.read_slots.clone());
+                tokio::spawn(async move {
+                    let Ok(slot) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        job(&reads);
+                        drop(slot);
+                    })
+                    .await;
+                });
+            }
             StoreMsg::InsertSession {
                 session,
                 first_events,

@@ -17,11 +17,13 @@ const SESSION_COLUMNS: &str = "id, repo, prompt, agent, parent_session_id, attem
     created_at, updated_at";
 
 /// Read-only columns after [`SESSION_COLUMNS`]: the published PR, a pending session's
-/// place in the FIFO run queue (1 = next; 0 for any other status), and what the runtime
-/// learned about the agent's side ([`record_agent_facts`]).
+/// place in the FIFO run queue (1 = next; 0 for any other status), what the runtime
+/// learned about the agent's side ([`record_agent_facts`]), the session it continues, and
+/// whether an approval of it is pending (derived, so it can never disagree with `approvals`).
 const QUEUE_POSITION: &str = "pr_number, pr_url, CASE WHEN status = 'pending' THEN \
     (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
-    ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage";
+    ELSE 0 END, agent_session_id, agent_load_session, stop_reason, token_usage, continued_from, \
+    EXISTS (SELECT 1 FROM approvals a WHERE a.session_id = sessions.id AND a.status = 'pending')";
 
 /// Reads a text column into a type that parses from text (an enum stored by name).
 pub(crate) fn parse_column<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -76,6 +78,8 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         agent_load_session: row.get(33)?,
         stop_reason: row.get(34)?,
         token_usage: serde_json::from_str(&row.get::<_, String>(35)?).ok(),
+        continued_from: row.get(36)?,
+        awaiting_approval: row.get(37)?,
     })
 }
 
@@ -148,7 +152,12 @@ pub fn insert_session_rows(
         .collect()
 }
 
-fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str) -> Result<Event> {
+pub(crate) fn insert_event(
+    conn: &Connection,
+    session_id: &str,
+    kind: EventKind,
+    data: &str,
+) -> Result<Event> {
     let created_at = time::now();
     conn.execute(
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -391,6 +400,9 @@ fn write_finish(
         return Ok(None);
     };
     super::watches::summarise_runs(tx, &session)?;
+    // Issue 15: an approval never outlives its session's run (cancel, timeout, crash sweep):
+    // it ends expired in the same transaction, before the terminal event.
+    super::approvals::expire_for_session(tx, id, finish.failure_kind)?;
     let (kind, data) = finish.terminal_event();
     let event = insert_event(tx, id, kind, data)?;
     Ok(Some(Finished { event, session }))
@@ -550,11 +562,14 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
 
 /// Finished sessions, most recently updated first. Read straight off the partial inbox index
 /// (the planner would otherwise pick the status index and sort every finished session: 163 ms
-/// at 100,000 sessions instead of a fraction of a millisecond).
+/// at 100,000 sessions instead of a fraction of a millisecond). A conversation shows once, as
+/// its latest finished turn: a turn whose continuation is itself in the inbox is left out.
 pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SESSION_COLUMNS}, {QUEUE_POSITION} FROM sessions INDEXED BY sessions_inbox \
-         WHERE status IN ('complete', 'error') ORDER BY updated_at DESC LIMIT ?1"
+         WHERE status IN ('complete', 'error') AND NOT EXISTS (SELECT 1 FROM sessions c \
+         WHERE c.continued_from = sessions.id AND c.continued_from != '' \
+         AND c.status IN ('complete', 'error')) ORDER BY updated_at DESC LIMIT ?1"
     ))?;
     let rows = stmt.query_map(params![limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)

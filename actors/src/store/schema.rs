@@ -122,6 +122,35 @@ ALTER TABLE sessions ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN token_usage TEXT NOT NULL DEFAULT '';
 ";
 
+/// Issue 15, task "converse": conversations (a session continued by the next turn in its
+/// workspace; at most one continuation per session, so two racing continues cannot both win)
+/// and approvals (policy `ask`: what the agent asked to do, waiting for a person).
+const V6_CONVERSATIONS_AND_APPROVALS: &str = "
+ALTER TABLE sessions ADD COLUMN continued_from TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX sessions_one_continuation ON sessions(continued_from)
+    WHERE continued_from != '';
+
+CREATE TABLE approvals (
+    id               TEXT PRIMARY KEY NOT NULL,
+    session_id       TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    tool_call_id     TEXT NOT NULL DEFAULT '',
+    title            TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    locations        TEXT NOT NULL DEFAULT '[]',
+    raw_input        TEXT NOT NULL DEFAULT '',
+    options          TEXT NOT NULL DEFAULT '[]',
+    status           TEXT NOT NULL,
+    selected_option  TEXT NOT NULL DEFAULT '',
+    decided_by       TEXT NOT NULL DEFAULT '',
+    created_at       TEXT NOT NULL,
+    expires_at       TEXT NOT NULL DEFAULT '',
+    decided_at       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX approvals_by_status ON approvals(status, created_at);
+CREATE INDEX approvals_pending_by_session ON approvals(session_id) WHERE status = 'pending';
+CREATE INDEX approvals_by_session ON approvals(session_id, created_at);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
@@ -129,12 +158,13 @@ fn migrations() -> Migrations<'static> {
         M::up(V3_PUBLISHED),
         M::up(V4_WATCH_SKIP_DRAFTS),
         M::up(V5_AGENT_FACTS),
+        M::up(V6_CONVERSATIONS_AND_APPROVALS),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    5
+    6
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,
