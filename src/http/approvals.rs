@@ -130,14 +130,8 @@ async fn answer(
 
 #[cfg(test)]
 mod tests {
+    use super::super::sessions::tests::query;
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Query {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn list_filters_are_checked() {

@@ -385,10 +385,11 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn query(pairs: &[(&str, &str)]) -> Query {
+    /// A query map from pairs (shared with the other routes' tests).
+    pub(in crate::http) fn query(pairs: &[(&str, &str)]) -> Query {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

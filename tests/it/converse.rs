@@ -38,31 +38,33 @@ fn statuses(api: &Api, id: &str) -> Vec<String> {
 
 /// A daemon whose mock agents keep their sessions on disk, so a later agent process can load
 /// them; `nl` is the same mock without `loadSession`.
-fn conversation_daemon(state: &tempfile::TempDir, extra: &[(&str, &str)]) -> TestDaemon {
+fn conversation_daemon(state: &tempfile::TempDir) -> TestDaemon {
     let no_load = format!("{} --no-load-session", mock_agent_command());
     let state_dir = state.path().to_string_lossy().into_owned();
-    let mut env = vec![
+    TestDaemon::start_with(&[
         ("MOCK_AGENT_STATE_DIR", state_dir.as_str()),
         ("TELECODER_AGENT_NL_COMMAND", no_load.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    TestDaemon::start_with(&env)
+    ])
+}
+
+/// A finished first turn under `standard` (so that it may write), run by `agent`.
+#[track_caller]
+fn first_turn(api: &Api, repo: &TestRepo, prompt: &str, agent: &str) -> Value {
+    let body = json!({"policy": "standard", "agent": agent});
+    let created = api.create(&repo.path_str(), prompt, body);
+    let done = api.wait_finished(&id_of(&created), SHORT);
+    assert_eq!(done["status"], "complete", "{done}");
+    done
 }
 
 #[test]
 fn a_conversation_continues_in_the_same_workspace_and_agent_session() {
     let state = tempfile::tempdir().expect("tempdir");
-    let daemon = conversation_daemon(&state, &[]);
+    let daemon = conversation_daemon(&state);
     let repo = TestRepo::new();
     let api = daemon.api();
-    let first = api.create(
-        &repo.path_str(),
-        "@mock write notes.txt first turn",
-        json!({"policy": "standard"}),
-    );
+    let first = first_turn(&api, &repo, "@mock write notes.txt first turn", "mock");
     let first_id = id_of(&first);
-    let first = api.wait_finished(&first_id, SHORT);
-    assert_eq!(first["status"], "complete", "{first}");
 
     let second = continued(&api, &first_id, "@mock fs-read notes.txt");
     let second_id = id_of(&second);
@@ -125,7 +127,11 @@ fn a_conversation_continues_in_the_same_workspace_and_agent_session() {
     );
     let inbox = api.get("/api/inbox").body;
     let shown = ids(inbox.as_array().map(Vec::as_slice).unwrap_or_default());
-    assert_eq!(shown, [third_id.clone()], "the inbox shows the latest turn");
+    assert_eq!(
+        shown,
+        [third_id.as_str()],
+        "the inbox shows the latest turn"
+    );
     // Each turn keeps its own outcome.
     assert_eq!(api.session(&first_id)["resultText"], "wrote notes.txt");
 
@@ -144,16 +150,15 @@ fn a_conversation_continues_in_the_same_workspace_and_agent_session() {
 #[test]
 fn without_load_session_the_earlier_turns_travel_in_the_prompt() {
     let state = tempfile::tempdir().expect("tempdir");
-    let daemon = conversation_daemon(&state, &[]);
+    let daemon = conversation_daemon(&state);
     let repo = TestRepo::new();
     let api = daemon.api();
-    let first = api.create(
-        &repo.path_str(),
+    let first_id = id_of(&first_turn(
+        &api,
+        &repo,
         "@mock write notes.txt hello",
-        json!({"policy": "standard", "agent": "nl"}),
-    );
-    let first_id = id_of(&first);
-    assert_eq!(api.wait_finished(&first_id, SHORT)["status"], "complete");
+        "nl",
+    ));
     assert_eq!(api.session(&first_id)["agentLoadSession"], false);
 
     let second_id = id_of(&continued(&api, &first_id, "@mock echo and the docs?"));
@@ -293,6 +298,13 @@ fn pending_approval(api: &Api, session: &str) -> Value {
     })
 }
 
+/// Starts a session under `ask` and waits for its approval: (session id, approval record).
+fn asking(api: &Api, repo: &TestRepo, prompt: &str) -> (String, Value) {
+    let id = id_of(&api.create(&repo.path_str(), prompt, json!({"policy": "ask"})));
+    let approval = pending_approval(api, &id);
+    (id, approval)
+}
+
 fn answer(api: &Api, approval: &str, decision: &str) -> Reply {
     api.post(
         &format!("/api/approvals/{approval}"),
@@ -330,8 +342,13 @@ fn an_allowed_write_happens_and_a_denied_one_does_not() {
         return;
     }
     let ask = json!({"policy": "ask"});
+    let secret = format!("ghp_{}", "A1b2C3d4".repeat(5));
     let allowed_id = id_of(&api.create(&repo.path_str(), "@mock write yes.txt hello", ask.clone()));
-    let denied_id = id_of(&api.create(&repo.path_str(), "@mock write no.txt nope", ask));
+    let denied_id = id_of(&api.create(
+        &repo.path_str(),
+        &format!("@mock write no.txt {secret}"),
+        ask,
+    ));
 
     let approval = pending_approval(&api, &allowed_id);
     let approval_id = approval["id"].as_str().unwrap_or_default().to_owned();
@@ -405,6 +422,11 @@ fn an_allowed_write_happens_and_a_denied_one_does_not() {
     );
 
     let denial = pending_approval(&api, &denied_id);
+    let raw = denial["toolCall"]["rawInput"].as_str().unwrap_or_default();
+    assert!(
+        !raw.contains(&secret),
+        "the agent's input is redacted: {raw}"
+    );
     let reply = answer(&api, denial["id"].as_str().unwrap_or_default(), "deny");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.body["status"], "denied");
@@ -446,7 +468,55 @@ fn an_allowed_write_happens_and_a_denied_one_does_not() {
         text.contains(&approval_id) && text.contains("allowed") && text.contains("denied"),
         "{text}"
     );
-    drop(daemon);
+    let mut daemon = daemon;
+    daemon.terminate();
+    let data_dir = daemon.data_dir.to_string_lossy().into_owned();
+    let offline = telecoder(
+        &[
+            ("TELECODER_URL", url.as_str()),
+            ("TELECODER_DATA_DIR", data_dir.as_str()),
+        ],
+        &["approvals", "--status", "denied"],
+    );
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&offline.stdout).expect("JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["status"], "denied");
+}
+
+#[test]
+fn a_cancelled_session_leaves_no_approval_pending() {
+    let daemon = TestDaemon::start();
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    if refused_under_acpx(&api, &repo) {
+        return;
+    }
+    let (id, approval) = asking(&api, &repo, "@mock write gone.txt x");
+    let approval_id = approval["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        api.post(&format!("/api/sessions/{id}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    let session = api.wait_finished(&id, SHORT);
+    assert_eq!(session["status"], "cancelled", "{session}");
+    let record = api.get(&format!("/api/approvals/{approval_id}")).body;
+    assert_eq!(record["status"], "expired", "{record}");
+    assert!(record["decidedBy"]
+        .as_str()
+        .is_some_and(|by| by.starts_with("session ended")));
+    assert_eq!(answer(&api, &approval_id, "allow").status, 409);
+    assert!(!workspace_file(&session, "gone.txt").exists());
+    let events = api.events(&id);
+    assert!(
+        events.last().is_some_and(|e| e["type"] == "error"),
+        "the terminal event is last"
+    );
 }
 
 #[test]
@@ -462,12 +532,7 @@ fn an_unanswered_approval_expires_denied_and_does_not_spend_the_runtime_budget()
     if refused_under_acpx(&api, &repo) {
         return;
     }
-    let patient = id_of(&api.create(
-        &repo.path_str(),
-        "@mock write late.txt ok",
-        json!({"policy": "ask"}),
-    ));
-    let approval = pending_approval(&api, &patient);
+    let (patient, approval) = asking(&api, &repo, "@mock write late.txt ok");
     let asked = Instant::now();
     // Past the budget (3 s from the prompt, which came before the question): still waiting.
     std::thread::sleep(Duration::from_secs(4).saturating_sub(asked.elapsed()));
@@ -480,12 +545,7 @@ fn an_unanswered_approval_expires_denied_and_does_not_spend_the_runtime_budget()
     assert_eq!(done["status"], "complete", "{done}");
     assert!(workspace_file(&done, "late.txt").exists());
 
-    let ignored = id_of(&api.create(
-        &repo.path_str(),
-        "@mock write never.txt x",
-        json!({"policy": "ask"}),
-    ));
-    let approval = pending_approval(&api, &ignored);
+    let (ignored, approval) = asking(&api, &repo, "@mock write never.txt x");
     let approval_id = approval["id"].as_str().unwrap_or_default().to_owned();
     let expires = approval["expiresAt"].as_str().unwrap_or_default();
     assert!(expires > approval["createdAt"].as_str().unwrap_or_default());
@@ -511,12 +571,7 @@ fn a_pending_approval_never_survives_a_crash() {
     if refused_under_acpx(&api, &repo) {
         return;
     }
-    let id = id_of(&api.create(
-        &repo.path_str(),
-        "@mock write crash.txt x",
-        json!({"policy": "ask"}),
-    ));
-    let approval = pending_approval(&api, &id);
+    let (id, approval) = asking(&api, &repo, "@mock write crash.txt x");
     let approval_id = approval["id"].as_str().unwrap_or_default().to_owned();
     let work_dir = api.session(&id)["workDir"]
         .as_str()
@@ -619,12 +674,7 @@ fn approval_round_trip_latency() {
     let epoch = |text: &str| humantime_epoch(text).unwrap_or_else(|| panic!("timestamp {text}"));
     let (mut stored, mut answered, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..8 {
-        let id = id_of(&api.create(
-            &repo.path_str(),
-            &format!("@mock write r{round}.txt x"),
-            json!({"policy": "ask"}),
-        ));
-        let approval = pending_approval(&api, &id);
+        let (id, approval) = asking(&api, &repo, &format!("@mock write r{round}.txt x"));
         let sent = Instant::now();
         let reply = answer(&api, approval["id"].as_str().unwrap_or_default(), "allow");
         answered.push(sent.elapsed().as_secs_f64() * 1000.0);
