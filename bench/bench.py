@@ -17,6 +17,9 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
   i. runtimes        native vs acpx runtime vs the bare mock agent, in one run: session latency,
                      overhead over the bare agent, CPU per session, bursts of 20 and 100 (wall,
                      peak RSS of the process tree), against the issue's targets
+  j. approvals       policy ask, a person who answers at once: the agent's permission request ->
+                     approval stored -> answered (POST) -> the agent hears the answer (mock agent
+                     timestamps + server timestamps)
 
 Sections a-h run the daemon with --runtime (default native, the daemon's default).
 
@@ -74,6 +77,7 @@ PROFILES = {
         "stream_clients": 50,
         "runtimes_n": 10,
         "runtimes_bursts": [20, 100],
+        "approvals_n": 20,
     },
     "full": {
         "start_n": 50,
@@ -92,6 +96,7 @@ PROFILES = {
         "stream_clients": 100,
         "runtimes_n": 30,
         "runtimes_bursts": [20, 100],
+        "approvals_n": 100,
     },
 }
 
@@ -1182,6 +1187,80 @@ def bench_runtimes(workdir, acpx, repo, clone, profile):
 
 
 # ---------------------------------------------------------------------------------------------
+# j. approvals (policy ask)
+
+
+def timing_entries(path):
+    """The mock agent's MOCK_AGENT_TIMING lines."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def bench_approvals(workdir, acpx, repo, profile):
+    """One approval per session (policy ask), answered as soon as it is seen; each hop timed."""
+    n = profile["approvals_n"]
+    timing = os.path.join(workdir, "j-timing.jsonl")
+    log("j: %d approvals under policy ask (native runtime), answered at once" % n)
+    daemon = Daemon(workdir, "j-approvals", acpx, {"TELECODER_RUNTIME": "native", "MOCK_AGENT_TIMING": timing})
+    daemon.start()
+    api = daemon.api
+    hops = {key: [] for key in ("request_to_stored", "stored_to_seen", "post", "decided_to_resumed", "request_to_resumed")}
+    try:
+        for i in range(n):
+            status, session = api.call("POST", "/api/sessions", {
+                "repo": repo, "prompt": "@mock write j%d.txt x" % i, "agent": "mock", "policy": "ask"})
+            if status != 201:
+                raise BenchError("POST /api/sessions (ask) -> %s %s" % (status, session))
+            deadline = time.monotonic() + 60
+            while True:
+                pending = api.get("/api/approvals?status=pending&session=%s" % session["id"])
+                if pending:
+                    approval, seen = pending[0], time.time() * 1000.0
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError("no approval for session %s within 60 s" % session["id"])
+                time.sleep(0.002)
+            t0 = time.perf_counter()
+            status, decided = api.call("POST", "/api/approvals/%s" % approval["id"], {"decision": "allow"})
+            post_ms = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                raise BenchError("POST /api/approvals/%s -> %s %s" % (approval["id"], status, decided))
+            while api.get("/api/sessions/%s" % session["id"])["status"] in ("pending", "running"):
+                time.sleep(0.01)
+            entries = timing_entries(timing)
+            request = [e for e in entries if e["event"] == "request" and e["method"] == "session/request_permission"][-1]
+            response = [e for e in entries if e["event"] == "response" and e["id"] == request["id"]
+                        and e["pid"] == request["pid"]][-1]
+            asked, heard = request["ts"] * 1000.0, response["ts"] * 1000.0
+            stored, answered = parse_ts(approval["createdAt"]), parse_ts(decided["decidedAt"])
+            hops["request_to_stored"].append(stored - asked)
+            hops["stored_to_seen"].append(seen - stored)
+            hops["post"].append(post_ms)
+            hops["decided_to_resumed"].append(heard - answered)
+            hops["request_to_resumed"].append(heard - asked)
+    finally:
+        daemon.stop()
+    return {"n": n, "hops_ms": {key: summary(values) for key, values in hops.items()}}
+
+
+def approval_rows(add, j):
+    """Rows of section j."""
+    labels = (
+        ("request_to_stored", "j agent asks -> approval stored", "mock's clock -> createdAt (1 ms)"),
+        ("stored_to_seen", "stored -> seen by the poller", "GET every 2 ms stands in for a person"),
+        ("post", "POST /api/approvals/:id round trip", "recorded before the agent hears it"),
+        ("decided_to_resumed", "decided -> agent hears the answer", "decidedAt -> mock's clock"),
+        ("request_to_resumed", "j whole round trip, answered at once", "agent asks -> agent resumes"),
+    )
+    for key, label, note in labels:
+        s = j["hops_ms"][key]
+        add(0 if label.startswith("j ") else 1, label, ms(s["p50"]), ms(s["p99"]), "n=%d; %s" % (j["n"], note))
+
+
+# ---------------------------------------------------------------------------------------------
 # f. ingestion under wrk
 
 WEBHOOK_SECRET = "bench-webhook-secret"
@@ -2139,6 +2218,9 @@ def table_rows(results):
     i = results.get("i")
     if i:
         runtime_rows(add, i)
+    j = results.get("j")
+    if j:
+        approval_rows(add, j)
     return rows
 
 
@@ -2209,7 +2291,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghi", help="sections to run, e.g. 'ad' (default abcdefghi)")
+    parser.add_argument("--only", default="abcdefghij", help="sections to run, e.g. 'ad' (default abcdefghij)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2271,6 +2353,8 @@ def main():
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
     if "i" in sections:
         results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
+    if "j" in sections:
+        results["j"] = bench_approvals(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()
