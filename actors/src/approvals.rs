@@ -70,11 +70,6 @@ impl ApprovalHub {
         self.lock().remove(id)
     }
 
-    /// Approvals waited for right now (admin view, tests).
-    pub fn waiting(&self) -> usize {
-        self.lock().len()
-    }
-
     /// A person's answer: recorded first, then the waiting agent hears it. `Conflict` once
     /// decided (or expired), `NotFound` for an unknown id.
     pub async fn answer(
@@ -304,8 +299,8 @@ impl Inner {
         let redact = |text: &str| clip(&self.redactor.redact(text), RAW_INPUT_LIMIT);
         let located = |paths: Vec<String>| {
             paths
-                .into_iter()
-                .map(|path| Location { path })
+                .iter()
+                .map(|path| Location { path: redact(path) })
                 .collect::<Vec<_>>()
         };
         let json = |value: serde_json::Value| value.to_string();
