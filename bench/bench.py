@@ -17,7 +17,7 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
   i. runtimes        native vs acpx runtime vs the bare mock agent, in one run: session latency,
                      overhead over the bare agent, CPU per session, bursts of 20 and 100 (wall,
                      peak RSS of the process tree), against the issue's targets
-  j. approvals       policy ask, a person who answers at once: the agent's permission request ->
+  l. approvals       policy ask, a person who answers at once: the agent's permission request ->
                      approval stored -> answered (POST) -> the agent hears the answer (mock agent
                      timestamps + server timestamps)
 
@@ -1187,7 +1187,7 @@ def bench_runtimes(workdir, acpx, repo, clone, profile):
 
 
 # ---------------------------------------------------------------------------------------------
-# j. approvals (policy ask)
+# l. approvals (policy ask)
 
 
 def timing_entries(path):
@@ -1202,16 +1202,16 @@ def timing_entries(path):
 def bench_approvals(workdir, acpx, repo, profile):
     """One approval per session (policy ask), answered as soon as it is seen; each hop timed."""
     n = profile["approvals_n"]
-    timing = os.path.join(workdir, "j-timing.jsonl")
-    log("j: %d approvals under policy ask (native runtime), answered at once" % n)
-    daemon = Daemon(workdir, "j-approvals", acpx, {"TELECODER_RUNTIME": "native", "MOCK_AGENT_TIMING": timing})
+    timing = os.path.join(workdir, "l-timing.jsonl")
+    log("l: %d approvals under policy ask (native runtime), answered at once" % n)
+    daemon = Daemon(workdir, "l-approvals", acpx, {"TELECODER_RUNTIME": "native", "MOCK_AGENT_TIMING": timing})
     daemon.start()
     api = daemon.api
     hops = {key: [] for key in ("asked_to_visible", "post", "sent_to_resumed", "asked_to_resumed", "pending_server")}
     try:
         for i in range(n):
             status, session = api.call("POST", "/api/sessions", {
-                "repo": repo, "prompt": "@mock write j%d.txt x" % i, "agent": "mock", "policy": "ask"})
+                "repo": repo, "prompt": "@mock write l%d.txt x" % i, "agent": "mock", "policy": "ask"})
             if status != 201:
                 raise BenchError("POST /api/sessions (ask) -> %s %s" % (status, session))
             deadline = time.monotonic() + 60
@@ -1246,18 +1246,18 @@ def bench_approvals(workdir, acpx, repo, profile):
     return {"n": n, "hops_ms": {key: summary(values) for key, values in hops.items()}}
 
 
-def approval_rows(add, j):
-    """Rows of section j."""
+def approval_rows(add, approvals):
+    """Rows of section l."""
     labels = (
-        ("asked_to_visible", "j agent asks -> approval stored, seen by GET", "polled every 2 ms: an upper bound"),
+        ("asked_to_visible", "l agent asks -> approval stored, seen by GET", "polled every 2 ms: an upper bound"),
         ("post", "POST /api/approvals/:id round trip", "answer stored, then the agent told"),
         ("sent_to_resumed", "answer sent -> agent hears it", "includes the POST's own work"),
         ("pending_server", "createdAt -> decidedAt (server)", "the 'person' is the poller; 1 ms resolution"),
-        ("asked_to_resumed", "j whole round trip, answered at once", "agent asks -> agent resumes"),
+        ("asked_to_resumed", "l whole round trip, answered at once", "agent asks -> agent resumes"),
     )
     for key, label, note in labels:
-        s = j["hops_ms"][key]
-        add(0 if label.startswith("j ") else 1, label, ms(s["p50"]), ms(s["p99"]), "n=%d; %s" % (j["n"], note))
+        s = approvals["hops_ms"][key]
+        add(0 if label.startswith("l ") else 1, label, ms(s["p50"]), ms(s["p99"]), "n=%d; %s" % (approvals["n"], note))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2218,9 +2218,9 @@ def table_rows(results):
     i = results.get("i")
     if i:
         runtime_rows(add, i)
-    j = results.get("j")
-    if j:
-        approval_rows(add, j)
+    approvals = results.get("l")
+    if approvals:
+        approval_rows(add, approvals)
     return rows
 
 
@@ -2291,7 +2291,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghij", help="sections to run, e.g. 'ad' (default abcdefghij)")
+    parser.add_argument("--only", default="abcdefghijl", help="sections to run, e.g. 'ad' (default abcdefghijl)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2353,8 +2353,8 @@ def main():
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
     if "i" in sections:
         results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
-    if "j" in sections:
-        results["j"] = bench_approvals(workdir, acpx, repo, profile)
+    if "l" in sections:
+        results["l"] = bench_approvals(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()
