@@ -1,13 +1,15 @@
 //! Configuration from the environment, validated once at start-up. A bad value stops the
 //! program with one line naming the variable.
 
+use crate::http::browser::{parse_list, AllowedHost, BrowserPolicy, WebOrigin};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
 use telecoder_actors::settings::{
-    default_concurrency, RuntimeKind, Secret, Settings, SECRET_VARIABLES,
+    default_concurrency, RuntimeKind, Secret, Settings, DEFAULT_WORKSPACE_GC_INTERVAL,
+    DEFAULT_WORKSPACE_RETENTION, SECRET_VARIABLES,
 };
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
@@ -42,6 +44,9 @@ pub struct Config {
     pub tokens: Tokens,
     /// `TELECODER_LOG_FORMAT=json` makes every log line a JSON object.
     pub json_logs: bool,
+    /// `TELECODER_ALLOWED_ORIGINS` and `TELECODER_ALLOWED_HOSTS`: the exceptions to the
+    /// browser checks (see `http::browser`).
+    pub browser: BrowserPolicy,
 }
 
 /// The API's bearer tokens by scope.
@@ -135,6 +140,17 @@ fn allowed_repos(lookup: Lookup<'_>) -> Result<Vec<glob::Pattern>, ConfigError> 
         .collect()
 }
 
+/// The browser checks' exceptions, each entry validated.
+fn browser_policy(lookup: Lookup<'_>) -> Result<BrowserPolicy, ConfigError> {
+    let list = |name: &'static str| value(lookup, name).unwrap_or_default();
+    Ok(BrowserPolicy {
+        allowed_origins: parse_list::<WebOrigin>(&list("TELECODER_ALLOWED_ORIGINS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_ORIGINS", err))?,
+        allowed_hosts: parse_list::<AllowedHost>(&list("TELECODER_ALLOWED_HOSTS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_HOSTS", err))?,
+    })
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -148,41 +164,6 @@ type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn value(lookup: Lookup<'_>, name: &str) -> Option<String> {
     lookup(name).filter(|v| !v.trim().is_empty())
-}
-
-/// A duration: whole seconds, or a whole number with `s`, `m` or `h` (`90`, `90s`, `30m`, `2h`).
-fn duration(
-    lookup: Lookup<'_>,
-    name: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = value(lookup, name) else {
-        return Ok(default);
-    };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let scale = match unit.trim() {
-        "" | "s" => Some(1),
-        "m" => Some(60),
-        "h" => Some(3600),
-        _ => None,
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .zip(scale)
-        .and_then(|(n, scale)| n.checked_mul(scale))
-        .map(Duration::from_secs)
-        .ok_or_else(|| {
-            invalid(
-                name,
-                format!("'{text}' is not a duration (seconds, or with s, m or h: 90, 30m, 2h)"),
-            )
-        })
 }
 
 fn number<T: std::str::FromStr + PartialOrd + Default>(
@@ -217,6 +198,81 @@ fn bounded<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
         ));
     }
     Ok(n)
+}
+
+/// A duration such as `14d`, `36h`, `90m`, `45s`, `2w`, or a number of seconds.
+fn duration(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: Duration,
+    min: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(default);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &trimmed[digits.len()..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        "w" => 7 * 24 * 3600,
+        _ => 0,
+    };
+    let seconds = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a duration (a number with s, m, h, d or w, e.g. 14d)"),
+            )
+        })?;
+    let duration = Duration::from_secs(seconds);
+    if duration < min {
+        return Err(invalid(
+            name,
+            format!("{text} is shorter than the minimum, {}s", min.as_secs()),
+        ));
+    }
+    Ok(duration)
+}
+
+/// A positive size such as `20G`, `512MiB`, `1500000000`; unset means none.
+fn size(lookup: Lookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(None);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match trimmed[digits.len()..]
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => 0,
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a positive size (bytes, or a number with K, M, G or T, e.g. 20G)"),
+            )
+        })
 }
 
 /// The longest minimum spacing of schedules an operator may ask for: once a day.
@@ -336,6 +392,7 @@ impl Config {
                 lookup,
                 "TELECODER_APPROVAL_TIMEOUT",
                 Duration::from_secs(30 * 60),
+                Duration::from_secs(1),
             )?,
             heartbeat: Duration::from_secs(heartbeat),
             stale: Duration::from_secs(stale),
@@ -379,6 +436,19 @@ impl Config {
                 .unwrap_or_else(|| "TeleCoder".into()),
             git_author_email: value(lookup, "TELECODER_GIT_AUTHOR_EMAIL")
                 .unwrap_or_else(|| "telecoder@localhost".into()),
+            workspace_retention: duration(
+                lookup,
+                "TELECODER_WORKSPACE_RETENTION",
+                DEFAULT_WORKSPACE_RETENTION,
+                Duration::ZERO,
+            )?,
+            workspace_max_bytes: size(lookup, "TELECODER_WORKSPACE_MAX_BYTES")?,
+            workspace_gc_interval: duration(
+                lookup,
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                DEFAULT_WORKSPACE_GC_INTERVAL,
+                Duration::from_secs(1),
+            )?,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {
@@ -405,6 +475,7 @@ impl Config {
             github_webhook_secret,
             tokens,
             json_logs,
+            browser: browser_policy(lookup)?,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -471,6 +542,19 @@ impl Config {
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
                 s.schedule_min_interval.as_secs().to_string(),
             ),
+            (
+                "TELECODER_WORKSPACE_RETENTION",
+                format!("{}s", s.workspace_retention.as_secs()),
+            ),
+            (
+                "TELECODER_WORKSPACE_MAX_BYTES",
+                s.workspace_max_bytes
+                    .map_or_else(|| "(no cap)".to_owned(), |n| n.to_string()),
+            ),
+            (
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                format!("{}s", s.workspace_gc_interval.as_secs()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -481,6 +565,33 @@ impl Config {
                 command.clone(),
             )
         }));
+        let joined = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        rows.push((
+            "TELECODER_ALLOWED_ORIGINS".into(),
+            joined(
+                self.browser
+                    .allowed_origins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
+        rows.push((
+            "TELECODER_ALLOWED_HOSTS".into(),
+            joined(
+                self.browser
+                    .allowed_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
         let secret = if self.github_webhook_secret.is_some() {
             "(set)"
         } else {
@@ -575,21 +686,71 @@ mod tests {
                 "TELECODER_APPROVAL_TIMEOUT",
             ),
             (
-                vec![("TELECODER_APPROVAL_TIMEOUT", "5d")],
-                "TELECODER_APPROVAL_TIMEOUT",
-            ),
-            (
                 vec![
                     ("TELECODER_POLICY_MODE", "ask"),
                     ("TELECODER_RUNTIME", "acpx"),
                 ],
                 "TELECODER_POLICY_MODE",
             ),
+            (
+                vec![(
+                    "TELECODER_ALLOWED_ORIGINS",
+                    "https://ok.example, evil.example/x",
+                )],
+                "TELECODER_ALLOWED_ORIGINS",
+            ),
+            (
+                vec![("TELECODER_ALLOWED_HOSTS", "*.example.com")],
+                "TELECODER_ALLOWED_HOSTS",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_RETENTION", "14 days")],
+                "TELECODER_WORKSPACE_RETENTION",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "0")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "12X")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_GC_INTERVAL", "0")],
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);
             assert!(err.to_string().starts_with(&format!("invalid {variable}:")));
         }
+    }
+
+    #[test]
+    fn workspace_limits_read_units() {
+        let configured = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "36h"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "20G"),
+            ("TELECODER_WORKSPACE_GC_INTERVAL", "90"),
+        ])
+        .expect("valid");
+        let s = &configured.settings;
+        assert_eq!(s.workspace_retention, Duration::from_secs(36 * 3600));
+        assert_eq!(s.workspace_max_bytes, Some(20 << 30));
+        assert_eq!(s.workspace_gc_interval, Duration::from_secs(90));
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(
+            defaults.settings.workspace_retention,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        assert_eq!(defaults.settings.workspace_max_bytes, None);
+        let zero = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "0"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "512MiB"),
+        ])
+        .expect("valid");
+        assert_eq!(zero.settings.workspace_retention, Duration::ZERO);
+        assert_eq!(zero.settings.workspace_max_bytes, Some(512 << 20));
     }
 
     #[test]

@@ -5,26 +5,26 @@
 //!
 //! One workspace never has two agents: a session can be continued once, only when finished,
 //! and only while nothing else is pending or running in its workspace; the store checks this
-//! in the transaction that stores the new turn (`store::conversations`).
+//! in the transaction that stores the new turn (`store::conversations`). The turns share their
+//! first turn's workspace, its lock and its collection (`workspaces::workspace_owner`): the
+//! collector leaves it while a turn is pending or running, and once it is collected the
+//! conversation cannot go on (410).
 
 use crate::domain::conversation::{prompt_with_history, ContinueRequest, MAX_TURNS_IN_PROMPT};
 use crate::domain::{EventKind, NewSession, Session, SessionId};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::Resume;
 use crate::settings::Settings;
+use crate::store::workspaces::workspace_gone;
 use crate::store::StoreClient;
 use crate::workspace::Workspace;
-use std::path::{Path, PathBuf};
-
-/// Whether `session`'s workspace is gone for good. The one place that decides it: today a
-/// missing directory; the workspace collector's record can answer here later.
-pub fn workspace_collected(session: &Session) -> bool {
-    !session.work_dir.is_empty() && !Path::new(&session.work_dir).is_dir()
-}
+use crate::workspaces::{locks, workspace_owner};
+use std::path::PathBuf;
 
 /// Stores the next turn of `id`'s conversation: 404 unknown, 409 while `id` (or anything else
 /// in its workspace) is pending or running or once `id` was continued, 410 when its workspace
-/// was collected.
+/// was collected. The checks run in the transaction that stores the turn, under the
+/// workspace's lock, so the collector cannot take the workspace in between.
 pub async fn continue_session(
     settings: &Settings,
     store: &StoreClient,
@@ -33,18 +33,6 @@ pub async fn continue_session(
     first_event: Option<String>,
 ) -> Result<Session> {
     let parent = store.require_session(id).await?;
-    if !parent.status.is_finished() {
-        return Err(Error::Conflict(format!(
-            "session {id} is still {}; continue it once it has finished",
-            parent.status.as_str()
-        )));
-    }
-    if workspace_collected(&parent) {
-        return Err(Error::Gone(format!(
-            "the workspace of session {id} was collected ({} is gone); rerun it instead",
-            parent.work_dir
-        )));
-    }
     let session = continuation_record(settings, &parent, request)?;
     let first = first_event.unwrap_or_else(|| {
         format!(
@@ -52,6 +40,7 @@ pub async fn continue_session(
             parent.id, parent.branch
         )
     });
+    let _held = locks::session(workspace_owner(&parent)).await;
     store
         .insert_continuation(session.clone(), vec![(EventKind::Status, first)])
         .await?;
@@ -98,17 +87,43 @@ fn continuation_record(
     Ok(session)
 }
 
-/// The workspace a continuation runs in: its parent's, which must still be there.
-pub fn reuse_workspace(session: &Session) -> std::result::Result<Workspace, String> {
-    if workspace_collected(session) || session.work_dir.is_empty() {
+/// What a continuation starts from: its parent's workspace (which must still be there) and
+/// what its agent gets. `can_load`: the runtime can `session/load`.
+pub async fn resume(
+    store: &StoreClient,
+    session: &Session,
+    can_load: bool,
+) -> std::result::Result<(Workspace, Carried), String> {
+    let (omitted, mut turns) = store
+        .conversation(&session.id, MAX_TURNS_IN_PROMPT + 1)
+        .await
+        .map_err(|err| format!("cannot read the conversation: {err}"))?;
+    if turns.last().is_some_and(|last| last.id == session.id) {
+        turns.pop();
+    }
+    let workspace = reuse_workspace(session, &turns)?;
+    Ok((workspace, carry(session, omitted, &turns, can_load)))
+}
+
+/// The parent's workspace, with the commit the conversation started from (any earlier turn
+/// that ran recorded it).
+fn reuse_workspace(session: &Session, turns: &[Session]) -> std::result::Result<Workspace, String> {
+    if session.work_dir.is_empty() || workspace_gone(session) {
         return Err(format!(
             "the workspace this session continues in ({}) was collected before it started",
             session.work_dir
         ));
     }
+    let base_commit = turns
+        .iter()
+        .rev()
+        .map(|turn| turn.base_commit.as_str())
+        .find(|base| !base.is_empty())
+        .unwrap_or_default();
     Ok(Workspace {
         dir: PathBuf::from(&session.work_dir),
         branch: session.branch.clone(),
+        base_commit: base_commit.to_owned(),
     })
 }
 
@@ -122,17 +137,11 @@ pub struct Carried {
     pub notice: String,
 }
 
-/// The prompt (and the agent session to load) for `session`, a continuation. `can_load`: the
-/// runtime can `session/load`.
-pub async fn carry(store: &StoreClient, session: &Session, can_load: bool) -> Result<Carried> {
-    let (omitted, mut turns) = store
-        .conversation(&session.id, MAX_TURNS_IN_PROMPT + 1)
-        .await?;
-    if turns.last().is_some_and(|last| last.id == session.id) {
-        turns.pop();
-    }
+/// The prompt (and the agent session to load) for `session`, which continues `turns` (oldest
+/// first, after `omitted` older ones).
+fn carry(session: &Session, omitted: usize, turns: &[Session], can_load: bool) -> Carried {
     let nonce = SessionId::random().to_string();
-    let fallback = prompt_with_history(&session.prompt, &turns, omitted, &nonce);
+    let fallback = prompt_with_history(&session.prompt, turns, omitted, &nonce);
     let count = omitted + turns.len();
     let loadable = turns.last().filter(|parent| {
         can_load
@@ -140,7 +149,7 @@ pub async fn carry(store: &StoreClient, session: &Session, can_load: bool) -> Re
             && parent.agent_load_session
             && !parent.agent_session_id.is_empty()
     });
-    Ok(match loadable {
+    match loadable {
         Some(parent) => Carried {
             prompt: session.prompt.clone(),
             resume: Some(Resume {
@@ -162,7 +171,7 @@ pub async fn carry(store: &StoreClient, session: &Session, can_load: bool) -> Re
                 why_not_loaded(turns.last(), session, can_load)
             ),
         },
-    })
+    }
 }
 
 fn why_not_loaded(parent: Option<&Session>, session: &Session, can_load: bool) -> &'static str {

@@ -10,16 +10,19 @@ mod follow;
 pub mod output;
 mod read;
 mod watches;
+mod workspaces;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::ExitCode;
 use telecoder_actors::domain::approval::Verdict;
 use telecoder_actors::domain::{PolicyMode, StatusFilter};
+use telecoder_actors::publish::PublishRequest;
+use telecoder_actors::requests::FaultRequest;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -100,6 +103,8 @@ pub enum Command {
     },
     /// Check this machine: daemon, acpx, agents, git, data dir, port, token.
     Doctor,
+    #[command(flatten)]
+    Workspaces(workspaces::WorkspaceCommand),
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -307,12 +312,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::from_env()?;
     let out = Out {
         mode: Mode::choose(cli.json, cli.human, cli.format),
+        forced_json: cli.json || cli.format == Some(Format::Json),
     };
     let Some(command) = cli.command else {
         return Ok(ExitCode::SUCCESS);
     };
     match command {
-        Command::Serve => return daemon::serve(config).await,
+        Command::Serve => return serve::serve(config).await,
         Command::Config => {
             out.data(&render::ConfigView::of(&config), || render::config(&config))?;
             return Ok(ExitCode::SUCCESS);
@@ -342,6 +348,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         } => follow::events(ctx, &id, after.unwrap_or(0)).await,
         Command::TriggerCi(args) => watches::trigger_ci(ctx, args).await,
         Command::TriggerPr(args) => watches::trigger_pr(ctx, args).await,
+        Command::Workspaces(command) => workspaces::run(ctx, command).await,
         command => {
             other(ctx, command).await?;
             Ok(ExitCode::SUCCESS)
@@ -372,7 +379,7 @@ async fn other(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             title,
             body,
         } => {
-            let request = with_fields(json!({"base": base}), &[("title", &title), ("body", &body)]);
+            let request = PublishRequest { base, title, body };
             let published: Value = client
                 .post(&format!("/api/sessions/{id}/publish"), &request)
                 .await?;
@@ -402,24 +409,17 @@ async fn admin(ctx: &Ctx, command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Fault { target } => {
             let answer: Value = client
-                .post("/admin/faults", &json!({"target": target}))
+                .post(
+                    "/admin/faults",
+                    &FaultRequest {
+                        target: target.clone(),
+                    },
+                )
                 .await?;
             out.data(&answer, || format!("injected a failure into {target}\n"))?;
         }
     }
     Ok(())
-}
-
-/// Adds the non-empty optional fields to a JSON object.
-fn with_fields(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
-    if let Some(object) = body.as_object_mut() {
-        for (key, value) in fields {
-            if let Some(value) = value {
-                object.insert((*key).to_owned(), Value::String(value.clone()));
-            }
-        }
-    }
-    body
 }
 
 /// A local repository as the daemon should see it: absolute, since the daemon's working

@@ -2,10 +2,10 @@
 //! The answer is recorded before the agent hears it; an approval is answered once (409 after).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::sessions::{parse_body, reply_json, Query};
-use super::{AppState, API_BODY_LIMIT};
+use super::json::{parse_body, reply_json, Query};
+use super::route::{declare, declare_with_id, Route, Scope};
+use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use std::convert::Infallible;
 use telecoder_actors::domain::approval::Answer;
 use telecoder_actors::domain::{ApprovalFilter, ApprovalStatus, SessionId};
 use warp::filters::BoxedFilter;
@@ -17,29 +17,25 @@ use warp::Filter;
 const LIST_DEFAULT: u32 = 100;
 const LIST_MAX: u32 = 1000;
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let api = warp::path("api");
-    let list = api
-        .and(warp::path!("approvals"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(warp::query::<Query>())
-        .then(list);
-    let show = api
-        .and(warp::path!("approvals" / String))
-        .and(warp::get())
-        .and(state.clone())
-        .then(show);
-    let answer = api
-        .and(warp::path!("approvals" / String))
-        .and(warp::post())
-        .and(state)
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::header::optional::<String>("user-agent"))
-        .and(bounded_body(API_BODY_LIMIT))
-        .then(answer);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let with = || with_state(state.clone());
+    let list = declare(state, Route::get("/api/approvals", Scope::Read), |at| {
+        at.and(with()).and(warp::query::<Query>()).then(list)
+    });
+    let show = declare_with_id(state, Route::get("/api/approvals/:id", Scope::Read), |at| {
+        at.and(with()).then(show)
+    });
+    let answer = declare_with_id(
+        state,
+        Route::post("/api/approvals/:id", Scope::Write).json(),
+        |at| {
+            at.and(with())
+                .and(warp::header::optional::<String>("authorization"))
+                .and(warp::header::optional::<String>("user-agent"))
+                .and(bounded_body(API_BODY_LIMIT))
+                .then(answer)
+        },
+    );
     list.or(show).unify().or(answer).unify().boxed()
 }
 

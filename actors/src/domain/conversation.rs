@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContinueRequest {
-    /// Required; missing and blank are refused alike ("prompt is required").
-    #[serde(default)]
+    /// Required; missing, null and blank are refused alike ("prompt is required").
+    #[serde(default, deserialize_with = "crate::requests::text_or_null")]
     pub prompt: String,
     /// Defaults to the continued session's policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]

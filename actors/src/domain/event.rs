@@ -19,6 +19,8 @@ pub enum EventKind {
     Plan,
     /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
     Approval,
+    /// (ext) the session's branch was fetched into the user's repository.
+    Fetch,
 }
 
 impl EventKind {
@@ -32,6 +34,7 @@ impl EventKind {
             Self::Tool => "tool",
             Self::Plan => "plan",
             Self::Approval => "approval",
+            Self::Fetch => "fetch",
         }
     }
 
@@ -45,6 +48,7 @@ impl EventKind {
             "tool" => Some(Self::Tool),
             "plan" => Some(Self::Plan),
             "approval" => Some(Self::Approval),
+            "fetch" => Some(Self::Fetch),
             _ => None,
         }
     }

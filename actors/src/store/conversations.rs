@@ -3,19 +3,27 @@
 //! stores the new turn, and the unique index on `continued_from` makes the database itself
 //! refuse a second continuation: of two racing continues exactly one wins.
 
-use super::queries::{get_session, insert_session_rows};
+use super::queries::{get_session, insert_session_rows, session_select};
+use super::workspaces::{record_from_row, workspace_gone, WorkspaceRecord};
 use super::StoreClient;
 use crate::domain::{Event, EventKind, Session};
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
 
 /// Conversations deeper than this are not followed further back (a cycle cannot exist, since a
 /// turn continues an older session, but a bound costs nothing).
 const MAX_DEPTH: i64 = 10_000;
 
+/// The inbox's condition for conversations (issue 15): a conversation shows once, as its
+/// latest finished turn, so a turn whose continuation is itself finished is left out.
+pub(crate) const LATEST_FINISHED_TURN: &str = "NOT EXISTS (SELECT 1 FROM sessions c \
+    WHERE c.continued_from = sessions.id AND c.continued_from != '' \
+    AND c.status IN ('complete', 'error'))";
+
 /// Stores `session`, which continues `session.continued_from`, with its first events, if and
-/// only if that session is finished, has not been continued yet, and nothing else is pending
-/// or running in its workspace.
+/// only if that session is finished, has not been continued yet, its workspace is still there
+/// and nothing else is pending or running in it.
 pub fn insert_continuation(
     conn: &mut Connection,
     session: &Session,
@@ -26,27 +34,25 @@ pub fn insert_continuation(
     let parent = get_session(&tx, parent_id)?
         .ok_or_else(|| Error::NotFound(format!("session {parent_id} not found")))?;
     check_continuable(&tx, &parent)?;
-    let events = insert_session_rows(&tx, session, first_events)?;
-    // The unique index refuses a second continuation even if two transactions raced here.
-    tx.execute(
-        "UPDATE sessions SET continued_from = ?2 WHERE id = ?1",
-        params![session.id, parent_id],
-    )
-    .map_err(|err| match err {
-        rusqlite::Error::SqliteFailure(failure, _)
+    // The unique index on `continued_from` refuses a second continuation even if two
+    // transactions raced past the check.
+    let events = insert_session_rows(&tx, session, first_events).map_err(|err| match err {
+        Error::Store(rusqlite::Error::SqliteFailure(failure, _))
             if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             Error::Conflict(format!(
                 "session {parent_id} was continued by another request at the same moment"
             ))
         }
-        other => Error::Store(other),
+        other => other,
     })?;
     tx.commit()?;
     Ok(events)
 }
 
-/// Why `parent` cannot take another turn now, if it cannot.
+/// Why `parent` cannot take another turn now, if it cannot: 409 while it or anything else in
+/// its workspace is active, once it was continued, or when it never got a workspace; 410 once
+/// its workspace was collected.
 pub fn check_continuable(conn: &Connection, parent: &Session) -> Result<()> {
     let id = &parent.id;
     if !parent.status.is_finished() {
@@ -74,21 +80,59 @@ pub fn check_continuable(conn: &Connection, parent: &Session) -> Result<()> {
              rerun it instead"
         )));
     }
-    let busy: Option<(String, String)> = conn
-        .query_row(
-            "SELECT id, status FROM sessions WHERE work_dir = ?1 \
-             AND status IN ('pending', 'running') LIMIT 1",
-            params![parent.work_dir],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    if let Some((other, status)) = busy {
+    if workspace_gone(parent) {
+        return Err(Error::Gone(format!(
+            "the workspace of session {id} was collected (workspaceState '{}'); its work stays \
+             reachable with `telecoder diff {id}` and `telecoder fetch {id}` when it was saved; \
+             start a new session to go on",
+            parent.workspace_state
+        )));
+    }
+    if let Some((other, status)) = active_in(conn, &parent.work_dir)? {
         return Err(Error::Conflict(format!(
             "session {other} is {status} in the workspace of session {id}; continue once it has \
              finished"
         )));
     }
     Ok(())
+}
+
+/// A pending or running session in `work_dir`, if there is one.
+fn active_in(conn: &Connection, work_dir: &str) -> Result<Option<(String, String)>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, status FROM sessions WHERE work_dir = ?1 \
+             AND status IN ('pending', 'running') LIMIT 1",
+            params![work_dir],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The workspace directories a pending or running session works in. A pending continuation
+/// names its parent's directory from the moment it is stored, so the collector leaves it be.
+pub fn busy_work_dirs(conn: &Connection) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT work_dir FROM sessions WHERE status IN ('pending', 'running') \
+         AND work_dir != ''",
+    )?;
+    let dirs = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(dirs)
+}
+
+/// Every session that works in `work_dir` (the turns of one conversation share it), oldest
+/// first, with its workspace facts.
+pub fn workspace_sharers(conn: &Connection, work_dir: &str) -> Result<Vec<WorkspaceRecord>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {}, fetched_commit FROM sessions WHERE work_dir = ?1 ORDER BY rowid",
+        session_select()
+    ))?;
+    let records = stmt
+        .query_map(params![work_dir], record_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(records)
 }
 
 /// The turns of the conversation that ends with `id`, oldest first: its first session, each
@@ -128,6 +172,18 @@ impl StoreClient {
             Ok(events)
         })
         .await
+    }
+
+    /// See [`busy_work_dirs`].
+    pub async fn busy_work_dirs(&self) -> Result<HashSet<String>> {
+        self.read(busy_work_dirs).await
+    }
+
+    /// See [`workspace_sharers`].
+    pub async fn workspace_sharers(&self, work_dir: &str) -> Result<Vec<WorkspaceRecord>> {
+        let work_dir = work_dir.to_owned();
+        self.read(move |conn| workspace_sharers(conn, &work_dir))
+            .await
     }
 
     /// The conversation ending with `id` (see [`conversation`]).

@@ -122,13 +122,28 @@ ALTER TABLE sessions ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN token_usage TEXT NOT NULL DEFAULT '';
 ";
 
+/// Task "workspaces" (issue 16): the commit a workspace started from, fetches into the user's
+/// repository, and what the workspace collector did with the directory (`present`, `archived`
+/// as a bundle, or `collected`). Workspaces that exist already are `present`.
+const V6_WORKSPACES: &str = "
+ALTER TABLE sessions ADD COLUMN base_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_collected_at TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET workspace_state = 'present' WHERE work_dir != '';
+CREATE INDEX sessions_workspaces ON sessions(workspace_state) WHERE workspace_state != '';
+";
+
 /// Issue 15, task "converse": conversations (a session continued by the next turn in its
 /// workspace; at most one continuation per session, so two racing continues cannot both win)
-/// and approvals (policy `ask`: what the agent asked to do, waiting for a person).
-const V6_CONVERSATIONS_AND_APPROVALS: &str = "
+/// and approvals (policy `ask`: what the agent asked to do, waiting for a person). The turns
+/// of a conversation share one workspace directory, found by `work_dir`.
+const V7_CONVERSATIONS_AND_APPROVALS: &str = "
 ALTER TABLE sessions ADD COLUMN continued_from TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX sessions_one_continuation ON sessions(continued_from)
     WHERE continued_from != '';
+CREATE INDEX sessions_by_work_dir ON sessions(work_dir) WHERE work_dir != '';
 
 CREATE TABLE approvals (
     id               TEXT PRIMARY KEY NOT NULL,
@@ -158,13 +173,14 @@ fn migrations() -> Migrations<'static> {
         M::up(V3_PUBLISHED),
         M::up(V4_WATCH_SKIP_DRAFTS),
         M::up(V5_AGENT_FACTS),
-        M::up(V6_CONVERSATIONS_AND_APPROVALS),
+        M::up(V6_WORKSPACES),
+        M::up(V7_CONVERSATIONS_AND_APPROVALS),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    6
+    7
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,
