@@ -290,6 +290,106 @@ fn continue_never_puts_two_agents_in_one_workspace() {
         .contains("collected"));
 }
 
+/// The ids of the sessions whose workspaces a collector report removed.
+fn collected_ids(report: &Value) -> Vec<String> {
+    report["removed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["kind"] == "workspace")
+        .map(|r| r["sessionId"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[track_caller]
+fn collect_now(api: &Api) -> Value {
+    let reply = api.post("/admin/gc", &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+#[test]
+fn the_collector_waits_for_a_conversation_and_a_collected_one_cannot_go_on() {
+    // Every finished workspace is due at once; one session at a time keeps a turn pending.
+    let daemon = TestDaemon::start_with(&[
+        ("TELECODER_WORKSPACE_RETENTION", "0"),
+        ("TELECODER_WORKSPACE_GC_INTERVAL", "1h"),
+        ("TELECODER_MAX_CONCURRENT_SESSIONS", "1"),
+    ]);
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    let first = first_turn(&api, &repo, "@mock write notes.txt one", "mock");
+    let first_id = id_of(&first);
+    let dir = std::path::PathBuf::from(first["workDir"].as_str().unwrap_or_default());
+    let blocker = id_of(&api.create(&repo.path_str(), "@mock hang", json!({})));
+    api.wait_status(&blocker, "running", SHORT);
+    let second_id = id_of(&continued(&api, &first_id, "@mock write more.txt two"));
+    assert_eq!(api.session(&second_id)["status"], "pending");
+
+    // The first turn is finished, but its workspace is the pending turn's: it stays.
+    let report = collect_now(&api);
+    assert!(
+        !collected_ids(&report).contains(&first_id),
+        "a workspace with a pending turn was collected: {report}"
+    );
+    assert!(dir.join("notes.txt").is_file());
+    // Nothing else writes there meanwhile (fetch commits what is pending).
+    let fetch = api.post(&format!("/api/sessions/{first_id}/fetch"), &json!({}));
+    assert_eq!(fetch.status, 409, "{}", fetch.body);
+    assert!(fetch.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains(&second_id));
+
+    assert_eq!(
+        api.post(&format!("/api/sessions/{blocker}/cancel"), &json!({}))
+            .status,
+        200
+    );
+    let second = api.wait_finished(&second_id, SHORT);
+    assert_eq!(second["status"], "complete", "{second}");
+    assert_eq!(second["workspaceState"], "present");
+    assert_eq!(second["baseCommit"], first["baseCommit"]);
+
+    // Now the whole conversation is over: one workspace goes, its unsaved work bundled once.
+    let report = collect_now(&api);
+    let removed = collected_ids(&report);
+    assert!(removed.contains(&first_id), "{report}");
+    assert!(!removed.contains(&second_id), "{report}");
+    assert!(!dir.exists());
+    for id in [&first_id, &second_id] {
+        assert_eq!(api.session(id)["workspaceState"], "archived", "{id}");
+    }
+    let diff = api.send(
+        api.http()
+            .get(format!("{}/api/sessions/{second_id}/diff", api.base))
+            .header("accept", "application/json"),
+    );
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    let files: Vec<&str> = diff.body["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(
+        files.contains(&"notes.txt") && files.contains(&"more.txt"),
+        "{files:?}"
+    );
+
+    let gone = continue_reply(&api, &second_id, json!({"prompt": "@mock say more"}));
+    assert_eq!(gone.status, 410, "{}", gone.body);
+    assert!(gone.body["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("collected"));
+    let fetched = api.post(&format!("/api/sessions/{second_id}/fetch"), &json!({}));
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    assert_eq!(fetched.body["fromArchive"], true);
+    let branch = first["branch"].as_str().unwrap_or_default();
+    assert_eq!(repo.git(&["show", &format!("{branch}:more.txt")]), "two");
+}
+
 /// The pending approval of `session`, once it exists.
 fn pending_approval(api: &Api, session: &str) -> Value {
     wait_for("a pending approval", SHORT, || {

@@ -53,7 +53,7 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
         )));
     }
     // Issue 15: committing what is pending would write where the next turn's agent works.
-    if let Some(next) = super::busy_sharer(store, session).await? {
+    if let Some(next) = super::busy_sharer(store, &record).await? {
         return Err(Error::Conflict(format!(
             "session {} is {} in the workspace of session {id} (it continues the \
              conversation); fetch once it has finished",

@@ -191,15 +191,6 @@ fn last_ended(records: &[WorkspaceRecord], id: &str) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// Every session that worked in `record`'s workspace: itself and the later turns of its
-/// conversation (issue 15).
-async fn sharers(store: &StoreClient, record: &WorkspaceRecord) -> Result<Vec<WorkspaceRecord>> {
-    if record.session.work_dir.is_empty() {
-        return Ok(vec![record.clone()]);
-    }
-    store.workspace_sharers(&record.session.work_dir).await
-}
-
 /// Removes the oldest finished sessions' workspaces while all of them together exceed `cap`.
 async fn enforce_cap(
     settings: &Settings,
@@ -252,7 +243,7 @@ async fn collect_one(
     if !record.session.status.is_finished() {
         return kept(format!("session is {}", record.session.status.as_str()));
     }
-    let sharers = match sharers(store, &record).await {
+    let sharers = match super::sharers(store, &record).await {
         Ok(sharers) => sharers,
         Err(err) => return kept(err.to_string()),
     };

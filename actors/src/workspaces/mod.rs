@@ -121,17 +121,27 @@ pub async fn locked_record(
     Ok((record, held))
 }
 
-/// Another session pending or running in `session`'s workspace (the next turn of its
-/// conversation): nothing else may write there meanwhile.
-pub async fn busy_sharer(store: &StoreClient, session: &Session) -> Result<Option<Session>> {
-    if session.work_dir.is_empty() {
-        return Ok(None);
+/// Every session that works in `record`'s workspace: itself and the later turns of its
+/// conversation (issue 15), oldest first.
+pub async fn sharers(
+    store: &StoreClient,
+    record: &WorkspaceRecord,
+) -> Result<Vec<WorkspaceRecord>> {
+    if record.session.work_dir.is_empty() {
+        return Ok(vec![record.clone()]);
     }
-    let sharers = store.workspace_sharers(&session.work_dir).await?;
-    Ok(sharers
+    store.workspace_sharers(&record.session.work_dir).await
+}
+
+/// Another session pending or running in `record`'s workspace (the next turn of its
+/// conversation): nothing else may write there meanwhile.
+pub async fn busy_sharer(store: &StoreClient, record: &WorkspaceRecord) -> Result<Option<Session>> {
+    let id = &record.session.id;
+    Ok(sharers(store, record)
+        .await?
         .into_iter()
-        .map(|record| record.session)
-        .find(|other| other.id != session.id && !other.status.is_finished()))
+        .map(|sharer| sharer.session)
+        .find(|other| &other.id != id && !other.status.is_finished()))
 }
 
 /// The changes of a session against the commit its workspace started from, uncommitted ones
