@@ -390,6 +390,38 @@ fn the_collector_waits_for_a_conversation_and_a_collected_one_cannot_go_on() {
     assert_eq!(repo.git(&["show", &format!("{branch}:more.txt")]), "two");
 }
 
+#[test]
+fn retention_counts_from_the_last_turn_of_a_conversation() {
+    let daemon = TestDaemon::start_with(&[
+        ("TELECODER_WORKSPACE_RETENTION", "1h"),
+        ("TELECODER_WORKSPACE_GC_INTERVAL", "1h"),
+    ]);
+    let repo = TestRepo::new();
+    let api = daemon.api();
+    let first = first_turn(&api, &repo, "@mock write notes.txt one", "mock");
+    let first_id = id_of(&first);
+    let second_id = id_of(&continued(&api, &first_id, "@mock say two"));
+    api.wait_finished(&second_id, SHORT);
+    let age = |id: &str| {
+        let old = "2020-01-01T00:00:00.000Z";
+        daemon
+            .database()
+            .execute(
+                "UPDATE sessions SET finished_at = ?2, updated_at = ?2 WHERE id = ?1",
+                rusqlite::params![id, old],
+            )
+            .expect("age the session");
+    };
+    // The turn that made the workspace ended long ago; the conversation's last turn just now.
+    age(&first_id);
+    let report = collect_now(&api);
+    assert!(!collected_ids(&report).contains(&first_id), "{report}");
+    assert_eq!(api.session(&first_id)["workspaceState"], "present");
+    age(&second_id);
+    let report = collect_now(&api);
+    assert_eq!(collected_ids(&report), vec![first_id.clone()], "{report}");
+}
+
 /// The pending approval of `session`, once it exists.
 fn pending_approval(api: &Api, session: &str) -> Value {
     wait_for("a pending approval", SHORT, || {
