@@ -415,6 +415,7 @@ mod tests {
             metrics: Default::default(),
             queue: queue.current(),
             tasks: TaskTracker::new(),
+            approvals: Default::default(),
         });
         let (actor, _) = crate::actor::spawn_root::<QueueState>(ctx)
             .await

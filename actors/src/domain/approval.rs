@@ -2,7 +2,6 @@
 //! data and rules; the store keeps them, `crate::approvals` waits for the answers.
 
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
 /// Where an approval is in its life. Only `pending` ever changes, and only once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,33 +18,12 @@ pub enum ApprovalStatus {
     Expired,
 }
 
-impl ApprovalStatus {
-    pub const ALL: [Self; 4] = [Self::Pending, Self::Allowed, Self::Denied, Self::Expired];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Allowed => "allowed",
-            Self::Denied => "denied",
-            Self::Expired => "expired",
-        }
-    }
-}
-
-impl FromStr for ApprovalStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == text.trim())
-            .ok_or_else(|| {
-                format!(
-                    "invalid approval status '{text}' (expected pending, allowed, denied or expired)"
-                )
-            })
-    }
-}
+names!("approval status", ApprovalStatus {
+    Pending = "pending",
+    Allowed = "allowed",
+    Denied = "denied",
+    Expired = "expired",
+});
 
 /// A person's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,19 +33,10 @@ pub enum Verdict {
     Deny,
 }
 
-impl FromStr for Verdict {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "allow" => Ok(Self::Allow),
-            "deny" => Ok(Self::Deny),
-            other => Err(format!(
-                "invalid decision '{other}' (expected allow or deny)"
-            )),
-        }
-    }
-}
+names!("decision", Verdict {
+    Allow = "allow",
+    Deny = "deny",
+});
 
 /// The body of `POST /api/approvals/:id`, shared by the route and the CLI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +203,12 @@ mod tests {
 
     #[test]
     fn statuses_and_decisions_parse_strictly() {
-        for status in ApprovalStatus::ALL {
+        for status in [
+            ApprovalStatus::Pending,
+            ApprovalStatus::Allowed,
+            ApprovalStatus::Denied,
+            ApprovalStatus::Expired,
+        ] {
             assert_eq!(status.as_str().parse::<ApprovalStatus>(), Ok(status));
         }
         assert!("approved".parse::<ApprovalStatus>().is_err());
