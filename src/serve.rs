@@ -125,10 +125,20 @@ impl Running {
     }
 }
 
+/// Agents run as our uid, so without this they could read `/proc/<daemon>/environ` (the GitHub
+/// and API tokens), `mem` and `fd`. Not dumpable, those are root's alone; the agents we spawn
+/// get the flag back at exec and stay readable to us (the session-marker scan needs that).
+fn hide_from_same_user() {
+    if let Err(err) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!("cannot hide the daemon's memory and environment from agents: {err}");
+    }
+}
+
 /// `telecoder serve`.
 pub async fn serve(config: Config) -> Result<ExitCode, CliError> {
     config.check_exposure()?;
     init_tracing(config.json_logs);
+    hide_from_same_user();
     let listener = bind(&config.listen_host, config.listen_port).await?;
     let address = listener
         .local_addr()
@@ -159,6 +169,7 @@ pub struct Embedded {
 
 impl Embedded {
     pub async fn start(config: Config) -> Result<Self, CliError> {
+        hide_from_same_user();
         let listener = bind("127.0.0.1", 0).await?;
         let address: SocketAddr = listener
             .local_addr()

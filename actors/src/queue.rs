@@ -18,7 +18,7 @@ use crate::domain::{time, EventKind, FailureKind, NewSession, Session, SessionId
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::requests;
-use crate::session_actor::{kill_leftovers, SessionArgs, SessionMsg, SessionState};
+use crate::session_actor::{kill_leftovers, ClaimTurn, SessionArgs, SessionMsg, SessionState};
 use crate::store::finish::Abandoned;
 use crate::store::queries::RunQueue;
 use crate::store::Finish;
@@ -79,6 +79,9 @@ pub struct QueueState {
     handled: u64,
     /// Draining for shutdown: nothing starts any more.
     draining: bool,
+    /// Resolves once the session started last has claimed itself (or given up): the next one
+    /// claims after it, so sessions start (`startedAt`) in the order the queue took them.
+    last_claim: Option<tokio::sync::oneshot::Receiver<()>>,
     /// A sweep is marking sessions abandoned and killing their agents; nothing starts until it
     /// is done.
     sweeping: bool,
@@ -95,9 +98,14 @@ impl QueueState {
     }
 
     async fn spawn_session(&mut self, myself: &ActorRef<QueueMsg>, id: SessionId) {
+        let (done, next) = tokio::sync::oneshot::channel();
         let args = SessionArgs {
             id: id.clone(),
             ctx: self.ctx.clone(),
+            turn: ClaimTurn {
+                after: self.last_claim.replace(next),
+                done,
+            },
         };
         match crate::actor::spawn_child::<SessionState>(args, myself.get_cell()).await {
             Ok(actor) => self.sessions.insert(id.to_string(), actor, None),
@@ -113,7 +121,6 @@ impl QueueState {
         }
     }
 
-    /// Reads the run queue in a task; the answer comes back as [`QueueMsg::Start`].
     fn collect_workspaces(&self) {
         if self.draining {
             return;
@@ -127,6 +134,7 @@ impl QueueState {
         ));
     }
 
+    /// Reads the run queue in a task; the answer comes back as [`QueueMsg::Start`].
     fn kick(&self, myself: &ActorRef<QueueMsg>) {
         let free = self.free_slots();
         // A sweep in progress kicks again once the agents it abandoned are dead.
@@ -237,6 +245,7 @@ impl Behaviour for QueueState {
             failures: 0,
             handled: 0,
             draining: false,
+            last_claim: None,
             sweeping: false,
         })
     }

@@ -61,6 +61,15 @@ pub struct SessionSnapshot {
 pub struct SessionArgs {
     pub id: SessionId,
     pub ctx: Arc<Context>,
+    pub turn: ClaimTurn,
+}
+
+/// A session's place in the order of claims: it claims once the one before it has (or gave
+/// up), without the queue waiting for either.
+pub struct ClaimTurn {
+    pub after: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Dropped once this session's claim is done, however it went.
+    pub done: tokio::sync::oneshot::Sender<()>,
 }
 
 pub struct SessionState {
@@ -69,6 +78,8 @@ pub struct SessionState {
     /// Set once this actor has claimed the session (`pending → running`); until then, and
     /// for good when the claim found the session no longer pending, it touches nothing.
     session: Option<Session>,
+    /// Taken by the claim.
+    turn: Option<ClaimTurn>,
     phase: &'static str,
     pid: Option<u32>,
     last_heartbeat: Instant,
@@ -91,6 +102,7 @@ impl Behaviour for SessionState {
             id: args.id,
             ctx: args.ctx,
             session: None,
+            turn: Some(args.turn),
             phase: "claiming",
             pid: None,
             last_heartbeat: Instant::now(),
@@ -105,12 +117,17 @@ impl Behaviour for SessionState {
         // The claim runs here, after the queue registered this actor: the queue's mailbox never
         // waits on the store. A store that cannot be reached leaves the session pending; the
         // actor stops cleanly and the next kick tries again.
-        let session = match self
+        let mut turn = self.turn.take();
+        if let Some(after) = turn.as_mut().and_then(|turn| turn.after.take()) {
+            let _ = after.await;
+        }
+        let claimed = self
             .ctx
             .store
             .claim(self.id.as_str(), &self.ctx.owner_id)
-            .await
-        {
+            .await;
+        drop(turn);
+        let session = match claimed {
             Ok(Some(session)) => session,
             Ok(None) => {
                 myself.stop(Some("session is no longer pending".into()));

@@ -60,14 +60,17 @@ pub async fn prepare(
 }
 
 /// Diff context for a pull request from the local repository: `git diff --stat` and
-/// `git diff --unified=0` of `base...head` (falling back to `origin/` refs). Only reads.
+/// `git diff --unified=0` of `base...head` (falling back to `origin/` refs). Only reads, with
+/// the hardened runner: the branch names come from the event, and the PR's own files
+/// (attributes naming diff drivers) must not run anything.
 pub async fn diff_context(repo: &str, base: &str, head: &str) -> String {
     if is_remote(repo) {
         return "(no diff available: the repository is remote and the event carried no diffText)"
             .into();
     }
-    let never = CancellationToken::new();
-    let dir = Path::new(repo);
+    let git =
+        crate::workspaces::git::Git::at(Path::new(repo), crate::workspaces::git::Reach::Local)
+            .with_timeout(Duration::from_secs(30));
     for (base, head) in [
         (base.to_owned(), head.to_owned()),
         (format!("origin/{base}"), format!("origin/{head}")),
@@ -76,29 +79,27 @@ pub async fn diff_context(repo: &str, base: &str, head: &str) -> String {
         if range.starts_with('-') {
             break;
         }
-        let stat = git_output(&["diff", "--stat", &range], dir, &never).await;
-        let patch = git_output(&["diff", "--unified=0", &range], dir, &never).await;
-        if let (Ok(stat), Ok(patch)) = (stat, patch) {
+        let diff = |format: &'static str| {
+            let (git, range) = (&git, &range);
+            async move {
+                git.run(&[
+                    "diff",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                    format,
+                    range,
+                    "--",
+                ])
+                .await
+            }
+        };
+        if let (Ok(stat), Ok(patch)) = (diff("--stat").await, diff("--unified=0").await) {
             return format!(
                 "$ git diff --stat {range}\n{stat}\n$ git diff --unified=0 {range}\n{patch}"
             );
         }
     }
     format!("(no diff available: cannot compare {base}...{head} in {repo})")
-}
-
-/// Runs a read-only git command and returns its stdout.
-async fn git_output(
-    args: &[&str],
-    cwd: &Path,
-    cancel: &CancellationToken,
-) -> Result<String, String> {
-    let mut command = Command::new("git");
-    command
-        .args(args)
-        .current_dir(cwd)
-        .env("GIT_TERMINAL_PROMPT", "0");
-    output_of(command, Duration::from_secs(30), cancel).await
 }
 
 /// Runs a prepared git command in its own process group (killed however this ends), without

@@ -17,6 +17,7 @@ mod recovery;
 mod repo_paths;
 mod sec_agent;
 mod sec_edge;
+mod sec_proc;
 mod security;
 mod streaming;
 mod support;

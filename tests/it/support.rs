@@ -177,6 +177,8 @@ pub struct TestDaemon {
     pub data_dir: PathBuf,
     _data: Option<Arc<TempDir>>,
     env: Vec<(String, String)>,
+    /// The command line before `serve`, when it is not the test binary itself.
+    command: Vec<String>,
     pub log: Arc<Mutex<String>>,
     /// Set once [`Self::restart`] handed the data directory (and its sessions) to a successor.
     handed_over: bool,
@@ -216,24 +218,43 @@ impl TestDaemon {
     pub fn start_with(extra: &[(&str, &str)]) -> Self {
         let data = Arc::new(tempfile::tempdir().expect("tempdir"));
         let data_dir = data.path().to_path_buf();
-        Self::spawn(base_env(&data_dir, extra), data_dir, Some(data))
+        Self::spawn(base_env(&data_dir, extra), data_dir, Some(data), Vec::new())
     }
 
-    fn spawn(env: Vec<(String, String)>, data_dir: PathBuf, data: Option<Arc<TempDir>>) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_telecoder"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env(
-                "HOME",
-                std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
-            )
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start telecoder serve");
+    /// A daemon started by `command` (e.g. `setpriv … -- <a copy of the binary>`) + `serve`.
+    pub fn start_as(command: Vec<String>, extra: &[(&str, &str)]) -> Self {
+        let data = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let data_dir = data.path().to_path_buf();
+        Self::spawn(base_env(&data_dir, extra), data_dir, Some(data), command)
+    }
+
+    fn spawn(
+        env: Vec<(String, String)>,
+        data_dir: PathBuf,
+        data: Option<Arc<TempDir>>,
+        command: Vec<String>,
+    ) -> Self {
+        let mut child = match command.split_first() {
+            Some((program, args)) => {
+                let mut line = Command::new(program);
+                line.args(args);
+                line
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_telecoder")),
+        }
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start telecoder serve");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (url_tx, url_rx) = std::sync::mpsc::channel();
@@ -269,6 +290,7 @@ impl TestDaemon {
             data_dir,
             _data: data,
             env,
+            command,
             log,
             handed_over: false,
         }
@@ -301,7 +323,11 @@ impl TestDaemon {
         self.kill9();
         self.handed_over = true;
         let data = self._data.take();
-        Self::spawn(std::mem::take(&mut self.env), self.data_dir.clone(), data)
+        let (env, command) = (
+            std::mem::take(&mut self.env),
+            std::mem::take(&mut self.command),
+        );
+        Self::spawn(env, self.data_dir.clone(), data, command)
     }
 
     pub fn database(&self) -> rusqlite::Connection {
