@@ -50,6 +50,9 @@ pub const SESSION_ENV: &str = "TELECODER_SESSION_ID";
 
 /// Scans of `/proc` while new marked processes keep appearing (forks racing the scan).
 const MAX_SCANS: usize = 50;
+/// How long to wait for killed processes to be gone (a SIGKILL is delivered at once, but the
+/// exit itself takes a moment on a busy machine).
+const DEATH_WAIT: Duration = Duration::from_secs(2);
 
 /// Kills every process whose environment carries `session_id`'s marker, wherever it is in the
 /// process tree. Any runtime's processes are found this way as long as they inherit
@@ -57,8 +60,10 @@ const MAX_SCANS: usize = 50;
 /// session actor fails and when it reaps what a crashed daemon left.
 ///
 /// The marked processes are stopped first (a stopped process cannot fork) and scanned for again
-/// until no new one appears, then all are killed. Without leftovers this is one scan of `/proc`.
-/// Blocking (reads `/proc`); run it on a blocking thread. Returns how many were killed.
+/// until no new one appears, then all are killed, and waited for (up to [`DEATH_WAIT`]): once
+/// this returns, the session's slot can go to another without both running at once. Without
+/// leftovers this is one scan of `/proc`. Blocking (reads `/proc`); run it on a blocking
+/// thread. Returns how many were killed.
 pub fn kill_session_processes(session_id: &str) -> usize {
     let marker = format!("{SESSION_ENV}={session_id}");
     let mut stopped: Vec<Pid> = Vec::new();
@@ -75,10 +80,20 @@ pub fn kill_session_processes(session_id: &str) -> usize {
             stopped.push(pid);
         }
     }
-    stopped
+    let killed: Vec<Pid> = stopped
         .into_iter()
         .filter(|pid| nix::sys::signal::kill(*pid, Signal::SIGKILL).is_ok())
-        .count()
+        .collect();
+    let deadline = std::time::Instant::now() + DEATH_WAIT;
+    while killed.iter().any(|pid| is_alive(pid.as_raw())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    killed.len()
+}
+
+/// Still running: neither gone nor a zombie.
+fn is_alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }
 
 /// Live (not zombie) processes other than this one whose environment holds `marker`.

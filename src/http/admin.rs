@@ -106,19 +106,15 @@ async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
 
 async fn metrics(state: AppState) -> Response {
     let daemon = &state.daemon;
-    if let Ok(stats) = daemon.stats().await {
-        daemon
-            .metrics()
-            .sessions_running
-            .set(stats.running_sessions as i64);
-    }
     // Sets the workspace gauges as a side effect.
     let _ = daemon.workspace_usage().await;
+    // Both gauges as recorded, so they agree with what the API shows at the same moment
+    // (a session actor lives on for a moment after its session is finished).
     if let Ok(database) = daemon.database_status().await {
-        daemon
-            .metrics()
-            .sessions_queued
-            .set(database.queue_depth as i64);
+        let running = database.sessions_by_status.get("running").copied();
+        let metrics = daemon.metrics();
+        metrics.sessions_running.set(running.unwrap_or(0) as i64);
+        metrics.sessions_queued.set(database.queue_depth as i64);
     }
     warp::reply::with_header(
         daemon.metrics().encode(),

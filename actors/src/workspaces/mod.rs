@@ -7,6 +7,7 @@
 //!   makes there.
 //! * [`gc`]: the collector: expired and over-the-cap workspaces go, oldest first; unsaved work
 //!   is kept as a bundle first; unreferenced mirrors go too.
+//! * [`trash`]: how the collector removes a directory without leaving it half-deleted.
 //! * [`usage`]: what workspaces, archives and mirrors take on disk.
 //! * [`git`]: the hardened way every one of them runs git.
 //!
@@ -18,6 +19,7 @@ pub mod fetch;
 pub mod gc;
 pub mod git;
 pub mod locks;
+mod trash;
 pub mod usage;
 
 use crate::domain::{Session, SessionStatus};
