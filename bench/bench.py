@@ -21,6 +21,9 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
                      mirror (remote URL), with hard links (local path) and a plain clone (no mirror)
   k. dashboard       10,000 sessions generated in SQLite: the dashboard's first page (HTML shell,
                      /ui/whoami, 50 rows) timed server-side, deep and filtered pages, first-load bytes
+  l. approvals       policy ask, a person who answers at once: the agent's permission request ->
+                     approval stored -> answered (POST) -> the agent hears the answer (mock agent
+                     timestamps + server timestamps)
 
 Sections a-h run the daemon with --runtime (default native, the daemon's default).
 
@@ -78,6 +81,7 @@ PROFILES = {
         "stream_clients": 50,
         "runtimes_n": 10,
         "runtimes_bursts": [20, 100],
+        "approvals_n": 20,
         "workspace_sessions": 5,
         "plain_clones": 2,
         "dashboard_sessions": 10000,
@@ -100,6 +104,7 @@ PROFILES = {
         "stream_clients": 100,
         "runtimes_n": 30,
         "runtimes_bursts": [20, 100],
+        "approvals_n": 100,
         "workspace_sessions": 10,
         "plain_clones": 3,
         "dashboard_sessions": 10000,
@@ -1191,6 +1196,80 @@ def bench_runtimes(workdir, acpx, repo, clone, profile):
         for key, value in checks.items()
     }
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# l. approvals (policy ask)
+
+
+def timing_entries(path):
+    """The mock agent's MOCK_AGENT_TIMING lines."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def bench_approvals(workdir, acpx, repo, profile):
+    """One approval per session (policy ask), answered as soon as it is seen; each hop timed."""
+    n = profile["approvals_n"]
+    timing = os.path.join(workdir, "l-timing.jsonl")
+    log("l: %d approvals under policy ask (native runtime), answered at once" % n)
+    daemon = Daemon(workdir, "l-approvals", acpx, {"TELECODER_RUNTIME": "native", "MOCK_AGENT_TIMING": timing})
+    daemon.start()
+    api = daemon.api
+    hops = {key: [] for key in ("asked_to_visible", "post", "sent_to_resumed", "asked_to_resumed", "pending_server")}
+    try:
+        for i in range(n):
+            status, session = api.call("POST", "/api/sessions", {
+                "repo": repo, "prompt": "@mock write l%d.txt x" % i, "agent": "mock", "policy": "ask"})
+            if status != 201:
+                raise BenchError("POST /api/sessions (ask) -> %s %s" % (status, session))
+            deadline = time.monotonic() + 60
+            while True:
+                pending = api.get("/api/approvals?status=pending&session=%s" % session["id"])
+                if pending:
+                    approval, seen = pending[0], time.time() * 1000.0
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchError("no approval for session %s within 60 s" % session["id"])
+                time.sleep(0.002)
+            sent, t0 = time.time() * 1000.0, time.perf_counter()
+            status, decided = api.call("POST", "/api/approvals/%s" % approval["id"], {"decision": "allow"})
+            post_ms = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                raise BenchError("POST /api/approvals/%s -> %s %s" % (approval["id"], status, decided))
+            while api.get("/api/sessions/%s" % session["id"])["status"] in ("pending", "running"):
+                time.sleep(0.01)
+            entries = timing_entries(timing)
+            request = [e for e in entries if e["event"] == "request" and e["method"] == "session/request_permission"][-1]
+            response = [e for e in entries if e["event"] == "response" and e["id"] == request["id"]
+                        and e["pid"] == request["pid"]][-1]
+            # The mock's timestamps and the driver's are the same wall clock (time.time()).
+            asked, heard = request["ts"] * 1000.0, response["ts"] * 1000.0
+            hops["asked_to_visible"].append(seen - asked)
+            hops["post"].append(post_ms)
+            hops["sent_to_resumed"].append(heard - sent)
+            hops["asked_to_resumed"].append(heard - asked)
+            hops["pending_server"].append(parse_ts(decided["decidedAt"]) - parse_ts(approval["createdAt"]))
+    finally:
+        daemon.stop()
+    return {"n": n, "hops_ms": {key: summary(values) for key, values in hops.items()}}
+
+
+def approval_rows(add, approvals):
+    """Rows of section l."""
+    labels = (
+        ("asked_to_visible", "l agent asks -> approval stored, seen by GET", "polled every 2 ms: an upper bound"),
+        ("post", "POST /api/approvals/:id round trip", "answer stored, then the agent told"),
+        ("sent_to_resumed", "answer sent -> agent hears it", "includes the POST's own work"),
+        ("pending_server", "createdAt -> decidedAt (server)", "the 'person' is the poller; 1 ms resolution"),
+        ("asked_to_resumed", "l whole round trip, answered at once", "agent asks -> agent resumes"),
+    )
+    for key, label, note in labels:
+        s = approvals["hops_ms"][key]
+        add(0 if label.startswith("l ") else 1, label, ms(s["p50"]), ms(s["p99"]), "n=%d; %s" % (approvals["n"], note))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2469,6 +2548,9 @@ def table_rows(results):
                 "n=%d%s" % (q["ms"]["n"], "" if q["rows"] is None else ", %d rows" % q["rows"]))
         add(0, "k dashboard first load", kib(k["first_load_bytes"]), "%d files" % k["first_load_files"],
             "uncompressed; target < 100 KiB: %s" % ("met" if k["targets"]["first_load_bytes"]["met"] else "MISSED"))
+    approvals = results.get("l")
+    if approvals:
+        approval_rows(add, approvals)
     return rows
 
 
@@ -2539,7 +2621,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghijk", help="sections to run, e.g. 'ad' (default abcdefghijk)")
+    parser.add_argument("--only", default="abcdefghijkl", help="sections to run, e.g. 'ad' (default abcdefghijkl)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2605,6 +2687,8 @@ def main():
         results["j"] = bench_workspaces(workdir, acpx, profile)
     if "k" in sections:
         results["k"] = bench_dashboard(workdir, acpx, repo, profile)
+    if "l" in sections:
+        results["l"] = bench_approvals(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()

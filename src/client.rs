@@ -21,6 +21,9 @@ pub enum ClientError {
     Output(std::io::Error),
 }
 
+/// How the CLI introduces itself (an approval records whether the CLI or the API answered it).
+pub const USER_AGENT_PREFIX: &str = "telecoder-cli/";
+
 /// Talks to one daemon.
 #[derive(Clone)]
 pub struct Client {
@@ -46,6 +49,7 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            .user_agent(format!("{USER_AGENT_PREFIX}{}", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|err| ClientError::Protocol(err.to_string()))?;

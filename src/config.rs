@@ -328,6 +328,12 @@ impl Config {
                 .parse::<RuntimeKind>()
                 .map_err(|err| invalid("TELECODER_RUNTIME", err))?,
         };
+        if default_policy == PolicyMode::Ask && runtime == RuntimeKind::Acpx {
+            return Err(invalid(
+                "TELECODER_POLICY_MODE",
+                "ask waits for a person's approval, which needs TELECODER_RUNTIME=native",
+            ));
+        }
         let acpx_text = value(lookup, "TELECODER_ACPX_COMMAND").unwrap_or_else(|| "acpx".into());
         let acpx_command = shell_words::split(&acpx_text).map_err(|err| {
             invalid(
@@ -382,6 +388,12 @@ impl Config {
             acpx_command,
             agent_commands,
             prompt_timeout_seconds: number(lookup, "TELECODER_PROMPT_TIMEOUT_SECONDS", 300)?,
+            approval_timeout: duration(
+                lookup,
+                "TELECODER_APPROVAL_TIMEOUT",
+                Duration::from_secs(30 * 60),
+                Duration::from_secs(1),
+            )?,
             heartbeat: Duration::from_secs(heartbeat),
             stale: Duration::from_secs(stale),
             max_concurrent_sessions: number(
@@ -502,6 +514,10 @@ impl Config {
                 s.prompt_timeout_seconds.to_string(),
             ),
             (
+                "TELECODER_APPROVAL_TIMEOUT",
+                format!("{}s", s.approval_timeout.as_secs()),
+            ),
+            (
                 "TELECODER_SESSION_HEARTBEAT_SECONDS",
                 s.heartbeat.as_secs().to_string(),
             ),
@@ -612,6 +628,18 @@ mod tests {
         assert_eq!(config.settings.default_policy, PolicyMode::Observe);
         assert_eq!(config.settings.stale, Duration::from_secs(30));
         assert_eq!(config.settings.runtime, RuntimeKind::Native);
+        assert_eq!(config.settings.approval_timeout, Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn approval_timeouts_take_units() {
+        for (text, seconds) in [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200)] {
+            let config = config(&[("TELECODER_APPROVAL_TIMEOUT", text)]).expect("valid");
+            assert_eq!(
+                config.settings.approval_timeout,
+                Duration::from_secs(seconds)
+            );
+        }
     }
 
     #[test]
@@ -649,6 +677,21 @@ mod tests {
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
             ),
             (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
+            (
+                vec![("TELECODER_APPROVAL_TIMEOUT", "0")],
+                "TELECODER_APPROVAL_TIMEOUT",
+            ),
+            (
+                vec![("TELECODER_APPROVAL_TIMEOUT", "soon")],
+                "TELECODER_APPROVAL_TIMEOUT",
+            ),
+            (
+                vec![
+                    ("TELECODER_POLICY_MODE", "ask"),
+                    ("TELECODER_RUNTIME", "acpx"),
+                ],
+                "TELECODER_POLICY_MODE",
+            ),
             (
                 vec![(
                     "TELECODER_ALLOWED_ORIGINS",

@@ -11,7 +11,7 @@ use telecoder_actors::domain::schedule::{self, Schedule};
 use telecoder_actors::domain::{time, Event, EventKind, Session, Watch, WatchKind, WatchRun};
 
 /// The first line of `text`, cut at `max` characters with an ellipsis.
-fn short(text: &str, max: usize) -> String {
+pub(crate) fn short(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     match line.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
@@ -30,7 +30,7 @@ fn tail(text: &str, max: usize) -> String {
 }
 
 /// Columns padded to their widest cell; the last column runs free.
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -107,6 +107,8 @@ pub struct ConfigView {
     workspace_write_policy: &'static str,
     policy_max_runtime_seconds: u64,
     prompt_timeout_seconds: u64,
+    /// (ext) `TELECODER_APPROVAL_TIMEOUT`.
+    approval_timeout_seconds: u64,
     session_heartbeat_seconds: u64,
     session_stale_seconds: u64,
     url: String,
@@ -153,6 +155,7 @@ impl ConfigView {
             workspace_write_policy: policy.writes.as_str(),
             policy_max_runtime_seconds: policy.max_runtime_seconds,
             prompt_timeout_seconds: s.prompt_timeout_seconds,
+            approval_timeout_seconds: s.approval_timeout.as_secs(),
             session_heartbeat_seconds: s.heartbeat.as_secs(),
             session_stale_seconds: s.stale.as_secs(),
             url: config.url.clone(),
@@ -190,7 +193,7 @@ pub fn sessions(sessions: &[Session]) -> String {
         .map(|s| {
             vec![
                 s.id.clone(),
-                s.status.as_str().to_owned(),
+                status_cell(s),
                 age(&s.created_at, now),
                 short(&s.agent, 12),
                 repo_cell(&s.repo),
@@ -201,17 +204,28 @@ pub fn sessions(sessions: &[Session]) -> String {
     table(&["ID", "STATUS", "AGE", "AGENT", "REPO", "HEADLINE"], rows)
 }
 
+/// A session's status, with what it waits for.
+fn status_cell(s: &Session) -> String {
+    if s.awaiting_approval {
+        format!("{} (approval)", s.status.as_str())
+    } else {
+        s.status.as_str().to_owned()
+    }
+}
+
 pub fn session(s: &Session) -> String {
     let mut text = String::new();
+    let status = status_cell(s);
     let rows = [
         ("id", s.id.as_str()),
-        ("status", s.status.as_str()),
+        ("status", status.as_str()),
         ("failure", s.failure_kind.as_str()),
         ("repo", &s.repo),
         ("agent", &s.agent),
         ("runtime", &s.runtime_command),
         ("policy", s.policy_mode.as_str()),
         ("parent", &s.parent_session_id),
+        ("continues", &s.continued_from),
         ("branch", &s.branch),
         ("workdir", &s.work_dir),
         ("created", &s.created_at),
@@ -303,7 +317,7 @@ pub fn event(e: &Event) -> String {
         EventKind::Error => format!("\n[error] {}\n", e.data),
         EventKind::Publish => format!("[publish] {}\n", e.data),
         EventKind::Fetch => format!("[fetch] {}\n", e.data),
-        EventKind::Tool | EventKind::Plan => {
+        EventKind::Tool | EventKind::Plan | EventKind::Approval => {
             format!("[{}] {}\n", e.kind.as_str(), readable_data(e))
         }
     }
@@ -314,6 +328,7 @@ fn readable_data(e: &Event) -> String {
     match e.kind {
         EventKind::Tool => tool_line(&e.data),
         EventKind::Plan => plan_line(&e.data),
+        EventKind::Approval => crate::cli::converse::approval_line(&e.data),
         _ => e.data.clone(),
     }
 }

@@ -27,6 +27,8 @@ pub struct Context {
     /// Every background task (publishing, routing, store work that reports back), so a
     /// shutdown can wait for them with a deadline instead of cutting them off.
     pub tasks: TaskTracker,
+    /// Approvals this daemon's sessions wait for (issue 15).
+    pub approvals: Arc<crate::approvals::ApprovalHub>,
 }
 
 impl Context {

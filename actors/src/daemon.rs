@@ -81,6 +81,7 @@ impl Daemon {
             metrics,
             queue: slots.queue.current(),
             tasks: TaskTracker::new(),
+            approvals: Arc::default(),
         });
         let watches = slots.watches.current();
         let args = SupervisorArgs {
@@ -91,6 +92,8 @@ impl Daemon {
         let (root, handle) = crate::actor::spawn_root::<SupervisorState>(args)
             .await
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
+        let expired = ctx.store.expire_orphan_approvals(&ctx.owner_id).await;
+        report_orphan_approvals(expired);
         let daemon = Self {
             root,
             ctx,
@@ -165,6 +168,53 @@ impl Daemon {
         let session = queue::create_session(&self.ctx, request).await?;
         self.created();
         Ok(session)
+    }
+
+    /// Queues the next turn of `id`'s conversation (issue 15; see `conversation`).
+    pub async fn continue_session(
+        &self,
+        id: &str,
+        request: crate::domain::conversation::ContinueRequest,
+    ) -> Result<Session> {
+        let session = crate::conversation::continue_session(
+            &self.ctx.settings,
+            &self.ctx.store,
+            id,
+            request,
+            None,
+        )
+        .await?;
+        self.created();
+        Ok(session)
+    }
+
+    /// Approvals matching `filter`, newest first.
+    pub async fn approvals(
+        &self,
+        filter: crate::domain::ApprovalFilter,
+    ) -> Result<Vec<crate::domain::Approval>> {
+        self.ctx.store.approvals(filter).await
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<crate::domain::Approval> {
+        self.ctx
+            .store
+            .approval(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("approval {id} not found")))
+    }
+
+    /// A person's answer to a pending approval; `Conflict` once it was decided.
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        answer: crate::domain::approval::Answer,
+        decided_by: &str,
+    ) -> Result<crate::domain::Approval> {
+        self.ctx
+            .approvals
+            .answer(&self.ctx.store, id, answer, decided_by)
+            .await
     }
 
     /// Stores a pending rerun of a finished session, then nudges the queue.
@@ -482,6 +532,16 @@ impl Drop for PublishGuard {
     fn drop(&mut self) {
         let mut publishing = self.set.lock().unwrap_or_else(|e| e.into_inner());
         publishing.remove(&self.id);
+    }
+}
+
+/// Approvals a previous instance left pending can never be answered (their sessions are not
+/// running here): expired at start, never allowed (issue 15).
+fn report_orphan_approvals(expired: Result<usize>) {
+    match expired {
+        Ok(0) => {}
+        Ok(expired) => tracing::warn!(expired, "approvals left pending by a previous run expired"),
+        Err(err) => tracing::error!("cannot expire approvals left by a previous run: {err}"),
     }
 }
 

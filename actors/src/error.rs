@@ -13,6 +13,9 @@ pub enum Error {
     /// The request conflicts with the current state (rerun of a running session).
     #[error("{0}")]
     Conflict(String),
+    /// The thing existed but is gone for good (a collected workspace).
+    #[error("{0}")]
+    Gone(String),
     /// An actor could not be reached in time; the request may be retried.
     #[error("{0}")]
     Unavailable(String),

@@ -9,8 +9,10 @@
 
 pub mod actor;
 pub mod admin;
+pub mod approvals;
 pub mod bus;
 pub mod context;
+pub mod conversation;
 pub mod current;
 pub mod daemon;
 pub mod domain;

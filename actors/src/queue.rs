@@ -331,6 +331,10 @@ pub(crate) async fn create_rerun(ctx: &Context, id: &str) -> Result<Session> {
             parent.status.as_str()
         )));
     }
+    // Issue 15: a later turn of a conversation is rerun where it ran, as the next turn.
+    if !parent.continued_from.is_empty() {
+        return crate::conversation::rerun_turn(&ctx.settings, &ctx.store, &parent).await;
+    }
     let request = NewSession {
         repo: parent.repo.clone(),
         prompt: parent.prompt.clone(),
@@ -420,6 +424,7 @@ mod tests {
             metrics: Default::default(),
             queue: queue.current(),
             tasks: TaskTracker::new(),
+            approvals: Default::default(),
         });
         let (actor, _) = crate::actor::spawn_root::<QueueState>(ctx)
             .await

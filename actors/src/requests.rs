@@ -3,7 +3,7 @@
 use crate::domain::repo::{self, RepoKind, RepoTarget};
 use crate::domain::{time, FailureKind, NewSession, Session, SessionId, SessionStatus, WatchEvent};
 use crate::error::{Error, Result};
-use crate::settings::Settings;
+use crate::settings::{RuntimeKind, Settings};
 use crate::workspace;
 use std::path::Path;
 
@@ -105,10 +105,9 @@ pub fn new_session_record(
         .unwrap_or_else(|| settings.default_agent.clone());
     validate_agent(&agent)?;
     check_known_agent(settings, &agent)?;
-    let policy = request
-        .policy
-        .unwrap_or(settings.default_policy)
-        .resolve(settings.prompt_timeout_seconds);
+    let mode = request.policy.unwrap_or(settings.default_policy);
+    check_runtime_allows(settings, mode)?;
+    let policy = mode.resolve(settings.prompt_timeout_seconds);
     let now = time::now();
     Ok(Session {
         id: SessionId::random().to_string(),
@@ -150,10 +149,24 @@ pub fn new_session_record(
         agent_load_session: false,
         stop_reason: String::new(),
         token_usage: None,
+        continued_from: String::new(),
+        awaiting_approval: false,
         base_commit: String::new(),
         fetched_at: String::new(),
         workspace_state: String::new(),
     })
+}
+
+/// Policy `ask` needs a runtime that can wait for a person's answer (issue 15).
+pub fn check_runtime_allows(settings: &Settings, mode: crate::domain::PolicyMode) -> Result<()> {
+    if mode == crate::domain::PolicyMode::Ask && settings.runtime == RuntimeKind::Acpx {
+        return Err(Error::Invalid(
+            "policy ask waits for a person's approval, which only the native runtime can do: \
+             set TELECODER_RUNTIME=native (acpx answers permission requests from the policy alone)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// An agent must be in the registry or have a command configured; refusing others at creation
@@ -241,6 +254,7 @@ fn validate_watch(settings: &Settings, watch: &crate::domain::Watch) -> Result<(
         return Err(Error::Invalid("instructions is required".into()));
     }
     validate_agent(&watch.agent)?;
+    check_runtime_allows(settings, watch.policy_mode)?;
     if !(1..=MAX_RUNS_PER_HOUR_LIMIT).contains(&watch.max_runs_per_hour) {
         return Err(Error::Invalid(format!(
             "maxRunsPerHour must be between 1 and {MAX_RUNS_PER_HOUR_LIMIT} (got {})",

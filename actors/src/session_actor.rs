@@ -266,23 +266,23 @@ async fn run_worker(
         let _ = actor.cast(message);
     };
     report(SessionMsg::Status(session.policy_line()));
-    report(SessionMsg::Status("setting up workspace".into()));
-    let Some(id) = SessionId::parse(&session.id) else {
-        report(failed(
-            FailureKind::RuntimeError,
-            "invalid session id".into(),
-        ));
-        return;
+    // Issue 15: a continuation runs in its parent's workspace and carries the conversation.
+    let prepared = if session.continued_from.is_empty() {
+        report(SessionMsg::Status("setting up workspace".into()));
+        clone_workspace(&session, &ctx, &cancel)
+            .await
+            .map(|workspace| (workspace, None))
+    } else {
+        report(SessionMsg::Status(format!(
+            "continuing in the workspace of session {}",
+            session.continued_from
+        )));
+        crate::conversation::resume(&ctx.store, &session, ctx.runtime.loads_sessions())
+            .await
+            .map(|(workspace, carried)| (workspace, Some(carried)))
     };
-    let source = match crate::requests::clone_source(&ctx.settings, &session.repo) {
-        Ok(source) => source,
-        Err(err) => {
-            report(failed(FailureKind::RuntimeError, err.to_string()));
-            return;
-        }
-    };
-    let workspace = match workspace::prepare(&source, &ctx.settings, &id, &cancel).await {
-        Ok(workspace) => workspace,
+    let (workspace, carried) = match prepared {
+        Ok(prepared) => prepared,
         Err(message) => {
             let kind = if cancel.is_cancelled() {
                 FailureKind::Cancelled
@@ -298,7 +298,17 @@ async fn run_worker(
         "running {}",
         ctx.runtime.name()
     )));
-    let request = agent_request(&session, &ctx, workspace.dir);
+    if let Some(carried) = &carried {
+        report(SessionMsg::Status(carried.notice.clone()));
+    }
+    let request = agent_request(&session, &ctx, workspace.dir, carried);
+    if request.decider.is_some() && !ctx.runtime.asks_people() {
+        report(SessionMsg::Status(
+            "policy ask needs TELECODER_RUNTIME=native: nobody can be asked, so everything \
+             beyond reading is denied"
+                .into(),
+        ));
+    }
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);
     // Every runtime's output passes here: a secret the agent prints in pieces is masked before
@@ -329,12 +339,34 @@ async fn run_worker(
     report(SessionMsg::Finished(Box::new(finish_from(agent_report))));
 }
 
-/// What the runtime is asked to run, from the session's record and the daemon's settings.
-fn agent_request(session: &Session, ctx: &Context, work_dir: std::path::PathBuf) -> AgentRequest {
+/// Clones the session's repository into a workspace of its own.
+async fn clone_workspace(
+    session: &Session,
+    ctx: &Context,
+    cancel: &CancellationToken,
+) -> Result<Workspace, String> {
+    let id = SessionId::parse(&session.id).ok_or("invalid session id")?;
+    let source = crate::requests::clone_source(&ctx.settings, &session.repo)
+        .map_err(|err| err.to_string())?;
+    workspace::prepare(&source, &ctx.settings, &id, cancel).await
+}
+
+/// What the runtime is asked to run, from the session's record and the daemon's settings; a
+/// later turn of a conversation gets what `carried` says (issue 15).
+fn agent_request(
+    session: &Session,
+    ctx: &Context,
+    work_dir: std::path::PathBuf,
+    carried: Option<crate::conversation::Carried>,
+) -> AgentRequest {
+    let (prompt, resume) = match carried {
+        Some(carried) => (carried.prompt, carried.resume),
+        None => (session.prompt.clone(), None),
+    };
     AgentRequest {
         session_id: session.id.clone(),
         work_dir,
-        prompt: session.prompt.clone(),
+        prompt,
         agent: session.agent.clone(),
         command_override: ctx
             .settings
@@ -346,6 +378,8 @@ fn agent_request(session: &Session, ctx: &Context, work_dir: std::path::PathBuf)
         scratch_dir: ctx.settings.data_dir.join("tmp"),
         max_output_bytes: ctx.settings.max_output_bytes,
         env_remove: ctx.settings.agent_env_blocklist.clone(),
+        resume,
+        decider: crate::approvals::decider_for(session, &ctx.approvals, &ctx.store, &ctx.settings),
     }
 }
 

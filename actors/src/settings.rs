@@ -23,6 +23,9 @@ pub struct Settings {
     pub agent_commands: BTreeMap<String, String>,
     /// Global cap on any session's runtime.
     pub prompt_timeout_seconds: u64,
+    /// How long an approval (policy `ask`) waits for a person before it is denied
+    /// (`TELECODER_APPROVAL_TIMEOUT`); never longer than the session's own bound.
+    pub approval_timeout: Duration,
     /// How often a running session proves it is alive.
     pub heartbeat: Duration,
     /// How old a heartbeat may get before the session counts as abandoned.
@@ -127,6 +130,7 @@ impl Settings {
             acpx_command: vec!["acpx".into()],
             agent_commands: BTreeMap::new(),
             prompt_timeout_seconds: 300,
+            approval_timeout: Duration::from_secs(30 * 60),
             heartbeat: Duration::from_secs(5),
             stale: Duration::from_secs(30),
             max_concurrent_sessions: default_concurrency(),

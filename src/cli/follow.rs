@@ -89,7 +89,7 @@ pub async fn follow(ctx: &Ctx, client: &Client, id: &str, host: Host) -> Result<
 }
 
 /// Shows what was started (the record, for machines), then follows it unless detached.
-async fn started(
+pub(super) async fn started(
     ctx: &Ctx,
     client: &Client,
     session: &Session,

@@ -5,6 +5,7 @@
 //! The commands and flags are the reference TeleCoder's, so its scripts keep working; output
 //! is text for a person at a terminal and the reference's JSON everywhere else (`output.rs`).
 
+pub mod converse;
 mod follow;
 pub mod output;
 mod read;
@@ -18,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
 use serde_json::Value;
 use std::process::ExitCode;
+use telecoder_actors::domain::approval::Verdict;
 use telecoder_actors::domain::{PolicyMode, StatusFilter};
 use telecoder_actors::publish::PublishRequest;
 use telecoder_actors::requests::FaultRequest;
@@ -79,8 +81,17 @@ pub enum Command {
         #[arg(long, short, hide = true)]
         follow: bool,
     },
-    /// Show a session's whole rerun family.
+    /// Show a session's whole rerun family, and the turns of its conversation, in order.
     Lineage { id: String },
+    /// Give a finished session's agent the next request, in the same workspace and branch,
+    /// with the conversation so far (returns at once; -f follows it).
+    Continue(converse::ContinueArgs),
+    /// Approvals (policy ask): what agents wait for a person to allow or deny.
+    Approvals(converse::ApprovalsArgs),
+    /// Allow what a waiting agent asked for.
+    Approve(converse::AnswerArgs),
+    /// Deny what a waiting agent asked for.
+    Deny(converse::AnswerArgs),
     /// Cancel a pending or running session and wait until it has stopped.
     Cancel { id: String },
     /// Print the resolved configuration.
@@ -196,7 +207,7 @@ pub struct Target {
     /// Agent name (default: TELECODER_DEFAULT_AGENT).
     #[arg(long)]
     pub agent: Option<String>,
-    /// Trust policy: locked, observe or standard (watches default to observe).
+    /// Trust policy: locked, observe, standard or ask (watches default to observe).
     #[arg(long)]
     pub policy: Option<PolicyMode>,
 }
@@ -329,6 +340,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         Command::Run(args) => follow::run_session(ctx, args).await,
         Command::Rerun { id, detach, .. } => follow::rerun(ctx, &id, detach).await,
         Command::Cancel { id } => follow::cancel(ctx, &id).await,
+        Command::Continue(args) => converse::continue_session(ctx, args).await,
         Command::Events {
             id,
             after,
@@ -353,6 +365,9 @@ async fn other(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Events { id, after, .. } => read::events(ctx, &id, after.unwrap_or(0)).await?,
         Command::Inbox { limit } => read::inbox(ctx, limit).await?,
         Command::Lineage { id } => read::lineage(ctx, &id).await?,
+        Command::Approvals(args) => converse::list(ctx, args).await?,
+        Command::Approve(args) => converse::answer(ctx, args, Verdict::Allow).await?,
+        Command::Deny(args) => converse::answer(ctx, args, Verdict::Deny).await?,
         Command::WatchList { kind, status, repo } => {
             read::watch_list(ctx, kind, status, repo).await?
         }

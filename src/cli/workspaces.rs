@@ -94,7 +94,8 @@ fn open(config: &Config, session: &Session) -> Result<String, CliError> {
             session.status.as_str()
         ))),
         "archived" => {
-            let (bundle, _) = telecoder_actors::workspaces::archive_paths(&config.settings, id);
+            let owner = telecoder_actors::workspaces::workspace_owner(session);
+            let (bundle, _) = telecoder_actors::workspaces::archive_paths(&config.settings, owner);
             Err(CliError::Failed(format!(
                 "the workspace of session {id} was collected; its work is saved in {} \
                  (`telecoder diff {id}` and `telecoder fetch {id}` still work)",

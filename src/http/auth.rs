@@ -67,6 +67,26 @@ pub fn check(tokens: &Tokens, scope: Scope, header: Option<&str>) -> Result<(), 
     }
 }
 
+/// Who made a request, as an approval records it (issue 15): `cli` or `api` (the CLI says so
+/// in its User-Agent), and the kind of token that let it in (`cli (full token)`,
+/// `api (admin token)`, `api (no token)` on an open daemon).
+pub fn requester(tokens: &Tokens, authorization: Option<&str>, user_agent: Option<&str>) -> String {
+    let via = if user_agent.is_some_and(|agent| agent.starts_with(crate::client::USER_AGENT_PREFIX))
+    {
+        "cli"
+    } else {
+        "api"
+    };
+    let token = match authorization.and_then(bearer) {
+        _ if !tokens.any() => "no token",
+        Some(token) if matches(&tokens.admin, token) => "admin token",
+        Some(token) if matches(&tokens.full, token) => "full token",
+        Some(token) if matches(&tokens.read, token) => "read token",
+        _ => "unknown token",
+    };
+    format!("{via} ({token})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +132,21 @@ mod tests {
             status(Scope::Read, Some(&bearer("nope-nope-nope-nope"))),
             Some(StatusCode::UNAUTHORIZED)
         );
+    }
+
+    #[test]
+    fn requesters_are_named_by_client_and_token() {
+        let t = tokens();
+        let cli = format!("{}0.1.0", crate::client::USER_AGENT_PREFIX);
+        assert_eq!(
+            requester(&t, Some("Bearer full-token-0123456789"), Some(&cli)),
+            "cli (full token)"
+        );
+        assert_eq!(
+            requester(&t, Some("bearer admin-token-0123456789"), Some("curl/8")),
+            "api (admin token)"
+        );
+        assert_eq!(requester(&Tokens::default(), None, None), "api (no token)");
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl From<Error> for ApiError {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Store(_) | Error::Internal(_) => {

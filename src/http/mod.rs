@@ -7,6 +7,7 @@
 //! store page by page (`stream`, `events`, `sse`).
 
 mod admin;
+mod approvals;
 mod auth;
 pub mod browser;
 mod conn;
@@ -73,6 +74,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(sessions::routes(&state))
         .unify()
         .or(watches::routes(&state))
+        .unify()
+        .or(approvals::routes(&state))
         .unify()
         .or(github)
         .unify()

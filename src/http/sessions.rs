@@ -1,4 +1,5 @@
-//! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
+//! Session routes: create, list, inbox, show, rerun, continue, cancel, events (JSON or SSE),
+//! lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply_json, required, Query};
@@ -6,6 +7,7 @@ use super::route::{declare, declare_with_id, Route, Scope};
 use super::stream::{self, Paging};
 use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
+use telecoder_actors::domain::conversation::ContinueRequest;
 use telecoder_actors::domain::{
     NewSession, PolicyMode, Session, SessionFilter, SessionId, StatusFilter,
 };
@@ -42,6 +44,11 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         Route::post("/api/sessions/:id/rerun", Scope::Write),
         |at| at.and(with()).then(rerun),
     );
+    let resume = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/continue", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(continue_session),
+    );
     let cancel = declare_with_id(
         state,
         Route::post("/api/sessions/:id/cancel", Scope::Write),
@@ -77,6 +84,8 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         .or(show)
         .unify()
         .or(rerun)
+        .unify()
+        .or(resume)
         .unify()
         .or(cancel)
         .unify()
@@ -243,6 +252,24 @@ async fn rerun(raw_id: String, state: AppState) -> Response {
     )
 }
 
+/// (ext, issue 15) The next turn of a finished session's conversation, in its workspace.
+async fn continue_session(
+    raw_id: String,
+    state: AppState,
+    body: Result<Bytes, ApiError>,
+) -> Response {
+    respond(
+        async {
+            let id = session_id(&raw_id)?;
+            let request: ContinueRequest = parse_body(&body?)?;
+            required(&request.prompt, "prompt")?;
+            let session = state.daemon.continue_session(id.as_str(), request).await?;
+            Ok(reply_json(StatusCode::CREATED, &session))
+        }
+        .await,
+    )
+}
+
 async fn cancel(raw_id: String, state: AppState) -> Response {
     respond(
         async {
@@ -336,10 +363,11 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn query(pairs: &[(&str, &str)]) -> Query {
+    /// A query map from pairs (shared with the other routes' tests).
+    pub(in crate::http) fn query(pairs: &[(&str, &str)]) -> Query {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -6,6 +6,7 @@ mod api;
 mod chaos;
 mod cli;
 mod cli_compat;
+mod converse;
 mod dashboard;
 mod first_hour;
 mod hooks;

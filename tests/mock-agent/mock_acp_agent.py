@@ -80,6 +80,13 @@ Environment:
                            ({"ts","pid","method","id","params"}) to <path>.
     MOCK_AGENT_STATE_DIR=<dir>  store each session's history in <dir> so that a
                            later agent process can load it.
+    MOCK_AGENT_TIMING=<path>  append {"ts","pid","event","id","method"} when the agent
+                           sends a request to the client ("request") and when its
+                           answer arrives ("response"): how long the client took.
+
+Arguments:
+    --no-load-session      advertise `loadSession: false` (and refuse session/load), like
+                           agents that cannot resume a conversation.
 
 Stdout carries only JSON-RPC lines (flushed after each line); diagnostics go
 to stderr. The process exits when stdin reaches EOF.
@@ -98,6 +105,8 @@ import uuid
 PROTOCOL_VERSION = 1
 AGENT_NAME = "telecoder-mock-agent"
 AGENT_VERSION = "0.1.0"
+
+NO_LOAD_SESSION = "--no-load-session" in sys.argv[1:]
 
 DIRECTIVE_RE = re.compile(r"@mock[ \t]+([A-Za-z0-9_-]+)([^\r\n]*)")
 
@@ -165,9 +174,23 @@ def request_client(method, params):
         rid = "mock-%d" % _next_id[0]
         slot = [threading.Event(), None]
         _pending[rid] = slot
+    log_timing("request", rid, method)
     send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
     slot[0].wait()
     return slot[1]
+
+
+def log_timing(event, rid, method=None):
+    path = os.environ.get("MOCK_AGENT_TIMING")
+    if not path:
+        return
+    entry = {"ts": time.time(), "pid": os.getpid(), "event": event, "id": rid, "method": method}
+    try:
+        with _log_lock:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+    except OSError as exc:
+        log_err("cannot write MOCK_AGENT_TIMING %s: %s" % (path, exc))
 
 
 def log_method(msg):
@@ -799,7 +822,7 @@ def handle_request(req_id, method, params):
             {
                 "protocolVersion": version,
                 "agentCapabilities": {
-                    "loadSession": True,
+                    "loadSession": not NO_LOAD_SESSION,
                     "promptCapabilities": {"image": False, "audio": False, "embeddedContext": False},
                     "mcpCapabilities": {"http": False, "sse": False},
                 },
@@ -815,7 +838,7 @@ def handle_request(req_id, method, params):
         with _sessions_lock:
             _sessions[session_id] = {"cwd": cwd, "cancel": threading.Event(), "history": []}
         respond(req_id, {"sessionId": session_id})
-    elif method == "session/load":
+    elif method == "session/load" and not NO_LOAD_SESSION:
         handle_load(req_id, params)
     elif method == "session/set_mode":
         respond(req_id, {})
@@ -861,6 +884,7 @@ def handle_notification(method, params):
 
 
 def handle_response(msg):
+    log_timing("response", msg.get("id"))
     with _pending_lock:
         slot = _pending.pop(msg.get("id"), None)
     if slot is None:

@@ -17,6 +17,8 @@ pub enum EventKind {
     Tool,
     /// (ext) the agent's plan (native runtime): JSON array of its entries.
     Plan,
+    /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
+    Approval,
     /// (ext) the session's branch was fetched into the user's repository.
     Fetch,
 }
@@ -31,6 +33,7 @@ impl EventKind {
             Self::Publish => "publish",
             Self::Tool => "tool",
             Self::Plan => "plan",
+            Self::Approval => "approval",
             Self::Fetch => "fetch",
         }
     }
@@ -44,6 +47,7 @@ impl EventKind {
             "publish" => Some(Self::Publish),
             "tool" => Some(Self::Tool),
             "plan" => Some(Self::Plan),
+            "approval" => Some(Self::Approval),
             "fetch" => Some(Self::Fetch),
             _ => None,
         }

@@ -53,6 +53,8 @@ macro_rules! deserialize_by_name {
 
 deserialize_by_name!(PolicyMode, WatchKind, WatchStatus);
 
+pub mod approval;
+pub mod conversation;
 pub mod event;
 pub mod ids;
 pub mod outcome;
@@ -60,6 +62,7 @@ pub mod policy;
 pub mod session;
 pub mod time;
 
+pub use approval::{Approval, ApprovalFilter, ApprovalStatus};
 pub use event::{Event, EventKind};
 pub use ids::{SessionId, WatchId};
 pub use outcome::Outcome;

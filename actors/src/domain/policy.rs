@@ -11,6 +11,9 @@ pub enum PolicyMode {
     Locked,
     Observe,
     Standard,
+    /// (ext) Like `standard`, but every write, command or other non-read request the agent asks
+    /// permission for waits for a person (an approval); reads are approved. Native runtime only.
+    Ask,
 }
 
 /// How acpx answers the agent's permission requests.
@@ -20,6 +23,8 @@ pub enum PermissionMode {
     DenyAll,
     ApproveReads,
     ApproveAll,
+    /// (ext) Reads approved; anything else becomes an approval a person answers.
+    Ask,
 }
 
 /// Whether the agent may change files in its workspace.
@@ -40,13 +45,14 @@ pub struct Policy {
 }
 
 impl PolicyMode {
-    pub const ALL: [PolicyMode; 3] = [Self::Locked, Self::Observe, Self::Standard];
+    pub const ALL: [PolicyMode; 4] = [Self::Locked, Self::Observe, Self::Standard, Self::Ask];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Locked => "locked",
             Self::Observe => "observe",
             Self::Standard => "standard",
+            Self::Ask => "ask",
         }
     }
 
@@ -64,6 +70,9 @@ impl PolicyMode {
                 WorkspaceWritePolicy::Contained,
                 300,
             ),
+            // Standard's limits: the person decides what goes beyond reading, and the time the
+            // agent waits for them is not counted (TELECODER_APPROVAL_TIMEOUT bounds it).
+            Self::Ask => (PermissionMode::Ask, WorkspaceWritePolicy::Contained, 300),
         };
         Policy {
             mode: self,
@@ -80,14 +89,17 @@ impl PermissionMode {
             Self::DenyAll => "deny-all",
             Self::ApproveReads => "approve-reads",
             Self::ApproveAll => "approve-all",
+            Self::Ask => "ask",
         }
     }
 
-    /// The acpx flag that enforces this mode.
+    /// The acpx flag that enforces this mode. acpx cannot wait for a person: `ask` is refused
+    /// before a session reaches it (see `requests`), and would mean `--approve-reads` (fail
+    /// closed: everything beyond reading is denied) if it ever did.
     pub fn acpx_flag(self) -> &'static str {
         match self {
             Self::DenyAll => "--deny-all",
-            Self::ApproveReads => "--approve-reads",
+            Self::ApproveReads | Self::Ask => "--approve-reads",
             Self::ApproveAll => "--approve-all",
         }
     }
@@ -98,6 +110,7 @@ impl PermissionMode {
             Self::DenyAll => PolicyMode::Locked,
             Self::ApproveReads => PolicyMode::Observe,
             Self::ApproveAll => PolicyMode::Standard,
+            Self::Ask => PolicyMode::Ask,
         }
     }
 }
@@ -113,7 +126,7 @@ impl WorkspaceWritePolicy {
 
 /// The error for a policy name nobody defined.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown policy '{0}' (expected locked, observe or standard)")]
+#[error("unknown policy '{0}' (expected locked, observe, standard or ask)")]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for PolicyMode {
@@ -129,17 +142,22 @@ impl FromStr for PolicyMode {
 
 /// The error for a permission mode nobody defined.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown permission mode '{0}' (expected deny-all, approve-reads or approve-all)")]
+#[error("unknown permission mode '{0}' (expected deny-all, approve-reads, approve-all or ask)")]
 pub struct UnknownPermissionMode(pub String);
 
 impl FromStr for PermissionMode {
     type Err = UnknownPermissionMode;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Self::DenyAll, Self::ApproveReads, Self::ApproveAll]
-            .into_iter()
-            .find(|mode| mode.as_str() == text.trim())
-            .ok_or_else(|| UnknownPermissionMode(text.to_owned()))
+        [
+            Self::DenyAll,
+            Self::ApproveReads,
+            Self::ApproveAll,
+            Self::Ask,
+        ]
+        .into_iter()
+        .find(|mode| mode.as_str() == text.trim())
+        .ok_or_else(|| UnknownPermissionMode(text.to_owned()))
     }
 }
 
@@ -166,6 +184,12 @@ mod tests {
         let standard = PolicyMode::Standard.resolve(300);
         assert_eq!(standard.writes, WorkspaceWritePolicy::Contained);
         assert_eq!(standard.max_runtime_seconds, 300);
+        let ask = PolicyMode::Ask.resolve(300);
+        assert_eq!(
+            (ask.permission, ask.writes, ask.max_runtime_seconds),
+            (PermissionMode::Ask, WorkspaceWritePolicy::Contained, 300)
+        );
+        assert_eq!("ask".parse::<PolicyMode>().ok(), Some(PolicyMode::Ask));
     }
 
     #[test]

@@ -123,6 +123,14 @@ pub struct Session {
     /// (ext) token usage, when the agent reports it.
     #[serde(default)]
     pub token_usage: Option<TokenUsage>,
+    /// (ext) the session this one continues (a later turn of its conversation, in its
+    /// workspace); `""` for a first turn. Equals `parentSessionId` when set.
+    #[serde(default)]
+    pub continued_from: String,
+    /// (ext) an approval of this session waits for a person (policy `ask`); the session stays
+    /// `running` meanwhile.
+    #[serde(default)]
+    pub awaiting_approval: bool,
     /// (ext) the commit the workspace was cloned at; diffs are taken against it.
     #[serde(default)]
     pub base_commit: String,

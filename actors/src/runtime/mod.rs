@@ -38,6 +38,32 @@ pub struct AgentRequest {
     pub max_output_bytes: usize,
     /// Environment variables the agent must not inherit (credentials).
     pub env_remove: Vec<String>,
+    /// A continuation whose agent can load the earlier ACP session: load it, then send
+    /// `prompt`; if loading fails, send `fallback_prompt` to a new session instead. (Runtimes
+    /// that cannot load get the fallback as their `prompt` and no `resume`.)
+    pub resume: Option<Resume>,
+    /// Who answers this run's permission questions (policy `ask`: a person); `None` leaves it
+    /// to the runtime's own decider (the policy's rules).
+    pub decider: Option<DeciderHandle>,
+}
+
+/// The agent session a continuation picks up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The agent's ACP session id of the previous turn.
+    pub agent_session_id: String,
+    /// The prompt with the earlier turns, for a new session when loading fails.
+    pub fallback_prompt: String,
+}
+
+/// A permission decider for one run.
+#[derive(Clone)]
+pub struct DeciderHandle(pub std::sync::Arc<dyn native::permission::PermissionDecider>);
+
+impl std::fmt::Debug for DeciderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeciderHandle")
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +82,8 @@ impl AgentRequest {
             scratch_dir: "/tmp/scratch".into(),
             max_output_bytes: 1024,
             env_remove: Vec::new(),
+            resume: None,
+            decider: None,
         }
     }
 }
@@ -103,6 +131,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait AgentRuntime: Send + Sync + 'static {
     /// Shown in logs and events.
     fn name(&self) -> &'static str;
+
+    /// Whether the runtime can load an agent's earlier ACP session ([`AgentRequest::resume`]).
+    fn loads_sessions(&self) -> bool {
+        false
+    }
+
+    /// Whether the runtime can let a person answer the agent ([`AgentRequest::decider`],
+    /// policy `ask`).
+    fn asks_people(&self) -> bool {
+        false
+    }
 
     fn run(
         &self,

@@ -136,6 +136,9 @@ fn write_finish(
         return Ok(None);
     };
     super::watches::summarise_runs(tx, &session)?;
+    // Issue 15: an approval never outlives its session's run (cancel, timeout, crash sweep):
+    // it ends expired in the same transaction, before the terminal event.
+    super::approvals::expire_for_session(tx, id, finish.failure_kind)?;
     let (kind, data) = finish.terminal_event();
     let event = insert_event(tx, id, kind, data)?;
     Ok(Some(Finished { event, session }))

@@ -8,8 +8,10 @@
 //! hits a fatal database error fails the actor, and the root supervisor restarts it (which
 //! reopens the database). A new query is one function; the actor never learns its name.
 
+pub mod approvals;
 pub mod client;
 pub mod columns;
+pub mod conversations;
 pub mod finish;
 pub mod pages;
 mod pool;

@@ -111,10 +111,11 @@ pub fn inbox_page(conn: &Connection, after: Option<&str>, limit: u32) -> Result<
     let (updated_at, rowid) = cursor.unzip();
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM sessions INDEXED BY sessions_inbox \
-         WHERE status IN ('complete', 'error') \
+         WHERE status IN ('complete', 'error') AND {} \
          AND (?1 IS NULL OR updated_at < ?1 OR (updated_at = ?1 AND rowid > ?2)) \
          ORDER BY updated_at DESC, rowid ASC LIMIT ?3",
-        session_select()
+        session_select(),
+        super::conversations::LATEST_FINISHED_TURN
     ))?;
     let rows = stmt.query_map(params![updated_at, rowid, limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)

@@ -38,6 +38,7 @@ stored! {
         finished_at,
         created_at,
         updated_at,
+        continued_from,
     }
     reads {
         pull_request_number = "pr_number",
@@ -50,18 +51,21 @@ stored! {
         base_commit = "base_commit",
         fetched_at = "fetched_at",
         workspace_state = "workspace_state",
+        awaiting_approval = "awaiting_approval",
     }
 }
 
 /// Every column a session is read from: its own, the published PR, a pending session's place
 /// in the FIFO run queue (1 = next; 0 for any other status), and what the runtime learned
-/// about the agent's side ([`record_agent_facts`]) and the workspace's facts.
+/// about the agent's side ([`record_agent_facts`]), the workspace's facts, and whether an
+/// approval of it is pending (derived, so it can never disagree with `approvals`).
 pub(crate) fn session_select() -> String {
     format!(
         "{}, pr_number, pr_url, CASE WHEN status = 'pending' THEN \
          (SELECT COUNT(*) FROM sessions q WHERE q.status = 'pending' AND q.rowid <= sessions.rowid) \
          ELSE 0 END AS queue_position, agent_session_id, agent_load_session, stop_reason, \
-         token_usage, base_commit, fetched_at, workspace_state",
+         token_usage, base_commit, fetched_at, workspace_state, EXISTS (SELECT 1 FROM approvals a \
+         WHERE a.session_id = sessions.id AND a.status = 'pending') AS awaiting_approval",
         SessionRow::list()
     )
 }
@@ -246,12 +250,14 @@ pub fn list_sessions(conn: &Connection, filter: &SessionFilter) -> Result<Vec<Se
 
 /// Finished sessions, most recently updated first. Read straight off the partial inbox index
 /// (the planner would otherwise pick the status index and sort every finished session: 163 ms
-/// at 100,000 sessions instead of a fraction of a millisecond).
+/// at 100,000 sessions instead of a fraction of a millisecond). A conversation shows once, as
+/// its latest finished turn.
 pub fn inbox(conn: &Connection, limit: u32) -> Result<Vec<Session>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM sessions INDEXED BY sessions_inbox \
-         WHERE status IN ('complete', 'error') ORDER BY updated_at DESC LIMIT ?1",
-        session_select()
+         WHERE status IN ('complete', 'error') AND {} ORDER BY updated_at DESC LIMIT ?1",
+        session_select(),
+        super::conversations::LATEST_FINISHED_TURN
     ))?;
     let rows = stmt.query_map(params![limit], session_from_row)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)

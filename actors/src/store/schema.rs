@@ -135,6 +135,37 @@ UPDATE sessions SET workspace_state = 'present' WHERE work_dir != '';
 CREATE INDEX sessions_workspaces ON sessions(workspace_state) WHERE workspace_state != '';
 ";
 
+/// Issue 15, task "converse": conversations (a session continued by the next turn in its
+/// workspace; at most one continuation per session, so two racing continues cannot both win)
+/// and approvals (policy `ask`: what the agent asked to do, waiting for a person). The turns
+/// of a conversation share one workspace directory, found by `work_dir`.
+const V7_CONVERSATIONS_AND_APPROVALS: &str = "
+ALTER TABLE sessions ADD COLUMN continued_from TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX sessions_one_continuation ON sessions(continued_from)
+    WHERE continued_from != '';
+CREATE INDEX sessions_by_work_dir ON sessions(work_dir) WHERE work_dir != '';
+
+CREATE TABLE approvals (
+    id               TEXT PRIMARY KEY NOT NULL,
+    session_id       TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    tool_call_id     TEXT NOT NULL DEFAULT '',
+    title            TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    locations        TEXT NOT NULL DEFAULT '[]',
+    raw_input        TEXT NOT NULL DEFAULT '',
+    options          TEXT NOT NULL DEFAULT '[]',
+    status           TEXT NOT NULL,
+    selected_option  TEXT NOT NULL DEFAULT '',
+    decided_by       TEXT NOT NULL DEFAULT '',
+    created_at       TEXT NOT NULL,
+    expires_at       TEXT NOT NULL DEFAULT '',
+    decided_at       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX approvals_by_status ON approvals(status, created_at);
+CREATE INDEX approvals_pending_by_session ON approvals(session_id) WHERE status = 'pending';
+CREATE INDEX approvals_by_session ON approvals(session_id, created_at);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
@@ -143,12 +174,13 @@ fn migrations() -> Migrations<'static> {
         M::up(V4_WATCH_SKIP_DRAFTS),
         M::up(V5_AGENT_FACTS),
         M::up(V6_WORKSPACES),
+        M::up(V7_CONVERSATIONS_AND_APPROVALS),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    6
+    7
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

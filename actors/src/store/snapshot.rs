@@ -2,7 +2,7 @@
 //! connection is read-only: it never creates the file or its directory and never migrates, so
 //! looking does not change anything (WAL lets it read while a daemon writes elsewhere).
 
-use super::{queries, schema, watches};
+use super::{approvals, queries, schema, watches};
 use crate::domain::{Event, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
@@ -91,6 +91,14 @@ impl Snapshot {
     pub fn events(&self, id: &str, after: i64) -> Result<Vec<Event>> {
         self.session(id)?;
         queries::events_after(&self.conn, id, after, u32::MAX)
+    }
+
+    /// Approvals matching `filter`, newest first (issue 15).
+    pub fn approvals(
+        &self,
+        filter: &crate::domain::ApprovalFilter,
+    ) -> Result<Vec<crate::domain::Approval>> {
+        approvals::list(&self.conn, filter)
     }
 
     pub fn watches(&self, filter: &watches::WatchFilter) -> Result<Vec<Watch>> {

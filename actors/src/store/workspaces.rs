@@ -84,13 +84,33 @@ pub fn record_fetch(conn: &mut Connection, id: &str, commit: &str, message: &str
     Ok(event)
 }
 
-/// Records what the collector did with a workspace directory.
+/// Records what the collector did with a workspace directory: on its session and on the later
+/// turns of its conversation that worked in it (issue 15).
 pub fn set_workspace_state(conn: &mut Connection, id: &str, state: WorkspaceState) -> Result<()> {
     conn.execute(
-        "UPDATE sessions SET workspace_state = ?2, workspace_collected_at = ?3 WHERE id = ?1",
+        "UPDATE sessions SET workspace_state = ?2, workspace_collected_at = ?3 WHERE id = ?1 \
+         OR (workspace_state = 'present' AND work_dir != '' \
+             AND work_dir = (SELECT work_dir FROM sessions WHERE id = ?1))",
         params![id, state.as_str(), time::now()],
     )?;
     Ok(())
+}
+
+/// Whether `session`'s workspace is gone for good: the collector recorded it (archived or
+/// collected), or its directory is missing. A conversation cannot continue then (410).
+pub fn workspace_gone(session: &Session) -> bool {
+    matches!(
+        WorkspaceState::parse(&session.workspace_state),
+        WorkspaceState::Archived | WorkspaceState::Collected
+    ) || (!session.work_dir.is_empty() && !std::path::Path::new(&session.work_dir).is_dir())
+}
+
+/// A row of `SELECT {session_select()}, fetched_commit`.
+pub(crate) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRecord> {
+    Ok(WorkspaceRecord {
+        session: session_from_row(row)?,
+        fetched_commit: row.get("fetched_commit")?,
+    })
 }
 
 /// The records of `ids`, plus every session whose workspace is recorded as present when
@@ -103,12 +123,7 @@ pub fn workspace_records(
     let mut records = Vec::new();
     let read = |sql: &str, values: Vec<Value>, records: &mut Vec<WorkspaceRecord>| -> Result<()> {
         let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map(params_from_iter(values), |row| {
-            Ok(WorkspaceRecord {
-                session: session_from_row(row)?,
-                fetched_commit: row.get("fetched_commit")?,
-            })
-        })?;
+        let rows = stmt.query_map(params_from_iter(values), record_from_row)?;
         for row in rows {
             records.push(row?);
         }

@@ -52,6 +52,15 @@ pub async fn fetch(settings: &Settings, store: &StoreClient, id: &str) -> Result
             session.status.as_str()
         )));
     }
+    // Issue 15: committing what is pending would write where the next turn's agent works.
+    if let Some(next) = super::busy_sharer(store, &record).await? {
+        return Err(Error::Conflict(format!(
+            "session {} is {} in the workspace of session {id} (it continues the \
+             conversation); fetch once it has finished",
+            next.id,
+            next.status.as_str()
+        )));
+    }
     let location = locate(settings, &record)?;
     // The repository as resolved (absolute, symlinks followed) and allowed, like a clone.
     let resolved = crate::requests::clone_source(settings, &session.repo)

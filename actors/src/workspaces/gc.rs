@@ -10,9 +10,11 @@
 //! 3. removes mirrors no workspace uses that were not used within the retention period, and
 //!    repacks busy mirrors that collected many small packs (keeping unreachable objects).
 //!
-//! Pending and running sessions' workspaces are never touched. A workspace whose branch holds
-//! work that was neither fetched nor published (commits beyond its base commit, or uncommitted
-//! changes, which are committed first as publishing would) is first saved as
+//! Pending and running sessions' workspaces are never touched, nor a finished session's while
+//! the next turn of its conversation is pending or running there (issue 15: the turns share
+//! it, and retention counts from the last one's end). A workspace whose branch holds work that
+//! was neither fetched nor published by any of them (commits beyond its base commit, or
+//! uncommitted changes, which are committed first as publishing would) is first saved as
 //! `archive/<id>.bundle` (only the commits since the base) with its diff beside it; fetch and
 //! diff then answer from there. If that cannot be done safely the workspace is kept and the
 //! report says why.
@@ -26,7 +28,9 @@ use super::clone::{mirror_lock, MIRROR_STAMP};
 use super::git::{Git, GitError, LONG_TIMEOUT};
 use super::trash::{clear_leftovers, delete, move_to_trash};
 use super::usage::{self, Usage};
-use super::{archive_paths, commit_pending, diff, locked_record, locks, workspace_dir};
+use super::{
+    archive_paths, commit_pending, diff, locked_record, locks, workspace_dir, workspace_owner,
+};
 use crate::domain::time;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -117,11 +121,12 @@ pub async fn collect(
     if !dry_run {
         reconcile(settings, store, &records).await;
     }
+    let busy = usage::busy_workspaces(store).await?;
     let mut due = Vec::new();
     for (id, dir) in &dirs {
         match records.iter().find(|r| &r.session.id == id) {
-            Some(record) if record.session.status.is_finished() => {
-                due.push((ended_at(record), id.clone(), dir.clone()));
+            Some(record) if record.session.status.is_finished() && !busy.contains(id) => {
+                due.push((last_ended(&records, id), id.clone(), dir.clone()));
             }
             Some(_) => {}
             None => report.kept.push(Kept {
@@ -173,6 +178,17 @@ fn ended_at(record: &WorkspaceRecord) -> SystemTime {
     let session = &record.session;
     time::parse(&session.finished_at)
         .or_else(|| time::parse(&session.updated_at))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// When the last session that worked in workspace `id` ended: its own session, or the latest
+/// turn of its conversation (issue 15), so retention counts from the conversation's end.
+fn last_ended(records: &[WorkspaceRecord], id: &str) -> SystemTime {
+    records
+        .iter()
+        .filter(|r| workspace_owner(&r.session) == id)
+        .map(ended_at)
+        .max()
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
@@ -228,6 +244,17 @@ async fn collect_one(
     if !record.session.status.is_finished() {
         return kept(format!("session is {}", record.session.status.as_str()));
     }
+    let sharers = match super::sharers(store, &record).await {
+        Ok(sharers) => sharers,
+        Err(err) => return kept(err.to_string()),
+    };
+    if let Some(next) = sharers.iter().find(|r| !r.session.status.is_finished()) {
+        return kept(format!(
+            "session {} is {} in it (it continues the conversation)",
+            next.session.id,
+            next.session.status.as_str()
+        ));
+    }
     if !dir.is_dir() {
         return None;
     }
@@ -236,7 +263,7 @@ async fn collect_one(
         Ok(git) => git.with_timeout(LONG_TIMEOUT),
         Err(err) => return kept(format!("{err}; its work cannot be saved safely")),
     };
-    let plan = match plan_archive(&git, &record).await {
+    let plan = match plan_archive(&git, &record, &sharers).await {
         Ok(plan) => plan,
         Err(err) => return kept(err.to_string()),
     };
@@ -281,9 +308,14 @@ async fn collect_one(
 }
 
 /// `Some(base)` when the workspace holds work that was neither fetched nor published (it is
-/// then archived against `base`); `None` when removing it loses nothing. Errors say why it
-/// must stay.
-async fn plan_archive(git: &Git, record: &WorkspaceRecord) -> Result<Option<String>> {
+/// then archived against `base`); `None` when removing it loses nothing. A fetch or a publish
+/// of any session that worked there counts (`sharers`: the turns of a conversation). Errors
+/// say why it must stay.
+async fn plan_archive(
+    git: &Git,
+    record: &WorkspaceRecord,
+    sharers: &[WorkspaceRecord],
+) -> Result<Option<String>> {
     let session = &record.session;
     let fail = |err: GitError| super::git_error("cannot inspect the workspace", err);
     let dirty = super::is_dirty(git).await.map_err(fail)?;
@@ -314,8 +346,10 @@ async fn plan_archive(git: &Git, record: &WorkspaceRecord) -> Result<Option<Stri
     if dirty {
         return Ok(Some(base));
     }
-    let fetched = !record.fetched_commit.is_empty() && record.fetched_commit == tip;
-    let published = session.pull_request_number > 0
+    let fetched = sharers
+        .iter()
+        .any(|r| !r.fetched_commit.is_empty() && r.fetched_commit == tip);
+    let published = sharers.iter().any(|r| r.session.pull_request_number > 0)
         && git
             .line(&[
                 "rev-parse",
@@ -412,7 +446,10 @@ async fn reconcile(settings: &Settings, store: &StoreClient, records: &[Workspac
         {
             continue;
         }
-        let state = if archive_paths(settings, &session.id).0.is_file() {
+        let state = if archive_paths(settings, workspace_owner(session))
+            .0
+            .is_file()
+        {
             WorkspaceState::Archived
         } else {
             WorkspaceState::Collected

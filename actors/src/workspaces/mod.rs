@@ -48,6 +48,16 @@ pub fn archive_paths(settings: &Settings, id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The session whose workspace `session` works in, which names its directory and its archive:
+/// itself, or for a later turn of a conversation (issue 15) the turn that made the workspace.
+pub fn workspace_owner(session: &Session) -> &str {
+    std::path::Path::new(&session.work_dir)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|name| crate::domain::SessionId::parse(name).is_some())
+        .unwrap_or(&session.id)
+}
+
 /// The directory of a session's workspace.
 pub fn workspace_dir(settings: &Settings, session: &Session) -> PathBuf {
     if session.work_dir.is_empty() {
@@ -84,7 +94,7 @@ pub fn locate(settings: &Settings, record: &WorkspaceRecord) -> Result<Location>
             }
         }
         (WorkspaceState::Archived, _) => {
-            let (bundle, diff) = archive_paths(settings, id);
+            let (bundle, diff) = archive_paths(settings, workspace_owner(session));
             if bundle.is_file() {
                 Ok(Location::Archived { bundle, diff })
             } else {
@@ -101,16 +111,39 @@ pub fn locate(settings: &Settings, record: &WorkspaceRecord) -> Result<Location>
     }
 }
 
-/// A session's record, read again once its lock is held (the collector may have just moved
-/// its workspace).
+/// A session's record, read again once its workspace's lock is held (the collector may have
+/// just moved its workspace). The turns of a conversation share one lock, their workspace's.
 pub async fn locked_record(
     store: &StoreClient,
     id: &str,
 ) -> Result<(WorkspaceRecord, locks::Held)> {
-    store.require_workspace_record(id).await?;
-    let held = locks::session(id).await;
+    let first = store.require_workspace_record(id).await?;
+    let held = locks::session(workspace_owner(&first.session)).await;
     let record = store.require_workspace_record(id).await?;
     Ok((record, held))
+}
+
+/// Every session that works in `record`'s workspace: itself and the later turns of its
+/// conversation (issue 15), oldest first.
+pub async fn sharers(
+    store: &StoreClient,
+    record: &WorkspaceRecord,
+) -> Result<Vec<WorkspaceRecord>> {
+    if record.session.work_dir.is_empty() {
+        return Ok(vec![record.clone()]);
+    }
+    store.workspace_sharers(&record.session.work_dir).await
+}
+
+/// Another session pending or running in `record`'s workspace (the next turn of its
+/// conversation): nothing else may write there meanwhile.
+pub async fn busy_sharer(store: &StoreClient, record: &WorkspaceRecord) -> Result<Option<Session>> {
+    let id = &record.session.id;
+    Ok(sharers(store, record)
+        .await?
+        .into_iter()
+        .map(|sharer| sharer.session)
+        .find(|other| &other.id != id && !other.status.is_finished()))
 }
 
 /// The changes of a session against the commit its workspace started from, uncommitted ones

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::settings::Settings;
 use crate::store::StoreClient;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
@@ -156,15 +156,31 @@ pub fn subdirs(dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The workspaces (by directory name) a pending or running session works in: a session's own
+/// while it runs, and a finished one's while the next turn of its conversation is queued or
+/// runs there (issue 15).
+pub async fn busy_workspaces(store: &StoreClient) -> Result<HashSet<String>> {
+    Ok(store
+        .busy_work_dirs()
+        .await?
+        .iter()
+        .filter_map(|dir| Path::new(dir).file_name()?.to_str().map(str::to_owned))
+        .collect())
+}
+
 /// Disk use now.
 pub async fn usage(settings: &Settings, store: &StoreClient) -> Result<Usage> {
     let dirs = workspace_dirs(settings);
     let ids = dirs.iter().map(|(id, _)| id.clone()).collect();
+    let busy = busy_workspaces(store).await?;
     let finished: HashMap<String, bool> = store
         .workspace_records(ids, false)
         .await?
         .into_iter()
-        .map(|r| (r.session.id.clone(), r.session.status.is_finished()))
+        .map(|r| {
+            let idle = r.session.status.is_finished() && !busy.contains(&r.session.id);
+            (r.session.id.clone(), idle)
+        })
         .collect();
     let mut usage = Usage::default();
     for (id, dir) in &dirs {

@@ -1,28 +1,31 @@
 //! The client side of ACP for one session, on the official SDK: the handlers that answer the
 //! agent (permissions, files, terminals, session updates) and the conversation itself
-//! (initialize, new session, one prompt, cancel).
+//! (initialize, a new or loaded session, one prompt, cancel).
 //!
 //! Handlers run inside the connection's dispatch loop, so anything that can wait (a
 //! permission decision, a file, a command's exit) is spawned; updates are absorbed at once,
 //! in order.
 
+use super::budget::Budget;
 use super::fs::{FsError, WorkspaceFs};
 use super::permission::{
     infer_tool_kind, pick_option, Action, Decision, PermissionDecider, Question, Verdict,
 };
 use super::progress::Shared;
 use super::terminal::{Exit, TerminalError, Terminals};
+use crate::domain::approval::{clip, ApprovalOption, RAW_INPUT_LIMIT};
 use crate::domain::{PermissionMode, TokenUsage, WorkspaceWritePolicy};
+use crate::runtime::Resume;
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::schema::{
     CancelNotification, ClientCapabilities, ContentBlock, CreateTerminalRequest,
     CreateTerminalResponse, FileSystemCapabilities, Implementation, InitializeRequest,
-    KillTerminalRequest, KillTerminalResponse, NewSessionRequest, PromptRequest,
-    ReadTextFileRequest, ReadTextFileResponse, ReleaseTerminalRequest, ReleaseTerminalResponse,
-    RequestPermissionRequest, RequestPermissionResponse, SessionNotification, StopReason,
-    TerminalExitStatus, TerminalOutputRequest, TerminalOutputResponse, TextContent,
-    WaitForTerminalExitRequest, WaitForTerminalExitResponse, WriteTextFileRequest,
-    WriteTextFileResponse,
+    KillTerminalRequest, KillTerminalResponse, LoadSessionRequest, NewSessionRequest,
+    PermissionOption, PromptRequest, ReadTextFileRequest, ReadTextFileResponse,
+    ReleaseTerminalRequest, ReleaseTerminalResponse, RequestPermissionRequest,
+    RequestPermissionResponse, SessionId, SessionNotification, StopReason, TerminalExitStatus,
+    TerminalOutputRequest, TerminalOutputResponse, TextContent, WaitForTerminalExitRequest,
+    WaitForTerminalExitResponse, WriteTextFileRequest, WriteTextFileResponse,
 };
 use agent_client_protocol::v1::{ConnectionTo, Responder};
 use agent_client_protocol::{
@@ -44,6 +47,8 @@ pub(super) struct ClientContext {
     pub shared: Arc<Shared>,
     /// Fired when the turn is being stopped: questions still open are answered "cancelled".
     pub stop: CancellationToken,
+    /// The runtime budget, paused while a question waits for its answer.
+    pub budget: Budget,
 }
 
 /// How the prompt turn ended, as the agent answered it.
@@ -66,16 +71,32 @@ pub(super) enum Broken {
 pub(super) struct Opened {
     pub agent_session_id: String,
     pub load_session: bool,
+    /// How an earlier conversation was carried over (continuations).
+    pub resumed: Resumed,
+}
+
+/// How a continuation got its conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Resumed {
+    /// Not a continuation of an agent session: a new session, the prompt as given.
+    Fresh,
+    /// `session/load` of the earlier agent session.
+    Loaded,
+    /// Loading was not possible (why); a new session got the earlier turns in its prompt.
+    NotLoaded(String),
 }
 
 impl ClientContext {
-    /// Asks the decider, unless the turn is being stopped (then `None`: cancelled).
-    async fn decide(&self, action: Action) -> Option<Decision> {
+    /// Asks the decider, unless the turn is being stopped (then `None`: cancelled). The
+    /// runtime budget stands still meanwhile (a person may be deciding).
+    async fn decide(&self, action: Action, options: Vec<ApprovalOption>) -> Option<Decision> {
         let question = Question {
             session_id: self.session_id.clone(),
             mode: self.mode,
             action,
+            options,
         };
+        let _paused = self.budget.pause();
         tokio::select! {
             decision = self.decider.decide(question) => Some(decision),
             _ = self.stop.cancelled() => None,
@@ -94,6 +115,13 @@ impl ClientContext {
         )
     }
 
+    /// A file or command request: allowed or not (no options to choose from).
+    async fn allowed(&self, action: Action) -> bool {
+        self.decide(action, Vec::new())
+            .await
+            .is_some_and(Decision::allows)
+    }
+
     async fn permission(&self, request: RequestPermissionRequest) -> RequestPermissionResponse {
         let call = &request.tool_call;
         let title = call.fields.title.clone().unwrap_or_default();
@@ -109,9 +137,15 @@ impl ClientContext {
                 .flatten()
                 .map(|l| l.path.display().to_string())
                 .collect(),
+            raw_input: call
+                .fields
+                .raw_input
+                .as_ref()
+                .map(|input| input.to_string())
+                .unwrap_or_default(),
         };
         let what = action.describe();
-        let decision = self.decide(action).await;
+        let decision = self.decide(action, offered(&request.options)).await;
         let (outcome, verdict) = pick_option(&request.options, decision);
         self.shared.record_permission(verdict, &what);
         RequestPermissionResponse::new(outcome)
@@ -122,7 +156,7 @@ impl ClientContext {
         let action = Action::ReadFile {
             path: request.path.clone(),
         };
-        if self.decide(action).await != Some(Decision::Allow) {
+        if !self.allowed(action).await {
             return Err(self.refuse(&what, Verdict::Denied));
         }
         let fs = self.fs.clone();
@@ -137,8 +171,9 @@ impl ClientContext {
         }
         let action = Action::WriteFile {
             path: request.path.clone(),
+            preview: clip(&request.content, RAW_INPUT_LIMIT),
         };
-        if self.decide(action).await != Some(Decision::Allow) {
+        if !self.allowed(action).await {
             return Err(self.refuse(&what, Verdict::Denied));
         }
         let fs = self.fs.clone();
@@ -158,7 +193,7 @@ impl ClientContext {
             .terminals
             .working_dir(request.cwd.as_deref())
             .map_err(terminal_error)?;
-        if self.decide(Action::Execute { command }).await != Some(Decision::Allow) {
+        if !self.allowed(Action::Execute { command }).await {
             return Err(self.refuse(&what, Verdict::Denied));
         }
         let env: Vec<(String, String)> = request
@@ -192,6 +227,18 @@ impl ClientContext {
                 .exit_status(snapshot.exit.map(exit_status)),
         )
     }
+}
+
+/// The agent's options as a person sees them.
+fn offered(options: &[PermissionOption]) -> Vec<ApprovalOption> {
+    options
+        .iter()
+        .map(|option| ApprovalOption {
+            option_id: option.option_id.to_string(),
+            name: option.name.clone(),
+            kind: wire(&option.kind),
+        })
+        .collect()
 }
 
 /// The wire name of a serde enum value.
@@ -255,6 +302,7 @@ pub(super) async fn converse(
     ctx: Arc<ClientContext>,
     work_dir: PathBuf,
     prompt: String,
+    resume: Option<Resume>,
     opened: impl FnOnce(Opened) + Send,
 ) -> Result<Turn, Broken> {
     let updates = ctx.clone();
@@ -267,6 +315,7 @@ pub(super) async fn converse(
     let kills = ctx.clone();
     let releases = ctx.clone();
     let stop = ctx.stop.clone();
+    let shared = ctx.shared.clone();
     Client
         .v1()
         .name("telecoder")
@@ -354,7 +403,12 @@ pub(super) async fn converse(
             on_receive_request!(),
         )
         .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
-            Ok(run_turn(&cx, &stop, work_dir, prompt, opened).await)
+            let turn = TurnRequest {
+                work_dir,
+                prompt,
+                resume,
+            };
+            Ok(run_turn(&cx, &stop, &shared, turn, opened).await)
         })
         .await
         .unwrap_or_else(|error| {
@@ -363,6 +417,66 @@ pub(super) async fn converse(
                 error,
             })
         })
+}
+
+/// Loads the agent session a continuation resumes, when the agent can; otherwise (or when the
+/// load fails) opens a new session whose prompt carries the earlier turns. Returns the session,
+/// the prompt to send, and how the conversation was carried over.
+async fn open_session(
+    cx: &ConnectionTo<Agent>,
+    stop: &CancellationToken,
+    shared: &Shared,
+    turn: TurnRequest,
+    load_session: bool,
+) -> Result<(SessionId, String, Resumed), Broken> {
+    let TurnRequest {
+        work_dir,
+        prompt,
+        resume,
+    } = turn;
+    let (prompt, resumed) = match resume {
+        None => (prompt, Resumed::Fresh),
+        Some(resume) if !load_session => (
+            resume.fallback_prompt,
+            Resumed::NotLoaded("the agent does not offer loadSession any more".into()),
+        ),
+        Some(resume) => {
+            // The agent replays the conversation as updates before it answers: that is
+            // history, not this turn's output.
+            shared.set_replaying(true);
+            let request =
+                LoadSessionRequest::new(resume.agent_session_id.clone(), work_dir.clone());
+            let loaded =
+                unless_stopped(stop, "session/load", cx.send_request(request).block_task()).await;
+            shared.set_replaying(false);
+            match loaded {
+                Ok(_) => {
+                    return Ok((
+                        SessionId::new(resume.agent_session_id),
+                        prompt,
+                        Resumed::Loaded,
+                    ))
+                }
+                Err(Broken::Stopped) => return Err(Broken::Stopped),
+                Err(Broken::Protocol { error, .. }) => (
+                    resume.fallback_prompt,
+                    Resumed::NotLoaded(format!(
+                        "session/load failed: {} (code {})",
+                        error.message,
+                        error.code.value()
+                    )),
+                ),
+            }
+        }
+    };
+    let session = unless_stopped(
+        stop,
+        "session/new",
+        cx.send_request(NewSessionRequest::new(work_dir))
+            .block_task(),
+    )
+    .await?;
+    Ok((session.session_id, prompt, resumed))
 }
 
 /// Waits for `request`'s answer unless the turn is stopped first.
@@ -377,12 +491,20 @@ async fn unless_stopped<T>(
     }
 }
 
-/// initialize → session/new → session/prompt (→ session/cancel when stopped).
+/// What one turn sends.
+struct TurnRequest {
+    work_dir: PathBuf,
+    prompt: String,
+    resume: Option<Resume>,
+}
+
+/// initialize → session/new (or session/load) → session/prompt (→ session/cancel when
+/// stopped).
 async fn run_turn(
     cx: &ConnectionTo<Agent>,
     stop: &CancellationToken,
-    work_dir: PathBuf,
-    prompt: String,
+    shared: &Shared,
+    turn: TurnRequest,
     opened: impl FnOnce(Opened),
 ) -> Result<Turn, Broken> {
     let capabilities = ClientCapabilities::new()
@@ -394,17 +516,12 @@ async fn run_turn(
         .client_capabilities(capabilities)
         .client_info(Implementation::new("telecoder", env!("CARGO_PKG_VERSION")));
     let init = unless_stopped(stop, "initialize", cx.send_request(initialize).block_task()).await?;
-    let session = unless_stopped(
-        stop,
-        "session/new",
-        cx.send_request(NewSessionRequest::new(work_dir))
-            .block_task(),
-    )
-    .await?;
-    let session_id = session.session_id;
+    let load_session = init.agent_capabilities.load_session;
+    let (session_id, prompt, resumed) = open_session(cx, stop, shared, turn, load_session).await?;
     opened(Opened {
         agent_session_id: session_id.to_string(),
-        load_session: init.agent_capabilities.load_session,
+        load_session,
+        resumed,
     });
     let blocks = vec![ContentBlock::Text(TextContent::new(prompt))];
     let mut answer = std::pin::pin!(cx

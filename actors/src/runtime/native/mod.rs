@@ -8,6 +8,7 @@
 //! it a grace period, then kill the group. The SDK's futures are `Send` (5.x), so connections
 //! run on the daemon's tokio runtime like everything else.
 
+mod budget;
 mod client;
 pub mod fs;
 pub mod permission;
@@ -21,7 +22,7 @@ use super::{agents, AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRu
 use crate::domain::{AgentFacts, FailureKind};
 use crate::process::{terminate_group, GroupGuard};
 use agent_client_protocol::Lines;
-use client::{Broken, ClientContext, Opened, Turn};
+use client::{Broken, ClientContext, Opened, Resumed, Turn};
 use futures_util::{SinkExt, StreamExt};
 use permission::{PermissionDecider, PolicyDecider};
 use progress::Shared;
@@ -107,7 +108,10 @@ impl NativeRuntime {
             session_id: request.session_id.clone(),
             mode: request.permission,
             writes: request.write_policy,
-            decider: self.decider.clone(),
+            decider: request
+                .decider
+                .as_ref()
+                .map_or_else(|| self.decider.clone(), |handle| handle.0.clone()),
             terminals: Terminals::new(
                 TerminalSettings {
                     session_id: request.session_id.clone(),
@@ -119,6 +123,7 @@ impl NativeRuntime {
             fs: workspace,
             shared: shared.clone(),
             stop: CancellationToken::new(),
+            budget: budget::Budget::default(),
         });
         let run = Run {
             request: &request,
@@ -160,6 +165,14 @@ impl NativeRuntime {
 impl AgentRuntime for NativeRuntime {
     fn name(&self) -> &'static str {
         "native"
+    }
+
+    fn loads_sessions(&self) -> bool {
+        true
+    }
+
+    fn asks_people(&self) -> bool {
+        true
     }
 
     fn run(
@@ -223,6 +236,20 @@ impl Run<'_> {
         let on_open = {
             let shared = shared.clone();
             move |opened: Opened| {
+                let notice = match &opened.resumed {
+                    Resumed::Fresh => None,
+                    Resumed::Loaded => Some(format!(
+                        "loaded the agent's session {} (the conversation so far)",
+                        opened.agent_session_id
+                    )),
+                    Resumed::NotLoaded(why) => Some(format!(
+                        "could not load the agent's earlier session ({why}); a new session gets \
+                         the earlier turns in its prompt"
+                    )),
+                };
+                if let Some(notice) = notice {
+                    shared.push_event(AgentEvent::Notice(notice));
+                }
                 shared.push_event(AgentEvent::Facts(AgentFacts {
                     agent_session_id: Some(opened.agent_session_id),
                     load_session: Some(opened.load_session),
@@ -236,6 +263,7 @@ impl Run<'_> {
             self.ctx.clone(),
             self.request.work_dir.clone(),
             self.request.prompt.clone(),
+            self.request.resume.clone(),
             on_open,
         );
         let mut conversation = std::pin::pin!(conversation);
@@ -245,8 +273,11 @@ impl Run<'_> {
         let mut tick = interval(COALESCE_WINDOW);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut stopped: Option<(Stopped, Instant)> = None;
+        let budget = &self.ctx.budget;
         loop {
             let grace_over = stopped.map_or(deadline, |(_, at)| at);
+            // The budget stands still while a question waits for an answer (a person deciding).
+            let timeout = budget.deadline(deadline);
             tokio::select! {
                 ended = &mut conversation => return (Some(ended), stopped.map(|(why, _)| why)),
                 sent = &mut prompted, if waiting_for_prompt => {
@@ -261,7 +292,8 @@ impl Run<'_> {
                     stopped = Some((Stopped::Cancelled, Instant::now() + CANCEL_GRACE));
                     self.ctx.stop.cancel();
                 }
-                () = sleep_until(deadline), if stopped.is_none() => {
+                () = budget.changed() => {}
+                () = sleep_until(timeout.unwrap_or(deadline)), if stopped.is_none() && timeout.is_some() => {
                     stopped = Some((Stopped::Timeout, Instant::now() + CANCEL_GRACE));
                     self.ctx.stop.cancel();
                 }

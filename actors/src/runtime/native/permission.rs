@@ -4,6 +4,7 @@
 //! is a future, so a decider that waits for a person (approvals) plugs in without touching
 //! the runtime.
 
+use crate::domain::approval::ApprovalOption;
 use crate::domain::PermissionMode;
 use crate::runtime::BoxFuture;
 use agent_client_protocol::v1::schema::{
@@ -21,11 +22,14 @@ pub enum Action {
         /// The kind the agent gave, or the one inferred from the title as acpx does.
         kind: Option<String>,
         locations: Vec<String>,
+        /// The call's input as JSON text (`""` when the agent sent none), for a person to read.
+        raw_input: String,
     },
     /// `fs/read_text_file` (already contained to the workspace).
     ReadFile { path: PathBuf },
-    /// `fs/write_text_file` (already contained to the workspace).
-    WriteFile { path: PathBuf },
+    /// `fs/write_text_file` (already contained to the workspace), with the start of the
+    /// content for a person to read.
+    WriteFile { path: PathBuf, preview: String },
     /// `terminal/create`: the command line it would run in the workspace.
     Execute { command: String },
 }
@@ -39,7 +43,7 @@ impl Action {
                 None => title.clone(),
             },
             Self::ReadFile { path } => format!("read {}", path.display()),
-            Self::WriteFile { path } => format!("write {}", path.display()),
+            Self::WriteFile { path, .. } => format!("write {}", path.display()),
             Self::Execute { command } => format!("run `{command}`"),
         }
     }
@@ -52,12 +56,24 @@ pub struct Question {
     /// The session's permission mode.
     pub mode: PermissionMode,
     pub action: Action,
+    /// The answers the agent offered (permission requests only; empty for files and commands).
+    pub options: Vec<ApprovalOption>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allow,
     Deny,
+    /// Allow, and pick the agent's `allow_always` option when it offered one.
+    AllowAlways,
+    /// Deny, and pick the agent's `reject_always` option when it offered one.
+    DenyAlways,
+}
+
+impl Decision {
+    pub fn allows(self) -> bool {
+        matches!(self, Self::Allow | Self::AllowAlways)
+    }
 }
 
 /// Decides what an agent may do. Implementations may take their time (a person answering);
@@ -84,17 +100,29 @@ pub fn policy_decision(question: &Question) -> Decision {
     let allowed = match (question.mode, &question.action) {
         (PermissionMode::ApproveAll, _) => true,
         (PermissionMode::DenyAll, _) => false,
-        (PermissionMode::ApproveReads, Action::ToolCall { kind, .. }) => {
-            matches!(kind.as_deref(), Some("read" | "search"))
-        }
-        (PermissionMode::ApproveReads, Action::ReadFile { .. }) => true,
-        (PermissionMode::ApproveReads, Action::WriteFile { .. } | Action::Execute { .. }) => false,
+        // Without a person to ask, `ask` fails closed to approve-reads.
+        (PermissionMode::ApproveReads | PermissionMode::Ask, action) => is_read(action),
     };
     if allowed {
         Decision::Allow
     } else {
         Decision::Deny
     }
+}
+
+/// What approve-reads (and `ask`, without asking anyone) allows: tool calls of kind `read` or
+/// `search`, and file reads.
+pub fn is_read(action: &Action) -> bool {
+    match action {
+        Action::ToolCall { kind, .. } => matches!(kind.as_deref(), Some("read" | "search")),
+        Action::ReadFile { .. } => true,
+        Action::WriteFile { .. } | Action::Execute { .. } => false,
+    }
+}
+
+/// Whether `question` waits for a person: under `ask`, anything but a read.
+pub fn asks_a_person(question: &Question) -> bool {
+    question.mode == PermissionMode::Ask && !is_read(&question.action)
 }
 
 /// acpx's `inferToolKind`: the kind the agent gave, else one from the first word of the title.
@@ -134,7 +162,8 @@ pub enum Verdict {
 
 /// The answer to a permission request, picked from the agent's options as acpx does: allow →
 /// `allow_once`, else `allow_always`, else the first option; deny → `reject_once`, else
-/// `reject_always`, else cancelled. `None` (the turn is ending) and no options are cancelled.
+/// `reject_always`, else cancelled. The "always" decisions prefer the "always" kinds. `None`
+/// (the turn is ending) and no options are cancelled.
 pub fn pick_option(
     options: &[PermissionOption],
     decision: Option<Decision>,
@@ -152,9 +181,18 @@ pub fn pick_option(
             PermissionOptionKind::AllowAlways,
         ])
         .or_else(|| options.first()),
+        Some(Decision::AllowAlways) => find([
+            PermissionOptionKind::AllowAlways,
+            PermissionOptionKind::AllowOnce,
+        ])
+        .or_else(|| options.first()),
         Some(Decision::Deny) => find([
             PermissionOptionKind::RejectOnce,
             PermissionOptionKind::RejectAlways,
+        ]),
+        Some(Decision::DenyAlways) => find([
+            PermissionOptionKind::RejectAlways,
+            PermissionOptionKind::RejectOnce,
         ]),
     };
     match chosen {
@@ -213,6 +251,7 @@ mod tests {
             session_id: "s".into(),
             mode,
             action,
+            options: Vec::new(),
         }
     }
 
@@ -222,7 +261,31 @@ mod tests {
             title: title.into(),
             kind: infer_tool_kind(kind, Some(title)),
             locations: Vec::new(),
+            raw_input: String::new(),
         }
+    }
+
+    #[test]
+    fn ask_approves_reads_and_asks_a_person_for_the_rest() {
+        let ask = PermissionMode::Ask;
+        let read = Action::ReadFile {
+            path: "/w/a".into(),
+        };
+        let write = Action::WriteFile {
+            path: "/w/a".into(),
+            preview: String::new(),
+        };
+        assert!(!asks_a_person(&question(ask, read.clone())));
+        assert!(!asks_a_person(&question(ask, tool(None, "cat a"))));
+        assert!(asks_a_person(&question(ask, write.clone())));
+        assert!(asks_a_person(&question(ask, tool(None, "mystery"))));
+        assert!(!asks_a_person(&question(
+            PermissionMode::ApproveAll,
+            write.clone()
+        )));
+        // With nobody to ask, `ask` is approve-reads: fail closed.
+        assert_eq!(policy_decision(&question(ask, read)), Decision::Allow);
+        assert_eq!(policy_decision(&question(ask, write)), Decision::Deny);
     }
 
     #[test]
@@ -246,6 +309,7 @@ mod tests {
         };
         let write = Action::WriteFile {
             path: "/w/a".into(),
+            preview: String::new(),
         };
         let run = Action::Execute {
             command: "ls".into(),
@@ -303,6 +367,13 @@ mod tests {
         );
         let (outcome, verdict) = pick_option(&options, None);
         assert_eq!((selected(&outcome), verdict), (None, Verdict::Cancelled));
+        let (outcome, _) = pick_option(&options, Some(Decision::AllowAlways));
+        assert_eq!(selected(&outcome).as_deref(), Some("always"));
+        let (outcome, verdict) = pick_option(&options, Some(Decision::DenyAlways));
+        assert_eq!(
+            (selected(&outcome).as_deref(), verdict),
+            (Some("no"), Verdict::Denied)
+        );
         // approve-all with no allow option takes the first one, whatever it is.
         let only_reject = [option("nope", PermissionOptionKind::RejectAlways)];
         let (outcome, verdict) = pick_option(&only_reject, Some(Decision::Allow));

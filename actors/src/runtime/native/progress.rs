@@ -13,6 +13,7 @@ use agent_client_protocol::v1::schema::{
 };
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
@@ -57,6 +58,8 @@ struct Progress {
 pub(super) struct Shared {
     progress: Mutex<Progress>,
     wake: Notify,
+    /// The agent is replaying a loaded session's history: its updates are not this turn's.
+    replaying: AtomicBool,
 }
 
 impl Shared {
@@ -67,7 +70,13 @@ impl Shared {
                 ..Progress::default()
             }),
             wake: Notify::new(),
+            replaying: AtomicBool::new(false),
         }
+    }
+
+    /// While set, session updates are ignored (`session/load` replays the conversation).
+    pub(super) fn set_replaying(&self, replaying: bool) {
+        self.replaying.store(replaying, Ordering::SeqCst);
     }
 
     fn lock(&self) -> MutexGuard<'_, Progress> {
@@ -81,6 +90,9 @@ impl Shared {
 
     /// Takes in one session update.
     pub(super) fn absorb(&self, update: SessionUpdate) {
+        if self.replaying.load(Ordering::SeqCst) {
+            return;
+        }
         let mut progress = self.lock();
         match update {
             SessionUpdate::AgentMessageChunk(chunk) => {
