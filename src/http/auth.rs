@@ -79,12 +79,24 @@ pub fn requester(tokens: &Tokens, authorization: Option<&str>, user_agent: Optio
     };
     let token = match authorization.and_then(bearer) {
         _ if !tokens.any() => "no token",
-        Some(token) if matches(&tokens.admin, token) => "admin token",
-        Some(token) if matches(&tokens.full, token) => "full token",
-        Some(token) if matches(&tokens.read, token) => "read token",
-        _ => "unknown token",
+        Some(token) => token_kind(tokens, token),
+        None => "unknown token",
     };
     format!("{via} ({token})")
+}
+
+/// Which configured token `presented` is, as records name it (`full token`; also what a
+/// dashboard login remembers of the token it was made with).
+pub(super) fn token_kind(tokens: &Tokens, presented: &str) -> &'static str {
+    if matches(&tokens.admin, presented) {
+        "admin token"
+    } else if matches(&tokens.full, presented) {
+        "full token"
+    } else if matches(&tokens.read, presented) {
+        "read token"
+    } else {
+        "unknown token"
+    }
 }
 
 #[cfg(test)]

@@ -397,7 +397,14 @@ fn cookie_writes_need_the_csrf_token_and_bearer_clients_are_unaffected() {
     let open = TestDaemon::start();
     let refused = open.api().post("/ui/login", &json!({"token": FULL}));
     assert_eq!(refused.status, 400);
-    assert_eq!(open.api().get("/ui/whoami").body["auth"], "open");
+    let whoami = open.api().get("/ui/whoami").body;
+    assert_eq!(whoami["auth"], "open");
+    // The New session form offers what the daemon takes: `ask` only under the native runtime.
+    let mut policies = vec!["locked", "observe", "standard"];
+    if !acpx_runtime() {
+        policies.push("ask");
+    }
+    assert_eq!(whoami["policies"], json!(policies));
 }
 
 #[test]
@@ -409,19 +416,21 @@ fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
         return;
     };
     let api = daemon.api();
-    let create = |prompt: &str| {
-        let body = json!({"repo": repo.path_str(), "prompt": prompt});
+    let create = |prompt: &str, policy: &str| {
+        let body = json!({"repo": repo.path_str(), "prompt": prompt, "policy": policy});
         let reply =
             api.send(with_token(&api, reqwest::Method::POST, "/api/sessions", FULL).json(&body));
         assert_eq!(reply.status, 201, "{}", reply.body);
         reply.body["id"].as_str().unwrap_or_default().to_owned()
     };
-    let finished = create("@mock say done already");
+    let finished = create("@mock say done already", "observe");
     api.wait_finished_with(&finished, FULL);
-    let running = create("@mock hang");
-    wait_for("the hanging session to run", WAIT, || {
-        let reply = get_with(&api, &format!("/api/sessions/{running}"), READ);
-        (reply.body["status"] == "running").then_some(())
+    // Running and waiting for a person: the page shows the question, not the buttons.
+    let running = create("@mock write ro.txt no", "ask");
+    let approval = wait_for("the session to ask", WAIT, || {
+        let reply = get_with(&api, &format!("/api/approvals?session={running}"), READ);
+        let first = reply.body.as_array()?.first()?.clone();
+        (first["status"] == "pending").then(|| first["id"].as_str().map(str::to_owned))?
     });
     let watch = api.send(
         with_token(&api, reqwest::Method::POST, "/api/watches", FULL)
@@ -431,13 +440,25 @@ fn a_read_only_login_sees_no_actions_and_the_api_refuses_them() {
     let result = browse(
         &daemon,
         "readonly",
-        json!({"token": READ, "finished": finished, "running": running, "watch": watch}),
+        json!({"token": READ, "finished": finished, "running": running, "watch": watch,
+               "approval": approval}),
     );
-    for (action, status) in result["statuses"].as_object().expect("statuses") {
+    let statuses = result["statuses"].as_object().expect("statuses");
+    assert_eq!(statuses.len(), 6, "{statuses:?}");
+    for (action, status) in statuses {
         assert_eq!(status, 403, "{action} from a read-only page");
     }
     let still = get_with(&api, &format!("/api/sessions/{running}"), FULL);
     assert_eq!(still.body["status"], "running");
+    assert_eq!(still.body["awaitingApproval"], true);
+    let asked = get_with(&api, &format!("/api/approvals/{approval}"), FULL);
+    assert_eq!(asked.body["status"], "pending", "{}", asked.body);
+    let lineage = get_with(&api, &format!("/api/sessions/{finished}/lineage"), FULL);
+    assert_eq!(
+        lineage.body.as_array().map(Vec::len),
+        Some(1),
+        "not continued"
+    );
     let cancel = api.send(with_token(
         &api,
         reqwest::Method::POST,
@@ -471,11 +492,26 @@ fn agent_markup_and_pr_titles_are_shown_as_text() {
                 "head": "feature", "diffText": "diff --git a/x b/x"}),
     );
     assert_eq!(fired.status, 201, "{}", fired.body);
+    // What an agent asks a person to allow (policy ask) is its text too.
+    let asked = "<img src=x onerror=window.__pwned=4>";
+    let asking = api.create(
+        &repo.path_str(),
+        &format!("@mock write evil.txt {asked}"),
+        json!({"policy": "ask"}),
+    );
+    let asking = asking["id"].as_str().unwrap_or_default().to_owned();
+    wait_for("the agent to ask", WAIT, || {
+        api.session(&asking)["awaitingApproval"]
+            .as_bool()?
+            .then_some(())
+    });
     let markers = json!({
         format!("/sessions/{id}"): script,
         format!("/watches/{watch}"): title,
         "/": script,
         "/inbox": script,
+        "/approvals": asked,
+        format!("/sessions/{asking}"): asked,
     });
     let result = browse(
         &daemon,
@@ -605,4 +641,87 @@ fn a_failing_scenario_leaves_no_browser_behind() {
         );
     }
     assert!(!profile.exists(), "the profile was removed");
+}
+
+#[test]
+fn approvals_arrive_live_and_are_answered_from_the_list_and_the_session_page() {
+    let Some((repo, daemon)) = browser_test(&[("TELECODER_API_TOKEN", FULL)]) else {
+        return;
+    };
+    let result = browse(
+        &daemon,
+        "approve",
+        json!({"token": FULL, "repo": repo.path_str(),
+               "allowPrompt": "@mock write allowed.txt yes",
+               "denyPrompt": "@mock write denied.txt no"}),
+    );
+    let api = daemon.api();
+    let finished = |key: &str| {
+        let id = result[key].as_str().expect("session id");
+        wait_for(&format!("session {id} to finish"), WAIT, || {
+            let session = get_with(&api, &format!("/api/sessions/{id}"), FULL).body;
+            (!matches!(session["status"].as_str(), Some("pending" | "running"))).then_some(session)
+        })
+    };
+    let allowed = finished("allowed");
+    assert_eq!(allowed["status"], "complete", "{allowed}");
+    let work = Path::new(allowed["workDir"].as_str().unwrap_or_default());
+    assert_eq!(
+        std::fs::read_to_string(work.join("allowed.txt"))
+            .ok()
+            .as_deref(),
+        Some("yes"),
+        "the allowed write happened"
+    );
+    let denied = finished("denied");
+    assert_eq!(denied["failureKind"], "policy_denied", "{denied}");
+    let work = Path::new(denied["workDir"].as_str().unwrap_or_default());
+    assert!(
+        !work.join("denied.txt").exists(),
+        "the denied write never happened"
+    );
+    assert!(result["deniedText"]
+        .as_str()
+        .is_some_and(|text| text.contains("permission denied for denied.txt")));
+    // Each was decided once, by the person logged in to the dashboard.
+    for (session, status) in [(&allowed, "allowed"), (&denied, "denied")] {
+        let id = session["id"].as_str().unwrap_or_default();
+        let records = get_with(&api, &format!("/api/approvals?session={id}"), FULL).body;
+        let records = records.as_array().cloned().unwrap_or_default();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["status"], status);
+        assert_eq!(records[0]["decidedBy"], "dashboard (full token login)");
+    }
+    assert_eq!(result["count"], "", "nothing pending is counted");
+}
+
+#[test]
+fn a_finished_session_is_continued_from_its_page() {
+    let Some((repo, daemon, id)) = with_session("@mock say first turn", "complete") else {
+        return;
+    };
+    let api = daemon.api();
+    let running = api.create_id(&repo.path_str(), "@mock hang");
+    api.wait_status(&running, "running", WAIT);
+    let result = browse(
+        &daemon,
+        "continue",
+        json!({"id": id, "running": running, "prompt": "@mock say second turn",
+               "expect": "second turn"}),
+    );
+    let next = result["next"].as_str().expect("the next turn");
+    let turn = api.wait_finished(next, WAIT);
+    let first = api.session(&id);
+    assert_eq!(turn["status"], "complete", "{turn}");
+    assert_eq!(turn["continuedFrom"], id.as_str());
+    assert_eq!(turn["prompt"], "@mock say second turn");
+    assert_eq!(turn["workDir"], first["workDir"], "the same workspace");
+    assert_eq!(turn["branch"], first["branch"]);
+    // What the page no longer offered, the API refuses.
+    let again = api.post(
+        &format!("/api/sessions/{id}/continue"),
+        &json!({"prompt": "@mock say third"}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    api.post(&format!("/api/sessions/{running}/cancel"), &json!({}));
 }

@@ -49,6 +49,13 @@ async function withBrowser(run) {
     const result = await run({ context, page, dialogs });
     assert.deepEqual(problems, [], `the page reported errors: ${problems.join('; ')}`);
     return result;
+  } catch (err) {
+    // What each tab showed when the scenario failed, for the test's failure message.
+    for (const open of context.pages()) {
+      const shown = await open.evaluate(() => document.body.outerHTML).catch((e) => `(unreadable: ${e.message})`);
+      console.error(`--- ${open.url()} (problems: ${problems.join('; ') || 'none'})\n${shown.slice(0, 6000)}`);
+    }
+    throw err;
   } finally {
     await context.close().catch(() => {});
     if (own) rmSync(profile, { recursive: true, force: true });
@@ -214,13 +221,17 @@ scenarios.readonly = async () => withBrowser(async ({ page }) => {
     await go(page, `/sessions/${id}`);
     await page.locator('.ev').first().waitFor();
     await page.locator('main .card dl').waitFor();
+    if (id === ARGS.running) await page.locator('.ev.approval', { hasText: 'pending' }).waitFor();
     assert.equal(await page.locator('main [data-action], main form, main [data-decision]').count(), 0, `no actions on ${id}`);
   }
+  await go(page, '/approvals');
+  await page.locator(`[data-approval="${ARGS.approval}"]`).waitFor();
+  assert.equal(await page.locator('main [data-decision]').count(), 0, 'no allow/deny for a read-only login');
   await go(page, '/watches');
   await page.locator(`[data-watch="${ARGS.watch}"]`).waitFor();
   assert.equal(await page.locator('main button, main form').count(), 0, 'no watch controls');
   // What a page script could still try: the API refuses it.
-  const statuses = await page.evaluate(async ({ finished, running, watch }) => {
+  const statuses = await page.evaluate(async ({ finished, running, watch, approval }) => {
     const who = await (await fetch('/ui/whoami')).json();
     const send = async (method, path, body) => (await fetch(path, {
       method, headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': who.csrf },
@@ -231,6 +242,8 @@ scenarios.readonly = async () => withBrowser(async ({ page }) => {
       cancel: await send('POST', `/api/sessions/${running}/cancel`),
       create: await send('POST', '/api/sessions', { repo: '/tmp', prompt: 'x' }),
       pause: await send('PATCH', `/api/watches/${watch}`, { status: 'paused' }),
+      approve: await send('POST', `/api/approvals/${approval}`, { decision: 'allow' }),
+      continue: await send('POST', `/api/sessions/${finished}/continue`, { prompt: 'x' }),
     };
   }, ARGS);
   return { statuses };
@@ -325,6 +338,102 @@ scenarios.crosssite = async () => withBrowser(async ({ page }) => {
   await go(page, '/');
   const after = await page.evaluate(async () => (await fetch('/ui/whoami')).json());
   return { reached, after: after.auth };
+});
+
+/** The number the navigation shows beside Approvals ('' when none wait). */
+const pendingShown = (page) => page.locator('#nav a[href="/approvals"] .count').textContent({ timeout: 1000 }).catch(() => '');
+
+async function startSession(page, prompt, policy) {
+  await go(page, '/new');
+  await page.getByLabel('Repository').fill(ARGS.repo);
+  await page.getByLabel('Prompt').fill(prompt);
+  await page.getByLabel('Policy').selectOption(policy);
+  await page.getByRole('button', { name: 'Start session' }).click();
+  await page.waitForURL(/\/sessions\/[0-9a-f]{8}$/);
+  return page.url().split('/').pop();
+}
+
+/**
+ * Policy `ask`, logged in with a token: two sessions started from the form (a second tab) wait
+ * for a person. On the Approvals page (open before they exist) both cards and the count arrive
+ * without a reload; one is denied there, the other approved on its session page, and both
+ * pages follow.
+ */
+scenarios.approve = async () => withBrowser(async ({ context, page }) => {
+  await go(page, '/login');
+  await login(page, ARGS.token);
+  await page.waitForURL(`${URL_BASE}/`);
+  await go(page, '/approvals');
+  await main(page).getByText('Nothing waits for you.').waitFor();
+  const tab = await context.newPage();
+  const allowed = await startSession(tab, ARGS.allowPrompt, 'ask');
+  await tab.locator('.ev.approval [data-decision="allow"]').waitFor();
+  await tab.locator('[role="status"]', { hasText: 'Waiting for an approval' }).waitFor();
+  const denied = await startSession(tab, ARGS.denyPrompt, 'ask');
+  await tab.locator('.ev.approval [data-decision="deny"]').waitFor();
+  // The list that was open all along shows both, and the count says 2.
+  const cards = page.locator('main [data-approval]');
+  await page.waitForFunction(() => document.querySelectorAll('main [data-approval]').length === 2);
+  await page.locator('#nav a[href="/approvals"] .count', { hasText: '2' }).waitFor();
+  const navigations = [];
+  page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
+  // Deny one from the list.
+  const card = cards.filter({ has: page.locator(`a[href="/sessions/${denied}"]`) });
+  await card.locator('[data-decision="deny"]').click();
+  await page.waitForFunction(() => document.querySelectorAll('main [data-approval]').length === 1);
+  await page.locator('#nav a[href="/approvals"] .count', { hasText: '1' }).waitFor();
+  // Its session page (the other tab) shows the answer and the agent going on without it.
+  await tab.locator('.ev.approval .status', { hasText: 'denied' }).waitFor();
+  await tab.locator('.ev.done, .ev.error').first().waitFor();
+  const deniedText = await main(tab).textContent();
+  // Approve the other on its own page; the list empties and the count goes.
+  await go(tab, `/sessions/${allowed}`);
+  await tab.locator('.ev.approval [data-decision="allow"]').click();
+  await tab.locator('.ev.approval .status', { hasText: 'allowed' }).waitFor();
+  await tab.locator('.ev.done').waitFor();
+  await tab.locator('main .outcome').waitFor();
+  assert.equal(await tab.locator('.ev.approval [data-decision]').count(), 0, 'no buttons once answered');
+  assert.equal(await tab.locator('[role="status"]', { hasText: 'Waiting for an approval' }).count(), 0);
+  await main(page).getByText('Nothing waits for you.').waitFor();
+  await page.waitForFunction(() => !document.querySelector('#nav a[href="/approvals"] .count'));
+  assert.deepEqual(navigations, [], 'the Approvals page followed without a reload');
+  return {
+    allowed, denied, deniedText, allowedText: await main(tab).textContent(), count: await pendingShown(page),
+  };
+});
+
+/**
+ * Continue a finished session from its page: the box is there, the next turn starts and its
+ * output arrives live, the lineage lists both turns, and the first turn offers no second
+ * continuation. A running session shows no box.
+ */
+scenarios.continue = async () => withBrowser(async ({ page }) => {
+  await go(page, `/sessions/${ARGS.running}`);
+  await page.locator('.ev.output pre', { hasText: 'hanging' }).waitFor();
+  await page.locator('button[data-action="cancel"]').waitFor();
+  assert.equal(await page.getByLabel('Continue with').count(), 0, 'no continue box while running');
+  await go(page, `/sessions/${ARGS.id}`);
+  await page.locator('.ev.done').waitFor();
+  const box = page.getByLabel('Continue with');
+  // An empty prompt is refused on the page.
+  const submit = page.getByRole('button', { name: 'Continue', exact: true });
+  await submit.click();
+  await page.locator('main .alert', { hasText: 'prompt is required' }).waitFor();
+  await box.fill(ARGS.prompt);
+  await submit.click();
+  await page.waitForURL((url) => /\/sessions\/[0-9a-f]{8}$/.test(url.pathname) && !url.pathname.endsWith(ARGS.id));
+  const next = page.url().split('/').pop();
+  await page.locator('main dd a', { hasText: ARGS.id }).waitFor();
+  await page.locator('.ev.output pre', { hasText: ARGS.expect }).waitFor();
+  await page.locator('.ev.done').waitFor();
+  await page.locator(`main section[aria-label="Lineage"] tr[data-id="${ARGS.id}"]`).waitFor();
+  await page.locator(`main section[aria-label="Lineage"] tr[data-id="${next}"]`).waitFor();
+  // The first turn was continued: its page offers no second continuation.
+  await go(page, `/sessions/${ARGS.id}`);
+  await page.locator('.ev.done').waitFor();
+  await page.locator('main section[aria-label="Actions"]').waitFor();
+  assert.equal(await page.getByLabel('Continue with').count(), 0, 'a continued turn cannot be continued again');
+  return { next };
 });
 
 /** A scenario that never finishes (tests/it/dashboard.rs checks that its browser is killed). */

@@ -35,6 +35,8 @@ const MAX_LOGINS: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Login {
     pub scopes: &'static [Scope],
+    /// Which token it was made with (`full token`), for the records of what it did.
+    pub token: &'static str,
     /// Required in [`CSRF_HEADER`] on this login's writes.
     pub csrf: String,
     made: Instant,
@@ -79,8 +81,13 @@ impl Logins {
         self.by_hash.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes a login with `scopes`; returns its id (the cookie's value) and the login.
-    pub fn create(&self, scopes: &'static [Scope]) -> Result<(String, Login), ApiError> {
+    /// Makes a login with `scopes` from a `token` of that kind; returns its id (the cookie's
+    /// value) and the login.
+    pub fn create(
+        &self,
+        scopes: &'static [Scope],
+        token: &'static str,
+    ) -> Result<(String, Login), ApiError> {
         let unavailable = || {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +98,7 @@ impl Logins {
         let now = Instant::now();
         let login = Login {
             scopes,
+            token,
             csrf: secret().ok_or_else(unavailable)?,
             made: now,
             used: now,
@@ -246,8 +254,8 @@ mod tests {
     #[test]
     fn a_login_is_random_and_not_the_token() {
         let logins = Logins::default();
-        let (a, login) = logins.create(WRITE).expect("login");
-        let (b, _) = logins.create(WRITE).expect("login");
+        let (a, login) = logins.create(WRITE, "full token").expect("login");
+        let (b, _) = logins.create(WRITE, "full token").expect("login");
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
         assert_ne!(login.csrf, a);
@@ -260,7 +268,7 @@ mod tests {
     #[test]
     fn writes_need_the_csrf_token_and_the_scope() {
         let logins = Logins::default();
-        let (id, login) = logins.create(WRITE).expect("login");
+        let (id, login) = logins.create(WRITE, "full token").expect("login");
         let cookie = format!("other=1; {COOKIE}={id}");
         let (get, post) = (Method::GET, Method::POST);
         let tokens = tokens();
@@ -283,7 +291,7 @@ mod tests {
             status(admit(&get, None, Scope::Admin)),
             Some(StatusCode::FORBIDDEN)
         );
-        let (read_id, read) = logins.create(READ).expect("login");
+        let (read_id, read) = logins.create(READ, "read token").expect("login");
         let read_cookie = format!("{COOKIE}={read_id}");
         let refused = logins.admit(
             &tokens,
@@ -321,7 +329,7 @@ mod tests {
     #[test]
     fn expired_logins_are_gone_and_the_map_is_bounded() {
         let logins = Logins::default();
-        let (id, _) = logins.create(READ).expect("login");
+        let (id, _) = logins.create(READ, "read token").expect("login");
         {
             let mut map = logins.map();
             let login = map.get_mut(&digest(&id)).expect("kept");
@@ -334,7 +342,7 @@ mod tests {
         assert!(logins.find(&id).is_none());
         assert_eq!(logins.len(), 0);
         for _ in 0..MAX_LOGINS + 10 {
-            logins.create(READ).expect("login");
+            logins.create(READ, "read token").expect("login");
         }
         assert_eq!(logins.len(), MAX_LOGINS);
     }

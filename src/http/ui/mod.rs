@@ -21,6 +21,8 @@ use super::{auth, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 pub use logins::Logins;
 use serde::{Deserialize, Serialize};
+use telecoder_actors::domain::PolicyMode;
+use telecoder_actors::requests;
 use warp::filters::BoxedFilter;
 use warp::http::header::{HeaderValue, SET_COOKIE};
 use warp::http::StatusCode;
@@ -173,6 +175,23 @@ fn caller(state: &AppState, authorization: Option<&str>, cookie: Option<&str>) -
     }
 }
 
+/// (converse) Who answered an approval through a dashboard login, as the approval records it
+/// (`dashboard (full token login)`); `None` for a request the cookie did not let in (a bearer
+/// token or the open daemon: `auth::requester` names those).
+pub fn login_requester(
+    state: &AppState,
+    authorization: Option<&str>,
+    cookie: Option<&str>,
+) -> Option<String> {
+    if authorization.is_some() || !state.tokens.any() {
+        return None;
+    }
+    let login = state
+        .logins
+        .find(logins::cookie_value(cookie?, logins::COOKIE)?)?;
+    Some(format!("dashboard ({} login)", login.token))
+}
+
 fn scope_name(scopes: &[Scope]) -> &'static str {
     if scopes.contains(&Scope::Admin) {
         "admin"
@@ -195,6 +214,8 @@ struct Whoami {
     csrf: Option<String>,
     default_agent: String,
     default_policy: &'static str,
+    /// The policies a new session may have here (`ask` needs the native runtime).
+    policies: Vec<&'static str>,
     agents: Vec<&'static str>,
     max_runs_per_hour_limit: u32,
 }
@@ -207,6 +228,11 @@ fn whoami(state: AppState, who: Caller) -> Response {
         csrf: who.csrf,
         default_agent: settings.default_agent.clone(),
         default_policy: settings.default_policy.as_str(),
+        policies: PolicyMode::ALL
+            .into_iter()
+            .filter(|mode| requests::check_runtime_allows(settings, *mode).is_ok())
+            .map(PolicyMode::as_str)
+            .collect(),
         agents: telecoder_actors::runtime::agents::KNOWN_AGENTS
             .iter()
             .map(|agent| agent.name)
@@ -263,9 +289,12 @@ fn log_in(
         ));
     }
     let body: LoginBody = parse_body(&body?)?;
-    let scopes = auth::granted(&state.tokens, body.token.trim())
+    let token = body.token.trim();
+    let scopes = auth::granted(&state.tokens, token)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid token"))?;
-    let (id, login) = state.logins.create(scopes)?;
+    let (id, login) = state
+        .logins
+        .create(scopes, auth::token_kind(&state.tokens, token))?;
     let answer = LoggedIn {
         scope: scope_name(scopes),
         csrf: login.csrf,
@@ -364,7 +393,16 @@ async fn show(raw_id: String, state: AppState, who: Caller) -> Response {
         async {
             let id = session_id(&raw_id)?;
             let session = state.daemon.session(id.as_str()).await?;
-            let actions = views::actions(&session, who.scopes.contains(&Scope::Write));
+            let can_write = who.scopes.contains(&Scope::Write);
+            let continuable = can_write
+                && session.status.is_finished()
+                && state
+                    .daemon
+                    .store()
+                    .why_not_continuable(session.clone())
+                    .await?
+                    .is_none();
+            let actions = views::actions(&session, can_write, continuable);
             Ok(reply_json(StatusCode::OK, &Shown { session, actions }))
         }
         .await,

@@ -69,8 +69,9 @@ pub struct Actions {
     pub diff: bool,
 }
 
-/// See [`Actions`]: the rules of the routes that perform them.
-pub fn actions(session: &Session, can_write: bool) -> Actions {
+/// See [`Actions`]: the rules of the routes that perform them. `continuable`: whether the
+/// store would take the session's next turn now (`StoreClient::why_not_continuable`).
+pub fn actions(session: &Session, can_write: bool, continuable: bool) -> Actions {
     let finished = session.status.is_finished();
     let workspace = session.workspace_state.as_str();
     let has_work = matches!(workspace, "present" | "archived");
@@ -83,9 +84,11 @@ pub fn actions(session: &Session, can_write: bool) -> Actions {
     }
     Actions {
         cancel: !finished,
-        rerun: finished,
-        // A continuation runs in the parent's workspace: gone once collected (410).
-        continue_: finished && workspace == "present",
+        // A later turn of a conversation is rerun as the next turn, so by the same rule.
+        rerun: finished && (session.continued_from.is_empty() || continuable),
+        // One workspace, one agent: once, when finished, while nothing else runs there, until
+        // the workspace is collected.
+        continue_: finished && continuable,
         // Only a complete session with a workspace, on a GitHub repository.
         publish: session.status.as_str() == "complete"
             && !session.branch.is_empty()
@@ -102,19 +105,22 @@ mod tests {
     use super::*;
     use telecoder_actors::domain::session::SessionStatus;
 
+    /// A local repository that exists (this one).
+    const LOCAL: &str = env!("CARGO_MANIFEST_DIR");
+
+    /// A record as the daemon makes it, then moved to `status` with its workspace in `workspace`.
     fn session(status: SessionStatus, repo: &str, workspace: &str) -> Session {
-        let mut s: Session = serde_json::from_value(serde_json::json!({
-            "id": "abcdef12", "repo": repo, "prompt": "p".repeat(1000), "agent": "mock",
-            "parentSessionId": "", "attempt": 1, "policyMode": "observe",
-            "effectivePermissionMode": "approve-reads", "workspaceWritePolicy": "blocked",
-            "maxRuntimeSeconds": 60, "runtimeCommand": "mock", "status": "pending",
-            "ownerId": "", "branch": "telecoder/abcdef12", "workDir": "", "resultText": "big",
-            "outcomeHeadline": "h", "outcomeChanged": "", "outcomeVerified": "",
-            "outcomeUncertain": "", "outcomeNext": "", "error": "", "failureKind": "",
-            "claimedAt": "", "heartbeatAt": "", "startedAt": "", "finishedAt": "",
-            "createdAt": "", "updatedAt": ""
-        }))
-        .expect("a session");
+        let settings = telecoder_actors::settings::Settings::new("/nonexistent");
+        let request = telecoder_actors::domain::NewSession {
+            repo: repo.into(),
+            prompt: "p".repeat(1000),
+            agent: None,
+            policy: None,
+        };
+        let mut s = telecoder_actors::requests::new_session_record(&settings, &request, None)
+            .expect("a session");
+        s.branch = format!("telecoder/{}", s.id);
+        s.result_text = "big".into();
         s.status = status;
         s.workspace_state = workspace.into();
         s
@@ -122,7 +128,7 @@ mod tests {
 
     #[test]
     fn rows_leave_out_the_bulk() {
-        let row = row(&session(SessionStatus::Running, "/r", "present"));
+        let row = row(&session(SessionStatus::Running, LOCAL, "present"));
         assert!(row.get("resultText").is_none());
         assert!(row.get("workDir").is_none());
         assert_eq!(row["prompt"].as_str().map(|p| p.chars().count()), Some(281));
@@ -131,16 +137,42 @@ mod tests {
 
     #[test]
     fn actions_follow_the_session_state_and_the_scope() {
-        let running = actions(&session(SessionStatus::Running, "/r", "present"), true);
+        let running = actions(
+            &session(SessionStatus::Running, LOCAL, "present"),
+            true,
+            false,
+        );
         assert!(running.cancel && !running.rerun && !running.continue_ && !running.fetch);
-        let local = actions(&session(SessionStatus::Complete, "/r", "present"), true);
+        let local = actions(
+            &session(SessionStatus::Complete, LOCAL, "present"),
+            true,
+            true,
+        );
         assert!(local.rerun && local.continue_ && local.fetch && !local.publish && !local.cancel);
         let github = "https://github.com/acme/widgets.git";
-        let remote = actions(&session(SessionStatus::Complete, github, "present"), true);
+        let remote = actions(
+            &session(SessionStatus::Complete, github, "present"),
+            true,
+            true,
+        );
         assert!(remote.publish && !remote.fetch);
-        let collected = actions(&session(SessionStatus::Complete, "/r", "collected"), true);
+        let collected = actions(
+            &session(SessionStatus::Complete, LOCAL, "collected"),
+            true,
+            false,
+        );
         assert!(!collected.continue_ && !collected.fetch && !collected.diff && collected.rerun);
-        let read_only = actions(&session(SessionStatus::Complete, github, "present"), false);
+        // A later turn that was continued already: neither continued nor rerun again.
+        let mut turn = session(SessionStatus::Complete, LOCAL, "present");
+        turn.continued_from = "01234567".into();
+        let continued = actions(&turn, true, false);
+        assert!(!continued.continue_ && !continued.rerun && continued.fetch);
+        assert!(actions(&turn, true, true).rerun);
+        let read_only = actions(
+            &session(SessionStatus::Complete, github, "present"),
+            false,
+            true,
+        );
         assert_eq!(
             read_only,
             Actions {

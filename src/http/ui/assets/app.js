@@ -33,9 +33,7 @@ const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const live = feed();
 let me = null; // the answer of /ui/whoami, or null when a login is needed
-let approvals = { available: null, pending: 0 };
-/** Settles once the daemon said whether it has approvals (and continue: they came together). */
-let features = null;
+let approvals = { pending: 0 };
 let stops = [];
 
 function navigate(path, replace = false) {
@@ -85,7 +83,7 @@ async function begin() {
   await whoami();
   if (!me) return;
   live.listen(onFeed);
-  features = refreshApprovals().catch(() => approvals);
+  refreshApprovals().catch(() => {});
 }
 
 /** What a page gets. */
@@ -94,8 +92,6 @@ function context() {
     me,
     canWrite: me.scope !== 'read',
     canAdmin: me.scope === 'admin',
-    /** Resolves to `{available}`: whether approvals and continue exist on this daemon. */
-    features: () => features || Promise.resolve(approvals),
     navigate,
     /** Stops `fn` (a function) when the page changes. */
     onLeave(fn) { stops.push(fn); },

@@ -1,22 +1,17 @@
-// Approvals (policy `ask`): what waits for a person, with allow / deny. A daemon without the
-// approvals API (404) gets a note instead of the page, and no count in the navigation.
+// Approvals (policy `ask`): what waits for a person, with allow / deny; the list and the count
+// in the navigation follow the daemon's feed.
 
 import { get, post, query } from './api.js';
-import { h, put, add, alertBox, busy, select, debounce } from './dom.js';
+import { h, put, alertBox, busy, select, debounce } from './dom.js';
 import { approvalSummary } from './stream.js';
 
 /** Pending approvals the count reads at most (the API's default page). */
 export const PENDING_PAGE = 100;
 
-/** `{available, pending}`: whether the daemon has approvals, and how many wait. */
+/** `{pending}`: how many approvals wait. */
 export async function pendingCount() {
-  try {
-    const pending = await get(`/api/approvals?status=pending&limit=${PENDING_PAGE}`);
-    return { available: true, pending: Array.isArray(pending) ? pending.length : 0 };
-  } catch (err) {
-    if (err.status === 404) return { available: false, pending: 0 };
-    throw err;
-  }
+  const pending = await get(`/api/approvals?status=pending&limit=${PENDING_PAGE}`);
+  return { pending: Array.isArray(pending) ? pending.length : 0 };
 }
 
 /** Allow / deny controls for a pending approval (nothing when decided or read-only). */
@@ -49,25 +44,14 @@ export async function approvalsPage(ctx) {
   picker.addEventListener('change', () => ctx.navigate(`/approvals${query({ status: picker.value || 'all' })}`));
   put(ctx.main, h('div', { class: 'row' }, h('h1', { class: 'grow' }, 'Approvals'), picker), body);
   const load = async () => {
-    let records;
-    try {
-      records = await get(`/api/approvals${query({ status: status === 'all' ? '' : status })}`);
-    } catch (err) {
-      if (err.status !== 404) throw err;
-      put(body, h('p', { class: 'note' }, 'This daemon has no approvals API: it predates policy "ask", so no session ever waits for a person here.'));
-      return false;
-    }
-    put(body, records.length ? records.map((r) => {
-      const card = h('article', { class: 'card', 'data-approval': r.id });
-      add(card, approvalSummary(r), h('div', { class: 'hint' }, 'session ', h('a', { href: `/sessions/${r.sessionId}`, class: 'mono' }, r.sessionId)),
-        approvalButtons(ctx, r, () => { reload(); ctx.refreshApprovals(); }, null));
-      return card;
-    }) : h('p', { class: 'muted' }, status === 'pending' ? 'Nothing waits for you.' : 'None.'));
-    return true;
+    const records = await get(`/api/approvals${query({ status: status === 'all' ? '' : status })}`);
+    put(body, records.length ? records.map((r) => h('article', { class: 'card', 'data-approval': r.id }, approvalSummary(r),
+      h('div', { class: 'hint' }, 'session ', h('a', { href: `/sessions/${r.sessionId}`, class: 'mono' }, r.sessionId)),
+      approvalButtons(ctx, r, () => { reload(); ctx.refreshApprovals(); }, null)))
+      : h('p', { class: 'muted' }, status === 'pending' ? 'Nothing waits for you.' : 'None.'));
   };
   const reload = debounce(() => load().catch(() => {}), 300);
-  if (await load()) {
-    ctx.onLeave(reload.cancel);
-    ctx.listen((msg) => { if (msg.type === 'approval' || msg.type === 'resync') reload(); });
-  }
+  await load();
+  ctx.onLeave(reload.cancel);
+  ctx.listen((msg) => { if (msg.type === 'approval' || msg.type === 'resync') reload(); });
 }

@@ -13,15 +13,14 @@ export async function newSessionPage(ctx) {
   const prompt = h('textarea', { name: 'prompt', required: true, placeholder: 'What should the agent do?' });
   const agent = h('input', { name: 'agent', list: 'agents', autocomplete: 'off', placeholder: ctx.me.defaultAgent });
   const agents = h('datalist', { id: 'agents' }, ctx.me.agents.map((name) => h('option', { value: name })));
-  // Whether the daemon has approvals (policy `ask`): known once its first answer came.
-  const { available } = await ctx.features();
-  const policies = ['locked', 'observe', 'standard'].concat(available ? ['ask'] : []);
+  // The policies this daemon takes (`ask` needs the native runtime).
+  const policies = ctx.me.policies;
   const policy = select('policy', policies, ctx.me.defaultPolicy);
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Start session');
   const form = h('form', { novalidate: true, 'aria-label': 'New session' },
     field('Repository', repo), field('Prompt', prompt), field('Agent', agent, `Empty: ${ctx.me.defaultAgent}.`), agents,
     field('Policy', policy, 'locked: no permissions, 60 s · observe: reads only · standard: writes in the workspace'
-      + (available ? ' · ask: a person approves each write' : '')),
+      + (policies.includes('ask') ? ' · ask: a person approves each write' : '')),
     submit, alert);
   form.addEventListener('submit', (e) => {
     e.preventDefault();

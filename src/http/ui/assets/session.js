@@ -42,7 +42,7 @@ function outcome(s) {
 }
 
 /** The action buttons and forms the daemon allows for this session and caller. */
-function actions(ctx, s, allowed, reload, converse) {
+function actions(ctx, s, allowed, reload) {
   const alert = alertBox();
   const done = h('div', { class: 'ok-note', role: 'status', hidden: true });
   const say = (...text) => { put(done, text); done.hidden = false; };
@@ -64,7 +64,7 @@ function actions(ctx, s, allowed, reload, converse) {
     reload();
   }));
   if (allowed.publish) forms.push(publishForm(s, alert, say, reload));
-  if (allowed.continue && converse) forms.push(continueForm(ctx, s, alert));
+  if (allowed.continue) forms.push(continueForm(ctx, s, alert));
   if (!buttons.length && !forms.length) return null;
   return h('section', { class: 'card', 'aria-label': 'Actions' }, h('div', { class: 'row' }, buttons), forms, alert, done);
 }
@@ -89,7 +89,8 @@ function publishForm(s, alert, say, reload) {
 function continueForm(ctx, s, alert) {
   const prompt = h('textarea', { name: 'prompt', required: true, placeholder: 'What should the agent do next, in the same workspace?' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Continue');
-  const form = h('form', { 'aria-label': 'Continue this session' }, field('Continue with', prompt), submit);
+  // The page checks the prompt itself and says so in its alert (no browser bubble).
+  const form = h('form', { novalidate: true, 'aria-label': 'Continue this session' }, field('Continue with', prompt), submit);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     if (!prompt.value.trim()) { put(alert, 'prompt is required'); return; }
@@ -136,8 +137,6 @@ async function lineageSection(s) {
 
 export async function sessionPage(ctx, id) {
   let shown = await get(`/ui/sessions/${id}`);
-  // A daemon without approvals predates continue too (both came with issue 15).
-  const converse = (await ctx.features()).available !== false;
   const head = h('div');
   const body = h('div');
   const list = h('div', { class: 'stream', 'aria-live': 'off' });
@@ -152,7 +151,7 @@ export async function sessionPage(ctx, id) {
     put(head, h('div', { class: 'row' }, h('h1', { class: 'grow' }, 'Session ', h('span', { class: 'mono' }, s.id)), h('div', { id: 'session-status' }, badge(s.status))),
       s.awaitingApproval ? h('p', { class: 'waiting', role: 'status' }, '⚑ Waiting for an approval below') : null,
       h('section', { class: 'card' }, meta(s)));
-    put(body, actions(ctx, s, shown.actions, reload, converse), outcome(s));
+    put(body, actions(ctx, s, shown.actions, reload), outcome(s));
     const diff = ctx.main.querySelector('#diff');
     if (shown.actions.diff && !diff.firstChild) put(diff, diffSection(s));
   };
