@@ -119,6 +119,10 @@ pub struct ConfigView {
     github_webhook_secret_set: bool,
     api_token_set: bool,
     log_format: &'static str,
+    /// (ext) notification targets, secrets masked, with their filters.
+    notify_targets: Vec<String>,
+    notify_secret_set: bool,
+    public_url: String,
 }
 
 impl ConfigView {
@@ -157,6 +161,9 @@ impl ConfigView {
             github_webhook_secret_set: config.github_webhook_secret.is_some(),
             api_token_set: config.tokens.any(),
             log_format: if config.json_logs { "json" } else { "text" },
+            notify_targets: crate::config::notify_targets(&s.notify),
+            notify_secret_set: s.notify.secret.is_some(),
+            public_url: s.notify.public_url.clone().unwrap_or_default(),
         }
     }
 }
@@ -464,6 +471,24 @@ pub fn admin_status(status: &Value) -> String {
         }
     }
     text
+}
+
+/// What each notification target answered to `notify-test`.
+pub fn notify_results(results: &[telecoder_actors::notify::TestResult]) -> String {
+    let rows = results
+        .iter()
+        .map(|r| {
+            let result = if r.ok {
+                format!("ok (HTTP {})", r.status)
+            } else if r.error.is_empty() {
+                format!("failed (HTTP {})", r.status)
+            } else {
+                format!("failed: {}", short(&r.error, 80))
+            };
+            vec![r.target.clone(), result, format!("{} ms", r.latency_ms)]
+        })
+        .collect();
+    table(&["TARGET", "RESULT", "TIME"], rows)
 }
 
 /// The actor tree for a person (`telecoder admin actors`).

@@ -17,6 +17,9 @@ pub struct EventBus {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
     /// Counts every committed event (the `events_written` metric).
     written: Option<prometheus_client::metrics::counter::Counter>,
+    /// Poked after an event that may have queued a notification (a terminal event, an
+    /// approval), so the notification sender looks at the outbox at once (issue 15).
+    notifications: Arc<tokio::sync::Notify>,
 }
 
 impl EventBus {
@@ -47,6 +50,9 @@ impl EventBus {
         if let Some(written) = &self.written {
             written.inc();
         }
+        if event.kind.is_terminal() || event.kind.as_str() == "approval" {
+            self.notifications.notify_one();
+        }
         let mut channels = self.channels();
         if event.kind.is_terminal() {
             if let Some(sender) = channels.remove(&event.session_id) {
@@ -57,6 +63,11 @@ impl EventBus {
                 channels.remove(&event.session_id);
             }
         }
+    }
+
+    /// What the notification sender waits on (see the field).
+    pub fn notifications(&self) -> Arc<tokio::sync::Notify> {
+        self.notifications.clone()
     }
 
     /// Drops a session's channel once nobody listens, so finished sessions leave nothing behind.

@@ -35,6 +35,8 @@ pub struct Daemon {
     bus: EventBus,
     settings: Arc<Settings>,
     owner_id: String,
+    /// Delivers notifications from the outbox (issue 15); stopped last at shutdown.
+    notifier: crate::notify::Notifier,
 }
 
 impl Daemon {
@@ -43,6 +45,7 @@ impl Daemon {
         settings: Settings,
         runtime: Arc<dyn AgentRuntime>,
     ) -> Result<(Self, JoinHandle<()>)> {
+        let started_at = crate::domain::time::now();
         let metrics = crate::metrics::Metrics::default();
         let bus = EventBus::counting(metrics.events_written.clone());
         let owner_id = crate::domain::SessionId::random().to_string();
@@ -56,6 +59,14 @@ impl Daemon {
         let (supervisor, handle) = Actor::spawn(Some(SUPERVISOR_NAME.to_owned()), Supervisor, args)
             .await
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
+        let notifier = crate::notify::Notifier::start(
+            &settings,
+            StoreClient::new(),
+            &bus,
+            metrics.clone(),
+            &owner_id,
+            &started_at,
+        )?;
         Ok((
             Self {
                 supervisor,
@@ -65,6 +76,7 @@ impl Daemon {
                 bus,
                 settings: Arc::new(settings),
                 owner_id,
+                notifier,
             },
             handle,
         ))
@@ -89,6 +101,16 @@ impl Daemon {
     /// How long this daemon has been up.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The notification sender (targets, outbox counts, `notify-test`).
+    pub fn notifier(&self) -> &crate::notify::Notifier {
+        &self.notifier
+    }
+
+    /// Sends a test notification to every target and reports each answer.
+    pub async fn notify_test(&self) -> Result<Vec<crate::notify::TestResult>> {
+        self.notifier.test().await
     }
 
     /// This instance's owner id (recorded on the sessions it runs).
@@ -212,8 +234,11 @@ impl Daemon {
 
     pub async fn update_watch(&self, id: &str, patch: WatchPatch) -> Result<Watch> {
         let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::UpdateWatch { id, patch, reply })
-            .await?
+        let watch = self
+            .ask(|reply| SupervisorMsg::UpdateWatch { id, patch, reply })
+            .await??;
+        self.notifier.wake(); // notify (issue 15): a pause may have queued a notification
+        Ok(watch)
     }
 
     pub async fn delete_watch(&self, id: &str) -> Result<()> {
@@ -299,6 +324,8 @@ impl Daemon {
             .supervisor
             .call(SupervisorMsg::Shutdown, Some(Duration::from_secs(30)))
             .await;
+        // While the store still runs: the sender drains briefly and records the clean stop.
+        self.notifier.stop().await;
         let _ = self
             .supervisor
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))

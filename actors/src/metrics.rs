@@ -44,6 +44,13 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
     pub actor_restarts: Family<KindLabels, Counter>,
+    /// Notification attempts by outcome: sent, retried, failed (issue 15).
+    pub notify_attempts: Family<OutcomeLabels, Counter>,
+    /// Deliveries waiting in the outbox and given up; refreshed when scraped.
+    pub notify_outbox_pending: Gauge,
+    pub notify_outbox_failed: Gauge,
+    /// From the event's commit to the receiver's acceptance.
+    pub notify_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -59,6 +66,11 @@ impl Default for Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
         let actor_restarts = Family::<KindLabels, Counter>::default();
+        let notify_attempts = Family::<OutcomeLabels, Counter>::default();
+        let notify_outbox_pending = Gauge::default();
+        let notify_outbox_failed = Gauge::default();
+        // 5 ms .. ~80 s
+        let notify_latency = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         registry.register(
             "sessions_created",
             "Sessions created",
@@ -104,6 +116,26 @@ impl Default for Metrics {
             "Actors restarted by the supervisor, by kind",
             actor_restarts.clone(),
         );
+        registry.register(
+            "notify_attempts",
+            "Notification delivery attempts by outcome (sent, retried, failed)",
+            notify_attempts.clone(),
+        );
+        registry.register(
+            "notify_outbox_pending",
+            "Notification deliveries waiting to be sent or retried",
+            notify_outbox_pending.clone(),
+        );
+        registry.register(
+            "notify_outbox_failed",
+            "Notification deliveries given up (kept 30 days)",
+            notify_outbox_failed.clone(),
+        );
+        registry.register(
+            "notify_delivery_seconds",
+            "Time from an event's commit to its notification's acceptance",
+            notify_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             sessions_created,
@@ -115,6 +147,10 @@ impl Default for Metrics {
             http_requests,
             webhook_deliveries,
             actor_restarts,
+            notify_attempts,
+            notify_outbox_pending,
+            notify_outbox_failed,
+            notify_latency,
         }
     }
 }
@@ -137,6 +173,14 @@ impl Metrics {
 
     pub fn delivery(&self, outcome: &str) {
         self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, outcome: &str) {
+        self.notify_attempts
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
             })

@@ -54,6 +54,8 @@ pub struct Settings {
     /// Author of the commit that publishing makes from uncommitted workspace changes.
     pub git_author_name: String,
     pub git_author_email: String,
+    /// Notification targets and how to sign and link (issue 15).
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// How sessions talk to their agent.
@@ -133,6 +135,7 @@ impl Settings {
             github_token: None,
             git_author_name: "TeleCoder".into(),
             git_author_email: "telecoder@localhost".into(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 
@@ -154,7 +157,7 @@ impl Settings {
 
 /// Variables that carry TeleCoder's or GitHub's credentials; agents never see them unless the
 /// operator passes them through explicitly.
-pub const SECRET_VARIABLES: [&str; 8] = [
+pub const SECRET_VARIABLES: [&str; 10] = [
     "GITHUB_TOKEN",
     "GH_TOKEN",
     "TELECODER_API_TOKEN",
@@ -163,6 +166,9 @@ pub const SECRET_VARIABLES: [&str; 8] = [
     "TELECODER_ADMIN_TOKEN",
     "TELECODER_GITHUB_WEBHOOK_SECRET",
     "GITHUB_APP_PRIVATE_KEY",
+    // Notification targets carry credentials in their URLs (Slack hooks, ntfy tokens).
+    "TELECODER_NOTIFY",
+    "TELECODER_NOTIFY_SECRET",
 ];
 
 impl Settings {

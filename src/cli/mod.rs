@@ -89,6 +89,9 @@ pub enum Command {
     },
     /// Check this machine: daemon, acpx, agents, git, data dir, port, token.
     Doctor,
+    /// Send a test notification to every TELECODER_NOTIFY target and report each answer
+    /// (exit 1 when any failed).
+    NotifyTest,
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -330,6 +333,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         } => follow::events(ctx, &id, after.unwrap_or(0)).await,
         Command::TriggerCi(args) => watches::trigger_ci(ctx, args).await,
         Command::TriggerPr(args) => watches::trigger_pr(ctx, args).await,
+        Command::NotifyTest => notify_test(ctx).await,
         command => {
             other(ctx, command).await?;
             Ok(ExitCode::SUCCESS)
@@ -393,6 +397,39 @@ async fn admin(ctx: &Ctx, command: AdminCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `notify-test`: asks the daemon (whose configuration counts); with none answering, sends from
+/// this process with this environment's targets, and says so.
+async fn notify_test(ctx: &Ctx) -> Result<ExitCode, CliError> {
+    use telecoder_actors::notify::{sender, TestResult};
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct Answer {
+        ok: bool,
+        results: Vec<TestResult>,
+    }
+    let answer: Answer = match ctx.client.post("/admin/notify-test", &json!({})).await {
+        Err(unreachable @ ClientError::Unreachable { .. }) => {
+            ctx.out.note(&format!(
+                "note: {unreachable}; sending from this process with its TELECODER_NOTIFY"
+            ));
+            let settings = &ctx.config.settings;
+            let http = sender::http_client()?;
+            let results = sender::test_targets(&http, &settings.notify, &settings.redactor).await?;
+            Answer {
+                ok: results.iter().all(|r| r.ok),
+                results,
+            }
+        }
+        other => other?,
+    };
+    ctx.out
+        .data(&answer, || render::notify_results(&answer.results))?;
+    Ok(if answer.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Adds the non-empty optional fields to a JSON object.

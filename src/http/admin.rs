@@ -1,5 +1,6 @@
 //! Operator routes: `/admin/actors` (the live actor tree), `/admin/status`, `/admin/faults`
-//! (fault drills) and `/metrics` (Prometheus). They need the admin scope when tokens are set.
+//! (fault drills), `/admin/notify-test` (a test notification to every target) and `/metrics`
+//! (Prometheus). They need the admin scope when tokens are set.
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::sessions::{parse_body, reply_json};
@@ -29,6 +30,11 @@ pub fn routes(
         .and(state.clone())
         .and(bounded_body(API_BODY_LIMIT))
         .then(fault);
+    let notify_test = warp::path!("admin" / "notify-test")
+        .and(warp::post())
+        .and(state.clone())
+        .and(bounded_body(API_BODY_LIMIT))
+        .then(notify_test);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(state)
@@ -37,6 +43,8 @@ pub fn routes(
         .or(status)
         .unify()
         .or(faults)
+        .unify()
+        .or(notify_test)
         .unify()
         .or(metrics)
         .unify()
@@ -58,6 +66,8 @@ async fn status(state: AppState) -> Response {
         async {
             let database = state.daemon.database_status().await?;
             let stats = state.daemon.stats().await?;
+            let notifier = state.daemon.notifier();
+            let outbox = notifier.counts().await?;
             Ok(reply_json(
                 StatusCode::OK,
                 &json!({
@@ -75,6 +85,12 @@ async fn status(state: AppState) -> Response {
                     "storeRestarts": stats.store_restarts,
                     "watchRestarts": stats.watch_restarts,
                     "sessionFailures": stats.session_failures,
+                    "notifications": {
+                        "targets": notifier.targets().len(),
+                        "pending": outbox.pending,
+                        "failed": outbox.failed,
+                        "sent": outbox.sent,
+                    },
                 }),
             ))
         }
@@ -101,6 +117,23 @@ async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     )
 }
 
+/// `POST /admin/notify-test`: one test notification per target, each one's answer. The body,
+/// if any, is ignored.
+async fn notify_test(state: AppState, body: Result<Bytes, ApiError>) -> Response {
+    respond(
+        async {
+            body?;
+            let results = state.daemon.notify_test().await?;
+            let ok = results.iter().all(|r| r.ok);
+            Ok(reply_json(
+                StatusCode::OK,
+                &json!({"ok": ok, "results": results}),
+            ))
+        }
+        .await,
+    )
+}
+
 async fn metrics(state: AppState) -> Response {
     let daemon = &state.daemon;
     if let Ok(stats) = daemon.stats().await {
@@ -114,6 +147,11 @@ async fn metrics(state: AppState) -> Response {
             .metrics()
             .sessions_queued
             .set(database.queue_depth as i64);
+    }
+    if let Ok(outbox) = daemon.notifier().counts().await {
+        let metrics = daemon.metrics();
+        metrics.notify_outbox_pending.set(outbox.pending as i64);
+        metrics.notify_outbox_failed.set(outbox.failed as i64);
     }
     warp::reply::with_header(
         daemon.metrics().encode(),
@@ -132,6 +170,7 @@ pub fn route_label(path: &str) -> String {
         "/admin/actors",
         "/admin/status",
         "/admin/faults",
+        "/admin/notify-test",
         "/api/sessions",
         "/api/inbox",
         "/api/watches",

@@ -55,6 +55,41 @@ impl StoreClient {
         }
     }
 
+    /// Runs `job` on the writer thread and answers after commit. `job` may run again on a
+    /// restarted store if the failed one never ran it.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        job: impl Fn(&mut rusqlite::Connection) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            let job = job.clone();
+            StoreMsg::Write(Box::new(move |conn: &mut rusqlite::Connection| {
+                let result = job(conn);
+                let fatal = match &result {
+                    Err(Error::Store(err)) if super::is_fatal(err) => Some(err.to_string()),
+                    _ => None,
+                };
+                let _ = reply.send(result);
+                fatal
+            }))
+        })
+        .await
+    }
+
+    /// Runs `query` on a pooled read connection.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        query: impl Fn(&rusqlite::Connection) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        self.call(|reply| {
+            let query = query.clone();
+            StoreMsg::Read(Box::new(move |pool: &super::pool::ReadPool| {
+                let _ = reply.send(pool.with(query));
+            }))
+        })
+        .await
+    }
+
     pub async fn insert_session(
         &self,
         session: Session,

@@ -7,6 +7,7 @@
 //! the supervisor restarts it (which reopens the database).
 
 pub mod client;
+pub mod outbox;
 mod pool;
 pub mod queries;
 pub mod schema;
@@ -35,8 +36,15 @@ pub const STORE_NAME: &str = "telecoder.store";
 /// that needs a reopen.
 type WriteJob = Box<dyn FnOnce(&mut Connection) -> Option<String> + Send>;
 
+/// A typed read on the pool that sends its own reply (see [`StoreClient::read`]).
+type ReadJob = Box<dyn FnOnce(&ReadPool) + Send>;
+
 /// Messages the store understands. Each request carries its reply port.
 pub enum StoreMsg {
+    /// Run a job on the writer thread (see [`StoreClient::write`]).
+    Write(WriteJob),
+    /// Run a read-only job on a pooled connection (see [`StoreClient::read`]).
+    Read(ReadJob),
     /// Insert a new session with its first events.
     InsertSession {
         session: Box<Session>,
@@ -273,7 +281,7 @@ impl StoreState {
 }
 
 /// Errors after which the connection cannot be trusted and must be reopened.
-fn is_fatal(err: &rusqlite::Error) -> bool {
+pub(crate) fn is_fatal(err: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     matches!(
         err.sqlite_error_code(),
@@ -362,6 +370,24 @@ impl Actor for StoreActor {
     ) -> Result<(), ActorProcessingErr> {
         state.handled += 1;
         match message {
+            // A send only fails when the writer thread is gone; the dropped job drops its reply
+            // port, which tells the caller to try the next store.
+            StoreMsg::Write(job) => {
+                let _ = state.writer.send(job);
+            }
+            StoreMsg::Read(job) => {
+                let (reads, slots) = (state.reads.clone(), state.read_slots.clone());
+                tokio::spawn(async move {
+                    let Ok(slot) = slots.acquire_owned().await else {
+                        return;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        job(&reads);
+                        drop(slot);
+                    })
+                    .await;
+                });
+            }
             StoreMsg::InsertSession {
                 session,
                 first_events,

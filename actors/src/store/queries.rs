@@ -154,6 +154,7 @@ fn insert_event(conn: &Connection, session_id: &str, kind: EventKind, data: &str
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![session_id, kind.as_str(), data, created_at],
     )?;
+    super::outbox::event_inserted(conn, session_id, kind.as_str(), data)?; // notify (issue 15)
     Ok(Event {
         id: conn.last_insert_rowid(),
         session_id: session_id.to_owned(),
@@ -170,7 +171,10 @@ pub fn append_event(
     kind: EventKind,
     data: &str,
 ) -> Result<Event> {
-    let event = insert_event(conn, session_id, kind, data)?;
+    // One transaction: the event and the notification it may cause (issue 15).
+    let tx = conn.transaction()?;
+    let event = insert_event(&tx, session_id, kind, data)?;
+    tx.commit()?;
     Ok(event)
 }
 
@@ -393,6 +397,7 @@ fn write_finish(
     super::watches::summarise_runs(tx, &session)?;
     let (kind, data) = finish.terminal_event();
     let event = insert_event(tx, id, kind, data)?;
+    super::outbox::session_finished(tx, &session)?; // notify (issue 15)
     Ok(Some(Finished { event, session }))
 }
 

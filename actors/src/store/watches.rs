@@ -80,7 +80,9 @@ pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
 
 /// Replaces a watch's editable fields; false when it does not exist.
 pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
-    let updated = conn.execute(
+    let tx = conn.transaction()?;
+    super::outbox::watch_updating(&tx, watch)?; // notify (issue 15): active → paused is told
+    let updated = tx.execute(
         "UPDATE watches SET instructions = ?2, agent = ?3, policy_mode = ?4, workflow_name = ?5, \
          branch_name = ?6, base_branch = ?7, head_branch = ?8, status = ?9, schedule = ?10, \
          timezone = ?11, max_runs_per_hour = ?12, paused_reason = ?13, updated_at = ?14, \
@@ -103,6 +105,7 @@ pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
             watch.skip_drafts,
         ],
     )?;
+    tx.commit()?;
     Ok(updated == 1)
 }
 
