@@ -69,29 +69,16 @@ impl Receiver {
     fn start() -> Self {
         let state = Arc::new(Mutex::new(Script::default()));
         let shared = state.clone();
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let _ = url_tx.send(format!("http://{}", listener.local_addr().expect("addr")));
-                let with_state = warp::any().map(move || shared.clone());
-                let route = warp::post()
-                    .and(warp::path::full())
-                    .and(warp::header::headers_cloned())
-                    .and(warp::body::bytes())
-                    .and(with_state)
-                    .then(receive);
-                warp::serve(route).incoming(listener).run().await;
-            });
-        });
+        let with_state = warp::any().map(move || shared.clone());
+        let route = warp::post()
+            .and(warp::path::full())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .and(with_state)
+            .then(receive)
+            .boxed();
         Self {
-            url: url_rx.recv().expect("receiver url"),
+            url: serve_on_loopback(route),
             state,
         }
     }
@@ -218,6 +205,31 @@ fn finished_session(api: &Api, repo: &TestRepo, prompt: &str) -> String {
     id
 }
 
+/// Whether a delivery is about this session.
+fn about(request: &Request, session: &str) -> bool {
+    request.json()["session"]["id"] == session
+}
+
+/// Notifications of `event` stored in the outbox.
+fn stored(daemon: &TestDaemon, event: &str) -> i64 {
+    daemon
+        .database()
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE event = ?1",
+            [event],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
+fn pause_watch(api: &Api, watch: &str) -> Reply {
+    api.send(
+        api.http()
+            .patch(format!("{}/api/watches/{watch}", api.base))
+            .json(&json!({"status": "paused"})),
+    )
+}
+
 fn delivery_rows(daemon: &TestDaemon) -> Vec<(String, String, u32, String)> {
     let db = daemon.database();
     let mut stmt = db
@@ -240,9 +252,7 @@ fn a_signed_webhook_is_retried_after_two_500s_and_accepted_once() {
     let repo = TestRepo::new();
     let id = finished_session(&api, &repo, "@mock say all tests pass");
 
-    let accepted = receiver.wait_accepted("the finished notification", |r| {
-        r.json()["session"]["id"] == id.as_str()
-    });
+    let accepted = receiver.wait_accepted("the finished notification", |r| about(r, &id));
     let delivery = accepted.delivery().to_owned();
     let attempts: Vec<Request> = receiver
         .requests()
@@ -276,9 +286,7 @@ fn a_signed_webhook_is_retried_after_two_500s_and_accepted_once() {
 
     // The next session's notification arrives after; the first was accepted exactly once.
     let second = finished_session(&api, &repo, "@mock say second");
-    receiver.wait_accepted("the second notification", |r| {
-        r.json()["session"]["id"] == second.as_str()
-    });
+    receiver.wait_accepted("the second notification", |r| about(r, &second));
     let accepted_first = receiver
         .accepted()
         .iter()
@@ -398,9 +406,7 @@ fn retry_after_is_honoured() {
     let daemon = daemon_notifying(&format!("{}/hook", receiver.url), &[]);
     let api = daemon.api();
     let id = finished_session(&api, &TestRepo::new(), "@mock say ok");
-    let accepted = receiver.wait_accepted("the retried notification", |r| {
-        r.json()["session"]["id"] == id.as_str()
-    });
+    let accepted = receiver.wait_accepted("the retried notification", |r| about(r, &id));
     let first = receiver
         .requests()
         .into_iter()
@@ -425,9 +431,7 @@ fn a_kill_9_mid_send_still_delivers_after_restart_with_the_same_id() {
 
     daemon.kill9();
     let daemon = daemon.restart();
-    let delivered = receiver.wait_accepted("the notification after the restart", |r| {
-        r.json()["session"]["id"] == id.as_str()
-    });
+    let delivered = receiver.wait_accepted("the notification after the restart", |r| about(r, &id));
     assert_eq!(
         delivered.delivery(),
         in_flight.delivery(),
@@ -456,24 +460,12 @@ fn a_clean_restart_is_no_crash() {
     let mut daemon = daemon_notifying(&targets, &[]);
     let repo = TestRepo::new();
     let first = finished_session(&daemon.api(), &repo, "@mock say one");
-    receiver.wait_accepted("the first notification", |r| {
-        r.json()["session"]["id"] == first.as_str()
-    });
+    receiver.wait_accepted("the first notification", |r| about(r, &first));
     assert!(daemon.terminate().is_some_and(|s| s.success()));
     let daemon = daemon.restart();
     let second = finished_session(&daemon.api(), &repo, "@mock say two");
-    receiver.wait_accepted("the second notification", |r| {
-        r.json()["session"]["id"] == second.as_str()
-    });
-    let crashes: i64 = daemon
-        .database()
-        .query_row(
-            "SELECT COUNT(*) FROM outbox WHERE event = 'crash'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(crashes, 0);
+    receiver.wait_accepted("the second notification", |r| about(r, &second));
+    assert_eq!(stored(&daemon, "crash"), 0);
     assert!(receiver
         .requests()
         .iter()
@@ -492,11 +484,7 @@ fn pausing_a_watch_is_told() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let watch = created.body["id"].as_str().unwrap_or_default().to_owned();
-    let paused = api.send(
-        api.http()
-            .patch(format!("{}/api/watches/{watch}", api.base))
-            .json(&json!({"status": "paused"})),
-    );
+    let paused = pause_watch(&api, &watch);
     assert_eq!(paused.status, 200, "{}", paused.body);
     let told = receiver.wait_accepted("the pause notification", |r| {
         r.json()["type"] == "watch.paused"
@@ -514,21 +502,38 @@ fn pausing_a_watch_is_told() {
         format!("telecoder watch-resume {watch}")
     );
     // Pausing a paused watch again tells nothing new.
-    let again = api.send(
-        api.http()
-            .patch(format!("{}/api/watches/{watch}", api.base))
-            .json(&json!({"status": "paused"})),
+    assert_eq!(pause_watch(&api, &watch).status, 200);
+    assert_eq!(stored(&daemon, "paused"), 1, "one pause, one notification");
+}
+
+#[test]
+fn a_watch_the_supervisor_pauses_is_told() {
+    let receiver = Receiver::start();
+    let daemon = daemon_notifying(&format!("{}/hook?events=paused", receiver.url), &[]);
+    let api = daemon.api();
+    let repo = TestRepo::new();
+    let created = api.post(
+        "/api/watches",
+        &json!({"kind": "schedule", "repo": repo.path_str(), "instructions": "x", "schedule": "0 3 * * *"}),
     );
-    assert_eq!(again.status, 200);
-    let stored: i64 = daemon
-        .database()
-        .query_row(
-            "SELECT COUNT(*) FROM outbox WHERE event = 'paused'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(stored, 1);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let watch = created.body["id"].as_str().unwrap_or_default().to_owned();
+    // Fail its actor whenever one runs, until the supervisor gives up and pauses the watch.
+    wait_for("the supervisor to pause the watch", SHORT, || {
+        api.post(
+            "/admin/faults",
+            &json!({"target": format!("watch:{watch}")}),
+        );
+        (api.get(&format!("/api/watches/{watch}")).body["status"] == "paused").then_some(())
+    });
+    let told = receiver.wait_accepted("the pause notification", |r| {
+        r.json()["type"] == "watch.paused"
+    });
+    let body = told.json();
+    assert_eq!(body["watch"]["id"], watch.as_str());
+    let reason = body["watch"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("paused by the supervisor"), "{reason}");
+    assert!(body["text"].as_str().is_some_and(|t| t.contains(reason)));
 }
 
 #[test]

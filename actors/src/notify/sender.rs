@@ -1,11 +1,12 @@
 //! The sender: one task per daemon that delivers what the outbox holds.
 //!
 //! It wakes when a committed event may have queued a notification (the [`EventBus`] pokes it),
-//! when a retry falls due, and every few seconds anyway (watch pauses come that way). Each turn
-//! is one store write that fans new notifications out to the targets and leases the due
-//! deliveries; the sends run as their own tasks, at most [`MAX_IN_FLIGHT`] at once, each within
-//! [`REQUEST_TIMEOUT`], and record their outcome. Sessions never wait for any of it: the store
-//! write that queued a notification was already part of their own.
+//! when a send finishes, when the next retry falls due, and every few seconds anyway. Looking
+//! is a read; only when something is due does one store write fan new notifications out to the
+//! targets and lease as many due deliveries as there are free send slots. The sends run as
+//! their own tasks, at most [`MAX_IN_FLIGHT`] at once, each within [`REQUEST_TIMEOUT`], and
+//! record their outcome. Sessions never wait for any of it: the store write that queued a
+//! notification was already part of their own.
 
 use super::event::Facts;
 use super::format::{self, Delivery};
@@ -22,7 +23,7 @@ use crate::store::outbox::{self, Claimed, OutboxCounts, Outcome};
 use crate::store::StoreClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -31,13 +32,13 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// One attempt's bound, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a leased delivery stays ours; longer than a batch can take to send (the batch size
-/// over the slots, times the timeout), so a delivery is never sent twice by one daemon.
+/// How long a leased delivery stays ours: far longer than one attempt may take (only as many
+/// deliveries are leased as there are free send slots), so one daemon never sends a delivery
+/// twice at once.
 const LEASE: Duration = Duration::from_secs(120);
-/// Deliveries leased per turn.
-const BATCH: usize = 16;
-/// The sender looks at the outbox at least this often, woken or not.
-const POLL: Duration = Duration::from_secs(5);
+/// The sender looks at the outbox at least this often, woken or not (a watch the supervisor
+/// paused is noticed this way; everything else wakes it).
+const POLL: Duration = Duration::from_secs(10);
 /// A notification older than this when its retries run out of patience is given up.
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// At shutdown, sends in flight (and what is due) get this long before they are left for the
@@ -81,7 +82,6 @@ struct Inner {
     /// When this daemon started (before its first stale sweep).
     started_at: String,
     wake: Arc<Notify>,
-    slots: Arc<Semaphore>,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -121,7 +121,6 @@ impl Notifier {
             owner_id: owner_id.to_owned(),
             started_at: started_at.to_owned(),
             wake: bus.notifications(),
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             cancel: CancellationToken::new(),
             task: Mutex::new(None),
         });
@@ -244,12 +243,22 @@ async fn run(inner: Arc<Inner>) {
             prune(&inner).await;
             pruned = Some(Instant::now());
         }
-        take_and_send(&inner, &mut sends).await;
         while sends.try_join_next().is_some() {}
+        let wait = match next_due(&inner).await {
+            Some(at) => match at.duration_since(SystemTime::now()) {
+                Ok(later) => later,
+                Err(_) => {
+                    take_and_send(&inner, &mut sends).await;
+                    // A finished send wakes us; the poll covers the rest.
+                    POLL
+                }
+            },
+            None => POLL,
+        };
         tokio::select! {
             _ = inner.cancel.cancelled() => {}
             _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(wait.min(POLL)) => {}
         }
     }
     // One last turn (sessions a shutdown just ended), then what is in flight gets DRAIN.
@@ -265,14 +274,32 @@ async fn run(inner: Arc<Inner>) {
     }
 }
 
-/// Fans out and leases what is due, and starts a send for each.
+/// When the outbox next has work: now for notifications not yet fanned out, else the earliest
+/// pending delivery's next attempt (or lease end). `None` when nothing is pending. A read: an
+/// idle sender never takes the writer.
+async fn next_due(inner: &Inner) -> Option<SystemTime> {
+    match inner.store.read(outbox::next_due).await {
+        Ok(next) => next.map(|at| time::parse(&at).unwrap_or(SystemTime::UNIX_EPOCH)),
+        Err(err) => {
+            tracing::warn!("cannot read the notification outbox: {err}");
+            None
+        }
+    }
+}
+
+/// Fans out and leases what is due, as many as there are free send slots, and starts a send
+/// for each (so a lease never waits behind other sends).
 async fn take_and_send(inner: &Arc<Inner>, sends: &mut JoinSet<()>) {
+    let free = MAX_IN_FLIGHT.saturating_sub(sends.len());
+    if free == 0 {
+        return;
+    }
     let targets = inner.settings.targets.clone();
     let now = SystemTime::now();
     let (stamp, lease) = (time::format(now), time::format(now + LEASE));
     let claimed = match inner
         .store
-        .write(move |conn| outbox::take_due(conn, &targets, &stamp, &lease, BATCH))
+        .write(move |conn| outbox::take_due(conn, &targets, &stamp, &lease, free))
         .await
     {
         Ok(claimed) => claimed,
@@ -283,12 +310,7 @@ async fn take_and_send(inner: &Arc<Inner>, sends: &mut JoinSet<()>) {
     };
     for delivery in claimed {
         let inner = inner.clone();
-        sends.spawn(async move {
-            let Ok(_slot) = inner.slots.clone().acquire_owned().await else {
-                return;
-            };
-            deliver(&inner, delivery).await;
-        });
+        sends.spawn(async move { deliver(&inner, delivery).await });
     }
 }
 

@@ -277,6 +277,23 @@ fn delivery_id() -> String {
     hex::encode(bytes)
 }
 
+/// When there is work: `""` (now) while a notification waits to be fanned out, else the
+/// earliest pending delivery's next attempt or lease end; `None` when nothing is pending.
+pub fn next_due(conn: &Connection) -> Result<Option<String>> {
+    let fresh: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE fanned_out = 0)")?
+        .query_row([], |row| row.get(0))?;
+    if fresh {
+        return Ok(Some(String::new()));
+    }
+    conn.prepare_cached(
+        "SELECT MIN(MAX(next_attempt_at, leased_until)) FROM outbox_deliveries \
+         WHERE status = 'pending'",
+    )?
+    .query_row([], |row| row.get(0))
+    .map_err(Error::from)
+}
+
 /// How an attempt ended, as the sender decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -431,7 +448,13 @@ mod tests {
     fn outcomes_are_recorded_and_retries_wait() {
         let mut conn = db();
         let target = parse_target("https://a.example/h").expect("target");
+        assert_eq!(next_due(&conn).expect("next"), None, "nothing pending");
         finished(&conn, "s1", "complete");
+        assert_eq!(
+            next_due(&conn).expect("next"),
+            Some(String::new()),
+            "fresh: now"
+        );
         let now = time::now();
         let lease = time::ago(std::time::Duration::ZERO);
         let first =
@@ -449,6 +472,7 @@ mod tests {
             &now,
         )
         .expect("record");
+        assert_eq!(next_due(&conn).expect("next"), Some(later.clone()));
         let none = take_due(
             &mut conn,
             std::slice::from_ref(&target),
