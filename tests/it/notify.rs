@@ -473,41 +473,7 @@ fn a_clean_restart_is_no_crash() {
 }
 
 #[test]
-fn pausing_a_watch_is_told() {
-    let receiver = Receiver::start();
-    let daemon = daemon_notifying(&format!("{}/hook?events=paused", receiver.url), &[]);
-    let api = daemon.api();
-    let repo = TestRepo::new();
-    let created = api.post(
-        "/api/watches",
-        &json!({"repo": repo.path_str(), "instructions": "@mock say fix"}),
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    let watch = created.body["id"].as_str().unwrap_or_default().to_owned();
-    let paused = pause_watch(&api, &watch);
-    assert_eq!(paused.status, 200, "{}", paused.body);
-    let told = receiver.wait_accepted("the pause notification", |r| {
-        r.json()["type"] == "watch.paused"
-    });
-    let body = told.json();
-    assert_eq!(body["watch"]["id"], watch.as_str());
-    assert_eq!(
-        body["text"]
-            .as_str()
-            .map(|t| t.contains("paused by a user")),
-        Some(true)
-    );
-    assert_eq!(
-        body["commands"][0],
-        format!("telecoder watch-resume {watch}")
-    );
-    // Pausing a paused watch again tells nothing new.
-    assert_eq!(pause_watch(&api, &watch).status, 200);
-    assert_eq!(stored(&daemon, "paused"), 1, "one pause, one notification");
-}
-
-#[test]
-fn a_watch_the_supervisor_pauses_is_told() {
+fn pausing_a_watch_is_told_whoever_pauses_it() {
     let receiver = Receiver::start();
     let daemon = daemon_notifying(&format!("{}/hook?events=paused", receiver.url), &[]);
     let api = daemon.api();
@@ -518,7 +484,41 @@ fn a_watch_the_supervisor_pauses_is_told() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     let watch = created.body["id"].as_str().unwrap_or_default().to_owned();
-    // Fail its actor whenever one runs, until the supervisor gives up and pauses the watch.
+    let paused = |label: &str, nth: usize| {
+        wait_for(label, SHORT, || {
+            let told: Vec<Value> = receiver
+                .accepted()
+                .iter()
+                .map(Request::json)
+                .filter(|body| body["type"] == "watch.paused")
+                .collect();
+            told.get(nth).cloned()
+        })
+    };
+
+    // A person pauses it.
+    let reply = pause_watch(&api, &watch);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = paused("the user's pause", 0);
+    assert_eq!(body["watch"]["id"], watch.as_str());
+    assert!(body["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("paused by a user")));
+    assert_eq!(
+        body["commands"][0],
+        format!("telecoder watch-resume {watch}")
+    );
+    // Pausing a paused watch again tells nothing new.
+    assert_eq!(pause_watch(&api, &watch).status, 200);
+    assert_eq!(stored(&daemon, "paused"), 1, "one pause, one notification");
+
+    // Resumed, its actor fails whenever one runs, until the supervisor pauses the watch.
+    let resumed = api.send(
+        api.http()
+            .patch(format!("{}/api/watches/{watch}", api.base))
+            .json(&json!({"status": "active"})),
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
     wait_for("the supervisor to pause the watch", SHORT, || {
         api.post(
             "/admin/faults",
@@ -526,11 +526,7 @@ fn a_watch_the_supervisor_pauses_is_told() {
         );
         (api.get(&format!("/api/watches/{watch}")).body["status"] == "paused").then_some(())
     });
-    let told = receiver.wait_accepted("the pause notification", |r| {
-        r.json()["type"] == "watch.paused"
-    });
-    let body = told.json();
-    assert_eq!(body["watch"]["id"], watch.as_str());
+    let body = paused("the supervisor's pause", 1);
     let reason = body["watch"]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("paused by the supervisor"), "{reason}");
     assert!(body["text"].as_str().is_some_and(|t| t.contains(reason)));

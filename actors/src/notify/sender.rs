@@ -492,7 +492,8 @@ fn decide(
                 Outcome::Retry {
                     status,
                     error,
-                    next_attempt_at: time::format(now + wait),
+                    // Stored times are cut to the millisecond: round up, never retry early.
+                    next_attempt_at: time::format(now + wait + Duration::from_millis(1)),
                 }
             }
         }
@@ -566,7 +567,7 @@ mod tests {
             } => {
                 assert_eq!(
                     next_attempt_at,
-                    time::format(now + Duration::from_millis(500))
+                    time::format(now + Duration::from_millis(501))
                 )
             }
             other => panic!("{other:?}"),
