@@ -19,6 +19,8 @@ enum Answer {
     RetryAfter(u64),
     /// Holds the request for two minutes (a send in flight), then 500.
     Hang,
+    /// 302 to another path of this receiver.
+    Redirect(&'static str),
 }
 
 /// One request the receiver got.
@@ -133,6 +135,7 @@ async fn receive(
         Answer::Status(status) => status,
         Answer::RetryAfter(_) => 429,
         Answer::Hang => 0,
+        Answer::Redirect(_) => 302,
     };
     let request = Request {
         path: path.as_str().to_owned(),
@@ -167,6 +170,12 @@ async fn receive(
             tokio::time::sleep(Duration::from_secs(120)).await;
             warp::reply::with_status("too late", status(500)).into_response()
         }
+        Answer::Redirect(to) => warp::reply::with_header(
+            warp::reply::with_status("moved", status(302)),
+            "location",
+            to,
+        )
+        .into_response(),
     }
 }
 
@@ -324,7 +333,21 @@ fn filters_choose_what_each_target_gets() {
     let daemon = daemon_notifying(&targets, &[]);
     let api = daemon.api();
     let repo = TestRepo::new();
-    let ok = finished_session(&api, &repo, "@mock say fine");
+    // The agent never sees the targets (a Slack hook URL is a credential) or the secret.
+    let ok = finished_session(
+        &api,
+        &repo,
+        "@mock env TELECODER_NOTIFY TELECODER_NOTIFY_SECRET",
+    );
+    let result = api.session(&ok)["resultText"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        result.contains("TELECODER_NOTIFY=(unset)")
+            && result.contains("TELECODER_NOTIFY_SECRET=(unset)"),
+        "{result}"
+    );
     let failed = finished_session(&api, &repo, "@mock error");
 
     let to_errors = receiver.wait_accepted("the error notification", |r| r.path == "/errors");
@@ -567,7 +590,9 @@ fn giving_up_is_recorded_and_counted() {
 fn notify_test_reports_every_target_with_or_without_a_daemon() {
     let receiver = Receiver::start();
     receiver.script("/gone", &[Answer::Status(404); 4]);
-    let targets = format!("{url}/ok {url}/gone", url = receiver.url);
+    // A redirect is not followed: the signed body goes nowhere else.
+    receiver.script("/moved", &[Answer::Redirect("/elsewhere"); 4]);
+    let targets = format!("{url}/ok {url}/gone {url}/moved", url = receiver.url);
     let daemon = daemon_notifying(&targets, &[]);
 
     let output = telecoder(
@@ -582,7 +607,7 @@ fn notify_test_reports_every_target_with_or_without_a_daemon() {
     let answer: Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(answer["ok"], false);
     let results = answer["results"].as_array().expect("results");
-    assert_eq!(results.len(), 2);
+    assert_eq!(results.len(), 3);
     assert_eq!(results[0]["ok"], true);
     assert_eq!(results[0]["status"], 200);
     assert_eq!(results[1]["ok"], false);
@@ -590,8 +615,12 @@ fn notify_test_reports_every_target_with_or_without_a_daemon() {
     assert!(results[1]["target"]
         .as_str()
         .is_some_and(|t| t.ends_with("/gone")));
+    assert_eq!(
+        (&results[2]["ok"], &results[2]["status"]),
+        (&json!(false), &json!(302))
+    );
     let tests: Vec<Request> = receiver.requests();
-    assert_eq!(tests.len(), 2);
+    assert_eq!(tests.len(), 3, "nothing went to /elsewhere: {tests:?}");
     assert!(tests
         .iter()
         .all(|r| r.header("x-telecoder-event") == "test" && signature_valid(r)));
@@ -616,7 +645,7 @@ fn notify_test_reports_every_target_with_or_without_a_daemon() {
         String::from_utf8_lossy(&offline.stderr)
     );
     assert!(String::from_utf8_lossy(&offline.stderr).contains("sending from this process"));
-    assert_eq!(receiver.requests().len(), 3);
+    assert_eq!(receiver.requests().len(), 4);
 }
 
 #[test]

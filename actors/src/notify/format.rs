@@ -326,6 +326,8 @@ mod tests {
             header_text("Café\nau lait"),
             "=?UTF-8?B?Q2Fmw6kgYXUgbGFpdA==?="
         );
+        // A repository name cannot smuggle a header line in.
+        assert_eq!(header_text("x\r\nX-Click: evil"), "x  X-Click: evil");
         let body = String::from_utf8(request.body).expect("utf-8");
         assert!(body.starts_with("Done <!channel> & more ✓"), "{body}");
         assert!(body.contains("$ telecoder status 1a2b3c4d"), "{body}");
