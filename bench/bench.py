@@ -17,7 +17,7 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
   i. runtimes        native vs acpx runtime vs the bare mock agent, in one run: session latency,
                      overhead over the bare agent, CPU per session, bursts of 20 and 100 (wall,
                      peak RSS of the process tree), against the issue's targets
-  j. notifications   a signed webhook to a local receiver: event committed -> receiver got it,
+  m. notifications   a signed webhook to a local receiver: event committed -> receiver got it,
                      sessions one at a time and in a burst; one retried delivery (500 first)
 
 Sections a-h run the daemon with --runtime (default native, the daemon's default).
@@ -1956,7 +1956,7 @@ def bench_streaming(workdir, acpx, repo, profile):
 
 
 # ---------------------------------------------------------------------------------------------
-# j. notifications: event committed -> receiver got it
+# m. notifications: event committed -> receiver got it
 
 NOTIFY_SECRET = "bench-notify-secret-0123456789abcdef"
 
@@ -2025,7 +2025,7 @@ def notify_latencies(arrivals):
 
 def bench_notify(workdir, acpx, repo, profile):
     n, burst = profile["notify_n"], profile["notify_burst"]
-    log("j: notifications: %d sessions one at a time, a burst of %d, one retried delivery" % (n, burst))
+    log("m: notifications: %d sessions one at a time, a burst of %d, one retried delivery" % (n, burst))
     receiver = NotifyReceiver()
     daemon = Daemon(workdir, "notify", acpx, {
         "TELECODER_NOTIFY": receiver.url + "?events=finished",
@@ -2262,15 +2262,15 @@ def table_rows(results):
     i = results.get("i")
     if i:
         runtime_rows(add, i)
-    j = results.get("j")
-    if j:
-        add(0, "j notification: commit -> receiver, one at a time", ms(j["sequential_ms"]["p50"]), ms(j["sequential_ms"]["p99"]),
-            "n=%d; receiver clock vs createdAt (1 ms res.)" % j["sequential_ms"]["n"])
-        add(0, "j notification: burst of %d sessions" % j["burst"], ms(j["burst_ms"]["p50"]), ms(j["burst_ms"]["p99"]),
-            "max %s" % ms(j["burst_ms"].get("max")))
-        add(1, "retried once (500 first)", ms(j["retried_ms"]), "", "includes the backoff (0.5-1 s)")
-        add(1, "signatures, duplicates accepted", "ok" if j["signatures_ok"] else "BAD", str(j["duplicates_accepted"]),
-            "outbox after: %s" % ", ".join("%s %s" % kv for kv in sorted(j["outbox"].items())))
+    m = results.get("m")
+    if m:
+        add(0, "m notification: commit -> receiver, one at a time", ms(m["sequential_ms"]["p50"]), ms(m["sequential_ms"]["p99"]),
+            "n=%d; receiver clock vs createdAt (1 ms res.)" % m["sequential_ms"]["n"])
+        add(0, "m notification: burst of %d sessions" % m["burst"], ms(m["burst_ms"]["p50"]), ms(m["burst_ms"]["p99"]),
+            "max %s" % ms(m["burst_ms"].get("max")))
+        add(1, "retried once (500 first)", ms(m["retried_ms"]), "", "includes the backoff (0.5-1 s)")
+        add(1, "signatures, duplicates accepted", "ok" if m["signatures_ok"] else "BAD", str(m["duplicates_accepted"]),
+            "outbox after: %s" % ", ".join("%s %s" % kv for kv in sorted(m["outbox"].items())))
     return rows
 
 
@@ -2341,7 +2341,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghij", help="sections to run, e.g. 'ad' (default abcdefghij)")
+    parser.add_argument("--only", default="abcdefghim", help="sections to run, e.g. 'ad' (default abcdefghim)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2403,8 +2403,8 @@ def main():
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
     if "i" in sections:
         results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
-    if "j" in sections:
-        results["j"] = bench_notify(workdir, acpx, repo, profile)
+    if "m" in sections:
+        results["m"] = bench_notify(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()

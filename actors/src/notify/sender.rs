@@ -108,7 +108,7 @@ impl Notifier {
         let notify = settings.notify.clone();
         for target in notify.targets.iter().filter(|t| t.is_cleartext_remote()) {
             tracing::warn!(
-                target = target.label(),
+                to = target.label(),
                 "notification target uses plain http to another machine: anyone on the way can read (and change) what is sent"
             );
         }
@@ -359,13 +359,13 @@ async fn deliver(inner: &Inner, claimed: Claimed) {
             }
         }
         Outcome::Retry { error, .. } => tracing::info!(
-            target = target.label(),
+            to = target.label(),
             delivery = %claimed.delivery_id,
             attempts = claimed.attempts,
             "notification not accepted, will retry: {error}"
         ),
         Outcome::Failed { error, .. } => tracing::warn!(
-            target = target.label(),
+            to = target.label(),
             delivery = %claimed.delivery_id,
             attempts = claimed.attempts,
             "notification given up: {error}"
