@@ -17,6 +17,8 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
   i. runtimes        native vs acpx runtime vs the bare mock agent, in one run: session latency,
                      overhead over the bare agent, CPU per session, bursts of 20 and 100 (wall,
                      peak RSS of the process tree), against the issue's targets
+  j. workspaces      a generated ~200 MB repository: clone time and disk per session through the
+                     mirror (remote URL), with hard links (local path) and a plain clone (no mirror)
   m. notifications   a signed webhook to a local receiver: event committed -> receiver got it,
                      sessions one at a time and in a burst; one retried delivery (500 first)
 
@@ -76,6 +78,8 @@ PROFILES = {
         "stream_clients": 50,
         "runtimes_n": 10,
         "runtimes_bursts": [20, 100],
+        "workspace_sessions": 5,
+        "plain_clones": 2,
         "notify_n": 20,
         "notify_burst": 20,
     },
@@ -96,6 +100,8 @@ PROFILES = {
         "stream_clients": 100,
         "runtimes_n": 30,
         "runtimes_bursts": [20, 100],
+        "workspace_sessions": 10,
+        "plain_clones": 3,
         "notify_n": 50,
         "notify_burst": 100,
     },
@@ -1956,6 +1962,212 @@ def bench_streaming(workdir, acpx, repo, profile):
 
 
 # ---------------------------------------------------------------------------------------------
+# i. workspaces: clone time and disk per session for a big repository
+
+# The generated repository: ~2,000 source-like text files at HEAD, and a history of commits that
+# each edit some of them and replace a few large binary assets (how real repositories grow:
+# build outputs, models, screenshots, vendored archives). Its object store is ~200 MB while the
+# files checked out at HEAD are ~15 MB, which every workspace needs as its own writable copy.
+BIG_TEXT_FILES = 2000
+BIG_TEXT_BYTES = 5000
+BIG_COMMITS = 40
+BIG_EDITS_PER_COMMIT = 100
+BIG_ASSETS_PER_COMMIT = 4
+BIG_ASSET_BYTES = 1250 * 1024
+WORDS = ("self", "return", "value", "items", "config", "result", "index", "count", "buffer", "error",
+         "handle", "request", "session", "update", "state", "parse", "write", "read", "close", "open")
+
+
+def fake_source(rng, size):
+    lines, total = [], 0
+    while total < size:
+        line = "    %s = %s(%s, %d)\n" % (rng.choice(WORDS), rng.choice(WORDS), rng.choice(WORDS), rng.randrange(10 ** 6))
+        lines.append(line)
+        total += len(line)
+    return "".join(lines).encode()
+
+
+def generate_big_repo(path):
+    """A bare repository written with `git fast-import`, then repacked."""
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", path], check=True)
+    rng = random.Random(16)
+    proc = subprocess.Popen(["git", "-C", path, "fast-import", "--quiet"], stdin=subprocess.PIPE)
+    out = proc.stdin
+
+    def blob(mark, data):
+        out.write(b"blob\nmark :%d\ndata %d\n" % (mark, len(data)))
+        out.write(data)
+        out.write(b"\n")
+
+    mark = 0
+    assets = []
+    for commit in range(BIG_COMMITS):
+        changes = []
+        paths = range(BIG_TEXT_FILES) if commit == 0 else rng.sample(range(BIG_TEXT_FILES), BIG_EDITS_PER_COMMIT)
+        for i in paths:
+            mark += 1
+            blob(mark, fake_source(rng, BIG_TEXT_BYTES))
+            changes.append(b"M 100644 :%d src/pkg%02d/mod%04d.py\n" % (mark, i % 50, i))
+        for old in assets:
+            changes.append(b"D %s\n" % old)
+        assets = []
+        for k in range(BIG_ASSETS_PER_COMMIT):
+            mark += 1
+            blob(mark, os.urandom(BIG_ASSET_BYTES))
+            name = b"assets/build-%02d-%d.bin" % (commit, k)
+            changes.append(b"M 100644 :%d %s\n" % (mark, name))
+            assets.append(name)
+        message = b"commit %d" % commit
+        out.write(b"commit refs/heads/main\ncommitter Bench <bench@example.com> %d +0000\n" % (1700000000 + commit * 3600))
+        # Later commits continue the branch (fast-import's own tip, no `from` needed).
+        out.write(b"data %d\n%s\n" % (len(message), message))
+        out.write(b"".join(changes))
+        out.write(b"\n")
+    out.close()
+    if proc.wait() != 0:
+        raise BenchError("git fast-import failed")
+    subprocess.run(["git", "-C", path, "repack", "-a", "-d", "-q"], check=True)
+    subprocess.run(["git", "-C", path, "prune-packed"], check=True)
+
+
+def unique_blocks(root, seen):
+    """Allocated bytes of the files and directories under root whose inodes are not in `seen`
+    (which it extends): what they add to the disk."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key not in seen:
+                seen.add(key)
+                total += st.st_blocks * 512
+    return total
+
+
+def dir_bytes(path):
+    return unique_blocks(path, set())
+
+
+def replay(commands):
+    """Runs git commands in sequence; returns wall and CPU (user + sys of the reaped children)
+    in ms. CPU hardly depends on what else the machine runs; wall does."""
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    for argv in commands:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = (time.perf_counter() - t0) * 1000
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage1.ru_utime + usage1.ru_stime - usage0.ru_utime - usage0.ru_stime) * 1000
+    return {"wall_ms": wall, "cpu_ms": cpu}
+
+
+def clone_commands(kind, source, url, dest):
+    """The git commands of a session's clone, as the daemon runs them (without its hardening
+    options): through the mirror, from a local path, or (before mirrors) a plain clone."""
+    branch = ["git", "-C", dest, "checkout", "--quiet", "--force", "-b", "telecoder/replay"]
+    base = ["git", "-C", dest, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"]
+    if kind == "mirror":
+        return [
+            ["git", "-C", source, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", url,
+             "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+            ["git", "clone", "--quiet", "--shared", "--no-checkout", "--", source, dest],
+            ["git", "-C", dest, "remote", "set-url", "origin", url],
+            branch,
+            base,
+        ]
+    if kind == "local":
+        return [["git", "clone", "--quiet", "--", source, dest], branch, base]
+    return [["git", "clone", "--quiet", "--", url, dest], branch]
+
+
+def bench_workspaces(workdir, acpx, profile):
+    n = profile["workspace_sessions"]
+    upstream = os.path.join(workdir, "big.git")
+    log("i: generating a ~200 MB repository (%d files, %d commits)" % (BIG_TEXT_FILES, BIG_COMMITS))
+    t0 = time.perf_counter()
+    generate_big_repo(upstream)
+    result = {"generate_s": time.perf_counter() - t0}
+    objects = dir_bytes(os.path.join(upstream, "objects"))
+    tree = subprocess.run(["git", "-C", upstream, "ls-tree", "-r", "-l", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    head_tree = sum(int(line.split()[3]) for line in tree)
+    files = len(tree)
+    result["repo"] = {"object_bytes": objects, "head_tree_bytes": head_tree, "files": files, "commits": BIG_COMMITS}
+    url = "file://" + upstream
+
+    # Without the mirror: what a session's clone of a remote repository cost before it (a full
+    # `git clone` of the URL, then the branch), timed here with git itself.
+    plain = []
+    for k in range(profile["plain_clones"]):
+        dest = os.path.join(workdir, "plain-%d" % k)
+        timed = replay(clone_commands("plain", None, url, dest))
+        plain.append({"clone_ms": timed["wall_ms"], "cpu_ms": timed["cpu_ms"], "disk_bytes": dir_bytes(dest)})
+        shutil.rmtree(dest, ignore_errors=True)
+    result["plain"] = plain
+
+    for kind, repo in (("mirror", url), ("local", upstream)):
+        log("i: %d sessions on the %s (%s)" % (n, "URL, through the mirror" if kind == "mirror" else "local path", repo))
+        daemon = Daemon(workdir, "workspaces-" + kind, acpx, {"TELECODER_WORKSPACE_RETENTION": "0",
+                                                             "TELECODER_WORKSPACE_GC_INTERVAL": "1h"}).start()
+        seen = set()
+        unique_blocks(upstream, seen)  # hard links into the source add nothing
+        runs = []
+        for _ in range(n):
+            run = run_session(daemon.api, repo, "@mock say hi")
+            if run["server"]["status"] != "complete":
+                raise BenchError("workspace session %s ended %s" % (run["id"], run["server"]["status"]))
+            session = daemon.api.get("/api/sessions/%s" % run["id"])
+            work = session["workDir"]
+            added_mirror = unique_blocks(os.path.join(daemon.data_dir, "mirrors"), seen)
+            added_git = unique_blocks(os.path.join(work, ".git"), seen)
+            added_tree = unique_blocks(work, seen)
+            runs.append({"id": run["id"], "clone_ms": run["server"]["clone"], "mirror_bytes": added_mirror,
+                         "git_bytes": added_git, "tree_bytes": added_tree,
+                         "added_bytes": added_mirror + added_git + added_tree})
+        replays = []
+        for k in range(profile["plain_clones"]):
+            dest = os.path.join(workdir, "replay-%s-%d" % (kind, k))
+            mirrors = [os.path.join(d, name) for d, dirs, _ in os.walk(os.path.join(daemon.data_dir, "mirrors"))
+                       for name in dirs if name.endswith(".git")]
+            source = mirrors[0] if kind == "mirror" and mirrors else upstream
+            replays.append(replay(clone_commands(kind, source, url, dest)))
+            shutil.rmtree(dest, ignore_errors=True)
+        t = time.perf_counter()
+        status, report = daemon.api.call("POST", "/admin/gc", {}, timeout=600)
+        gc = {"status": status, "wall_ms": (time.perf_counter() - t) * 1000,
+              "removed": len(report.get("removed", [])) if isinstance(report, dict) else None,
+              "bytes_freed": report.get("bytesFreed") if isinstance(report, dict) else None}
+        daemon.stop()
+        following = runs[1:]
+        result[kind] = {
+            "first": runs[0],
+            "following_clone_ms": summary([r["clone_ms"] for r in following if r["clone_ms"] is not None]),
+            "following_added_bytes": summary([r["added_bytes"] for r in following]),
+            "following_git_bytes": summary([r["git_bytes"] for r in following]),
+            "following_tree_bytes": summary([r["tree_bytes"] for r in following]),
+            "runs": runs,
+            "gc": gc,
+            "replayed": {"wall_ms": summary([r["wall_ms"] for r in replays]),
+                         "cpu_ms": summary([r["cpu_ms"] for r in replays])},
+        }
+    m = result["mirror"]
+    worst_added = max(r["added_bytes"] for r in m["runs"][1:]) if n > 1 else None
+    worst_clone = max(r["clone_ms"] for r in m["runs"][1:] if r["clone_ms"] is not None) if n > 1 else None
+    worst_git = max(r["git_bytes"] for r in m["runs"][1:]) if n > 1 else None
+    result["target"] = {
+        "max_added_share": worst_added / objects if worst_added is not None else None,
+        "max_git_share": worst_git / objects if worst_git is not None else None,
+        "max_clone_ms": worst_clone,
+        "replayed_cpu_ms": m["replayed"]["cpu_ms"].get("max"),
+        "met": worst_added is not None and worst_added <= 0.10 * objects and worst_clone <= 1000,
+    }
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # m. notifications: event committed -> receiver got it
 
 NOTIFY_SECRET = "bench-notify-secret-0123456789abcdef"
@@ -2248,6 +2460,34 @@ def table_rows(results):
         add(0, "g database file, WAL", mib(g["db_bytes"]), mib(g["wal_bytes"]), "after the queries")
         add(0, "g RSS idle, after the queries", mib(g["idle"]["rss"]), mib(g["after"]["rss"]),
             "HWM %s, %s threads" % (mib(g["after"]["hwm"]), g["after"]["threads"]))
+    j = results.get("j")
+    if j:
+        r = j["repo"]
+        add(0, "j generated repository: objects, HEAD files", mib(r["object_bytes"]), mib(r["head_tree_bytes"]),
+            "%d files at HEAD, %d commits; generated in %.0f s" % (r["files"], r["commits"], j["generate_s"]))
+        plain = j["plain"]
+        add(0, "j no mirror: plain clone of the URL", ms(statistics.median(p["clone_ms"] for p in plain)),
+            mib(statistics.median(p["disk_bytes"] for p in plain)), "n=%d; wall, disk per clone (before this change)" % len(plain))
+        add(1, "CPU of that clone", ms(statistics.median(p["cpu_ms"] for p in plain)), "", "git's user + sys")
+        for kind, label in (("mirror", "j mirror (URL)"), ("local", "j local path (hard links)")):
+            k = j[kind]
+            first = k["first"]
+            add(0, label + ": 1st session clone, disk", ms(first["clone_ms"]), mib(first["added_bytes"]),
+                "mirror %s + .git %s + files %s" % (mib(first["mirror_bytes"]), mib(first["git_bytes"]), mib(first["tree_bytes"])))
+            add(1, "following sessions: clone", ms(k["following_clone_ms"].get("p50")), ms(k["following_clone_ms"].get("max")),
+                "p50, max; n=%d" % k["following_clone_ms"]["n"])
+            add(1, "following sessions: disk added", mib(k["following_added_bytes"].get("p50")), mib(k["following_added_bytes"].get("max")),
+                "p50, max; .git %s, files %s (p50)" % (mib(k["following_git_bytes"].get("p50")), mib(k["following_tree_bytes"].get("p50"))))
+            add(1, "same clone replayed with git: wall, CPU", ms(k["replayed"]["wall_ms"].get("p50")),
+                ms(k["replayed"]["cpu_ms"].get("p50")), "p50, p50; n=%d; CPU = git's user + sys" % k["replayed"]["cpu_ms"]["n"])
+            add(1, "collect all (POST /admin/gc)", ms(k["gc"]["wall_ms"]), mib(k["gc"]["bytes_freed"]),
+                "%s removed (workspaces%s)" % (k["gc"]["removed"], " and the mirror" if kind == "mirror" else ""))
+        t = j["target"]
+        if t["max_added_share"] is not None:
+            add(0, "j target: later sessions <= 10% objects, <= 1 s", "%.1f%%" % (100 * t["max_added_share"]),
+                ms(t["max_clone_ms"]), "worst following mirror session (files + .git): %s" % ("met" if t["met"] else "NOT met"))
+            add(1, ".git alone; clone CPU (replayed)", "%.2f%%" % (100 * t["max_git_share"]), ms(t["replayed_cpu_ms"]),
+                "what cloning adds beside the checked-out files; max")
     h = results.get("h")
     if h:
         add(0, "h %d chunks to %d SSE clients" % (h["chunks"], h["clients"]), "%d/%d ok" % (h["clients_complete"], h["clients"]),
@@ -2341,7 +2581,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghim", help="sections to run, e.g. 'ad' (default abcdefghim)")
+    parser.add_argument("--only", default="abcdefghijm", help="sections to run, e.g. 'ad' (default abcdefghijm)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2403,6 +2643,8 @@ def main():
         results["h"] = bench_streaming(workdir, acpx, repo, profile)
     if "i" in sections:
         results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
+    if "j" in sections:
+        results["j"] = bench_workspaces(workdir, acpx, profile)
     if "m" in sections:
         results["m"] = bench_notify(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)

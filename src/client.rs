@@ -31,6 +31,11 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
         let mut headers = reqwest::header::HeaderMap::new();
+        // Every answer the CLI reads is JSON (the diff route also speaks text/x-diff).
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| {
@@ -103,20 +108,23 @@ impl Client {
         self.send(self.http.get(self.url(path)).query(query)).await
     }
 
+    /// Sends a request body (one of the API's request types) as JSON with `method`.
+    pub async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let request = self.http.request(method, self.url(path)).json(body);
+        self.send(request).await
+    }
+
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &impl serde::Serialize,
     ) -> Result<T, ClientError> {
-        self.send(self.http.post(self.url(path)).json(body)).await
-    }
-
-    pub async fn patch<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &Value,
-    ) -> Result<T, ClientError> {
-        self.send(self.http.patch(self.url(path)).json(body)).await
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

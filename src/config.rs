@@ -1,6 +1,7 @@
 //! Configuration from the environment, validated once at start-up. A bad value stops the
 //! program with one line naming the variable.
 
+use crate::http::browser::{parse_list, AllowedHost, BrowserPolicy, WebOrigin};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,8 @@ use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
 use telecoder_actors::notify::{self, NotifySettings};
 use telecoder_actors::settings::{
-    default_concurrency, RuntimeKind, Secret, Settings, SECRET_VARIABLES,
+    default_concurrency, RuntimeKind, Secret, Settings, DEFAULT_WORKSPACE_GC_INTERVAL,
+    DEFAULT_WORKSPACE_RETENTION, SECRET_VARIABLES,
 };
 
 const AGENT_PREFIX: &str = "TELECODER_AGENT_";
@@ -43,6 +45,9 @@ pub struct Config {
     pub tokens: Tokens,
     /// `TELECODER_LOG_FORMAT=json` makes every log line a JSON object.
     pub json_logs: bool,
+    /// `TELECODER_ALLOWED_ORIGINS` and `TELECODER_ALLOWED_HOSTS`: the exceptions to the
+    /// browser checks (see `http::browser`).
+    pub browser: BrowserPolicy,
 }
 
 /// The API's bearer tokens by scope.
@@ -136,6 +141,17 @@ fn allowed_repos(lookup: Lookup<'_>) -> Result<Vec<glob::Pattern>, ConfigError> 
         .collect()
 }
 
+/// The browser checks' exceptions, each entry validated.
+fn browser_policy(lookup: Lookup<'_>) -> Result<BrowserPolicy, ConfigError> {
+    let list = |name: &'static str| value(lookup, name).unwrap_or_default();
+    Ok(BrowserPolicy {
+        allowed_origins: parse_list::<WebOrigin>(&list("TELECODER_ALLOWED_ORIGINS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_ORIGINS", err))?,
+        allowed_hosts: parse_list::<AllowedHost>(&list("TELECODER_ALLOWED_HOSTS"))
+            .map_err(|err| invalid("TELECODER_ALLOWED_HOSTS", err))?,
+    })
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
@@ -183,6 +199,81 @@ fn bounded<T: std::str::FromStr + PartialOrd + Default + std::fmt::Display>(
         ));
     }
     Ok(n)
+}
+
+/// A duration such as `14d`, `36h`, `90m`, `45s`, `2w`, or a number of seconds.
+fn duration(
+    lookup: Lookup<'_>,
+    name: &'static str,
+    default: Duration,
+    min: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(default);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &trimmed[digits.len()..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 24 * 3600,
+        "w" => 7 * 24 * 3600,
+        _ => 0,
+    };
+    let seconds = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a duration (a number with s, m, h, d or w, e.g. 14d)"),
+            )
+        })?;
+    let duration = Duration::from_secs(seconds);
+    if duration < min {
+        return Err(invalid(
+            name,
+            format!("{text} is shorter than the minimum, {}s", min.as_secs()),
+        ));
+    }
+    Ok(duration)
+}
+
+/// A positive size such as `20G`, `512MiB`, `1500000000`; unset means none.
+fn size(lookup: Lookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigError> {
+    let Some(text) = value(lookup, name) else {
+        return Ok(None);
+    };
+    let trimmed = text.trim().to_ascii_lowercase();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: u64 = match trimmed[digits.len()..]
+        .trim_end_matches("ib")
+        .trim_end_matches('b')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => 0,
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && unit > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .map(Some)
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("'{text}' is not a positive size (bytes, or a number with K, M, G or T, e.g. 20G)"),
+            )
+        })
 }
 
 /// `TELECODER_NOTIFY` and its companions (issue 15). A webhook target needs the secret its
@@ -400,6 +491,19 @@ impl Config {
                 .unwrap_or_else(|| "TeleCoder".into()),
             git_author_email: value(lookup, "TELECODER_GIT_AUTHOR_EMAIL")
                 .unwrap_or_else(|| "telecoder@localhost".into()),
+            workspace_retention: duration(
+                lookup,
+                "TELECODER_WORKSPACE_RETENTION",
+                DEFAULT_WORKSPACE_RETENTION,
+                Duration::ZERO,
+            )?,
+            workspace_max_bytes: size(lookup, "TELECODER_WORKSPACE_MAX_BYTES")?,
+            workspace_gc_interval: duration(
+                lookup,
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                DEFAULT_WORKSPACE_GC_INTERVAL,
+                Duration::from_secs(1),
+            )?,
             notify,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
@@ -427,6 +531,7 @@ impl Config {
             github_webhook_secret,
             tokens,
             json_logs,
+            browser: browser_policy(lookup)?,
             listen_host,
             listen_port,
             url: url.trim_end_matches('/').to_owned(),
@@ -489,6 +594,19 @@ impl Config {
                 "TELECODER_SCHEDULE_MIN_INTERVAL_SECONDS",
                 s.schedule_min_interval.as_secs().to_string(),
             ),
+            (
+                "TELECODER_WORKSPACE_RETENTION",
+                format!("{}s", s.workspace_retention.as_secs()),
+            ),
+            (
+                "TELECODER_WORKSPACE_MAX_BYTES",
+                s.workspace_max_bytes
+                    .map_or_else(|| "(no cap)".to_owned(), |n| n.to_string()),
+            ),
+            (
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+                format!("{}s", s.workspace_gc_interval.as_secs()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -499,6 +617,33 @@ impl Config {
                 command.clone(),
             )
         }));
+        let joined = |items: Vec<String>| {
+            if items.is_empty() {
+                "(none)".to_owned()
+            } else {
+                items.join(",")
+            }
+        };
+        rows.push((
+            "TELECODER_ALLOWED_ORIGINS".into(),
+            joined(
+                self.browser
+                    .allowed_origins
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
+        rows.push((
+            "TELECODER_ALLOWED_HOSTS".into(),
+            joined(
+                self.browser
+                    .allowed_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        ));
         let set = |is_set: bool| if is_set { "(set)" } else { "(not set)" };
         rows.push((
             "TELECODER_GITHUB_WEBHOOK_SECRET".into(),
@@ -604,6 +749,33 @@ mod tests {
             ),
             (vec![("TELECODER_RUNTIME", "node")], "TELECODER_RUNTIME"),
             (
+                vec![(
+                    "TELECODER_ALLOWED_ORIGINS",
+                    "https://ok.example, evil.example/x",
+                )],
+                "TELECODER_ALLOWED_ORIGINS",
+            ),
+            (
+                vec![("TELECODER_ALLOWED_HOSTS", "*.example.com")],
+                "TELECODER_ALLOWED_HOSTS",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_RETENTION", "14 days")],
+                "TELECODER_WORKSPACE_RETENTION",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "0")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_MAX_BYTES", "12X")],
+                "TELECODER_WORKSPACE_MAX_BYTES",
+            ),
+            (
+                vec![("TELECODER_WORKSPACE_GC_INTERVAL", "0")],
+                "TELECODER_WORKSPACE_GC_INTERVAL",
+            ),
+            (
                 vec![("TELECODER_NOTIFY", "ftp://example.com/x")],
                 "TELECODER_NOTIFY",
             ),
@@ -635,6 +807,33 @@ mod tests {
             assert_eq!(err.variable, variable);
             assert!(err.to_string().starts_with(&format!("invalid {variable}:")));
         }
+    }
+
+    #[test]
+    fn workspace_limits_read_units() {
+        let configured = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "36h"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "20G"),
+            ("TELECODER_WORKSPACE_GC_INTERVAL", "90"),
+        ])
+        .expect("valid");
+        let s = &configured.settings;
+        assert_eq!(s.workspace_retention, Duration::from_secs(36 * 3600));
+        assert_eq!(s.workspace_max_bytes, Some(20 << 30));
+        assert_eq!(s.workspace_gc_interval, Duration::from_secs(90));
+        let defaults = config(&[]).expect("valid");
+        assert_eq!(
+            defaults.settings.workspace_retention,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        assert_eq!(defaults.settings.workspace_max_bytes, None);
+        let zero = config(&[
+            ("TELECODER_WORKSPACE_RETENTION", "0"),
+            ("TELECODER_WORKSPACE_MAX_BYTES", "512MiB"),
+        ])
+        .expect("valid");
+        assert_eq!(zero.settings.workspace_retention, Duration::ZERO);
+        assert_eq!(zero.settings.workspace_max_bytes, Some(512 << 20));
     }
 
     #[test]

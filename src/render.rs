@@ -119,6 +119,14 @@ pub struct ConfigView {
     github_webhook_secret_set: bool,
     api_token_set: bool,
     log_format: &'static str,
+    runtime: &'static str,
+    schedule_min_interval_seconds: u64,
+    allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    workspace_retention_seconds: u64,
+    /// `null` when there is no cap.
+    workspace_max_bytes: Option<u64>,
+    workspace_gc_interval_seconds: u64,
     /// (ext) notification targets, secrets masked, with their filters.
     notify_targets: Vec<String>,
     notify_secret_set: bool,
@@ -161,11 +169,22 @@ impl ConfigView {
             github_webhook_secret_set: config.github_webhook_secret.is_some(),
             api_token_set: config.tokens.any(),
             log_format: if config.json_logs { "json" } else { "text" },
+            runtime: s.runtime.as_str(),
+            schedule_min_interval_seconds: s.schedule_min_interval.as_secs(),
+            allowed_origins: strings(&config.browser.allowed_origins),
+            allowed_hosts: strings(&config.browser.allowed_hosts),
+            workspace_retention_seconds: s.workspace_retention.as_secs(),
+            workspace_max_bytes: s.workspace_max_bytes,
+            workspace_gc_interval_seconds: s.workspace_gc_interval.as_secs(),
             notify_targets: crate::config::notify_targets(&s.notify),
             notify_secret_set: s.notify.secret.is_some(),
             public_url: s.notify.public_url.clone().unwrap_or_default(),
         }
     }
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
 }
 
 pub fn sessions(sessions: &[Session]) -> String {
@@ -290,6 +309,7 @@ pub fn event(e: &Event) -> String {
         EventKind::Done => format!("\n[done] {}\n", e.data),
         EventKind::Error => format!("\n[error] {}\n", e.data),
         EventKind::Publish => format!("[publish] {}\n", e.data),
+        EventKind::Fetch => format!("[fetch] {}\n", e.data),
         EventKind::Tool | EventKind::Plan => {
             format!("[{}] {}\n", e.kind.as_str(), readable_data(e))
         }
@@ -537,49 +557,47 @@ pub fn actor_tree(tree: &Value) -> String {
         }
         text
     }
+    /// The nodes the daemon lists under the root, nested under the supervisor each names.
+    fn branches(text: &mut String, nodes: &[Value], parent: &str, indent: &str) {
+        let mine: Vec<&Value> = nodes
+            .iter()
+            .filter(|node| node["supervisor"].as_str() == Some(parent))
+            .collect();
+        for (i, node) in mine.iter().enumerate() {
+            let last = i + 1 == mine.len();
+            let _ = writeln!(
+                text,
+                "{indent}{} {}",
+                if last { "└─" } else { "├─" },
+                line(node)
+            );
+            let deeper = format!("{indent}{}", if last { "   " } else { "│  " });
+            branches(
+                text,
+                nodes,
+                node["name"].as_str().unwrap_or_default(),
+                &deeper,
+            );
+        }
+    }
     let mut text = format!("{}\n", line(tree));
     let children = tree["children"].as_array().cloned().unwrap_or_default();
-    for (i, child) in children.iter().enumerate() {
-        let branch = if i + 1 == children.len() {
-            "└─"
-        } else {
-            "├─"
-        };
-        let _ = writeln!(text, "{branch} {}", line(child));
-    }
+    let root = tree["name"].as_str().unwrap_or_default();
+    // A daemon that names no supervisors lists every actor right under the root.
+    let named = children.iter().any(|c| c["supervisor"].is_string());
+    let nodes: Vec<Value> = children
+        .into_iter()
+        .map(|mut c| {
+            if !named {
+                c["supervisor"] = Value::String(root.to_owned());
+            }
+            c
+        })
+        .collect();
+    branches(&mut text, &nodes, root, "");
     text
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn ages_are_compact() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 86_400);
-        let at = |secs: u64| time::format(now - Duration::from_secs(secs));
-        assert_eq!(age(&at(5), now), "5s");
-        assert_eq!(age(&at(300), now), "5m");
-        assert_eq!(age(&at(7200), now), "2h");
-        assert_eq!(age(&at(3 * 86_400), now), "3d");
-        assert_eq!(age("", now), "-");
-    }
-
-    #[test]
-    fn tables_align_and_paths_keep_their_end() {
-        let text = table(
-            &["ID", "NAME"],
-            vec![
-                vec!["a".into(), "x".into()],
-                vec!["bbbb".into(), "y".into()],
-            ],
-        );
-        assert_eq!(text, "ID    NAME\na     x\nbbbb  y\n");
-        assert_eq!(tail("/very/long/path/to/repo", 10), "…h/to/repo");
-        assert_eq!(
-            repo_cell("https://github.com/Acme/Widgets.git"),
-            "acme/widgets"
-        );
-    }
-}
+#[path = "render_tests.rs"]
+mod tests;

@@ -14,11 +14,12 @@ const CHANNEL_CAPACITY: usize = 128;
 /// Cheap to clone; all clones share the same channels.
 #[derive(Clone, Default)]
 pub struct EventBus {
-    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Event>>>>,
+    channels: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>>,
     /// Counts every committed event (the `events_written` metric).
     written: Option<prometheus_client::metrics::counter::Counter>,
-    /// Poked after an event that may have queued a notification (a terminal event, an
-    /// approval), so the notification sender looks at the outbox at once (issue 15).
+    /// Poked after a commit that may have queued a notification (a terminal event, an
+    /// approval, a watch update), so the notification sender looks at the outbox at once
+    /// (issue 15).
     notifications: Arc<tokio::sync::Notify>,
 }
 
@@ -31,13 +32,13 @@ impl EventBus {
         }
     }
 
-    fn channels(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Event>>> {
+    fn channels(&self) -> MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Event>>>> {
         // A poisoned map still holds valid senders; keep serving.
         self.channels.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Subscribe before reading history, so nothing committed in between is missed.
-    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self, session_id: &str) -> broadcast::Receiver<Arc<Event>> {
         self.channels()
             .entry(session_id.to_owned())
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
@@ -51,18 +52,24 @@ impl EventBus {
             written.inc();
         }
         if event.kind.is_terminal() || event.kind.as_str() == "approval" {
-            self.notifications.notify_one();
+            self.outbox_changed();
         }
         let mut channels = self.channels();
+        // One shared copy however many readers: a reader's receive must not copy the data.
         if event.kind.is_terminal() {
             if let Some(sender) = channels.remove(&event.session_id) {
-                let _ = sender.send(event.clone());
+                let _ = sender.send(Arc::new(event.clone()));
             }
         } else if let Some(sender) = channels.get(&event.session_id) {
-            if sender.send(event.clone()).is_err() {
+            if sender.send(Arc::new(event.clone())).is_err() {
                 channels.remove(&event.session_id);
             }
         }
+    }
+
+    /// Wakes the notification sender (after commit).
+    pub fn outbox_changed(&self) {
+        self.notifications.notify_one();
     }
 
     /// What the notification sender waits on (see the field).

@@ -1,42 +1,57 @@
 //! The handle on a running actor system: start it, talk to it, stop it.
+//!
+//! Work that needs no supervision runs here, in the caller's task or a tracked one: creating
+//! sessions, reruns and watches is validation plus a store write and a nudge to the actor that
+//! owns the result; publishing is a tracked task (one per session at a time). Only what the
+//! actors own goes through them: the run queue, running sessions, watch actors, the tree.
 
 use crate::bus::EventBus;
+use crate::context::{Context, STOP_GRACE};
+use crate::current::{Current, Slot};
 use crate::domain::{
-    watch::Routed, Event, NewSession, Session, SessionFilter, Watch, WatchEvent, WatchRun,
+    watch::Routed, Event, FailureKind, NewSession, Session, SessionFilter, Watch, WatchEvent,
+    WatchId, WatchRun,
 };
 use crate::error::{Error, Result};
-use crate::requests::{NewWatch, WatchPatch};
+use crate::notify::Notifier;
+use crate::queue::{self, QueueMsg, QueueStats};
+use crate::requests::{self, NewWatch, WatchPatch};
 use crate::runtime::AgentRuntime;
 use crate::settings::Settings;
 use crate::store::watches::WatchFilter;
-use crate::store::StoreClient;
+use crate::store::{Finish, StoreArgs, StoreClient};
 use crate::supervisor::{
-    Supervisor, SupervisorArgs, SupervisorMsg, SupervisorStats, SUPERVISOR_NAME,
+    RootStats, Slots, SupervisorArgs, SupervisorMsg, SupervisorState, SupervisorStats,
 };
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef, RpcReplyPort};
-use std::sync::Arc;
+use crate::watch_supervisor::{self, WatchStats, WatchesMsg};
+use ractor::{ActorRef, RpcReplyPort};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// A publish pushes over the network and talks to GitHub.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a request waits for the supervisor before it is told the daemon is busy.
-const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a request waits for an actor before it is told the daemon is busy.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a request waits for a restarting actor to come back.
+const RESTART_PATIENCE: Duration = Duration::from_secs(15);
 
-/// A started actor system. Cheap to clone; holds the root (never a child, since children are
-/// replaced on restart).
+/// A started actor system. Cheap to clone; holds the root and handles that always reach the
+/// current children (never a child's `ActorRef`, since children are replaced on restart).
 #[derive(Clone)]
 pub struct Daemon {
-    supervisor: ActorRef<SupervisorMsg>,
-    store: StoreClient,
-    metrics: crate::metrics::Metrics,
+    root: ActorRef<SupervisorMsg>,
+    ctx: Arc<Context>,
+    watches: Current<WatchesMsg>,
+    /// Sessions being published right now (one publish per session at a time).
+    publishing: Arc<Mutex<HashSet<String>>>,
     started: std::time::Instant,
     bus: EventBus,
-    settings: Arc<Settings>,
-    owner_id: String,
-    /// Delivers notifications from the outbox (issue 15); stopped last at shutdown.
-    notifier: crate::notify::Notifier,
+    /// Delivers notifications from the outbox (issue 15): a tracked task, stopped after the
+    /// sessions at shutdown so their notifications still go out.
+    notifier: Notifier,
 }
 
 impl Daemon {
@@ -45,45 +60,58 @@ impl Daemon {
         settings: Settings,
         runtime: Arc<dyn AgentRuntime>,
     ) -> Result<(Self, JoinHandle<()>)> {
+        // Before the queue's first stale sweep: a crash of the previous instance is told.
         let started_at = crate::domain::time::now();
         let metrics = crate::metrics::Metrics::default();
         let bus = EventBus::counting(metrics.events_written.clone());
-        let owner_id = crate::domain::SessionId::random().to_string();
-        let args = SupervisorArgs {
-            settings: settings.clone(),
-            runtime,
+        let slots = Slots {
+            store: Slot::new("the store"),
+            queue: Slot::new("the session queue"),
+            watches: Slot::new("the watch supervisor"),
+        };
+        let store_args = StoreArgs {
+            path: settings.database_path(),
             bus: bus.clone(),
-            owner_id: owner_id.clone(),
             metrics: metrics.clone(),
         };
-        let (supervisor, handle) = Actor::spawn(Some(SUPERVISOR_NAME.to_owned()), Supervisor, args)
+        let store = StoreClient::new(
+            slots.store.current(),
+            settings.redactor.clone(),
+            settings.database_path(),
+        );
+        let ctx = Arc::new(Context {
+            owner_id: crate::domain::SessionId::random().to_string(),
+            settings,
+            store,
+            runtime,
+            metrics,
+            queue: slots.queue.current(),
+            tasks: TaskTracker::new(),
+        });
+        let watches = slots.watches.current();
+        let args = SupervisorArgs {
+            ctx: ctx.clone(),
+            store: store_args,
+            slots,
+        };
+        let (root, handle) = crate::actor::spawn_root::<SupervisorState>(args)
             .await
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
-        let notifier = crate::notify::Notifier::start(
-            &settings,
-            StoreClient::new(),
-            &bus,
-            metrics.clone(),
-            &owner_id,
-            &started_at,
-        )?;
-        Ok((
-            Self {
-                supervisor,
-                store: StoreClient::new(),
-                metrics,
-                started: std::time::Instant::now(),
-                bus,
-                settings: Arc::new(settings),
-                owner_id,
-                notifier,
-            },
-            handle,
-        ))
+        let notifier = Notifier::start(&ctx, bus.notifications(), &started_at)?;
+        let daemon = Self {
+            root,
+            ctx,
+            watches,
+            publishing: Arc::default(),
+            started: std::time::Instant::now(),
+            bus,
+            notifier,
+        };
+        Ok((daemon, handle))
     }
 
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.ctx.settings
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -91,11 +119,11 @@ impl Daemon {
     }
 
     pub fn store(&self) -> &StoreClient {
-        &self.store
+        &self.ctx.store
     }
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.metrics
+        &self.ctx.metrics
     }
 
     /// How long this daemon has been up.
@@ -104,175 +132,278 @@ impl Daemon {
     }
 
     /// The notification sender (targets, outbox counts, `notify-test`).
-    pub fn notifier(&self) -> &crate::notify::Notifier {
+    pub fn notifier(&self) -> &Notifier {
         &self.notifier
-    }
-
-    /// Sends a test notification to every target and reports each answer.
-    pub async fn notify_test(&self) -> Result<Vec<crate::notify::TestResult>> {
-        self.notifier.test().await
     }
 
     /// This instance's owner id (recorded on the sessions it runs).
     pub fn owner_id(&self) -> &str {
-        &self.owner_id
+        &self.ctx.owner_id
     }
 
-    async fn ask<T: Send + 'static>(
+    async fn ask_root<T: Send + 'static>(
         &self,
         build: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
     ) -> Result<T> {
-        match self.supervisor.call(build, Some(SUPERVISOR_TIMEOUT)).await {
-            Ok(CallResult::Success(value)) => Ok(value),
-            Ok(CallResult::Timeout) => Err(Error::Unavailable(
+        match self.root.call(build, Some(ACTOR_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(value)) => Ok(value),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(Error::Unavailable(
                 "the supervisor did not answer in time".into(),
             )),
-            Ok(CallResult::SenderError) | Err(_) => {
-                Err(Error::Unavailable("the supervisor is not running".into()))
-            }
+            _ => Err(Error::Unavailable("the supervisor is not running".into())),
         }
     }
 
+    async fn ask_queue<T: Send + 'static>(
+        &self,
+        build: impl Fn(RpcReplyPort<T>) -> QueueMsg,
+    ) -> Result<T> {
+        self.ctx
+            .queue
+            .call(build, ACTOR_TIMEOUT, RESTART_PATIENCE)
+            .await
+    }
+
+    async fn ask_watches<T: Send + 'static>(
+        &self,
+        build: impl Fn(RpcReplyPort<T>) -> WatchesMsg,
+    ) -> Result<T> {
+        self.watches
+            .call(build, ACTOR_TIMEOUT, RESTART_PATIENCE)
+            .await
+    }
+
+    /// Validates and stores a pending session, then nudges the queue.
     pub async fn create_session(&self, request: NewSession) -> Result<Session> {
-        self.ask(|reply| SupervisorMsg::CreateSession { request, reply })
-            .await?
+        let session = queue::create_session(&self.ctx, request).await?;
+        self.created();
+        Ok(session)
     }
 
+    /// Stores a pending rerun of a finished session, then nudges the queue.
     pub async fn rerun(&self, id: &str) -> Result<Session> {
-        let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::Rerun { id, reply }).await?
+        let session = queue::create_rerun(&self.ctx, id).await?;
+        self.created();
+        Ok(session)
     }
 
+    fn created(&self) {
+        self.ctx.metrics.sessions_created.inc();
+        self.ctx.queue.cast(QueueMsg::Kick);
+    }
+
+    /// Cancels a running session (its actor stops the agent) or a pending one (marked
+    /// cancelled in the store).
     pub async fn cancel(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::Cancel { id, reply })
-            .await?
+        let owned = id.to_owned();
+        let running = self
+            .ask_queue(|reply| QueueMsg::Cancel {
+                id: owned.clone(),
+                reply,
+            })
+            .await?;
+        if !running {
+            let finish = Finish::failed(
+                FailureKind::Cancelled,
+                "session cancelled".into(),
+                String::new(),
+            );
+            self.ctx.store.fail_active(id, finish).await?;
+        }
+        Ok(())
     }
 
     pub async fn inject_session_failure(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::InjectSessionFailure { id, reply })
-            .await?
+        self.inject_fault(&format!("session:{id}")).await
     }
 
     pub async fn inject_store_failure(&self) -> Result<()> {
-        self.ask(|reply| SupervisorMsg::InjectStoreFailure { reply })
-            .await?
+        self.inject_fault("store").await
     }
 
-    /// The live actor tree (from the actors themselves).
-    pub async fn actor_tree(&self) -> Result<crate::admin::ActorNode> {
-        self.ask(SupervisorMsg::Tree).await
-    }
-
-    /// Database facts for `/admin/status`.
-    pub async fn database_status(&self) -> Result<crate::store::DatabaseStatus> {
-        self.store.call_status().await
+    pub async fn inject_watch_failure(&self, id: &str) -> Result<()> {
+        self.inject_fault(&format!("watch:{id}")).await
     }
 
     /// Fails an actor on purpose: `store`, `session:<id>` or `watch:<id>` (fault drills).
     pub async fn inject_fault(&self, target: &str) -> Result<()> {
+        let id = |id: &str| id.to_owned();
         match target.split_once(':') {
-            None if target == "store" => self.inject_store_failure().await,
-            Some(("session", id)) => self.inject_session_failure(id).await,
-            Some(("watch", id)) => self.inject_watch_failure(id).await,
+            None if target == "store" => self.ctx.store.inject_failure(),
+            Some(("session", key)) => {
+                let build = |reply| QueueMsg::InjectFailure { id: id(key), reply };
+                self.ask_queue(build).await?
+            }
+            Some(("watch", key)) => {
+                let build = |reply| WatchesMsg::InjectFailure { id: id(key), reply };
+                self.ask_watches(build).await?
+            }
             _ => Err(Error::Invalid(format!(
                 "unknown fault target '{target}' (expected store, session:<id> or watch:<id>)"
             ))),
         }
     }
 
+    /// The live actor tree (from the actors themselves).
+    pub async fn actor_tree(&self) -> Result<crate::admin::ActorNode> {
+        self.ask_root(SupervisorMsg::Tree).await
+    }
+
+    /// Database facts for `/admin/status`.
+    pub async fn database_status(&self) -> Result<crate::store::DatabaseStatus> {
+        self.ctx.store.call_status().await
+    }
+
+    /// What the supervisors hold, from each of them.
     pub async fn stats(&self) -> Result<SupervisorStats> {
-        self.ask(SupervisorMsg::Stats).await
+        let root: RootStats = self.ask_root(SupervisorMsg::Stats).await?;
+        let queue: QueueStats = self.ask_queue(QueueMsg::Stats).await?;
+        let watches: WatchStats = self.ask_watches(WatchesMsg::Stats).await?;
+        Ok(SupervisorStats {
+            running_sessions: queue.running,
+            store_restarts: root.store_restarts,
+            session_failures: queue.failures,
+            active_watches: watches.active,
+            watch_restarts: watches.restarts,
+            uptime_ms: root.uptime_ms,
+        })
     }
 
     pub async fn session(&self, id: &str) -> Result<Session> {
-        self.store.require_session(id).await
+        self.ctx.store.require_session(id).await
     }
 
     pub async fn sessions(&self, filter: SessionFilter) -> Result<Vec<Session>> {
-        self.store.list_sessions(filter).await
+        self.ctx.store.list_sessions(filter).await
     }
 
     pub async fn inbox(&self, limit: u32) -> Result<Vec<Session>> {
-        self.store.inbox(limit).await
+        self.ctx.store.inbox(limit).await
     }
 
     /// Events after `after` of an existing session (`NotFound` otherwise).
     pub async fn events(&self, id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
-        self.store.require_session(id).await?;
-        self.store.events(id, after, limit).await
+        self.ctx.store.require_session(id).await?;
+        self.ctx.store.events(id, after, limit).await
     }
 
-    /// Publishes a finished session as a GitHub pull request.
+    /// Publishes a finished session as a GitHub pull request. The publish runs as a tracked
+    /// task: a caller that stops waiting (timeout) does not stop it.
     pub async fn publish(
         &self,
         id: &str,
         request: crate::publish::PublishRequest,
     ) -> Result<crate::publish::Published> {
-        let id = id.to_owned();
-        match self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Publish { id, request, reply },
-                Some(PUBLISH_TIMEOUT),
-            )
-            .await
-        {
-            Ok(CallResult::Success(result)) => result,
-            Ok(CallResult::Timeout) => Err(Error::Unavailable(
+        let guard = PublishGuard::take(&self.publishing, id)?;
+        let ctx = self.ctx.clone();
+        let task = self.ctx.tasks.spawn(async move {
+            let result =
+                crate::publish::publish(&ctx.settings, &ctx.store, &guard.id, request).await;
+            drop(guard);
+            result
+        });
+        match tokio::time::timeout(PUBLISH_TIMEOUT, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Internal("the publish task failed".into())),
+            Err(_) => Err(Error::Unavailable(
                 "publishing is taking long; it goes on in the background: ask again later".into(),
             )),
-            _ => Err(Error::Unavailable("the supervisor is not running".into())),
         }
     }
 
-    pub async fn create_watch(&self, request: NewWatch) -> Result<Watch> {
-        self.ask(|reply| SupervisorMsg::CreateWatch { request, reply })
-            .await?
+    /// A session's changes against the commit its workspace started from.
+    pub async fn diff(&self, id: &str) -> Result<crate::workspaces::diff::Diff> {
+        crate::workspaces::diff(&self.ctx.settings, &self.ctx.store, id).await
     }
 
-    pub async fn update_watch(&self, id: &str, patch: WatchPatch) -> Result<Watch> {
-        let id = id.to_owned();
-        let watch = self
-            .ask(|reply| SupervisorMsg::UpdateWatch { id, patch, reply })
-            .await??;
-        self.notifier.wake(); // notify (issue 15): a pause may have queued a notification
+    /// Brings a finished session's branch into the user's local repository.
+    pub async fn fetch(&self, id: &str) -> Result<crate::workspaces::fetch::Fetched> {
+        crate::workspaces::fetch::fetch(&self.ctx.settings, &self.ctx.store, id).await
+    }
+
+    /// One pass of the workspace collector (what it would do, with `dry_run`).
+    pub async fn collect_workspaces(
+        &self,
+        dry_run: bool,
+    ) -> Result<crate::workspaces::gc::GcReport> {
+        crate::workspaces::gc::collect(
+            &self.ctx.settings,
+            &self.ctx.store,
+            &self.ctx.metrics,
+            dry_run,
+        )
+        .await
+    }
+
+    /// Disk use of workspaces, archives and mirrors (also sets the metrics' gauges).
+    pub async fn workspace_usage(&self) -> Result<crate::workspaces::usage::Usage> {
+        let usage = crate::workspaces::usage::usage(&self.ctx.settings, &self.ctx.store).await?;
+        self.ctx.metrics.workspace_usage(&usage);
+        Ok(usage)
+    }
+
+    /// Validates and stores a new watch, then starts its actor.
+    pub async fn create_watch(&self, request: NewWatch) -> Result<Watch> {
+        let watch = requests::new_watch_record(&self.ctx.settings, request)?;
+        self.ctx.store.insert_watch(watch.clone()).await?;
+        self.watch_changed(&watch.id, Some(watch.clone()));
         Ok(watch)
     }
 
-    pub async fn delete_watch(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::DeleteWatch { id, reply })
-            .await?
+    /// Edits, pauses or resumes a watch; its actor follows.
+    pub async fn update_watch(&self, id: &WatchId, patch: WatchPatch) -> Result<Watch> {
+        let current = self.ctx.store.require_watch(id.as_str()).await?;
+        let watch = requests::apply_patch(&self.ctx.settings, current, patch)?;
+        if !self.ctx.store.update_watch(watch.clone()).await? {
+            return Err(Error::NotFound(format!("watch {id} not found")));
+        }
+        self.watch_changed(id.as_str(), Some(watch.clone()));
+        Ok(watch)
     }
 
-    pub async fn watch(&self, id: &str) -> Result<Watch> {
-        self.store.require_watch(id).await
+    /// Deletes a watch (and its runs); its actor stops.
+    pub async fn delete_watch(&self, id: &WatchId) -> Result<()> {
+        if !self.ctx.store.delete_watch(id.as_str()).await? {
+            return Err(Error::NotFound(format!("watch {id} not found")));
+        }
+        self.watch_changed(id.as_str(), None);
+        Ok(())
+    }
+
+    /// Tells the watch supervisor; if it is restarting, it loads the watch list itself.
+    fn watch_changed(&self, id: &str, watch: Option<Watch>) {
+        self.watches.cast(WatchesMsg::Changed {
+            id: id.to_owned(),
+            watch: watch.map(Box::new),
+        });
+    }
+
+    pub async fn watch(&self, id: &WatchId) -> Result<Watch> {
+        self.ctx.store.require_watch(id.as_str()).await
     }
 
     /// Watches matching `filter`; its repo is compared in resolved form, as watches are stored.
     pub async fn watches(&self, mut filter: WatchFilter) -> Result<Vec<Watch>> {
         if let Some(repo) = &mut filter.repo {
-            *repo = crate::requests::resolve_repo(repo)?.source;
+            *repo = requests::resolve_repo(repo)?.source;
         }
-        self.store.list_watches(filter).await
+        self.ctx.store.list_watches(filter).await
     }
 
-    pub async fn watch_runs(&self, id: &str) -> Result<Vec<WatchRun>> {
-        self.store.require_watch(id).await?;
-        self.store.watch_runs(id).await
+    pub async fn watch_runs(&self, id: &WatchId) -> Result<Vec<WatchRun>> {
+        self.ctx.store.require_watch(id.as_str()).await?;
+        self.ctx.store.watch_runs(id.as_str()).await
     }
 
     /// Hands an event to every watch; answers with the sessions it started and why the
     /// concerned watches that started nothing did not.
     pub async fn route_event(&self, mut event: WatchEvent) -> Result<Routed> {
-        crate::requests::resolve_event_repo(&mut event)?;
-        self.ask(|reply| SupervisorMsg::RouteEvent { event, reply })
-            .await
+        requests::resolve_event_repo(&mut event)?;
+        let actors = self.ask_watches(WatchesMsg::Actors).await?;
+        Ok(watch_supervisor::route(actors, event).await)
     }
 
-    /// Stores a webhook delivery (once per delivery id) and routes it in the background, so
+    /// Stores a webhook delivery (once per delivery id) and routes it in a tracked task, so
     /// the sender gets its answer at once. False for a redelivery.
     pub async fn accept_delivery(
         &self,
@@ -282,54 +413,90 @@ impl Daemon {
     ) -> Result<bool> {
         let payload = match &event {
             Some(event) => serde_json::to_string(event)
-                .map_err(|err| crate::Error::Internal(format!("cannot encode event: {err}")))?,
+                .map_err(|err| Error::Internal(format!("cannot encode event: {err}")))?,
             None => String::new(),
         };
-        if !self.store.insert_delivery(id, name, &payload).await? {
+        if !self.ctx.store.insert_delivery(id, name, &payload).await? {
             return Ok(false);
         }
         match event {
             Some(event) => {
-                let _ = self.supervisor.cast(SupervisorMsg::RouteDelivery {
-                    id: id.to_owned(),
-                    event,
+                let (ctx, id) = (self.ctx.clone(), id.to_owned());
+                let supervisor = self.watches.get();
+                self.ctx.spawn(async move {
+                    watch_supervisor::route_delivery(&ctx, supervisor, &id, event).await
                 });
             }
-            None => self.store.finish_delivery(id, "ignored").await?,
+            None => self.ctx.store.finish_delivery(id, "ignored").await?,
         }
         Ok(true)
     }
 
-    pub async fn inject_watch_failure(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
-        self.ask(|reply| SupervisorMsg::InjectWatchFailure { id, reply })
-            .await?
-    }
-
     /// Graceful stop: no new sessions start; running ones get `grace` to finish; whatever still
     /// runs then is stopped and marked abandoned (re-queued with `resume_interrupted`). Pending
-    /// sessions stay queued for the next start.
+    /// sessions stay queued for the next start. Background tasks (publishing, routing) get
+    /// [`STOP_GRACE`] to finish, then the actors stop.
     pub async fn shutdown(&self, grace: Duration) {
-        let _ = self.supervisor.cast(SupervisorMsg::Drain);
+        let _ = self.root.cast(SupervisorMsg::Drain);
         let deadline = tokio::time::Instant::now() + grace;
         while tokio::time::Instant::now() < deadline {
-            match self.stats().await {
-                Ok(stats) if stats.running_sessions > 0 => {
+            match self.ask_queue(QueueMsg::Stats).await {
+                Ok(stats) if stats.running > 0 => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
                 _ => break,
             }
         }
+        // Stopping the sessions takes STOP_GRACE; recording them rides out a store restart.
+        let recorded = STOP_GRACE + RESTART_PATIENCE;
         let _ = self
-            .supervisor
-            .call(SupervisorMsg::Shutdown, Some(Duration::from_secs(30)))
+            .root
+            .call(SupervisorMsg::Shutdown, Some(recorded))
             .await;
         // While the store still runs: the sender drains briefly and records the clean stop.
         self.notifier.stop().await;
+        self.ctx.tasks.close();
+        if tokio::time::timeout(STOP_GRACE, self.ctx.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.ctx.tasks.len(),
+                "background tasks cut off at shutdown"
+            );
+        }
         let _ = self
-            .supervisor
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(STOP_GRACE))
             .await;
+    }
+}
+
+/// A session's place in the publishing set, given back however the publish ends.
+struct PublishGuard {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl PublishGuard {
+    fn take(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Result<Self> {
+        let mut publishing = set.lock().unwrap_or_else(|e| e.into_inner());
+        if !publishing.insert(id.to_owned()) {
+            return Err(Error::Conflict(format!(
+                "session {id} is being published already"
+            )));
+        }
+        Ok(Self {
+            set: set.clone(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for PublishGuard {
+    fn drop(&mut self) {
+        let mut publishing = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        publishing.remove(&self.id);
     }
 }
 

@@ -44,6 +44,15 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
     pub actor_restarts: Family<KindLabels, Counter>,
+    /// Workspace directories on disk and their bytes (set when scraped).
+    pub workspaces: Gauge,
+    pub workspace_bytes: Gauge,
+    /// Bundles of collected workspaces, and repository mirrors (bytes, set when scraped).
+    pub workspace_archive_bytes: Gauge,
+    pub mirror_bytes: Gauge,
+    /// Workspaces the collector removed, and the bytes that freed.
+    pub workspaces_collected: Counter,
+    pub workspace_bytes_freed: Counter,
     /// Notification attempts by outcome: sent, retried, failed (issue 15).
     pub notify_attempts: Family<OutcomeLabels, Counter>,
     /// Deliveries waiting in the outbox and given up; refreshed when scraped.
@@ -66,6 +75,12 @@ impl Default for Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
         let actor_restarts = Family::<KindLabels, Counter>::default();
+        let workspaces = Gauge::default();
+        let workspace_bytes = Gauge::default();
+        let workspace_archive_bytes = Gauge::default();
+        let mirror_bytes = Gauge::default();
+        let workspaces_collected = Counter::default();
+        let workspace_bytes_freed = Counter::default();
         let notify_attempts = Family::<OutcomeLabels, Counter>::default();
         let notify_outbox_pending = Gauge::default();
         let notify_outbox_failed = Gauge::default();
@@ -117,6 +132,36 @@ impl Default for Metrics {
             actor_restarts.clone(),
         );
         registry.register(
+            "workspaces",
+            "Session workspaces on disk",
+            workspaces.clone(),
+        );
+        registry.register(
+            "workspace_bytes",
+            "Bytes the session workspaces take",
+            workspace_bytes.clone(),
+        );
+        registry.register(
+            "workspace_archive_bytes",
+            "Bytes of bundles kept for collected workspaces",
+            workspace_archive_bytes.clone(),
+        );
+        registry.register(
+            "mirror_bytes",
+            "Bytes of the repository mirrors remote clones share",
+            mirror_bytes.clone(),
+        );
+        registry.register(
+            "workspaces_collected",
+            "Workspaces removed by the collector",
+            workspaces_collected.clone(),
+        );
+        registry.register(
+            "workspace_bytes_freed",
+            "Bytes freed by removing workspaces",
+            workspace_bytes_freed.clone(),
+        );
+        registry.register(
             "notify_attempts",
             "Notification delivery attempts by outcome (sent, retried, failed)",
             notify_attempts.clone(),
@@ -147,6 +192,12 @@ impl Default for Metrics {
             http_requests,
             webhook_deliveries,
             actor_restarts,
+            workspaces,
+            workspace_bytes,
+            workspace_archive_bytes,
+            mirror_bytes,
+            workspaces_collected,
+            workspace_bytes_freed,
             notify_attempts,
             notify_outbox_pending,
             notify_outbox_failed,
@@ -163,6 +214,15 @@ impl Metrics {
             text.clear();
         }
         text
+    }
+
+    /// Sets the disk-use gauges.
+    pub fn workspace_usage(&self, usage: &crate::workspaces::usage::Usage) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.workspaces.set(gauge(usage.workspaces));
+        self.workspace_bytes.set(gauge(usage.workspace_bytes));
+        self.workspace_archive_bytes.set(gauge(usage.archive_bytes));
+        self.mirror_bytes.set(gauge(usage.mirror_bytes));
     }
 
     pub fn restarted(&self, kind: &str) {

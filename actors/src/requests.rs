@@ -48,6 +48,11 @@ pub fn clone_source(settings: &Settings, given: &str) -> Result<String> {
     let target = resolve_repo(given)?;
     workspace::validate_repo(&target, given)?;
     check_allowed(settings, &target, given)?;
+    // A `file://` URL keeps its resolved path in `source` (for the allowlist) but is cloned as
+    // the URL it is: through the mirror cache, like any remote.
+    if target.kind == RepoKind::Url && !repo::is_remote(&target.source) {
+        return Ok(format!("file://{}", target.source));
+    }
     Ok(target.source)
 }
 
@@ -145,6 +150,9 @@ pub fn new_session_record(
         agent_load_session: false,
         stop_reason: String::new(),
         token_usage: None,
+        base_commit: String::new(),
+        fetched_at: String::new(),
+        workspace_state: String::new(),
     })
 }
 
@@ -165,26 +173,23 @@ fn check_known_agent(settings: &Settings, agent: &str) -> Result<()> {
     )))
 }
 
-/// What a caller asks for when creating a watch; the supervisor fills in defaults.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The body of `POST /api/watches` (read by the HTTP route, written by the CLI): what the
+/// watch is, and the fields a patch may change later, set at creation (a `status` there is
+/// ignored: new watches are active). The daemon fills in defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct NewWatch {
     pub kind: Option<crate::domain::WatchKind>,
+    #[serde(deserialize_with = "text_or_null")]
     pub repo: String,
-    pub instructions: String,
-    pub agent: Option<String>,
-    pub policy: Option<crate::domain::PolicyMode>,
-    pub workflow: Option<String>,
-    pub branch: Option<String>,
-    pub base: Option<String>,
-    pub head: Option<String>,
-    pub schedule: Option<String>,
-    pub timezone: Option<String>,
-    pub max_runs_per_hour: Option<u32>,
-    pub skip_drafts: Option<bool>,
+    #[serde(flatten)]
+    pub fields: WatchPatch,
 }
 
-/// A partial update of a watch (`PATCH`); unset fields keep their value.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The body of `PATCH /api/watches/:id`: a partial update, unset fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+#[serde(deny_unknown_fields)]
 pub struct WatchPatch {
     pub status: Option<crate::domain::WatchStatus>,
     pub instructions: Option<String>,
@@ -198,6 +203,20 @@ pub struct WatchPatch {
     pub timezone: Option<String>,
     pub max_runs_per_hour: Option<u32>,
     pub skip_drafts: Option<bool>,
+}
+
+/// Reads a text field of a request body where `null` means absent (as a missing field does),
+/// so the route can say "is required" for both.
+pub fn text_or_null<'de, D: serde::Deserializer<'de>>(value: D) -> Result<String, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(value)?;
+    Ok(text.unwrap_or_default())
+}
+
+/// The body of `POST /admin/faults` (read by the HTTP route, written by the CLI): the actor
+/// to fail on purpose (`store`, `session:<id>`, `watch:<id>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FaultRequest {
+    pub target: String,
 }
 
 /// Refuses repositories outside `TELECODER_ALLOWED_REPOS`.
@@ -246,7 +265,8 @@ fn validate_watch(settings: &Settings, watch: &crate::domain::Watch) -> Result<(
     Ok(())
 }
 
-/// Builds and validates a new, active watch.
+/// Builds and validates a new, active watch: the defaults, then the request's fields as a
+/// patch would set them.
 pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate::domain::Watch> {
     use crate::domain::{PolicyMode, Watch, WatchKind, WatchStatus};
     let kind = request.kind.unwrap_or(WatchKind::CiFailure);
@@ -256,42 +276,43 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         given => Some(resolve_repo(given)?),
     };
     let now = time::now();
-    let text = |value: Option<String>| value.map(|v| v.trim().to_owned()).unwrap_or_default();
-    let watch = Watch {
-        id: SessionId::random().to_string(),
+    let mut watch = Watch {
+        id: crate::domain::WatchId::random().to_string(),
         kind,
         repo: target
             .as_ref()
             .map(|t| t.source.clone())
             .unwrap_or_default(),
-        instructions: request.instructions,
-        agent: request
-            .agent
-            .filter(|a| !a.trim().is_empty())
-            .unwrap_or_else(|| settings.default_agent.clone()),
+        instructions: String::new(),
+        agent: String::new(),
         // Watches act while nobody is looking: they default to observe, not to the global mode.
-        policy_mode: request.policy.unwrap_or(PolicyMode::Observe),
-        workflow_name: text(request.workflow),
-        branch_name: text(request.branch),
-        base_branch: text(request.base),
-        head_branch: text(request.head),
+        policy_mode: PolicyMode::Observe,
+        workflow_name: String::new(),
+        branch_name: String::new(),
+        base_branch: String::new(),
+        head_branch: String::new(),
         status: WatchStatus::Active,
-        timezone: if kind == WatchKind::Schedule {
-            request
-                .timezone
-                .filter(|tz| !tz.trim().is_empty())
-                .unwrap_or_else(|| "UTC".into())
-        } else {
-            String::new()
-        },
-        schedule: text(request.schedule),
-        max_runs_per_hour: request
-            .max_runs_per_hour
-            .unwrap_or(settings.watch_max_runs_per_hour),
+        schedule: String::new(),
+        timezone: String::new(),
+        max_runs_per_hour: settings.watch_max_runs_per_hour,
         paused_reason: String::new(),
-        skip_drafts: request.skip_drafts.unwrap_or(false),
+        skip_drafts: false,
         created_at: now.clone(),
         updated_at: now,
+    };
+    let fields = WatchPatch {
+        status: None,
+        ..request.fields
+    };
+    set_fields(&mut watch, fields);
+    // Blank means "the default" when creating (a patch keeps what it is given).
+    if watch.agent.is_empty() {
+        watch.agent = settings.default_agent.clone();
+    }
+    watch.timezone = match kind {
+        WatchKind::Schedule if watch.timezone.is_empty() => "UTC".into(),
+        WatchKind::Schedule => watch.timezone,
+        _ => String::new(),
     };
     validate_watch(settings, &watch)?;
     check_known_agent(settings, &watch.agent)?;
@@ -307,6 +328,15 @@ pub fn apply_patch(
     mut watch: crate::domain::Watch,
     patch: WatchPatch,
 ) -> Result<crate::domain::Watch> {
+    set_fields(&mut watch, patch);
+    watch.updated_at = time::now();
+    validate_watch(settings, &watch)?;
+    Ok(watch)
+}
+
+/// Sets the fields a patch carries (texts trimmed, but the instructions as given); a new
+/// status clears the reason the daemon paused the watch for.
+fn set_fields(watch: &mut crate::domain::Watch, patch: WatchPatch) {
     if let Some(status) = patch.status {
         watch.status = status;
         watch.paused_reason.clear();
@@ -335,14 +365,31 @@ pub fn apply_patch(
     if let Some(skip) = patch.skip_drafts {
         watch.skip_drafts = skip;
     }
-    watch.updated_at = time::now();
-    validate_watch(settings, &watch)?;
-    Ok(watch)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_bodies_share_their_fields_and_only_a_patch_refuses_strangers() {
+        let create: NewWatch = serde_json::from_str(
+            r#"{"kind": "schedule", "repo": "/r", "instructions": "x", "schedule": "0 3 * * *",
+                "maxRunsPerHour": 4, "colour": "red", "agent": null}"#,
+        )
+        .expect("a create body ignores fields it does not know");
+        assert_eq!(create.fields.schedule.as_deref(), Some("0 3 * * *"));
+        assert_eq!(create.fields.max_runs_per_hour, Some(4));
+        assert_eq!(create.fields.agent, None);
+        let missing: NewWatch = serde_json::from_str(r#"{"repo": null}"#).expect("null is absent");
+        assert_eq!(missing.repo, "");
+        assert!(serde_json::from_str::<WatchPatch>(r#"{"colour": "red"}"#).is_err());
+        let bad_kind = serde_json::from_str::<NewWatch>(r#"{"kind": "nightly"}"#);
+        assert!(bad_kind.is_err_and(|e| e.to_string().contains("unknown watch kind 'nightly'")));
+        // What the CLI sends is what the route reads.
+        let sent = serde_json::to_string(&create).expect("serializes");
+        assert_eq!(serde_json::from_str::<NewWatch>(&sent).ok(), Some(create));
+    }
 
     fn settings_allowing(pattern: &str) -> Settings {
         let mut settings = Settings::new("/nonexistent");

@@ -1,34 +1,22 @@
-//! The SessionActor: one per running session. It claims the session, lets a worker task
+//! The SessionActor: one per running session, a child of the session queue. It claims the
+//! session once it runs (the queue never waits on the store for it), lets a worker task
 //! prepare the workspace and run the agent, records everything the worker reports (in order),
 //! heartbeats on a timer, writes the outcome and stops.
 
+use crate::actor::{Behaviour, Handled, Started};
+use crate::context::Context;
 use crate::domain::{AgentFacts, EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
-use crate::runtime::{AgentEvent, AgentReport, AgentRequest, AgentRuntime};
-use crate::settings::Settings;
-use crate::store::{Finish, StoreClient};
+use crate::queue::QueueMsg;
+use crate::runtime::{AgentEvent, AgentReport, AgentRequest};
+use crate::store::Finish;
 use crate::workspace::{self, Workspace};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// What every session actor shares: configuration, identity and the agent runtime.
-pub struct SessionContext {
-    pub settings: Settings,
-    /// This daemon instance; recorded as the session's owner.
-    pub owner_id: String,
-    pub store: StoreClient,
-    pub runtime: Arc<dyn AgentRuntime>,
-    pub metrics: crate::metrics::Metrics,
-}
-
-/// The registered name of a session's actor; a second actor for the same session cannot start.
-pub fn actor_name(session_id: &str) -> String {
-    format!("telecoder.session.{session_id}")
-}
 
 /// Messages of a session actor.
 pub enum SessionMsg {
@@ -72,13 +60,14 @@ pub struct SessionSnapshot {
 
 pub struct SessionArgs {
     pub id: SessionId,
-    pub ctx: Arc<SessionContext>,
+    pub ctx: Arc<Context>,
 }
 
 pub struct SessionState {
     id: SessionId,
-    ctx: Arc<SessionContext>,
-    /// `None` when the session was no longer pending: the actor stops at once.
+    ctx: Arc<Context>,
+    /// Set once this actor has claimed the session (`pending → running`); until then, and
+    /// for good when the claim found the session no longer pending, it touches nothing.
     session: Option<Session>,
     phase: &'static str,
     pid: Option<u32>,
@@ -90,29 +79,19 @@ pub struct SessionState {
     worker: Option<JoinHandle<()>>,
 }
 
-pub struct SessionActor;
+pub type SessionActor = crate::actor::Run<SessionState>;
 
-impl Actor for SessionActor {
+impl Behaviour for SessionState {
     type Msg = SessionMsg;
-    type State = SessionState;
-    type Arguments = SessionArgs;
+    type Args = SessionArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: SessionArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        let session = args
-            .ctx
-            .store
-            .claim(args.id.as_str(), &args.ctx.owner_id)
-            .await?;
+    async fn start(_myself: ActorRef<SessionMsg>, args: SessionArgs) -> Started<Self> {
         let cancel = CancellationToken::new();
         Ok(SessionState {
             id: args.id,
             ctx: args.ctx,
-            session,
-            phase: "claimed",
+            session: None,
+            phase: "claiming",
             pid: None,
             last_heartbeat: Instant::now(),
             handled: 0,
@@ -122,42 +101,51 @@ impl Actor for SessionActor {
         })
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let Some(session) = state.session.clone() else {
-            myself.stop(Some("session is no longer pending".into()));
-            return Ok(());
+    async fn started(&mut self, myself: ActorRef<SessionMsg>) -> Handled {
+        // The claim runs here, after the queue registered this actor: the queue's mailbox never
+        // waits on the store. A store that cannot be reached leaves the session pending; the
+        // actor stops cleanly and the next kick tries again.
+        let session = match self
+            .ctx
+            .store
+            .claim(self.id.as_str(), &self.ctx.owner_id)
+            .await
+        {
+            Ok(Some(session)) => session,
+            Ok(None) => {
+                myself.stop(Some("session is no longer pending".into()));
+                return Ok(());
+            }
+            Err(err) => {
+                tracing::warn!(session = %self.id, "cannot claim session: {err}");
+                myself.stop(Some("claim failed".into()));
+                return Ok(());
+            }
         };
-        tracing::info!(session = %state.id, agent = %session.agent, "session started");
-        myself.send_interval(state.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
+        self.session = Some(session.clone());
+        self.phase = "claimed";
+        tracing::info!(session = %self.id, agent = %session.agent, "session started");
+        myself.send_interval(self.ctx.settings.heartbeat, || SessionMsg::Heartbeat);
         let worker = run_worker(
             session,
-            state.ctx.clone(),
+            self.ctx.clone(),
             myself.clone(),
-            state.cancel.clone(),
+            self.cancel.clone(),
         );
-        state.worker = Some(tokio::spawn(worker));
+        self.worker = Some(tokio::spawn(worker));
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handled += 1;
-        let store = &state.ctx.store;
-        let id = state.id.as_str();
+    async fn handle(&mut self, myself: ActorRef<SessionMsg>, message: SessionMsg) -> Handled {
+        self.handled += 1;
+        let store = &self.ctx.store;
+        let id = self.id.as_str();
         match message {
             SessionMsg::Heartbeat => {
-                state.last_heartbeat = Instant::now();
-                if !store.heartbeat(id, &state.ctx.owner_id).await? {
+                self.last_heartbeat = Instant::now();
+                if !store.heartbeat(id, &self.ctx.owner_id).await? {
                     tracing::warn!(session = %id, "session was taken away (marked stale); stopping its agent");
-                    state.cancel.cancel();
+                    self.cancel.cancel();
                     myself.stop(Some("session no longer owned".into()));
                 }
             }
@@ -165,19 +153,16 @@ impl Actor for SessionActor {
                 store.append_event(id, EventKind::Status, &line).await?;
             }
             SessionMsg::WorkspaceReady(workspace) => {
-                state.phase = "running";
-                let dir = workspace.dir.to_string_lossy();
-                store.set_workspace(id, &workspace.branch, &dir).await?;
+                self.phase = "running";
+                store.set_workspace(id, &workspace).await?;
             }
             SessionMsg::AgentSpawned(pid) => {
-                state.pid = Some(pid);
+                self.pid = Some(pid);
                 store.set_agent_pid(id, Some(pid)).await?;
-                if let Ok(supervisor) = crate::supervisor::resolve() {
-                    let _ = supervisor.cast(crate::supervisor::SupervisorMsg::AgentStarted {
-                        session_id: id.to_owned(),
-                        pid,
-                    });
-                }
+                self.ctx.queue.cast(QueueMsg::AgentStarted {
+                    session_id: id.to_owned(),
+                    pid,
+                });
             }
             SessionMsg::Output(text) => {
                 store.append_event(id, EventKind::Output, &text).await?;
@@ -189,31 +174,31 @@ impl Actor for SessionActor {
                 store.record_agent_facts(id, *facts).await?;
             }
             SessionMsg::Finished(finish) => {
-                state.phase = "finishing";
+                self.phase = "finishing";
                 // The runtime already killed the group; never signal a pid that may be reused.
-                state.pid = None;
+                self.pid = None;
                 let status = finish.status;
-                store.finish(id, &state.ctx.owner_id, *finish).await?;
+                store.finish(id, &self.ctx.owner_id, *finish).await?;
                 tracing::info!(session = %id, status = status.as_str(), "session finished");
                 myself.stop(None);
             }
             SessionMsg::Cancel => {
-                state.phase = "cancelling";
-                state.cancel.cancel();
+                self.phase = "cancelling";
+                self.cancel.cancel();
             }
             SessionMsg::Inspect(reply) => {
                 let _ = reply.send(SessionSnapshot {
                     session_id: id.to_owned(),
-                    state: state.phase.to_owned(),
-                    agent: state
+                    state: self.phase.to_owned(),
+                    agent: self
                         .session
                         .as_ref()
                         .map(|s| s.agent.clone())
                         .unwrap_or_default(),
-                    pid: state.pid,
-                    process_group: state.pid,
-                    last_heartbeat_age_ms: state.last_heartbeat.elapsed().as_millis() as u64,
-                    messages_handled: state.handled,
+                    pid: self.pid,
+                    process_group: self.pid,
+                    last_heartbeat_age_ms: self.last_heartbeat.elapsed().as_millis() as u64,
+                    messages_handled: self.handled,
                 });
             }
             SessionMsg::InjectFailure(reason) => {
@@ -223,22 +208,18 @@ impl Actor for SessionActor {
         Ok(())
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.cancel.cancel();
-        if let Some(worker) = state.worker.take() {
+    async fn stopped(&mut self, _myself: ActorRef<SessionMsg>) -> Handled {
+        self.cancel.cancel();
+        if let Some(worker) = self.worker.take() {
             worker.abort();
         }
-        if let Some(pid) = state.pid {
+        if let Some(pid) = self.pid {
             terminate_group(pid, Duration::from_secs(2)).await;
         }
         // Only a session this actor ran: an actor that lost the claim must not touch processes
         // of a session another daemon runs.
-        if state.session.is_some() {
-            kill_leftovers(state.id.as_str()).await;
+        if self.session.is_some() {
+            kill_leftovers(self.id.as_str()).await;
         }
         Ok(())
     }
@@ -246,7 +227,7 @@ impl Actor for SessionActor {
 
 /// Kills the processes of a session that left its agent's process group (`setsid`, double
 /// forks), found by their environment marker; off the async threads, since it reads `/proc`.
-/// Used when a session ends, whatever the runtime, and by the supervisor's reapers.
+/// Used when a session ends, whatever the runtime, and by the queue's reapers.
 pub async fn kill_leftovers(session_id: &str) {
     let id = session_id.to_owned();
     let killed = tokio::task::spawn_blocking(move || kill_session_processes(&id))
@@ -260,7 +241,7 @@ pub async fn kill_leftovers(session_id: &str) {
 /// The worker: everything slow happens here, reported to the actor as messages.
 async fn run_worker(
     session: Session,
-    ctx: Arc<SessionContext>,
+    ctx: Arc<Context>,
     actor: ActorRef<SessionMsg>,
     cancel: CancellationToken,
 ) {
@@ -283,40 +264,24 @@ async fn run_worker(
             return;
         }
     };
-    let workspace =
-        match workspace::prepare(&source, &ctx.settings.workspaces_dir(), &id, &cancel).await {
-            Ok(workspace) => workspace,
-            Err(message) => {
-                let kind = if cancel.is_cancelled() {
-                    FailureKind::Cancelled
-                } else {
-                    FailureKind::RuntimeError
-                };
-                report(failed(kind, message));
-                return;
-            }
-        };
+    let workspace = match workspace::prepare(&source, &ctx.settings, &id, &cancel).await {
+        Ok(workspace) => workspace,
+        Err(message) => {
+            let kind = if cancel.is_cancelled() {
+                FailureKind::Cancelled
+            } else {
+                FailureKind::RuntimeError
+            };
+            report(failed(kind, message));
+            return;
+        }
+    };
     report(SessionMsg::WorkspaceReady(workspace.clone()));
     report(SessionMsg::Status(format!(
         "running {}",
         ctx.runtime.name()
     )));
-    let request = AgentRequest {
-        session_id: session.id.clone(),
-        work_dir: workspace.dir,
-        prompt: session.prompt.clone(),
-        agent: session.agent.clone(),
-        command_override: ctx
-            .settings
-            .agent_command(&session.agent)
-            .map(str::to_owned),
-        permission: session.effective_permission_mode,
-        write_policy: session.workspace_write_policy,
-        max_runtime: Duration::from_secs(session.max_runtime_seconds),
-        scratch_dir: ctx.settings.data_dir.join("tmp"),
-        max_output_bytes: ctx.settings.max_output_bytes,
-        env_remove: ctx.settings.agent_env_blocklist.clone(),
-    };
+    let request = agent_request(&session, &ctx, workspace.dir);
     let (events_tx, mut events_rx) = mpsc::channel(64);
     let run = ctx.runtime.run(request, events_tx, cancel);
     // Every runtime's output passes here: a secret the agent prints in pieces is masked before
@@ -345,6 +310,26 @@ async fn run_worker(
     };
     let (agent_report, ()) = tokio::join!(run, forward);
     report(SessionMsg::Finished(Box::new(finish_from(agent_report))));
+}
+
+/// What the runtime is asked to run, from the session's record and the daemon's settings.
+fn agent_request(session: &Session, ctx: &Context, work_dir: std::path::PathBuf) -> AgentRequest {
+    AgentRequest {
+        session_id: session.id.clone(),
+        work_dir,
+        prompt: session.prompt.clone(),
+        agent: session.agent.clone(),
+        command_override: ctx
+            .settings
+            .agent_command(&session.agent)
+            .map(str::to_owned),
+        permission: session.effective_permission_mode,
+        write_policy: session.workspace_write_policy,
+        max_runtime: Duration::from_secs(session.max_runtime_seconds),
+        scratch_dir: ctx.settings.data_dir.join("tmp"),
+        max_output_bytes: ctx.settings.max_output_bytes,
+        env_remove: ctx.settings.agent_env_blocklist.clone(),
+    }
 }
 
 fn failed(kind: FailureKind, message: String) -> SessionMsg {

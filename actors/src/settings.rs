@@ -54,6 +54,15 @@ pub struct Settings {
     /// Author of the commit that publishing makes from uncommitted workspace changes.
     pub git_author_name: String,
     pub git_author_email: String,
+    /// How long a finished session's workspace is kept before the collector removes it
+    /// (`TELECODER_WORKSPACE_RETENTION`).
+    pub workspace_retention: Duration,
+    /// Total size the workspaces may take; the oldest finished ones go first beyond it
+    /// (`TELECODER_WORKSPACE_MAX_BYTES`; `None` = no cap).
+    pub workspace_max_bytes: Option<u64>,
+    /// How often the supervisor runs the workspace collector
+    /// (`TELECODER_WORKSPACE_GC_INTERVAL`).
+    pub workspace_gc_interval: Duration,
     /// Notification targets and how to sign and link (issue 15).
     pub notify: crate::notify::NotifySettings,
 }
@@ -135,6 +144,9 @@ impl Settings {
             github_token: None,
             git_author_name: "TeleCoder".into(),
             git_author_email: "telecoder@localhost".into(),
+            workspace_retention: DEFAULT_WORKSPACE_RETENTION,
+            workspace_max_bytes: None,
+            workspace_gc_interval: DEFAULT_WORKSPACE_GC_INTERVAL,
             notify: crate::notify::NotifySettings::default(),
         }
     }
@@ -147,6 +159,27 @@ impl Settings {
         self.data_dir.join("workspaces")
     }
 
+    /// Per-repository mirrors remote clones share objects with.
+    pub fn mirrors_dir(&self) -> PathBuf {
+        self.data_dir.join("mirrors")
+    }
+
+    /// Bundles of collected workspaces whose work was neither fetched nor published.
+    pub fn archive_dir(&self) -> PathBuf {
+        self.data_dir.join("archive")
+    }
+
+    /// Where collected directories wait to be deleted (so a crash never leaves half of one
+    /// among the live workspaces).
+    pub fn trash_dir(&self) -> PathBuf {
+        self.data_dir.join("trash")
+    }
+
+    /// Scratch files of the daemon's own git work (temporary indexes).
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
     /// The command override for `agent`, if one is configured.
     pub fn agent_command(&self, agent: &str) -> Option<&str> {
         self.agent_commands
@@ -154,6 +187,11 @@ impl Settings {
             .map(String::as_str)
     }
 }
+
+/// Finished sessions' workspaces are kept this long by default: 14 days.
+pub const DEFAULT_WORKSPACE_RETENTION: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The collector runs hourly by default.
+pub const DEFAULT_WORKSPACE_GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Variables that carry TeleCoder's or GitHub's credentials; agents never see them unless the
 /// operator passes them through explicitly.

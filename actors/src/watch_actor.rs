@@ -1,25 +1,23 @@
-//! The WatchActor: one per active watch. Events are routed to it as messages; it decides
-//! whether they concern its watch, records the run (exactly once per event key) together with
-//! the session to start, and asks the supervisor to start it. A schedule watch fires from its
-//! own timer.
+//! The WatchActor: one per active watch, a child of the WatchSupervisor. Events are routed to
+//! it as messages; it decides whether they concern its watch, records the run (exactly once
+//! per event key) together with the session to start, and nudges the session queue to start
+//! it. A schedule watch fires from its own timer: one pending timer at a time, replaced (the
+//! old one cancelled) whenever the watch is edited.
 
+use crate::actor::{Behaviour, Handled, Started};
+use crate::context::Context;
 use crate::domain::schedule::{self, Schedule};
 use crate::domain::watch::{Mismatch, OWN_BRANCH_PREFIX};
 use crate::domain::{prompt, NewSession, SessionId, Triggered, Watch, WatchEvent, WatchKind};
 use crate::error::Result;
+use crate::queue::QueueMsg;
 use crate::requests;
-use crate::session_actor::SessionContext;
 use crate::store::watches::{NewRun, Recorded};
-use crate::supervisor::SupervisorMsg;
+use crate::timer::Timer;
 use crate::workspace;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The registered name of a watch's actor.
-pub fn actor_name(watch_id: &str) -> String {
-    format!("telecoder.watch.{watch_id}")
-}
 
 /// Messages of a watch actor.
 pub enum WatchMsg {
@@ -64,33 +62,41 @@ pub struct WatchSnapshot {
 
 pub struct WatchArgs {
     pub watch: Watch,
-    pub ctx: Arc<SessionContext>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    pub ctx: Arc<Context>,
 }
 
 pub struct WatchState {
     watch: Watch,
-    ctx: Arc<SessionContext>,
-    supervisor: ActorRef<SupervisorMsg>,
+    ctx: Arc<Context>,
     handled: u64,
     messages: u64,
     schedule: Option<Schedule>,
     next_fire: Option<jiff::Timestamp>,
+    timer: Timer,
 }
 
-pub struct WatchActor;
+pub type WatchActor = crate::actor::Run<WatchState>;
 
 impl WatchState {
-    /// Arms the timer for the next schedule slot after `from` (schedules only).
+    /// Arms the timer for the next schedule slot after `from` (schedules only; an edit that
+    /// made the watch something else cancels a pending slot).
     fn arm(&mut self, myself: &ActorRef<WatchMsg>, from: jiff::Timestamp) {
         let Some(schedule) = &self.schedule else {
+            self.next_fire = None;
+            self.timer.cancel();
             return;
         };
         let now = jiff::Timestamp::now();
         self.next_fire = schedule.next_after(from.max(now));
-        if let Some(next) = self.next_fire {
-            let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::ZERO);
-            myself.send_after(wait, || WatchMsg::Tick);
+        match self.next_fire {
+            Some(next) => {
+                let wait = Duration::try_from(next.duration_since(now)).unwrap_or(Duration::ZERO);
+                let me = myself.clone();
+                self.timer.arm(wait, move || {
+                    let _ = me.cast(WatchMsg::Tick);
+                });
+            }
+            None => self.timer.cancel(),
         }
     }
 
@@ -105,61 +111,47 @@ impl WatchState {
     }
 }
 
-impl Actor for WatchActor {
+impl Behaviour for WatchState {
     type Msg = WatchMsg;
-    type State = WatchState;
-    type Arguments = WatchArgs;
+    type Args = WatchArgs;
 
-    async fn pre_start(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        args: WatchArgs,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn start(_myself: ActorRef<WatchMsg>, args: WatchArgs) -> Started<Self> {
         let mut state = WatchState {
             watch: args.watch,
             ctx: args.ctx,
-            supervisor: args.supervisor,
             handled: 0,
             messages: 0,
             schedule: None,
             next_fire: None,
+            timer: Timer::default(),
         };
         state.load_schedule()?;
         Ok(state)
     }
 
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(schedule) = state.schedule.clone() {
+    async fn started(&mut self, myself: ActorRef<WatchMsg>) -> Handled {
+        if let Some(schedule) = self.schedule.clone() {
             // A slot missed while the daemon was down runs once now, not once per slot.
-            let last = state.ctx.store.last_event_key(&state.watch.id).await?;
+            let last = self.ctx.store.last_event_key(&self.watch.id).await?;
             let since = last
                 .as_deref()
-                .or(Some(state.watch.created_at.as_str()))
+                .or(Some(self.watch.created_at.as_str()))
                 .and_then(schedule::parse_instant)
                 .unwrap_or_else(jiff::Timestamp::now);
             if let Some(slot) = schedule.due(since, jiff::Timestamp::now()) {
-                fire_slot(state, slot);
+                fire_slot(self, slot);
             }
-            state.arm(&myself, jiff::Timestamp::now());
+            self.arm(&myself, jiff::Timestamp::now());
         }
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.messages += 1;
+    async fn handle(&mut self, myself: ActorRef<WatchMsg>, message: WatchMsg) -> Handled {
+        self.messages += 1;
         match message {
             WatchMsg::Event { event, reply } => {
-                state.handled += 1;
-                match state.watch.mismatch(&event) {
+                self.handled += 1;
+                match self.watch.mismatch(&event) {
                     None => {}
                     Some(Mismatch::NotConcerned) => {
                         let _ = reply.send(Verdict::NotConcerned);
@@ -170,40 +162,40 @@ impl Actor for WatchActor {
                         return Ok(());
                     }
                 }
-                let job = Job::new(state);
-                tokio::spawn(async move {
+                let job = Job::new(self);
+                self.ctx.spawn(async move {
                     let _ = reply.send(job.fire(&event).await);
                 });
             }
             WatchMsg::Update(watch) => {
-                state.watch = *watch;
-                state.load_schedule()?;
-                state.arm(&myself, jiff::Timestamp::now());
+                self.watch = *watch;
+                self.load_schedule()?;
+                self.arm(&myself, jiff::Timestamp::now());
             }
             WatchMsg::Tick => {
                 let now = jiff::Timestamp::now();
                 let mut fired = now;
                 // Timers may fire a hair early or late; act on the slot that is due.
-                if let (Some(schedule), Some(next)) = (&state.schedule, state.next_fire) {
+                if let (Some(schedule), Some(next)) = (&self.schedule, self.next_fire) {
                     if next <= now + jiff::SignedDuration::from_millis(50) {
                         let before = next - jiff::SignedDuration::from_millis(1);
                         let slot = schedule.due(before, now).unwrap_or(next);
-                        fire_slot(state, slot);
+                        fire_slot(self, slot);
                         // Watches stored before the spacing rule existed keep to it too.
-                        let spacing = state.ctx.settings.schedule_min_interval;
+                        let spacing = self.ctx.settings.schedule_min_interval;
                         fired = slot + jiff::SignedDuration::try_from(spacing).unwrap_or_default()
                             - jiff::SignedDuration::from_millis(1);
                     }
                 }
-                state.arm(&myself, fired);
+                self.arm(&myself, fired);
             }
             WatchMsg::Inspect(reply) => {
                 let _ = reply.send(WatchSnapshot {
-                    watch_id: state.watch.id.clone(),
-                    kind: state.watch.kind.as_str().to_owned(),
-                    events_handled: state.handled,
-                    messages_handled: state.messages,
-                    next_fire: state.next_fire.map(schedule::slot_key).unwrap_or_default(),
+                    watch_id: self.watch.id.clone(),
+                    kind: self.watch.kind.as_str().to_owned(),
+                    events_handled: self.handled,
+                    messages_handled: self.messages,
+                    next_fire: self.next_fire.map(schedule::slot_key).unwrap_or_default(),
                 });
             }
             WatchMsg::InjectFailure(reason) => {
@@ -220,7 +212,7 @@ fn fire_slot(state: &mut WatchState, slot: jiff::Timestamp) {
     let event = WatchEvent::Tick {
         slot: schedule::slot_key(slot),
     };
-    tokio::spawn(async move {
+    state.ctx.spawn(async move {
         job.fire(&event).await;
     });
 }
@@ -228,8 +220,7 @@ fn fire_slot(state: &mut WatchState, slot: jiff::Timestamp) {
 /// The slow part of handling an event (diff context, store write), off the actor's mailbox.
 struct Job {
     watch: Watch,
-    ctx: Arc<SessionContext>,
-    supervisor: ActorRef<SupervisorMsg>,
+    ctx: Arc<Context>,
 }
 
 impl Job {
@@ -237,7 +228,6 @@ impl Job {
         Self {
             watch: state.watch.clone(),
             ctx: state.ctx.clone(),
-            supervisor: state.supervisor.clone(),
         }
     }
 
@@ -276,7 +266,7 @@ impl Job {
         match self.ctx.store.record_run(run).await {
             Ok(Recorded::Started { run_id, session_id }) => {
                 tracing::info!(watch = %self.watch.id, session = %session_id, elapsed_ms = started.elapsed().as_millis() as u64, "watch started a session");
-                let _ = self.supervisor.cast(SupervisorMsg::Kick);
+                self.ctx.queue.cast(QueueMsg::Kick);
                 self.ctx.metrics.sessions_created.inc();
                 Verdict::Started(Triggered {
                     watch_id: self.watch.id.clone(),

@@ -10,9 +10,6 @@ use std::time::Duration;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// Remote clones over a slow link may take a while; a hung one must not hold a slot forever.
-const CLONE_TIMEOUT: Duration = Duration::from_secs(600);
-
 pub use crate::domain::repo::is_remote;
 
 /// Checks a resolved repo before a session is stored: a local path must exist and be a git
@@ -46,78 +43,20 @@ pub fn validate_repo(target: &RepoTarget, given: &str) -> Result<()> {
 pub struct Workspace {
     pub dir: PathBuf,
     pub branch: String,
+    /// The commit the branch started from (`""` for an empty repository).
+    pub base_commit: String,
 }
 
-/// Clones `repo` into `<workspaces>/<id>` and creates branch `telecoder/<id>` there. A leftover
-/// directory from an interrupted attempt is removed first. Errors are plain sentences for the
-/// session's error field.
+/// Clones `repo` into `<workspaces>/<id>` on branch `telecoder/<id>`; see
+/// [`crate::workspaces::clone`] for how (mirrors for remote repositories, hard links for local
+/// ones). Errors are plain sentences for the session's error field.
 pub async fn prepare(
     repo: &str,
-    workspaces: &Path,
+    settings: &crate::settings::Settings,
     id: &SessionId,
     cancel: &CancellationToken,
 ) -> Result<Workspace, String> {
-    let dir = workspaces.join(id.as_str());
-    if dir.exists() {
-        tokio::fs::remove_dir_all(&dir)
-            .await
-            .map_err(|err| format!("cannot clear old workspace {}: {err}", dir.display()))?;
-    }
-    tokio::fs::create_dir_all(workspaces)
-        .await
-        .map_err(|err| format!("cannot create {}: {err}", workspaces.display()))?;
-    let dir_arg = dir.to_string_lossy().into_owned();
-    // For a local path git hard-links the object store when it can (milliseconds) and quietly
-    // copies across filesystems; forcing `--local` would fail there instead.
-    let clone = ["clone", "--quiet", "--", repo, dir_arg.as_str()];
-    git(&clone, None, cancel)
-        .await
-        .map_err(|err| format!("cannot clone {repo}: {err}"))?;
-    let branch = id.branch();
-    git(&["checkout", "--quiet", "-b", &branch], Some(&dir), cancel)
-        .await
-        .map_err(|err| format!("cannot create branch {branch}: {err}"))?;
-    Ok(Workspace { dir, branch })
-}
-
-/// Runs git without a terminal (so credentials prompts fail fast instead of hanging).
-async fn git(args: &[&str], cwd: Option<&Path>, cancel: &CancellationToken) -> Result<(), String> {
-    let mut command = Command::new("git");
-    command
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
-    if let Some(cwd) = cwd {
-        command.current_dir(cwd);
-    }
-    let child = command
-        .spawn()
-        .map_err(|err| format!("cannot run git: {err}"))?;
-    let guard = child.id().map(crate::process::GroupGuard);
-    let output = tokio::select! {
-        output = tokio::time::timeout(CLONE_TIMEOUT, child.wait_with_output()) => output,
-        _ = cancel.cancelled() => return Err("cancelled".into()),
-    };
-    drop(guard);
-    let output = output
-        .map_err(|_| format!("git {} timed out", args.first().unwrap_or(&"")))?
-        .map_err(|err| format!("git failed: {err}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail = stderr.trim();
-        Err(if detail.is_empty() {
-            format!("git exited with {}", output.status)
-        } else {
-            detail.to_owned()
-        })
-    }
+    crate::workspaces::clone::prepare(repo, settings, id, cancel).await
 }
 
 /// Diff context for a pull request from the local repository: `git diff --stat` and

@@ -5,8 +5,8 @@ mod common;
 
 use common::start;
 use std::time::{Duration, Instant};
-use telecoder_actors::domain::{CiEvent, WatchEvent, WatchStatus};
-use telecoder_actors::requests::NewWatch;
+use telecoder_actors::domain::{CiEvent, WatchEvent, WatchId, WatchStatus};
+use telecoder_actors::requests::{NewWatch, WatchPatch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_watch_actors_restart_then_pause() {
@@ -16,7 +16,10 @@ async fn failing_watch_actors_restart_then_pause() {
         .daemon
         .create_watch(NewWatch {
             repo: repo.clone(),
-            instructions: "@mock say fired".into(),
+            fields: WatchPatch {
+                instructions: Some("@mock say fired".into()),
+                ..WatchPatch::default()
+            },
             ..NewWatch::default()
         })
         .await
@@ -59,8 +62,9 @@ async fn failing_watch_actors_restart_then_pause() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
+    let id = WatchId::parse(&watch.id).expect("a watch id");
     let paused = loop {
-        let current = fx.daemon.watch(&watch.id).await.expect("watch");
+        let current = fx.daemon.watch(&id).await.expect("watch");
         if current.status == WatchStatus::Paused {
             break current;
         }

@@ -4,11 +4,11 @@
 
 use super::{absolute_repo, read, CliError, Ctx, Detach, RunArgs};
 use crate::client::{Client, ClientError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use telecoder_actors::domain::{Event, EventKind, Session};
+use telecoder_actors::domain::{Event, EventKind, NewSession, Session};
 
 /// Where a followed session runs; decides what Ctrl-C means.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -110,12 +110,12 @@ async fn started(
 
 pub async fn run_session(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError> {
     let target = &args.target;
-    let body = json!({
-        "repo": absolute_repo(&target.repo),
-        "prompt": args.prompt.join(" "),
-        "agent": target.agent,
-        "policy": target.policy.map(|p| p.to_string()),
-    });
+    let body = NewSession {
+        repo: absolute_repo(&target.repo),
+        prompt: args.prompt.join(" "),
+        agent: target.agent.clone(),
+        policy: target.policy,
+    };
     let header = |s: &Session| {
         format!(
             "session {} ({}, policy {}) on branch telecoder/{}\n",
@@ -138,7 +138,7 @@ pub async fn run_session(ctx: &Ctx, args: RunArgs) -> Result<ExitCode, CliError>
                 "No daemon at {}; running the session in this process.",
                 ctx.config.url
             ));
-            let embedded = daemon::Embedded::start(ctx.config.clone()).await?;
+            let embedded = serve::Embedded::start(ctx.config.clone()).await?;
             let client = Client::new(&embedded.url, ctx.config.tokens.for_cli())?;
             let result = match client.post::<Session>("/api/sessions", &body).await {
                 Ok(session) => {

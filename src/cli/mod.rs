@@ -6,18 +6,22 @@
 //! is text for a person at a terminal and the reference's JSON everywhere else (`output.rs`).
 
 mod follow;
+mod notify;
 pub mod output;
 mod read;
 mod watches;
+mod workspaces;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, ConfigError};
-use crate::{daemon, render};
+use crate::{render, serve};
 use clap::{Args, Parser, Subcommand};
 use output::{Format, Mode, Out};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::ExitCode;
 use telecoder_actors::domain::{PolicyMode, StatusFilter};
+use telecoder_actors::publish::PublishRequest;
+use telecoder_actors::requests::FaultRequest;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,6 +93,8 @@ pub enum Command {
     },
     /// Check this machine: daemon, acpx, agents, git, data dir, port, token.
     Doctor,
+    #[command(flatten)]
+    Workspaces(workspaces::WorkspaceCommand),
     /// Send a test notification to every TELECODER_NOTIFY target and report each answer
     /// (exit 1 when any failed).
     NotifyTest,
@@ -299,12 +305,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::from_env()?;
     let out = Out {
         mode: Mode::choose(cli.json, cli.human, cli.format),
+        forced_json: cli.json || cli.format == Some(Format::Json),
     };
     let Some(command) = cli.command else {
         return Ok(ExitCode::SUCCESS);
     };
     match command {
-        Command::Serve => return daemon::serve(config).await,
+        Command::Serve => return serve::serve(config).await,
         Command::Config => {
             out.data(&render::ConfigView::of(&config), || render::config(&config))?;
             return Ok(ExitCode::SUCCESS);
@@ -333,7 +340,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         } => follow::events(ctx, &id, after.unwrap_or(0)).await,
         Command::TriggerCi(args) => watches::trigger_ci(ctx, args).await,
         Command::TriggerPr(args) => watches::trigger_pr(ctx, args).await,
-        Command::NotifyTest => notify_test(ctx).await,
+        Command::Workspaces(command) => workspaces::run(ctx, command).await,
+        Command::NotifyTest => notify::test(ctx).await,
         command => {
             other(ctx, command).await?;
             Ok(ExitCode::SUCCESS)
@@ -361,7 +369,7 @@ async fn other(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             title,
             body,
         } => {
-            let request = with_fields(json!({"base": base}), &[("title", &title), ("body", &body)]);
+            let request = PublishRequest { base, title, body };
             let published: Value = client
                 .post(&format!("/api/sessions/{id}/publish"), &request)
                 .await?;
@@ -391,57 +399,17 @@ async fn admin(ctx: &Ctx, command: AdminCommand) -> Result<(), CliError> {
         }
         AdminCommand::Fault { target } => {
             let answer: Value = client
-                .post("/admin/faults", &json!({"target": target}))
+                .post(
+                    "/admin/faults",
+                    &FaultRequest {
+                        target: target.clone(),
+                    },
+                )
                 .await?;
             out.data(&answer, || format!("injected a failure into {target}\n"))?;
         }
     }
     Ok(())
-}
-
-/// `notify-test`: asks the daemon (whose configuration counts); with none answering, sends from
-/// this process with this environment's targets, and says so.
-async fn notify_test(ctx: &Ctx) -> Result<ExitCode, CliError> {
-    use telecoder_actors::notify::{sender, TestResult};
-    #[derive(serde::Deserialize, serde::Serialize)]
-    struct Answer {
-        ok: bool,
-        results: Vec<TestResult>,
-    }
-    let answer: Answer = match ctx.client.post("/admin/notify-test", &json!({})).await {
-        Err(unreachable @ ClientError::Unreachable { .. }) => {
-            ctx.out.note(&format!(
-                "note: {unreachable}; sending from this process with its TELECODER_NOTIFY"
-            ));
-            let settings = &ctx.config.settings;
-            let http = sender::http_client()?;
-            let results = sender::test_targets(&http, &settings.notify, &settings.redactor).await?;
-            Answer {
-                ok: results.iter().all(|r| r.ok),
-                results,
-            }
-        }
-        other => other?,
-    };
-    ctx.out
-        .data(&answer, || render::notify_results(&answer.results))?;
-    Ok(if answer.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// Adds the non-empty optional fields to a JSON object.
-fn with_fields(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
-    if let Some(object) = body.as_object_mut() {
-        for (key, value) in fields {
-            if let Some(value) = value {
-                object.insert((*key).to_owned(), Value::String(value.clone()));
-            }
-        }
-    }
-    body
 }
 
 /// A local repository as the daemon should see it: absolute, since the daemon's working

@@ -37,6 +37,9 @@ impl Mode {
 #[derive(Clone, Copy, Debug)]
 pub struct Out {
     pub mode: Mode,
+    /// JSON was asked for (`--json`, `--format json`), not merely chosen for a pipe: commands
+    /// whose natural pipe output is text (`diff`) give JSON only then.
+    pub forced_json: bool,
 }
 
 impl Out {

@@ -6,7 +6,7 @@ use crate::client::ClientError;
 use crate::render;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use telecoder_actors::domain::{Event, Session, SessionFilter, StatusFilter, Watch, WatchRun};
+use telecoder_actors::domain::{Event, SessionFilter, StatusFilter};
 use telecoder_actors::store::snapshot::Snapshot;
 use telecoder_actors::store::watches::WatchFilter;
 
@@ -51,6 +51,23 @@ async fn get<T: DeserializeOwned>(
     read(ctx, ctx.client.get(path, query), offline).await
 }
 
+/// Reads like [`get`] and shows the answer: JSON, or `human` for a person.
+async fn show<T, U>(
+    ctx: &Ctx,
+    path: &str,
+    query: &[(&str, String)],
+    offline: impl FnOnce(&Snapshot) -> telecoder_actors::Result<T>,
+    human: fn(&U) -> String,
+) -> Result<(), super::CliError>
+where
+    T: DeserializeOwned + serde::Serialize + std::borrow::Borrow<U>,
+    U: ?Sized,
+{
+    let value = get(ctx, path, query, offline).await?;
+    ctx.out.data(&value, || human(value.borrow()))?;
+    Ok(())
+}
+
 /// The list filters as the API's query string.
 fn session_query(filter: &SessionFilter) -> Vec<(&'static str, String)> {
     let status = filter.status.map(|status| match status {
@@ -80,21 +97,14 @@ pub async fn list(ctx: &Ctx, args: ListArgs) -> Result<(), super::CliError> {
         limit: args.limit,
         offset: None,
     };
-    let sessions: Vec<Session> = get(ctx, "/api/sessions", &session_query(&filter), |db| {
-        db.sessions(&filter)
-    })
-    .await?;
-    ctx.out.data(&sessions, || render::sessions(&sessions))?;
-    Ok(())
+    let query = session_query(&filter);
+    let offline = |db: &Snapshot| db.sessions(&filter);
+    show(ctx, "/api/sessions", &query, offline, render::sessions).await
 }
 
 pub async fn status(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
-    let session: Session = get(ctx, &format!("/api/sessions/{id}"), &[], |db| {
-        db.session(id)
-    })
-    .await?;
-    ctx.out.data(&session, || render::session(&session))?;
-    Ok(())
+    let path = format!("/api/sessions/{id}");
+    show(ctx, &path, &[], |db| db.session(id), render::session).await
 }
 
 /// Stored events of a session: a JSON array, or one line each for a person.
@@ -122,19 +132,13 @@ pub async fn inbox(ctx: &Ctx, limit: Option<u32>) -> Result<(), super::CliError>
         .collect();
     // The API's bounds: 20 by default, at most 200.
     let offline_limit = limit.unwrap_or(20).clamp(1, 200);
-    let sessions: Vec<Session> =
-        get(ctx, "/api/inbox", &query, |db| db.inbox(offline_limit)).await?;
-    ctx.out.data(&sessions, || render::inbox(&sessions))?;
-    Ok(())
+    let offline = |db: &Snapshot| db.inbox(offline_limit);
+    show(ctx, "/api/inbox", &query, offline, render::inbox).await
 }
 
 pub async fn lineage(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
-    let sessions: Vec<Session> = get(ctx, &format!("/api/sessions/{id}/lineage"), &[], |db| {
-        db.lineage(id)
-    })
-    .await?;
-    ctx.out.data(&sessions, || render::sessions(&sessions))?;
-    Ok(())
+    let path = format!("/api/sessions/{id}/lineage");
+    show(ctx, &path, &[], |db| db.lineage(id), render::sessions).await
 }
 
 pub async fn watch_list(
@@ -152,7 +156,7 @@ pub async fn watch_list(
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    let watches: Vec<Watch> = get(ctx, "/api/watches", &query, |db| {
+    let offline = |db: &Snapshot| {
         let invalid = telecoder_actors::Error::Invalid;
         let filter = WatchFilter {
             kind: kind
@@ -172,17 +176,11 @@ pub async fn watch_list(
                 .map(|target| target.source),
         };
         db.watches(&filter)
-    })
-    .await?;
-    ctx.out.data(&watches, || render::watches(&watches))?;
-    Ok(())
+    };
+    show(ctx, "/api/watches", &query, offline, render::watches).await
 }
 
 pub async fn watch_runs(ctx: &Ctx, id: &str) -> Result<(), super::CliError> {
-    let runs: Vec<WatchRun> = get(ctx, &format!("/api/watches/{id}/runs"), &[], |db| {
-        db.watch_runs(id)
-    })
-    .await?;
-    ctx.out.data(&runs, || render::watch_runs(&runs))?;
-    Ok(())
+    let path = format!("/api/watches/{id}/runs");
+    show(ctx, &path, &[], |db| db.watch_runs(id), render::watch_runs).await
 }

@@ -3,15 +3,19 @@
 //! nothing did, and follow the sessions started.
 
 use super::follow::{follow, Ended, Host};
-use super::{absolute_repo, with_fields, CliError, Command, Ctx, Detach, WatchArgs};
+use super::{absolute_repo, CliError, Command, Ctx, Detach, WatchArgs};
 use crate::render;
 use clap::Args;
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use telecoder_actors::domain::watch::{Routed, Skipped};
-use telecoder_actors::domain::{Session, Triggered, Watch, WatchRun};
+use telecoder_actors::domain::{
+    CiEvent, PrEvent, Session, Triggered, Watch, WatchKind, WatchRun, WatchStatus,
+};
+use telecoder_actors::requests::{NewWatch, WatchPatch};
 
 #[derive(Args, Debug)]
 pub struct TriggerCi {
@@ -67,65 +71,57 @@ pub struct TriggerPr {
 }
 
 impl WatchArgs {
-    fn body(&self, kind: &str) -> Value {
-        json!({
-            "kind": kind,
-            "repo": absolute_repo(&self.target.repo),
-            "instructions": self.instructions.join(" "),
-            "agent": self.target.agent,
-            "policy": self.target.policy.map(|p| p.to_string()),
-            "maxRunsPerHour": self.max_runs_per_hour,
-        })
+    /// The request for a new watch of `kind`; `add` sets the command's own fields.
+    fn request(&self, kind: WatchKind, add: impl FnOnce(WatchPatch) -> WatchPatch) -> NewWatch {
+        NewWatch {
+            kind: Some(kind),
+            repo: absolute_repo(&self.target.repo),
+            fields: add(WatchPatch {
+                instructions: Some(self.instructions.join(" ")),
+                agent: self.target.agent.clone(),
+                policy: self.target.policy,
+                max_runs_per_hour: self.max_runs_per_hour,
+                ..WatchPatch::default()
+            }),
+        }
     }
 }
 
 /// Adding, pausing, resuming and removing watches.
 pub async fn manage(ctx: &Ctx, command: Command) -> Result<(), CliError> {
     let (client, out) = (&ctx.client, ctx.out);
-    let watch: Watch = match command {
+    let request = match command {
         Command::WatchAddCi {
             common,
             workflow,
             branch,
-        } => {
-            let body = with_fields(
-                common.body("ci_failure"),
-                &[("workflow", &workflow), ("branch", &branch)],
-            );
-            client.post("/api/watches", &body).await?
-        }
+        } => common.request(WatchKind::CiFailure, |f| WatchPatch {
+            workflow,
+            branch,
+            ..f
+        }),
         Command::WatchAddPr {
             common,
             base,
             head,
             skip_drafts,
-        } => {
-            let mut body = with_fields(
-                common.body("pr_review"),
-                &[("base", &base), ("head", &head)],
-            );
-            body["skipDrafts"] = Value::Bool(skip_drafts);
-            client.post("/api/watches", &body).await?
-        }
+        } => common.request(WatchKind::PrReview, |f| WatchPatch {
+            base,
+            head,
+            skip_drafts: Some(skip_drafts),
+            ..f
+        }),
         Command::WatchAddSchedule {
             common,
             cron,
             timezone,
-        } => {
-            let body = with_fields(
-                common.body("schedule"),
-                &[("schedule", &Some(cron)), ("timezone", &timezone)],
-            );
-            client.post("/api/watches", &body).await?
-        }
-        Command::WatchPause { id } => {
-            let body = json!({"status": "paused"});
-            client.patch(&format!("/api/watches/{id}"), &body).await?
-        }
-        Command::WatchResume { id } => {
-            let body = json!({"status": "active"});
-            client.patch(&format!("/api/watches/{id}"), &body).await?
-        }
+        } => common.request(WatchKind::Schedule, |f| WatchPatch {
+            schedule: Some(cron),
+            timezone,
+            ..f
+        }),
+        Command::WatchPause { id } => return set_status(ctx, &id, WatchStatus::Paused).await,
+        Command::WatchResume { id } => return set_status(ctx, &id, WatchStatus::Active).await,
         Command::WatchRm { id } => {
             let deleted: Value = client.delete(&format!("/api/watches/{id}")).await?;
             out.data(&deleted, || format!("watch {id} deleted\n"))?;
@@ -137,22 +133,37 @@ pub async fn manage(ctx: &Ctx, command: Command) -> Result<(), CliError> {
             )))
         }
     };
+    let watch: Watch = client.post("/api/watches", &request).await?;
     out.data(&watch, || render::watch(&watch))?;
+    Ok(())
+}
+
+/// Pauses or resumes a watch.
+async fn set_status(ctx: &Ctx, id: &str, status: WatchStatus) -> Result<(), CliError> {
+    let patch = WatchPatch {
+        status: Some(status),
+        ..WatchPatch::default()
+    };
+    let path = format!("/api/watches/{id}");
+    let watch: Watch = ctx.client.send_json(Method::PATCH, &path, &patch).await?;
+    ctx.out.data(&watch, || render::watch(&watch))?;
     Ok(())
 }
 
 pub async fn trigger_ci(ctx: &Ctx, args: TriggerCi) -> Result<ExitCode, CliError> {
     let repo = absolute_repo(&args.repo);
-    let body = with_fields(
-        json!({"repo": repo, "workflow": args.workflow, "branch": args.branch, "runId": args.run_id}),
-        &[
-            ("runUrl", &args.run_url),
-            ("sha", &args.sha),
-            ("status", &args.status),
-            ("conclusion", &args.conclusion),
-            ("summary", &args.summary),
-        ],
-    );
+    let body = CiEvent {
+        repo: repo.clone(),
+        workflow: args.workflow,
+        workflow_path: String::new(),
+        branch: args.branch,
+        run_id: args.run_id,
+        run_url: args.run_url.unwrap_or_default(),
+        sha: args.sha.unwrap_or_default(),
+        status: args.status.unwrap_or_default(),
+        conclusion: args.conclusion.unwrap_or_default(),
+        summary: args.summary.unwrap_or_default(),
+    };
     let event = Event {
         path: "/api/watch-events/ci",
         kind: "ci_failure",
@@ -163,16 +174,19 @@ pub async fn trigger_ci(ctx: &Ctx, args: TriggerCi) -> Result<ExitCode, CliError
 
 pub async fn trigger_pr(ctx: &Ctx, args: TriggerPr) -> Result<ExitCode, CliError> {
     let repo = absolute_repo(&args.repo);
-    let request = with_fields(
-        json!({"repo": repo, "prNumber": args.pr_number, "title": args.title, "base": args.base, "head": args.head}),
-        &[
-            ("action", &args.action),
-            ("prUrl", &args.url),
-            ("headSha", &args.head_sha),
-            ("body", &args.body),
-            ("diffText", &args.diff_text),
-        ],
-    );
+    let request = PrEvent {
+        repo: repo.clone(),
+        pr_number: args.pr_number,
+        title: args.title,
+        base: args.base,
+        head: args.head,
+        action: args.action.unwrap_or_default(),
+        pr_url: args.url.unwrap_or_default(),
+        head_sha: args.head_sha.unwrap_or_default(),
+        body: args.body.unwrap_or_default(),
+        diff_text: args.diff_text,
+        draft: false,
+    };
     let event = Event {
         path: "/api/watch-events/pr",
         kind: "pr_review",
@@ -200,7 +214,7 @@ enum Answer {
 async fn trigger(
     ctx: &Ctx,
     event: Event<'_>,
-    body: &Value,
+    body: &impl serde::Serialize,
     detach: Detach,
 ) -> Result<ExitCode, CliError> {
     let (client, out) = (&ctx.client, ctx.out);

@@ -3,48 +3,44 @@
 //! (Prometheus). They need the admin scope when tokens are set.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::sessions::{parse_body, reply_json};
-use super::{AppState, API_BODY_LIMIT};
+use super::json::{parse_body, reply_json};
+use super::route::{declare, Route, Scope};
+use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::json;
-use std::convert::Infallible;
+use telecoder_actors::requests::FaultRequest;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let actors = warp::path!("admin" / "actors")
-        .and(warp::get())
-        .and(state.clone())
-        .then(actors);
-    let status = warp::path!("admin" / "status")
-        .and(warp::get())
-        .and(state.clone())
-        .then(status);
-    let faults = warp::path!("admin" / "faults")
-        .and(warp::post())
-        .and(state.clone())
-        .and(bounded_body(API_BODY_LIMIT))
-        .then(fault);
-    let notify_test = warp::path!("admin" / "notify-test")
-        .and(warp::post())
-        .and(state.clone())
-        .and(bounded_body(API_BODY_LIMIT))
-        .then(notify_test);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(state)
-        .then(metrics);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let with = || with_state(state.clone());
+    let actors = declare(state, Route::get("/admin/actors", Scope::Admin), |at| {
+        at.and(with()).then(actors)
+    });
+    let status = declare(state, Route::get("/admin/status", Scope::Admin), |at| {
+        at.and(with()).then(status)
+    });
+    let faults = declare(
+        state,
+        Route::post("/admin/faults", Scope::Admin).json(),
+        |at| at.and(with()).and(bounded_body(API_BODY_LIMIT)).then(fault),
+    );
+    let notify = declare(
+        state,
+        Route::post("/admin/notify-test", Scope::Admin),
+        |at| at.and(with()).then(notify_test),
+    );
+    let metrics = declare(state, Route::get("/metrics", Scope::Admin), |at| {
+        at.and(with()).then(metrics)
+    });
     actors
         .or(status)
         .unify()
         .or(faults)
         .unify()
-        .or(notify_test)
+        .or(notify)
         .unify()
         .or(metrics)
         .unify()
@@ -66,6 +62,8 @@ async fn status(state: AppState) -> Response {
         async {
             let database = state.daemon.database_status().await?;
             let stats = state.daemon.stats().await?;
+            let workspaces = state.daemon.workspace_usage().await?;
+            let settings = state.daemon.settings();
             let notifier = state.daemon.notifier();
             let outbox = notifier.counts().await?;
             Ok(reply_json(
@@ -85,6 +83,16 @@ async fn status(state: AppState) -> Response {
                     "storeRestarts": stats.store_restarts,
                     "watchRestarts": stats.watch_restarts,
                     "sessionFailures": stats.session_failures,
+                    "workspaces": {
+                        "count": workspaces.workspaces,
+                        "bytes": workspaces.workspace_bytes,
+                        "archives": workspaces.archives,
+                        "archiveBytes": workspaces.archive_bytes,
+                        "mirrors": workspaces.mirrors,
+                        "mirrorBytes": workspaces.mirror_bytes,
+                        "retentionSeconds": settings.workspace_retention.as_secs(),
+                        "maxBytes": settings.workspace_max_bytes,
+                    },
                     "notifications": {
                         "targets": notifier.targets().len(),
                         "pending": outbox.pending,
@@ -98,15 +106,10 @@ async fn status(state: AppState) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct FaultBody {
-    target: String,
-}
-
 async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body: FaultBody = parse_body(&body?)?;
+            let body: FaultRequest = parse_body(&body?)?;
             state.daemon.inject_fault(&body.target).await?;
             Ok(reply_json(
                 StatusCode::ACCEPTED,
@@ -117,13 +120,11 @@ async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     )
 }
 
-/// `POST /admin/notify-test`: one test notification per target, each one's answer. The body,
-/// if any, is ignored.
-async fn notify_test(state: AppState, body: Result<Bytes, ApiError>) -> Response {
+/// `POST /admin/notify-test`: one test notification per target, each one's answer.
+async fn notify_test(state: AppState) -> Response {
     respond(
         async {
-            body?;
-            let results = state.daemon.notify_test().await?;
+            let results = state.daemon.notifier().test().await?;
             let ok = results.iter().all(|r| r.ok);
             Ok(reply_json(
                 StatusCode::OK,
@@ -142,6 +143,8 @@ async fn metrics(state: AppState) -> Response {
             .sessions_running
             .set(stats.running_sessions as i64);
     }
+    // Sets the workspace gauges as a side effect.
+    let _ = daemon.workspace_usage().await;
     if let Ok(database) = daemon.database_status().await {
         daemon
             .metrics()
@@ -159,37 +162,4 @@ async fn metrics(state: AppState) -> Response {
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
     )
     .into_response()
-}
-
-/// The route a path belongs to, with ids replaced, so metrics stay low-cardinality.
-pub fn route_label(path: &str) -> String {
-    let known = [
-        "/health",
-        "/metrics",
-        "/webhooks/github",
-        "/admin/actors",
-        "/admin/status",
-        "/admin/faults",
-        "/admin/notify-test",
-        "/api/sessions",
-        "/api/inbox",
-        "/api/watches",
-        "/api/watch-events/ci",
-        "/api/watch-events/pr",
-    ];
-    if known.contains(&path) {
-        return path.to_owned();
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["", "api", "sessions", _] => "/api/sessions/:id".into(),
-        ["", "api", "sessions", _, action]
-            if ["rerun", "cancel", "events", "lineage", "publish"].contains(action) =>
-        {
-            format!("/api/sessions/:id/{action}")
-        }
-        ["", "api", "watches", _] => "/api/watches/:id".into(),
-        ["", "api", "watches", _, "runs"] => "/api/watches/:id/runs".into(),
-        _ => "other".into(),
-    }
 }

@@ -1,43 +1,12 @@
-//! Bearer-token authentication, checked before any route runs. `/health` is public and GitHub
+//! Bearer-token authentication against the scope a route declares (`route::declare`), so the
+//! scope always belongs to the route that serves the request. `/health` is public and GitHub
 //! webhooks authenticate with their HMAC signature instead. Tokens are compared in constant
 //! time.
 
+use super::errors::ApiError;
+use super::route::Scope;
 use crate::config::Tokens;
-use std::sync::Arc;
-use warp::http::{Method, StatusCode};
-use warp::path::FullPath;
-use warp::reject::Reject;
-use warp::{Filter, Rejection};
-
-/// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scope {
-    Public,
-    Read,
-    Write,
-    Admin,
-}
-
-fn scope_of(method: &Method, path: &str) -> Scope {
-    if path == "/health" || path == "/webhooks/github" {
-        Scope::Public
-    } else if path.starts_with("/admin") || path == "/metrics" {
-        Scope::Admin
-    } else if method == Method::GET || method == Method::HEAD {
-        Scope::Read
-    } else {
-        Scope::Write
-    }
-}
-
-/// The rejection for a missing or insufficient token; turned into 401/403 by `recover`.
-#[derive(Debug)]
-pub struct Unauthorized {
-    pub status: StatusCode,
-    pub message: &'static str,
-}
-
-impl Reject for Unauthorized {}
+use warp::http::StatusCode;
 
 fn matches(expected: &Option<String>, presented: &str) -> bool {
     expected.as_deref().is_some_and(|token| {
@@ -62,54 +31,40 @@ fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
     }
 }
 
-fn check(
-    tokens: &Tokens,
-    method: &Method,
-    path: &str,
-    header: Option<&str>,
-) -> Result<(), Unauthorized> {
-    let scope = scope_of(method, path);
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme name is
+/// case-insensitive (RFC 7235), the token is not.
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+fn refused(status: StatusCode, message: &str) -> ApiError {
+    ApiError::new(status, message)
+}
+
+/// Passes when a request with this `Authorization` header may use a route of `scope`: 401
+/// for a missing or unknown token, 403 for a token of too small a scope.
+pub fn check(tokens: &Tokens, scope: Scope, header: Option<&str>) -> Result<(), ApiError> {
     if scope == Scope::Public || !tokens.any() {
         return Ok(());
     }
-    let presented = header
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(Unauthorized {
-            status: StatusCode::UNAUTHORIZED,
-            message: "missing bearer token (Authorization: Bearer <TELECODER_API_TOKEN>)",
-        })?;
-    match granted(tokens, presented) {
-        None => Err(Unauthorized {
-            status: StatusCode::UNAUTHORIZED,
-            message: "invalid bearer token",
-        }),
-        Some(scopes) if scopes.contains(&scope) => Ok(()),
-        Some(_) => Err(Unauthorized {
-            status: StatusCode::FORBIDDEN,
-            message: "this token's scope does not allow this request",
-        }),
-    }
-}
-
-/// Passes when the request may proceed; rejects with [`Unauthorized`] otherwise.
-pub fn gate(tokens: Arc<Tokens>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::method()
-        .and(warp::path::full())
-        .and(warp::header::optional::<String>("authorization"))
-        .and_then(
-            move |method: Method, path: FullPath, header: Option<String>| {
-                let tokens = tokens.clone();
-                async move {
-                    check(&tokens, &method, path.as_str(), header.as_deref())
-                        .map_err(warp::reject::custom)
-                }
-            },
+    let presented = header.and_then(bearer).ok_or_else(|| {
+        refused(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer <TELECODER_API_TOKEN>)",
         )
-        .untuple_one()
+    })?;
+    match granted(tokens, presented) {
+        None => Err(refused(StatusCode::UNAUTHORIZED, "invalid bearer token")),
+        Some(scopes) if scopes.contains(&scope) => Ok(()),
+        Some(_) => Err(refused(
+            StatusCode::FORBIDDEN,
+            "this token's scope does not allow this request",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -124,71 +79,66 @@ mod tests {
         }
     }
 
+    fn status(scope: Scope, header: Option<&str>) -> Option<StatusCode> {
+        check(&tokens(), scope, header).err().map(|e| e.status)
+    }
+
     #[test]
     fn scopes_are_enforced() {
-        let t = tokens();
         let bearer = |token: &str| format!("Bearer {token}");
-        assert!(check(&t, &Method::GET, "/health", None).is_ok());
-        assert!(check(&t, &Method::POST, "/webhooks/github", None).is_ok());
+        assert_eq!(status(Scope::Public, None), None);
+        assert_eq!(status(Scope::Read, None), Some(StatusCode::UNAUTHORIZED));
         assert_eq!(
-            check(&t, &Method::GET, "/api/sessions", None).map_err(|e| e.status),
-            Err(StatusCode::UNAUTHORIZED)
+            status(Scope::Read, Some(&bearer("read-token-0123456789"))),
+            None
         );
-        assert!(check(
-            &t,
-            &Method::GET,
-            "/api/sessions",
-            Some(&bearer("read-token-0123456789"))
-        )
-        .is_ok());
         assert_eq!(
-            check(
-                &t,
-                &Method::POST,
-                "/api/sessions",
-                Some(&bearer("read-token-0123456789"))
-            )
-            .map_err(|e| e.status),
-            Err(StatusCode::FORBIDDEN)
+            status(Scope::Write, Some(&bearer("read-token-0123456789"))),
+            Some(StatusCode::FORBIDDEN)
         );
-        assert!(check(
-            &t,
-            &Method::POST,
-            "/api/sessions",
-            Some(&bearer("full-token-0123456789"))
-        )
-        .is_ok());
         assert_eq!(
-            check(
-                &t,
-                &Method::GET,
-                "/admin/actors",
-                Some(&bearer("full-token-0123456789"))
-            )
-            .map_err(|e| e.status),
-            Err(StatusCode::FORBIDDEN)
+            status(Scope::Write, Some(&bearer("full-token-0123456789"))),
+            None
         );
-        assert!(check(
-            &t,
-            &Method::GET,
-            "/admin/actors",
-            Some(&bearer("admin-token-0123456789"))
-        )
-        .is_ok());
         assert_eq!(
-            check(
-                &t,
-                &Method::GET,
-                "/api/sessions",
-                Some(&bearer("nope-nope-nope-nope"))
-            )
-            .map_err(|e| e.status),
-            Err(StatusCode::UNAUTHORIZED)
+            status(Scope::Admin, Some(&bearer("full-token-0123456789"))),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            status(Scope::Admin, Some(&bearer("admin-token-0123456789"))),
+            None
+        );
+        assert_eq!(
+            status(Scope::Read, Some(&bearer("nope-nope-nope-nope"))),
+            Some(StatusCode::UNAUTHORIZED)
         );
     }
 
     #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_is_not() {
+        for header in [
+            "bearer read-token-0123456789",
+            "BEARER read-token-0123456789",
+            "BeArEr   read-token-0123456789 ",
+        ] {
+            assert_eq!(status(Scope::Read, Some(header)), None, "{header}");
+        }
+        for header in [
+            "Bearer READ-TOKEN-0123456789",
+            "Basic read-token-0123456789",
+            "Bearerread-token-0123456789",
+            "Bearer",
+        ] {
+            assert_eq!(
+                status(Scope::Read, Some(header)),
+                Some(StatusCode::UNAUTHORIZED),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
     fn no_tokens_means_open_loopback_api() {
-        assert!(check(&Tokens::default(), &Method::POST, "/api/sessions", None).is_ok());
+        assert!(check(&Tokens::default(), Scope::Write, None).is_ok());
     }
 }

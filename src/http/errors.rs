@@ -56,6 +56,11 @@ pub fn error_reply(status: StatusCode, message: &str) -> Response {
     with_status(json(&serde_json::json!({ "error": message })), status).into_response()
 }
 
+/// The JSON text of an error body, for answers written below warp (see `conn`).
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
 /// Handlers compute `Result<Response, ApiError>`; this folds both arms into a reply.
 pub fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
@@ -63,9 +68,21 @@ pub fn respond(result: Result<Response, ApiError>) -> Response {
 
 /// Turns warp's rejections (unknown route, wrong method, oversized body…) into JSON errors.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    Ok(rejection_reply(&rejection))
+}
+
+/// The JSON answer for a rejection.
+pub fn rejection_reply(rejection: &Rejection) -> Response {
     use warp::reject;
-    let (status, message) = if let Some(denied) = rejection.find::<super::auth::Unauthorized>() {
-        (denied.status, denied.message.to_owned())
+    let (status, message) = if let Some(refused) = rejection.find::<ApiError>() {
+        (refused.status, refused.message.clone())
+    } else if rejection.find::<super::route::WrongMethod>().is_some()
+        || rejection.find::<reject::MethodNotAllowed>().is_some()
+    {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this path".to_owned(),
+        )
     } else if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found".to_owned())
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
@@ -77,11 +94,6 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         (
             StatusCode::LENGTH_REQUIRED,
             "a Content-Length header is required".to_owned(),
-        )
-    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this path".to_owned(),
         )
     } else if let Some(err) = rejection.find::<reject::InvalidQuery>() {
         (
@@ -98,7 +110,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         tracing::warn!("unhandled rejection: {rejection:?}");
         (StatusCode::BAD_REQUEST, "bad request".to_owned())
     };
-    Ok(error_reply(status, &message))
+    error_reply(status, &message)
 }
 
 /// Reads a request body of at most `limit` bytes, with or without a Content-Length header

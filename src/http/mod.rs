@@ -1,24 +1,32 @@
 //! The HTTP API. Routes parse and validate requests, then hand them to the actor system
 //! through [`Daemon`]; no route touches SQLite or processes.
+//!
+//! Each route declares its method, path, scope and body beside its filter (`route`); the
+//! browser checks (`browser`), the token gate (`auth`) and the metrics read that declaration.
+//! Connections are served under the limits in `conn`; large answers are streamed from the
+//! store page by page (`stream`, `events`, `sse`).
 
 mod admin;
 mod auth;
+pub mod browser;
+mod conn;
 mod errors;
+mod events;
+mod json;
+mod route;
 mod sessions;
 mod sse;
+mod stream;
 mod watches;
 mod webhooks;
+mod wire;
+mod workspaces;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use route::{declare, Route, RouteLabel, Scope};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 use telecoder_actors::Daemon;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -39,6 +47,8 @@ pub struct AppState {
     pub github_secret: Option<std::sync::Arc<str>>,
     /// Bearer tokens; none configured means an open API (loopback binds only).
     pub tokens: std::sync::Arc<crate::config::Tokens>,
+    /// Which foreign origins and hosts the browser checks let through.
+    pub browser: Arc<browser::BrowserPolicy>,
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
@@ -47,33 +57,41 @@ fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Inf
 
 /// Every route of the API, with JSON errors for anything that does not match.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let gate = auth::gate(state.tokens.clone());
-    let routes = health
-        .or(sessions::routes(with_state(state.clone())))
+    let health = declare(&state, Route::get("/health", Scope::Public), |at| {
+        at.map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+    });
+    // GitHub deliveries authenticate with their signature and may be form-encoded.
+    let github = declare(
+        &state,
+        Route::post("/webhooks/github", Scope::Public).own_body(),
+        |at| at.and(webhooks::routes(with_state(state.clone()))),
+    );
+    let app = health
+        .or(sessions::routes(&state))
         .unify()
-        .or(watches::routes(with_state(state.clone())))
+        .or(watches::routes(&state))
         .unify()
-        .or(webhooks::routes(with_state(state.clone())))
+        .or(github)
         .unify()
-        .or(admin::routes(with_state(state.clone())))
+        .or(admin::routes(&state))
+        .unify()
+        .or(workspaces::routes(&state))
+        .unify()
+        .or(route::fallback(state.clone()))
+        .unify()
+        .recover(errors::recover)
         .unify();
-    let app = gate.and(routes).recover(errors::recover).unify();
     let metrics = state.daemon.metrics().clone();
     unread_body_closes()
-        .and(warp::path::full())
         .and(app)
-        .map(
-            move |facts: BodyFacts, path: warp::path::FullPath, response: Response| {
-                metrics.http(
-                    &admin::route_label(path.as_str()),
-                    response.status().as_u16(),
-                );
-                close_if_unread(facts, response)
-            },
-        )
+        .map(move |facts: BodyFacts, response: Response| {
+            let label = response
+                .extensions()
+                .get::<RouteLabel>()
+                .map_or("other", |label| label.0);
+            metrics.http(label, response.status().as_u16());
+            close_if_unread(facts, response)
+        })
         .boxed()
 }
 
@@ -122,60 +140,9 @@ fn close_if_unread(facts: BodyFacts, mut response: Response) -> Response {
     response
 }
 
-/// Connections served at once; more are closed on accept (mini-redis style back-pressure).
-const MAX_CONNECTIONS: usize = 1024;
-/// A client must finish sending its request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open connections get this long to finish after shutdown starts.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// Serves the API on `listener` until `shutdown` fires. Slow or idle clients cannot pin
-/// connections: headers must arrive within [`HEADER_READ_TIMEOUT`], and at most
-/// [`MAX_CONNECTIONS`] are open at once.
+/// Serves the API on `listener` until `state.shutdown` fires, under the connection limits of
+/// [`conn::LIMITS`].
 pub async fn serve(listener: TcpListener, state: AppState) {
     let shutdown = state.shutdown.clone();
-    let service = warp::service(routes(state));
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit reached; closing a new connection");
-            continue;
-        };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            // A client that sends its request and closes its side (fire-and-forget webhook
-            // senders) still has its request carried out, instead of cancelled mid-way.
-            .half_close(true);
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
-            )
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!("connection ended: {err}");
-            }
-            drop(slot);
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
+    conn::serve(listener, routes(state), shutdown, conn::LIMITS).await;
 }

@@ -1,83 +1,73 @@
 //! Session routes: create, list, inbox, show, rerun, cancel, events (JSON or SSE), lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::{sse, AppState, API_BODY_LIMIT};
+use super::json::{parse_body, reply_json, required, Query};
+use super::route::{declare, declare_with_id, Route, Scope};
+use super::stream::{self, Paging};
+use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use serde::Deserialize;
-use std::collections::HashMap;
-use std::convert::Infallible;
-use telecoder_actors::domain::{NewSession, PolicyMode, SessionFilter, SessionId, StatusFilter};
+use telecoder_actors::domain::{
+    NewSession, PolicyMode, Session, SessionFilter, SessionId, StatusFilter,
+};
+use telecoder_actors::publish::PublishRequest;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::reply::{json, with_status, Response};
-use warp::{Filter, Reply};
-
-pub type Query = HashMap<String, String>;
+use warp::reply::Response;
+use warp::Filter;
 
 /// Inbox size when none is asked for, and the most it returns.
 const INBOX_DEFAULT: u32 = 20;
 const INBOX_MAX: u32 = 200;
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let body = bounded_body(API_BODY_LIMIT);
-    let query = warp::query::<Query>();
-    let api = warp::path("api");
-
-    let create = api
-        .and(warp::path!("sessions"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(create);
-    let list = api
-        .and(warp::path!("sessions"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(list);
-    let inbox = api
-        .and(warp::path!("inbox"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(inbox);
-    let show = api
-        .and(warp::path!("sessions" / String))
-        .and(warp::get())
-        .and(state.clone())
-        .then(show);
-    let rerun = api
-        .and(warp::path!("sessions" / String / "rerun"))
-        .and(warp::post())
-        .and(state.clone())
-        .then(rerun);
-    let cancel = api
-        .and(warp::path!("sessions" / String / "cancel"))
-        .and(warp::post())
-        .and(state.clone())
-        .then(cancel);
-    let events = api
-        .and(warp::path!("sessions" / String / "events"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .and(warp::header::optional::<String>("accept"))
-        .and(warp::header::optional::<String>("last-event-id"))
-        .then(events);
-    let publish = api
-        .and(warp::path!("sessions" / String / "publish"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(publish);
-    let lineage = api
-        .and(warp::path!("sessions" / String / "lineage"))
-        .and(warp::get())
-        .and(state)
-        .and(query)
-        .then(lineage);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let body = || bounded_body(API_BODY_LIMIT);
+    let query = || warp::query::<Query>();
+    let with = || with_state(state.clone());
+    let create = declare(
+        state,
+        Route::post("/api/sessions", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(create),
+    );
+    let list = declare(state, Route::get("/api/sessions", Scope::Read), |at| {
+        at.and(with()).and(query()).then(list)
+    });
+    let inbox = declare(state, Route::get("/api/inbox", Scope::Read), |at| {
+        at.and(with()).and(query()).then(inbox)
+    });
+    let show = declare_with_id(state, Route::get("/api/sessions/:id", Scope::Read), |at| {
+        at.and(with()).then(show)
+    });
+    let rerun = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/rerun", Scope::Write),
+        |at| at.and(with()).then(rerun),
+    );
+    let cancel = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/cancel", Scope::Write),
+        |at| at.and(with()).then(cancel),
+    );
+    let events = declare_with_id(
+        state,
+        Route::get("/api/sessions/:id/events", Scope::Read),
+        |at| {
+            at.and(with())
+                .and(query())
+                .and(warp::header::optional::<String>("accept"))
+                .and(warp::header::optional::<String>("last-event-id"))
+                .then(events)
+        },
+    );
+    let publish = declare_with_id(
+        state,
+        Route::post("/api/sessions/:id/publish", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(publish),
+    );
+    let lineage = declare_with_id(
+        state,
+        Route::get("/api/sessions/:id/lineage", Scope::Read),
+        |at| at.and(with()).and(query()).then(lineage),
+    );
 
     create
         .or(list)
@@ -99,26 +89,8 @@ pub fn routes(
         .boxed()
 }
 
-pub fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    with_status(json(value), status).into_response()
-}
-
-/// Parses a JSON object body into `T`, with messages a person can act on.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_request(format!("request body is not valid JSON: {err}")))?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request("request body must be a JSON object"));
-    }
-    serde_json::from_value(value)
-        .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
-}
-
 /// A path id that is not a well-formed session id names no session.
-fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     SessionId::parse(raw).ok_or_else(|| ApiError::not_found(format!("session {raw} not found")))
 }
 
@@ -129,30 +101,12 @@ pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
         })
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
-    repo: Option<String>,
-    prompt: Option<String>,
-    agent: Option<String>,
-    policy: Option<String>,
-}
-
-fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
-    field
-        .filter(|text| !text.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
-}
-
 async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
-            let body: CreateBody = parse_body(&body?)?;
-            let request = NewSession {
-                repo: required(body.repo, "repo")?,
-                prompt: required(body.prompt, "prompt")?,
-                agent: body.agent,
-                policy: body.policy.as_deref().map(parse_policy).transpose()?,
-            };
+            let request: NewSession = parse_body(&body?)?;
+            required(&request.repo, "repo")?;
+            required(&request.prompt, "prompt")?;
             let session = state.daemon.create_session(request).await?;
             Ok(reply_json(StatusCode::CREATED, &session))
         }
@@ -194,12 +148,33 @@ fn page_number(query: &Query, name: &str, min: u32) -> Result<Option<u32>, ApiEr
         })
 }
 
+/// Sessions per page of a streamed list.
+const SESSION_PAGE: u32 = 32;
+
+/// A session list streamed from the store page by page (keyset paging), honouring the
+/// filter's own `limit`/`offset`.
+async fn stream_sessions(state: &AppState, filter: SessionFilter) -> Result<Response, ApiError> {
+    let paging = Paging {
+        page: SESSION_PAGE,
+        total: filter.limit.unwrap_or(u32::MAX),
+    };
+    let store = state.daemon.store().clone();
+    let first = store.sessions_page(&filter, None, paging.first()).await?;
+    Ok(stream::json_array(
+        first,
+        paging,
+        move |last: &Session, size| {
+            let (store, filter, after) = (store.clone(), filter.clone(), last.id.clone());
+            async move { store.sessions_page(&filter, Some(after), size).await }
+        },
+    ))
+}
+
 async fn list(state: AppState, query: Query) -> Response {
     respond(
         async {
             let filter = session_filter(&query)?;
-            let sessions = state.daemon.sessions(filter).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            stream_sessions(&state, filter).await
         }
         .await,
     )
@@ -227,9 +202,20 @@ fn inbox_limit(query: &Query) -> Result<u32, ApiError> {
 async fn inbox(state: AppState, query: Query) -> Response {
     respond(
         async {
-            let limit = inbox_limit(&query)?;
-            let sessions = state.daemon.inbox(limit).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            let paging = Paging {
+                page: SESSION_PAGE,
+                total: inbox_limit(&query)?,
+            };
+            let store = state.daemon.store().clone();
+            let first = store.inbox_page(None, paging.first()).await?;
+            Ok(stream::json_array(
+                first,
+                paging,
+                move |last: &Session, size| {
+                    let (store, after) = (store.clone(), last.id.clone());
+                    async move { store.inbox_page(Some(after), size).await }
+                },
+            ))
         }
         .await,
     )
@@ -311,30 +297,24 @@ async fn events(
                 state.daemon.session(id.as_str()).await?;
                 return Ok(sse::stream(state, id, after));
             }
-            let events = state.daemon.events(id.as_str(), after, u32::MAX).await?;
-            Ok(reply_json(StatusCode::OK, &events))
+            state.daemon.session(id.as_str()).await?;
+            let first = state
+                .daemon
+                .store()
+                .event_heads(id.as_str(), after, events::PAGE, events::PAGE_BYTES)
+                .await?;
+            Ok(events::json_response(state, id, first))
         }
         .await,
     )
-}
-
-#[derive(Deserialize)]
-struct PublishBody {
-    base: Option<String>,
-    title: Option<String>,
-    body: Option<String>,
 }
 
 async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
     respond(
         async {
             let id = session_id(&raw_id)?;
-            let body: PublishBody = parse_body(&body?)?;
-            let request = telecoder_actors::publish::PublishRequest {
-                base: required(body.base, "base")?,
-                title: body.title,
-                body: body.body,
-            };
+            let request: PublishRequest = parse_body(&body?)?;
+            required(&request.base, "base")?;
             let published = state.daemon.publish(id.as_str(), request).await?;
             Ok(reply_json(StatusCode::CREATED, &published))
         }
@@ -349,8 +329,7 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
             state.daemon.session(id.as_str()).await?;
             let mut filter = session_filter(&query)?;
             filter.lineage = Some(id.to_string());
-            let sessions = state.daemon.sessions(filter).await?;
-            Ok(reply_json(StatusCode::OK, &sessions))
+            stream_sessions(&state, filter).await
         }
         .await,
     )
@@ -391,7 +370,7 @@ mod tests {
 
     #[test]
     fn bodies_must_be_objects_with_typed_fields() {
-        let parse = |text: &str| parse_body::<CreateBody>(&Bytes::from(text.to_owned()));
+        let parse = |text: &str| parse_body::<NewSession>(&Bytes::from(text.to_owned()));
         assert!(parse("").is_err());
         assert!(parse("null").is_err());
         assert!(parse("[1,2]").is_err());

@@ -2,13 +2,15 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::sessions::{parse_body, parse_policy, reply_json, Query};
-use super::{AppState, API_BODY_LIMIT};
+use super::json::{parse_body, reply_json, required, Query};
+use super::route::{declare, declare_with_id, Route, Scope};
+use super::stream::{self, Paging};
+use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use std::convert::Infallible;
-use telecoder_actors::domain::{CiEvent, PrEvent, SessionId, WatchEvent, WatchKind, WatchStatus};
+use telecoder_actors::domain::{
+    CiEvent, PrEvent, WatchEvent, WatchId, WatchKind, WatchRun, WatchStatus,
+};
 use telecoder_actors::requests::{NewWatch, WatchPatch};
 use telecoder_actors::store::watches::WatchFilter;
 use warp::filters::BoxedFilter;
@@ -18,59 +20,55 @@ use warp::Filter;
 
 type Body = Result<Bytes, ApiError>;
 
-pub fn routes(
-    state: impl Filter<Extract = (AppState,), Error = Infallible> + Clone + Send + Sync + 'static,
-) -> BoxedFilter<(Response,)> {
-    let body = bounded_body(API_BODY_LIMIT);
-    let query = warp::query::<Query>();
-    let api = warp::path("api");
-    let create = api
-        .and(warp::path!("watches"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(body.clone())
-        .then(create);
-    let list = api
-        .and(warp::path!("watches"))
-        .and(warp::get())
-        .and(state.clone())
-        .and(query)
-        .then(list);
-    let show = api
-        .and(warp::path!("watches" / String))
-        .and(warp::get())
-        .and(state.clone())
-        .then(show);
-    let update = api
-        .and(warp::path!("watches" / String))
-        .and(warp::patch())
-        .and(state.clone())
-        .and(body.clone())
-        .then(update);
-    let delete = api
-        .and(warp::path!("watches" / String))
-        .and(warp::delete())
-        .and(state.clone())
-        .then(delete);
-    let runs = api
-        .and(warp::path!("watches" / String / "runs"))
-        .and(warp::get())
-        .and(state.clone())
-        .then(runs);
-    let ci = api
-        .and(warp::path!("watch-events" / "ci"))
-        .and(warp::post())
-        .and(state.clone())
-        .and(query)
-        .and(body.clone())
-        .then(ci_event);
-    let pr = api
-        .and(warp::path!("watch-events" / "pr"))
-        .and(warp::post())
-        .and(state)
-        .and(query)
-        .and(body)
-        .then(pr_event);
+pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
+    let body = || bounded_body(API_BODY_LIMIT);
+    let with = || with_state(state.clone());
+    let create = declare(
+        state,
+        Route::post("/api/watches", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(create),
+    );
+    let list = declare(state, Route::get("/api/watches", Scope::Read), |at| {
+        at.and(with()).and(warp::query::<Query>()).then(list)
+    });
+    let show = declare_with_id(state, Route::get("/api/watches/:id", Scope::Read), |at| {
+        at.and(with()).then(show)
+    });
+    let update = declare_with_id(
+        state,
+        Route::patch("/api/watches/:id", Scope::Write).json(),
+        |at| at.and(with()).and(body()).then(update),
+    );
+    let delete = declare_with_id(
+        state,
+        Route::delete("/api/watches/:id", Scope::Write),
+        |at| at.and(with()).then(delete),
+    );
+    let runs = declare_with_id(
+        state,
+        Route::get("/api/watches/:id/runs", Scope::Read),
+        |at| at.and(with()).then(runs),
+    );
+    let ci = declare(
+        state,
+        Route::post("/api/watch-events/ci", Scope::Write).json(),
+        |at| {
+            at.and(with())
+                .and(warp::query::<Query>())
+                .and(body())
+                .then(ci_event)
+        },
+    );
+    let pr = declare(
+        state,
+        Route::post("/api/watch-events/pr", Scope::Write).json(),
+        |at| {
+            at.and(with())
+                .and(warp::query::<Query>())
+                .and(body())
+                .then(pr_event)
+        },
+    );
     create
         .or(list)
         .unify()
@@ -89,10 +87,9 @@ pub fn routes(
         .boxed()
 }
 
-fn watch_id(raw: &str) -> Result<String, ApiError> {
-    SessionId::parse(raw)
-        .map(|id| id.to_string())
-        .ok_or_else(|| ApiError::not_found(format!("watch {raw} not found")))
+/// A path id that is not a well-formed watch id names no watch.
+fn watch_id(raw: &str) -> Result<WatchId, ApiError> {
+    WatchId::parse(raw).ok_or_else(|| ApiError::not_found(format!("watch {raw} not found")))
 }
 
 fn parse_kind(text: &str) -> Result<WatchKind, ApiError> {
@@ -103,54 +100,18 @@ fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
     text.parse().map_err(ApiError::bad_request)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CreateBody {
-    kind: Option<String>,
-    repo: Option<String>,
-    instructions: Option<String>,
-    agent: Option<String>,
-    policy: Option<String>,
-    workflow: Option<String>,
-    branch: Option<String>,
-    base: Option<String>,
-    head: Option<String>,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    max_runs_per_hour: Option<u32>,
-    skip_drafts: Option<bool>,
-}
-
 async fn create(state: AppState, body: Body) -> Response {
     respond(
         async {
-            let body: CreateBody = parse_body(&body?)?;
-            let request = NewWatch {
-                kind: body.kind.as_deref().map(parse_kind).transpose()?,
-                repo: required(body.repo, "repo")?,
-                instructions: required(body.instructions, "instructions")?,
-                agent: body.agent,
-                policy: body.policy.as_deref().map(parse_policy).transpose()?,
-                workflow: body.workflow,
-                branch: body.branch,
-                base: body.base,
-                head: body.head,
-                schedule: body.schedule,
-                timezone: body.timezone,
-                max_runs_per_hour: body.max_runs_per_hour,
-                skip_drafts: body.skip_drafts,
-            };
+            let request: NewWatch = parse_body(&body?)?;
+            required(&request.repo, "repo")?;
+            let instructions = request.fields.instructions.as_deref();
+            required(instructions.unwrap_or_default(), "instructions")?;
             let watch = state.daemon.create_watch(request).await?;
             Ok(reply_json(StatusCode::CREATED, &watch))
         }
         .await,
     )
-}
-
-fn required(field: Option<String>, name: &str) -> Result<String, ApiError> {
-    field
-        .filter(|text| !text.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("{name} is required")))
 }
 
 async fn list(state: AppState, query: Query) -> Response {
@@ -179,42 +140,11 @@ async fn show(raw_id: String, state: AppState) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PatchBody {
-    status: Option<String>,
-    instructions: Option<String>,
-    agent: Option<String>,
-    policy: Option<String>,
-    workflow: Option<String>,
-    branch: Option<String>,
-    base: Option<String>,
-    head: Option<String>,
-    schedule: Option<String>,
-    timezone: Option<String>,
-    max_runs_per_hour: Option<u32>,
-    skip_drafts: Option<bool>,
-}
-
 async fn update(raw_id: String, state: AppState, body: Body) -> Response {
     respond(
         async {
             let id = watch_id(&raw_id)?;
-            let body: PatchBody = parse_body(&body?)?;
-            let patch = WatchPatch {
-                status: body.status.as_deref().map(parse_status).transpose()?,
-                instructions: body.instructions,
-                agent: body.agent,
-                policy: body.policy.as_deref().map(parse_policy).transpose()?,
-                workflow: body.workflow,
-                branch: body.branch,
-                base: body.base,
-                head: body.head,
-                schedule: body.schedule,
-                timezone: body.timezone,
-                max_runs_per_hour: body.max_runs_per_hour,
-                skip_drafts: body.skip_drafts,
-            };
+            let patch: WatchPatch = parse_body(&body?)?;
             let watch = state.daemon.update_watch(&id, patch).await?;
             Ok(reply_json(StatusCode::OK, &watch))
         }
@@ -229,18 +159,36 @@ async fn delete(raw_id: String, state: AppState) -> Response {
             state.daemon.delete_watch(&id).await?;
             Ok(reply_json(
                 StatusCode::OK,
-                &json!({"id": id, "deleted": true}),
+                &json!({"id": id.as_str(), "deleted": true}),
             ))
         }
         .await,
     )
 }
 
+/// Runs per page of the streamed runs list (a watch collects runs for as long as it lives).
+const RUN_PAGE: u32 = 100;
+
 async fn runs(raw_id: String, state: AppState) -> Response {
     respond(
         async {
-            let runs = state.daemon.watch_runs(&watch_id(&raw_id)?).await?;
-            Ok(reply_json(StatusCode::OK, &runs))
+            let id = watch_id(&raw_id)?;
+            state.daemon.watch(&id).await?;
+            let paging = Paging {
+                page: RUN_PAGE,
+                total: u32::MAX,
+            };
+            let store = state.daemon.store().clone();
+            let id = id.to_string();
+            let first = store.runs_page(&id, None, paging.first()).await?;
+            Ok(stream::json_array(
+                first,
+                paging,
+                move |last: &WatchRun, size| {
+                    let (store, id, before) = (store.clone(), id.clone(), last.id);
+                    async move { store.runs_page(&id, Some(before), size).await }
+                },
+            ))
         }
         .await,
     )

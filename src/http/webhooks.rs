@@ -7,7 +7,7 @@
 //! at once), and bodies still being verified share one memory budget and one deadline.
 
 use super::errors::{respond, too_large, ApiError, DRAIN_LIMIT};
-use super::sessions::reply_json;
+use super::json::reply_json;
 use super::{AppState, WEBHOOK_BODY_LIMIT};
 use bytes::Buf;
 use futures_util::StreamExt;

@@ -108,7 +108,7 @@ fn demo_runs_a_session_and_writes_an_env_file_for_other_terminals() {
     let stdout = lines_of(guard.0.stdout.take().expect("stdout"));
     let shown = until(&stdout, "Press Ctrl-C", Duration::from_secs(120));
     for step in [
-        "==> checking tools",
+        "==> using",
         "==> starting the daemon",
         "[done] updated README.md",
     ] {

@@ -419,7 +419,7 @@ fn tool_calls_plans_and_agent_facts_are_recorded() {
 
     // Clients that follow the stream see the new types too, and the CLI shows them.
     let env = [("TELECODER_URL", daemon.url.as_str())];
-    let shown = telecoder(&env, &["events", &tools]);
+    let shown = telecoder(&env, &["events", "--human", &tools]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("completed read Read README.md"), "{text}");
 }

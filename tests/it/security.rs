@@ -435,8 +435,7 @@ fn cancel_stops_pending_and_running_sessions_and_their_process_trees() {
 
 #[test]
 fn timeouts_kill_the_whole_process_tree() {
-    // Long enough for acpx (node) to start the agent on a loaded machine: the agent must have
-    // reported its process tree before the timeout fires, or there is nothing to check.
+    // Long enough for the agent to start and report its pids on a loaded machine.
     let daemon = TestDaemon::start_with(&[("TELECODER_PROMPT_TIMEOUT_SECONDS", "10")]);
     let repo = TestRepo::new();
     let api = daemon.api();

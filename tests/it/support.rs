@@ -69,6 +69,38 @@ pub fn telecoder(env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
         .expect("run telecoder")
 }
 
+/// [`telecoder`] for a command that must end by itself (`serve` refusing a bad setting):
+/// killed and failed when it is still running after `limit`.
+#[track_caller]
+pub fn telecoder_within(
+    env: &[(&str, &str)],
+    args: &[&str],
+    limit: Duration,
+) -> std::process::Output {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_telecoder"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run telecoder");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("telecoder {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("telecoder output")
+}
+
 /// Serves `routes` on a loopback port from a thread of its own (a fake GitHub API, a
 /// notification receiver); returns its base URL, `http://127.0.0.1:PORT`.
 pub fn serve_on_loopback(routes: warp::filters::BoxedFilter<(warp::reply::Response,)>) -> String {
@@ -166,6 +198,8 @@ pub struct TestDaemon {
     _data: Option<Arc<TempDir>>,
     env: Vec<(String, String)>,
     pub log: Arc<Mutex<String>>,
+    /// Set once [`Self::restart`] handed the data directory (and its sessions) to a successor.
+    handed_over: bool,
 }
 
 /// The environment every test daemon gets; `extra` overrides.
@@ -256,6 +290,7 @@ impl TestDaemon {
             _data: data,
             env,
             log,
+            handed_over: false,
         }
     }
 
@@ -284,6 +319,7 @@ impl TestDaemon {
     /// A new daemon on the same data directory (after kill9 or terminate).
     pub fn restart(mut self) -> Self {
         self.kill9();
+        self.handed_over = true;
         let data = self._data.take();
         Self::spawn(std::mem::take(&mut self.env), self.data_dir.clone(), data)
     }
@@ -302,29 +338,126 @@ impl TestDaemon {
 }
 
 impl Drop for TestDaemon {
-    /// A test that ends (or panics) with the daemon up leaves no agent behind either: every
-    /// process that inherited this daemon's data directory is killed with it. (After `kill9`
-    /// the agents are left on purpose, for the next daemon to reap.)
+    /// A test that ends (or panics) leaves nothing running: the daemon is frozen so it
+    /// starts nothing new, then it, every process it started (agents run in process groups
+    /// of their own) and every process carrying one of its sessions' markers (orphans of an
+    /// earlier instance on the same data directory included) are killed with their groups.
     fn drop(&mut self) {
-        if self.child.is_some() {
-            self.kill9();
-            let marker = format!("TELECODER_DATA_DIR={}", self.data_dir.display());
-            // Again until none is left: processes die (and acpx cleans up) while we scan.
-            for _ in 0..40 {
-                let left = processes_with_env(&marker);
-                if left.is_empty() {
-                    break;
-                }
-                for pid in left {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        if self.handed_over {
+            // The successor's agents and the orphans it is to reap are not ours to kill.
+            return;
+        }
+        let mut doomed = Vec::new();
+        if let Some(child) = &self.child {
+            let pid = child.id() as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+            doomed = descendants(pid);
+        }
+        self.kill9();
+        doomed.extend(marked_processes(&session_ids(&self.data_dir)));
+        kill_with_groups(&doomed);
+    }
+}
+
+/// Every session id in a data directory's database (none when it cannot be read).
+fn session_ids(data_dir: &Path) -> Vec<String> {
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        data_dir.join("telecoder.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = db.prepare("SELECT id FROM sessions") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |row| row.get::<_, String>(0))
+        .map(|rows| rows.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// `(pid, parent pid, process group)` of every live process.
+fn process_table() -> Vec<(i32, i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses; fields follow the last ')'.
+            let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(1);
+            let ppid = fields.next()?.parse().ok()?;
+            let pgrp = fields.next()?.parse().ok()?;
+            Some((pid, ppid, pgrp))
+        })
+        .collect()
+}
+
+/// `(pid, process group)` of every process below `root`.
+fn descendants(root: i32) -> Vec<(i32, i32)> {
+    let table = process_table();
+    let mut found = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for &(pid, ppid, pgrp) in &table {
+            if ppid == parent && !found.iter().any(|(p, _)| *p == pid) {
+                found.push((pid, pgrp));
+                parents.push(pid);
             }
         }
     }
+    found
+}
+
+/// `(pid, process group)` of live processes carrying any of these sessions' markers.
+fn marked_processes(session_ids: &[String]) -> Vec<(i32, i32)> {
+    if session_ids.is_empty() {
+        return Vec::new();
+    }
+    let markers: Vec<Vec<u8>> = session_ids
+        .iter()
+        .map(|id| format!("TELECODER_SESSION_ID={id}").into_bytes())
+        .collect();
+    process_table()
+        .into_iter()
+        .filter(|(pid, _, _)| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|entry| markers.iter().any(|m| m.as_slice() == entry))
+            })
+        })
+        .map(|(pid, _, pgrp)| (pid, pgrp))
+        .collect()
+}
+
+/// SIGKILL to each process and to its group, except the test runner's own group.
+fn kill_with_groups(processes: &[(i32, i32)]) {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::{getpgrp, Pid};
+    let own = getpgrp().as_raw();
+    for &(pid, pgrp) in processes {
+        if pgrp > 1 && pgrp != own {
+            let _ = killpg(Pid::from_raw(pgrp), Signal::SIGKILL);
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Resident memory of a process in kB (0 when it is gone).
+pub fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// A blocking HTTP client for the API.
@@ -344,14 +477,15 @@ pub struct Reply {
 impl Api {
     pub fn new(base: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No pooled connections: a request never lands on a connection the daemon is closing
+        // for idleness, whatever its idle timeouts are.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client");
         Self {
             base: base.to_owned(),
-            // Idle connections are dropped well before the server's own idle limit, so a test
-            // that waits a while never sends on a connection the server is closing.
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(3))
-                .build()
-                .expect("http client"),
+            http,
             runtime: Arc::new(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -416,6 +550,31 @@ impl Api {
         let reply = self.post("/api/sessions", &body);
         assert_eq!(reply.status, 201, "create failed: {}", reply.body);
         reply.body
+    }
+
+    /// Creates a session with default options and returns its id (asserting 201).
+    #[track_caller]
+    pub fn create_id(&self, repo: &str, prompt: &str) -> String {
+        self.create(repo, prompt, json!({}))["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The pids a `@mock spawn-tree` agent reported (its child and grandchild).
+    #[track_caller]
+    pub fn spawned_pids(&self, id: &str) -> Vec<i32> {
+        wait_for("agent pids", SHORT, || {
+            self.events(id)
+                .iter()
+                .filter_map(|e| e["data"].as_str())
+                .find(|d| d.starts_with("pids:"))
+                .map(|d| {
+                    d.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<i32>>()
+                })
+        })
     }
 
     pub fn session(&self, id: &str) -> Value {

@@ -17,6 +17,8 @@ pub enum EventKind {
     Tool,
     /// (ext) the agent's plan (native runtime): JSON array of its entries.
     Plan,
+    /// (ext) the session's branch was fetched into the user's repository.
+    Fetch,
 }
 
 impl EventKind {
@@ -29,6 +31,7 @@ impl EventKind {
             Self::Publish => "publish",
             Self::Tool => "tool",
             Self::Plan => "plan",
+            Self::Fetch => "fetch",
         }
     }
 
@@ -41,6 +44,7 @@ impl EventKind {
             "publish" => Some(Self::Publish),
             "tool" => Some(Self::Tool),
             "plan" => Some(Self::Plan),
+            "fetch" => Some(Self::Fetch),
             _ => None,
         }
     }

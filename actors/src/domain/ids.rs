@@ -1,13 +1,32 @@
-//! Session ids: 8 lowercase hex characters, random, checked before they reach a query.
+//! Session and watch ids: 8 lowercase hex characters, random, checked before they reach a
+//! query. One shape, two types, so a watch id never stands where a session id belongs.
 
 use std::fmt;
+use std::marker::PhantomData;
 
-/// A validated session id. Anything that is not 8 lowercase hex characters (say
-/// `../../etc/passwd`) never becomes one, so it can safely name a directory.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(String);
+/// A validated id of the thing `K` names. Anything that is not 8 lowercase hex characters
+/// (say `../../etc/passwd`) never becomes one, so it can safely name a directory.
+pub struct Id<K> {
+    text: String,
+    kind: PhantomData<fn() -> K>,
+}
 
-impl SessionId {
+/// What a [`SessionId`] names.
+pub enum OfSession {}
+/// What a [`WatchId`] names.
+pub enum OfWatch {}
+
+pub type SessionId = Id<OfSession>;
+pub type WatchId = Id<OfWatch>;
+
+impl<K> Id<K> {
+    fn new(text: String) -> Self {
+        Self {
+            text,
+            kind: PhantomData,
+        }
+    }
+
     /// A fresh random id.
     pub fn random() -> Self {
         let mut bytes = [0u8; 4];
@@ -19,7 +38,7 @@ impl SessionId {
                 .unwrap_or_default();
             bytes = nanos.to_le_bytes();
         }
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self::new(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// Accepts only the canonical form.
@@ -28,22 +47,51 @@ impl SessionId {
             && text
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        ok.then(|| Self(text.to_owned()))
+        ok.then(|| Self::new(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The git branch the session works on.
-    pub fn branch(&self) -> String {
-        format!("telecoder/{}", self.0)
+        &self.text
     }
 }
 
-impl fmt::Display for SessionId {
+impl SessionId {
+    /// The git branch the session works on.
+    pub fn branch(&self) -> String {
+        format!("telecoder/{}", self.text)
+    }
+}
+
+// By hand: derives would ask the same of the marker `K`.
+impl<K> Clone for Id<K> {
+    fn clone(&self) -> Self {
+        Self::new(self.text.clone())
+    }
+}
+
+impl<K> PartialEq for Id<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl<K> Eq for Id<K> {}
+
+impl<K> std::hash::Hash for Id<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state)
+    }
+}
+
+impl<K> fmt::Debug for Id<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
+    }
+}
+
+impl<K> fmt::Display for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -70,6 +118,7 @@ mod tests {
             "",
         ] {
             assert_eq!(SessionId::parse(bad), None, "{bad}");
+            assert_eq!(WatchId::parse(bad), None, "{bad}");
         }
     }
 }

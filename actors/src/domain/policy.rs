@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 /// The trust level a session runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum PolicyMode {
     Locked,
     Observe,

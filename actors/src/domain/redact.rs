@@ -70,12 +70,31 @@ struct Occurrence {
     body_end: usize,
 }
 
+/// Whether a token may begin at `at`: tokens start a word (`xghp_…` is not a GitHub token, and
+/// `hanging` does not end in the start of one). `lead` says whether the text before `text`
+/// (already shown, in a stream) ended a word.
+fn starts_word(text: &str, at: usize, lead: bool) -> bool {
+    match text[..at].chars().next_back() {
+        Some(before) => !token_char(before),
+        None => lead,
+    }
+}
+
 /// The prefixes of `shape` a scan meets, skipping over each body (a prefix inside a body is
-/// part of that body, as it is for the masking).
-fn occurrences<'a>(text: &'a str, shape: &'a Shape) -> impl Iterator<Item = Occurrence> + 'a {
+/// part of that body, as it is for the masking). Only prefixes that start a word count.
+fn occurrences<'a>(
+    text: &'a str,
+    shape: &'a Shape,
+    lead: bool,
+) -> impl Iterator<Item = Occurrence> + 'a {
     let mut from = 0;
-    std::iter::from_fn(move || {
+    std::iter::from_fn(move || loop {
         let at = from + text.get(from..)?.find(shape.prefix)?;
+        if !starts_word(text, at, lead) {
+            // Prefixes start with an ASCII character, so the next byte is a char boundary.
+            from = at + 1;
+            continue;
+        }
         let body_start = at + shape.prefix.len();
         let body_len: usize = text[body_start..]
             .chars()
@@ -84,11 +103,11 @@ fn occurrences<'a>(text: &'a str, shape: &'a Shape) -> impl Iterator<Item = Occu
             .sum();
         let body_end = body_start + body_len;
         from = body_end;
-        Some(Occurrence {
+        return Some(Occurrence {
             at,
             body_start,
             body_end,
-        })
+        });
     })
 }
 
@@ -113,7 +132,7 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str) -> String {
-        apply(text, &self.spans(text))
+        apply(text, &self.spans(text, true))
     }
 
     /// A redactor for one stream of pieces (an agent's output).
@@ -122,11 +141,12 @@ impl Redactor {
             redactor: self.clone(),
             held: String::new(),
             swallow: None,
+            lead: true,
         }
     }
 
-    /// The byte ranges of `text` to mask, sorted and merged.
-    fn spans(&self, text: &str) -> Vec<Range<usize>> {
+    /// The byte ranges of `text` to mask, sorted and merged (`lead`: see [`starts_word`]).
+    fn spans(&self, text: &str, lead: bool) -> Vec<Range<usize>> {
         let mut spans: Vec<Range<usize>> = Vec::new();
         for secret in &self.secrets {
             spans.extend(
@@ -136,7 +156,7 @@ impl Redactor {
         }
         for shape in &SHAPES {
             spans.extend(
-                occurrences(text, shape)
+                occurrences(text, shape, lead)
                     .filter(|o| o.body_end - o.body_start >= MIN_TOKEN_BODY)
                     .map(|o| {
                         let start = if shape.keep_prefix {
@@ -160,31 +180,34 @@ impl Redactor {
     }
 
     /// Where the part of `text` that could still grow into a secret begins (`text.len()` when
-    /// nothing could): a proper prefix of a secret or of a token prefix at the very end, or a
-    /// token whose body runs to the end.
-    fn open_tail(&self, text: &str) -> usize {
-        let partial = |whole: &str| {
+    /// nothing could): a proper prefix of a secret, or of a token prefix that starts a word, at
+    /// the very end, or a token whose body runs to the end.
+    fn open_tail(&self, text: &str, lead: bool) -> usize {
+        let partial = |whole: &str, word_start: bool| {
             (1..whole.len())
                 .rev()
                 .filter(|k| whole.is_char_boundary(*k))
-                .find(|k| text.ends_with(&whole[..*k]))
+                .find(|k| {
+                    text.ends_with(&whole[..*k])
+                        && (!word_start || starts_word(text, text.len() - k, lead))
+                })
                 .map_or(text.len(), |k| text.len() - k)
         };
-        let secrets = self.secrets.iter().map(|s| partial(s));
+        let secrets = self.secrets.iter().map(|s| partial(s, false));
         let shapes = SHAPES.iter().flat_map(|shape| {
-            let open_body = occurrences(text, shape)
+            let open_body = occurrences(text, shape, lead)
                 .last()
                 .filter(|o| o.body_end == text.len())
                 .map_or(text.len(), |o| o.at);
-            [partial(shape.prefix), open_body]
+            [partial(shape.prefix, true), open_body]
         });
         secrets.chain(shapes).min().unwrap_or(text.len())
     }
 
     /// The shape whose body runs to the end of `text` and is long enough to be masked.
-    fn open_token(&self, text: &str) -> Option<fn(char) -> bool> {
+    fn open_token(&self, text: &str, lead: bool) -> Option<fn(char) -> bool> {
         SHAPES.iter().find_map(|shape| {
-            occurrences(text, shape)
+            occurrences(text, shape, lead)
                 .last()
                 .filter(|o| o.body_end == text.len() && o.body_end - o.body_start >= MIN_TOKEN_BODY)
                 .map(|_| shape.body)
@@ -215,6 +238,8 @@ pub struct StreamRedactor {
     held: String,
     /// Set after a token too long to hold was masked: the rest of its body is dropped.
     swallow: Option<fn(char) -> bool>,
+    /// Whether the raw text shown (or dropped) so far ended a word (see [`starts_word`]).
+    lead: bool,
 }
 
 impl StreamRedactor {
@@ -223,7 +248,14 @@ impl StreamRedactor {
             Some(body) => {
                 let rest = piece.trim_start_matches(body);
                 if rest.is_empty() {
+                    self.lead = !piece.chars().next_back().is_some_and(token_char);
                     return String::new();
+                }
+                if rest.len() < piece.len() {
+                    self.lead = !piece[..piece.len() - rest.len()]
+                        .chars()
+                        .next_back()
+                        .is_some_and(token_char);
                 }
                 self.swallow = None;
                 rest
@@ -232,18 +264,22 @@ impl StreamRedactor {
         };
         let mut text = std::mem::take(&mut self.held);
         text.push_str(piece);
-        let spans = self.redactor.spans(&text);
-        let mut cut = self.redactor.open_tail(&text);
+        let lead = self.lead;
+        let spans = self.redactor.spans(&text, lead);
+        let mut cut = self.redactor.open_tail(&text, lead);
         // Never cut through something already known to be a secret.
         if let Some(span) = spans.iter().find(|s| s.start < cut && cut < s.end) {
             cut = span.start;
         }
         if text.len() - cut > MAX_HELD_BYTES.max(self.longest_secret() * 2) {
-            self.swallow = self.redactor.open_token(&text);
+            self.swallow = self.redactor.open_token(&text, lead);
             cut = text.len();
         }
         let settled: Vec<Range<usize>> = spans.into_iter().filter(|s| s.end <= cut).collect();
         self.held = text.split_off(cut);
+        if let Some(last) = text.chars().next_back() {
+            self.lead = !token_char(last);
+        }
         apply(&text, &settled)
     }
 
@@ -251,7 +287,7 @@ impl StreamRedactor {
     pub fn finish(&mut self) -> String {
         self.swallow = None;
         let rest = std::mem::take(&mut self.held);
-        self.redactor.redact(&rest)
+        apply(&rest, &self.redactor.spans(&rest, self.lead))
     }
 
     fn longest_secret(&self) -> usize {
@@ -318,6 +354,7 @@ mod tests {
             "pw hunter2-password, Bearer abcdef0123456789abcdef.x".to_owned(),
             format!("ghp_ short, then {TOKEN}ghp_tail and é ✓ hunter2-pass"),
             "the token is here and bearer of news: ghp_abc".to_owned(),
+            format!("glued x{TOKEN} and _{TOKEN}, spaced {TOKEN}"),
         ] {
             let whole = redactor.redact(&text);
             for pieces in cuts(&text) {
@@ -337,8 +374,15 @@ mod tests {
             "[REDACTED] rest."
         );
         assert_eq!(stream.push(" and gh"), " and ");
-        assert_eq!(stream.push("ost"), "ghos", "a `t` may begin `token `");
-        assert_eq!(stream.finish(), "t");
+        assert_eq!(
+            stream.push("ost t"),
+            "ghost ",
+            "a word `t` may begin `token `"
+        );
+        assert_eq!(stream.push("oken"), "");
+        assert_eq!(stream.push("s, hangin"), "tokens, hangin");
+        assert_eq!(stream.push("g"), "g", "tokens begin words");
+        assert_eq!(stream.finish(), "");
     }
 
     #[test]

@@ -16,35 +16,18 @@ pub enum SessionStatus {
     Cancelled,
 }
 
-impl SessionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Complete => "complete",
-            Self::Error => "error",
-            Self::Cancelled => "cancelled",
-        }
-    }
+names!("session status", SessionStatus {
+    Pending = "pending",
+    Running = "running",
+    Complete = "complete",
+    Error = "error",
+    Cancelled = "cancelled",
+});
 
+impl SessionStatus {
     /// Finished sessions can be rerun; active ones cannot.
     pub fn is_finished(self) -> bool {
         !matches!(self, Self::Pending | Self::Running)
-    }
-}
-
-impl FromStr for SessionStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "pending" => Ok(Self::Pending),
-            "running" => Ok(Self::Running),
-            "complete" => Ok(Self::Complete),
-            "error" => Ok(Self::Error),
-            "cancelled" => Ok(Self::Cancelled),
-            other => Err(format!("unknown session status '{other}'")),
-        }
     }
 }
 
@@ -140,6 +123,16 @@ pub struct Session {
     /// (ext) token usage, when the agent reports it.
     #[serde(default)]
     pub token_usage: Option<TokenUsage>,
+    /// (ext) the commit the workspace was cloned at; diffs are taken against it.
+    #[serde(default)]
+    pub base_commit: String,
+    /// (ext) when the branch was last fetched into the user's repository (`telecoder fetch`).
+    #[serde(default)]
+    pub fetched_at: String,
+    /// (ext) what is on disk: `""` (no workspace yet), `present`, `archived` (collected, its
+    /// unsaved work kept as a git bundle) or `collected`.
+    #[serde(default)]
+    pub workspace_state: String,
 }
 
 /// Token usage an agent reported for its turn (prompt response) and its context window
@@ -222,10 +215,14 @@ impl Session {
     }
 }
 
-/// What a caller asks for; the supervisor resolves defaults and the policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a caller asks for (the body of `POST /api/sessions`, read by the HTTP route and
+/// written by the CLI); the daemon resolves defaults and the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NewSession {
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub repo: String,
+    #[serde(deserialize_with = "crate::requests::text_or_null")]
     pub prompt: String,
     pub agent: Option<String>,
     pub policy: Option<PolicyMode>,

@@ -4,11 +4,10 @@
 use super::policy::PolicyMode;
 use super::session::Session;
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
 /// What a watch reacts to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum WatchKind {
     CiFailure,
     PrReview,
@@ -16,60 +15,23 @@ pub enum WatchKind {
     Schedule,
 }
 
-impl WatchKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CiFailure => "ci_failure",
-            Self::PrReview => "pr_review",
-            Self::Schedule => "schedule",
-        }
-    }
-}
-
-impl FromStr for WatchKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "ci_failure" => Ok(Self::CiFailure),
-            "pr_review" => Ok(Self::PrReview),
-            "schedule" => Ok(Self::Schedule),
-            other => Err(format!(
-                "unknown watch kind '{other}' (expected ci_failure, pr_review or schedule)"
-            )),
-        }
-    }
-}
+names!("watch kind", WatchKind {
+    CiFailure = "ci_failure",
+    PrReview = "pr_review",
+    Schedule = "schedule",
+});
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum WatchStatus {
     Active,
     Paused,
 }
 
-impl WatchStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Paused => "paused",
-        }
-    }
-}
-
-impl FromStr for WatchStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "active" => Ok(Self::Active),
-            "paused" => Ok(Self::Paused),
-            other => Err(format!(
-                "unknown watch status '{other}' (expected active or paused)"
-            )),
-        }
-    }
-}
+names!("watch status", WatchStatus {
+    Active = "active",
+    Paused = "paused",
+});
 
 /// The watch record as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,176 +432,5 @@ pub fn return_summary(trigger_summary: &str, session: &Session) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ci_fires_only_on_completed_failures() {
-        let mut event = CiEvent {
-            run_id: "7".into(),
-            ..CiEvent::default()
-        };
-        assert!(event.is_failure());
-        event.conclusion = "success".into();
-        assert!(!event.is_failure());
-        event.conclusion = "FAILURE".into();
-        event.status = "Completed".into();
-        assert!(event.is_failure(), "compared case-insensitively");
-        event.status = "in_progress".into();
-        assert!(!event.is_failure());
-    }
-
-    #[test]
-    fn pr_keys_prefer_the_head_sha() {
-        let mut event = PrEvent {
-            pr_number: 42,
-            head: "feature".into(),
-            ..PrEvent::default()
-        };
-        assert_eq!(event.event_key(), "42:feature");
-        event.head_sha = "abc123".into();
-        assert_eq!(event.event_key(), "42:abc123");
-        assert!(event.is_reviewable());
-        event.action = "Opened".into();
-        assert!(event.is_reviewable(), "compared case-insensitively");
-        event.action = "closed".into();
-        assert!(!event.is_reviewable());
-        event.action = "ready_for_review".into();
-        assert!(event.is_reviewable());
-        event.action = "converted_to_draft".into();
-        assert!(!event.is_reviewable());
-    }
-
-    fn watch(kind: WatchKind) -> Watch {
-        Watch {
-            id: "w".into(),
-            kind,
-            repo: "octo-org/octo-repo".into(),
-            instructions: "look".into(),
-            agent: "mock".into(),
-            policy_mode: PolicyMode::Observe,
-            workflow_name: String::new(),
-            branch_name: String::new(),
-            base_branch: String::new(),
-            head_branch: String::new(),
-            status: WatchStatus::Active,
-            schedule: String::new(),
-            timezone: String::new(),
-            max_runs_per_hour: 10,
-            paused_reason: String::new(),
-            skip_drafts: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
-    }
-
-    #[test]
-    fn workflow_filters_match_the_name_the_file_or_its_path() {
-        // GitHub's own example: an empty run name, the workflow named in `workflow`.
-        let event = WatchEvent::Ci(CiEvent {
-            repo: "octo-org/octo-repo".into(),
-            workflow: "test".into(),
-            workflow_path: ".github/workflows/test.yml".into(),
-            run_id: "1".into(),
-            ..CiEvent::default()
-        });
-        let mut ci = watch(WatchKind::CiFailure);
-        for filter in ["", "test", "test.yml", ".github/workflows/test.yml"] {
-            ci.workflow_name = filter.into();
-            assert!(ci.matches(&event), "{filter}");
-        }
-        for filter in ["Test", "build", "test.yaml", "workflows/test.yml"] {
-            ci.workflow_name = filter.into();
-            assert!(!ci.matches(&event), "{filter}");
-        }
-        // Without a path, only the name matches (an empty path matches no filter).
-        let bare = WatchEvent::Ci(CiEvent {
-            repo: "octo-org/octo-repo".into(),
-            workflow: "test".into(),
-            run_id: "1".into(),
-            ..CiEvent::default()
-        });
-        ci.workflow_name = "test.yml".into();
-        assert!(!ci.matches(&bare));
-    }
-
-    #[test]
-    fn drafts_are_reviewed_unless_the_watch_skips_them() {
-        let mut draft = PrEvent {
-            repo: "octo-org/octo-repo".into(),
-            pr_number: 2,
-            action: "opened".into(),
-            draft: true,
-            ..PrEvent::default()
-        };
-        let mut pr = watch(WatchKind::PrReview);
-        assert!(pr.matches(&WatchEvent::Pr(draft.clone())));
-        pr.skip_drafts = true;
-        assert!(!pr.matches(&WatchEvent::Pr(draft.clone())));
-        draft.draft = false;
-        draft.action = "ready_for_review".into();
-        assert!(pr.matches(&WatchEvent::Pr(draft)));
-    }
-
-    fn ci_watch() -> Watch {
-        Watch {
-            id: "w1".into(),
-            kind: WatchKind::CiFailure,
-            repo: "acme/widgets".into(),
-            instructions: "fix".into(),
-            agent: "codex".into(),
-            policy_mode: PolicyMode::Observe,
-            workflow_name: "build".into(),
-            branch_name: String::new(),
-            base_branch: String::new(),
-            head_branch: String::new(),
-            status: WatchStatus::Active,
-            schedule: String::new(),
-            timezone: String::new(),
-            max_runs_per_hour: 10,
-            paused_reason: String::new(),
-            skip_drafts: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-        }
-    }
-
-    #[test]
-    fn mismatches_say_why() {
-        let watch = ci_watch();
-        let event = |repo: &str, workflow: &str, conclusion: &str| {
-            WatchEvent::Ci(CiEvent {
-                repo: repo.into(),
-                workflow: workflow.into(),
-                branch: "main".into(),
-                run_id: "1".into(),
-                conclusion: conclusion.into(),
-                ..CiEvent::default()
-            })
-        };
-        assert_eq!(
-            watch.mismatch(&event("https://github.com/acme/widgets", "build", "")),
-            None
-        );
-        assert_eq!(
-            watch.mismatch(&event("acme/gadgets", "build", "")),
-            Some(Mismatch::NotConcerned)
-        );
-        assert!(matches!(
-            watch.mismatch(&event("acme/widgets", "test", "")),
-            Some(Mismatch::Filtered(reason)) if reason.contains("workflow filter 'build'")
-        ));
-        assert!(matches!(
-            watch.mismatch(&event("acme/widgets", "build", "success")),
-            Some(Mismatch::Ignored(reason)) if reason.contains("'success' is not failure")
-        ));
-        let paused = Watch {
-            status: WatchStatus::Paused,
-            ..ci_watch()
-        };
-        assert_eq!(
-            paused.mismatch(&event("acme/widgets", "build", "")),
-            Some(Mismatch::NotConcerned)
-        );
-    }
-}
+#[path = "watch_tests.rs"]
+mod tests;

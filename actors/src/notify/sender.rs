@@ -1,6 +1,9 @@
-//! The sender: one task per daemon that delivers what the outbox holds.
+//! The sender: one task per daemon that delivers what the outbox holds. It is a background
+//! task tracked by the daemon's [`Context`] (it supervises nothing and owns no state an actor
+//! would restart), started by [`crate::Daemon::start`] and stopped after the sessions at
+//! shutdown.
 //!
-//! It wakes when a committed event may have queued a notification (the [`EventBus`] pokes it),
+//! It wakes when a commit may have queued a notification (the [`EventBus`] pokes it),
 //! when a send finishes, when the next retry falls due, and every few seconds anyway. Looking
 //! is a read; only when something is due does one store write fan new notifications out to the
 //! targets and lease as many due deliveries as there are free send slots. The sends run as
@@ -14,13 +17,13 @@ use super::message::compose;
 use super::retry::{self, Verdict};
 use super::target::Target;
 use super::NotifySettings;
+#[cfg(doc)]
 use crate::bus::EventBus;
+use crate::context::{Context, STOP_GRACE};
 use crate::domain::redact::Redactor;
 use crate::domain::time;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
-use crate::store::outbox::{self, Claimed, OutboxCounts, Outcome};
-use crate::store::StoreClient;
+use crate::store::outbox::{Claimed, OutboxCounts, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, Notify};
@@ -73,12 +76,8 @@ pub struct Notifier {
 }
 
 struct Inner {
-    settings: NotifySettings,
-    redactor: Redactor,
-    store: StoreClient,
-    metrics: Metrics,
+    ctx: Arc<Context>,
     http: reqwest::Client,
-    owner_id: String,
     /// When this daemon started (before its first stale sweep).
     started_at: String,
     wake: Arc<Notify>,
@@ -94,18 +93,11 @@ struct Answer {
 }
 
 impl Notifier {
-    /// Starts the sender: it records this instance's start (`started_at`: before the first
-    /// stale sweep; a crash of the previous instance is told), then delivers until
-    /// [`Notifier::stop`].
-    pub fn start(
-        settings: &crate::Settings,
-        store: StoreClient,
-        bus: &EventBus,
-        metrics: Metrics,
-        owner_id: &str,
-        started_at: &str,
-    ) -> Result<Self> {
-        let notify = settings.notify.clone();
+    /// Starts the sender as a tracked task: it records this instance's start (`started_at`:
+    /// before the first stale sweep; a crash of the previous instance is told), then delivers
+    /// until [`Notifier::stop`]. `wake` is what the [`EventBus`] pokes.
+    pub fn start(ctx: &Arc<Context>, wake: Arc<Notify>, started_at: &str) -> Result<Self> {
+        let notify = &ctx.settings.notify;
         for target in notify.targets.iter().filter(|t| t.is_cleartext_remote()) {
             tracing::warn!(
                 to = target.label(),
@@ -114,17 +106,13 @@ impl Notifier {
         }
         let inner = Arc::new(Inner {
             http: http_client()?,
-            settings: notify,
-            redactor: settings.redactor.clone(),
-            store,
-            metrics,
-            owner_id: owner_id.to_owned(),
+            ctx: ctx.clone(),
             started_at: started_at.to_owned(),
-            wake: bus.notifications(),
+            wake,
             cancel: CancellationToken::new(),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(run(inner.clone()));
+        let task = ctx.tasks.spawn(run(inner.clone()));
         if let Ok(mut slot) = inner.task.try_lock() {
             *slot = Some(task);
         }
@@ -132,7 +120,7 @@ impl Notifier {
     }
 
     pub fn targets(&self) -> &[Target] {
-        &self.inner.settings.targets
+        &self.inner.settings().targets
     }
 
     /// Looks at the outbox now (a watch was paused, say).
@@ -142,13 +130,14 @@ impl Notifier {
 
     /// Pending, failed and sent deliveries.
     pub async fn counts(&self) -> Result<OutboxCounts> {
-        self.inner.store.read(outbox::counts).await
+        self.inner.ctx.store.outbox_counts().await
     }
 
     /// Sends a test notification to every target at once (filters aside), one attempt each,
     /// and reports what each answered. Nothing goes through the outbox.
     pub async fn test(&self) -> Result<Vec<TestResult>> {
-        test_targets(&self.inner.http, &self.inner.settings, &self.inner.redactor).await
+        let settings = &self.inner.ctx.settings;
+        test_targets(&self.inner.http, &settings.notify, &settings.redactor).await
     }
 
     /// Stops the sender: what is in flight (and due) gets [`DRAIN`], the rest stays in the
@@ -157,15 +146,15 @@ impl Notifier {
         self.inner.cancel.cancel();
         let task = self.inner.task.lock().await.take();
         if let Some(task) = task {
-            let _ = task.await;
+            if tokio::time::timeout(DRAIN + STOP_GRACE, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the notification sender did not stop in time");
+            }
         }
-        let owner = self.inner.owner_id.clone();
-        if let Err(err) = self
-            .inner
-            .store
-            .write(move |conn| outbox::daemon_stopped(conn, &owner))
-            .await
-        {
+        let ctx = &self.inner.ctx;
+        if let Err(err) = ctx.store.record_daemon_stop(&ctx.owner_id).await {
             tracing::warn!("cannot record the clean stop: {err}");
         }
     }
@@ -225,11 +214,17 @@ pub fn http_client() -> Result<reqwest::Client> {
         .map_err(|err| Error::Internal(format!("cannot build the notification client: {err}")))
 }
 
+impl Inner {
+    fn settings(&self) -> &NotifySettings {
+        &self.ctx.settings.notify
+    }
+}
+
 async fn run(inner: Arc<Inner>) {
-    let (owner, since) = (inner.owner_id.clone(), inner.started_at.clone());
-    match inner
+    let ctx = &inner.ctx;
+    match ctx
         .store
-        .write(move |conn| outbox::daemon_started(conn, &owner, &since))
+        .record_daemon_start(&ctx.owner_id, &inner.started_at)
         .await
     {
         Ok(true) => tracing::warn!("the previous daemon stopped without shutting down"),
@@ -278,7 +273,7 @@ async fn run(inner: Arc<Inner>) {
 /// pending delivery's next attempt (or lease end). `None` when nothing is pending. A read: an
 /// idle sender never takes the writer.
 async fn next_due(inner: &Inner) -> Option<SystemTime> {
-    match inner.store.read(outbox::next_due).await {
+    match inner.ctx.store.outbox_next_due().await {
         Ok(next) => next.map(|at| time::parse(&at).unwrap_or(SystemTime::UNIX_EPOCH)),
         Err(err) => {
             tracing::warn!("cannot read the notification outbox: {err}");
@@ -294,12 +289,13 @@ async fn take_and_send(inner: &Arc<Inner>, sends: &mut JoinSet<()>) {
     if free == 0 {
         return;
     }
-    let targets = inner.settings.targets.clone();
+    let targets = inner.settings().targets.clone();
     let now = SystemTime::now();
     let (stamp, lease) = (time::format(now), time::format(now + LEASE));
     let claimed = match inner
+        .ctx
         .store
-        .write(move |conn| outbox::take_due(conn, &targets, &stamp, &lease, free))
+        .take_due_notifications(targets, stamp, lease, free)
         .await
     {
         Ok(claimed) => claimed,
@@ -316,18 +312,14 @@ async fn take_and_send(inner: &Arc<Inner>, sends: &mut JoinSet<()>) {
 
 /// One attempt of one delivery, and its outcome recorded.
 async fn deliver(inner: &Inner, claimed: Claimed) {
-    let Some(target) = inner
-        .settings
-        .targets
-        .iter()
-        .find(|t| t.key() == claimed.target)
-    else {
+    let settings = inner.settings();
+    let Some(target) = settings.targets.iter().find(|t| t.key() == claimed.target) else {
         return;
     };
     let answer = attempt(
         &inner.http,
-        &inner.settings,
-        &inner.redactor,
+        settings,
+        &inner.ctx.settings.redactor,
         target,
         &claimed.delivery_id,
         &claimed.created_at,
@@ -335,23 +327,18 @@ async fn deliver(inner: &Inner, claimed: Claimed) {
     )
     .await;
     let now = SystemTime::now();
-    let outcome = decide(
-        &claimed,
-        answer,
-        inner.settings.max_attempts,
-        now,
-        random_unit(),
-    );
+    let outcome = decide(&claimed, answer, settings.max_attempts, now, random_unit());
     let label = match &outcome {
         Outcome::Sent { .. } => "sent",
         Outcome::Retry { .. } => "retried",
         Outcome::Failed { .. } => "failed",
     };
-    inner.metrics.notification(label);
+    let metrics = &inner.ctx.metrics;
+    metrics.notification(label);
     match &outcome {
         Outcome::Sent { .. } => {
             if let Some(committed) = time::parse(&claimed.created_at) {
-                inner.metrics.notify_latency.observe(
+                metrics.notify_latency.observe(
                     now.duration_since(committed)
                         .unwrap_or_default()
                         .as_secs_f64(),
@@ -371,10 +358,11 @@ async fn deliver(inner: &Inner, claimed: Claimed) {
             "notification given up: {error}"
         ),
     }
-    let (id, stamp) = (claimed.delivery_id.clone(), time::format(now));
+    let stamp = time::format(now);
     if let Err(err) = inner
+        .ctx
         .store
-        .write(move |conn| outbox::record(conn, &id, &outcome, &stamp))
+        .record_notification(&claimed.delivery_id, outcome, &stamp)
         .await
     {
         // The lease runs out and the delivery is attempted again: at least once.
@@ -502,11 +490,7 @@ fn decide(
 
 async fn prune(inner: &Inner) {
     let (sent, failed) = (time::ago(KEEP_SENT), time::ago(KEEP_FAILED));
-    match inner
-        .store
-        .write(move |conn| outbox::prune(conn, &sent, &failed))
-        .await
-    {
+    match inner.ctx.store.prune_outbox(&sent, &failed).await {
         Ok(0) => {}
         Ok(deleted) => tracing::debug!(deleted, "old notifications pruned"),
         Err(err) => tracing::warn!("cannot prune the notification outbox: {err}"),

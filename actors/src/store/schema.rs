@@ -122,10 +122,27 @@ ALTER TABLE sessions ADD COLUMN stop_reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN token_usage TEXT NOT NULL DEFAULT '';
 ";
 
-/// Issue 15 (notifications): the outbox, written in the transaction of the event that causes a
-/// notification; one delivery per (notification, target) with its retry state; and the marker
-/// that tells a clean stop from a crash.
-const V6_NOTIFY_OUTBOX: &str = "
+/// Task "workspaces" (issue 16): the commit a workspace started from, fetches into the user's
+/// repository, and what the workspace collector did with the directory (`present`, `archived`
+/// as a bundle, or `collected`). Workspaces that exist already are `present`.
+const V6_WORKSPACES: &str = "
+ALTER TABLE sessions ADD COLUMN base_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN fetched_commit TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_state TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN workspace_collected_at TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET workspace_state = 'present' WHERE work_dir != '';
+CREATE INDEX sessions_workspaces ON sessions(workspace_state) WHERE workspace_state != '';
+";
+
+/// Version 7 is reserved for task "converse" (issue 15: conversations and approvals), which
+/// lands before this branch; merging it replaces this placeholder (and only it).
+const V7_RESERVED_FOR_CONVERSE: &str = "";
+
+/// Task "notify" (issue 15, notifications): the outbox, written in the transaction of the event
+/// that causes a notification; one delivery per (notification, target) with its retry state;
+/// and the marker that tells a clean stop from a crash.
+const V8_NOTIFY_OUTBOX: &str = "
 CREATE TABLE outbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     event       TEXT NOT NULL,
@@ -169,13 +186,15 @@ fn migrations() -> Migrations<'static> {
         M::up(V3_PUBLISHED),
         M::up(V4_WATCH_SKIP_DRAFTS),
         M::up(V5_AGENT_FACTS),
-        M::up(V6_NOTIFY_OUTBOX),
+        M::up(V6_WORKSPACES),
+        M::up(V7_RESERVED_FOR_CONVERSE),
+        M::up(V8_NOTIFY_OUTBOX),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    6
+    8
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

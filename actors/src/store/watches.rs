@@ -1,110 +1,99 @@
 //! SQL for watches, watch runs and webhook deliveries.
 
-use super::queries::parse_column;
+use super::columns::stored;
 use crate::domain::watch::{repo_key, result_summary, return_summary};
 use crate::domain::{time, Session, Watch, WatchKind, WatchRun, WatchStatus};
 use crate::error::{Error, Result};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-const WATCH_COLUMNS: &str = "id, kind, repo, instructions, agent, policy_mode, workflow_name, \
-    branch_name, base_branch, head_branch, status, schedule, timezone, max_runs_per_hour, \
-    paused_reason, created_at, updated_at, skip_drafts";
-const RUN_COLUMNS: &str = "id, watch_id, session_id, event_key, source_ref, trigger_summary, \
-    result_summary, return_summary, skipped_reason, created_at";
-
-fn watch_from_row(row: &Row<'_>) -> rusqlite::Result<Watch> {
-    Ok(Watch {
-        id: row.get(0)?,
-        kind: parse_column::<WatchKind>(row, 1)?,
-        repo: row.get(2)?,
-        instructions: row.get(3)?,
-        agent: row.get(4)?,
-        policy_mode: parse_column(row, 5)?,
-        workflow_name: row.get(6)?,
-        branch_name: row.get(7)?,
-        base_branch: row.get(8)?,
-        head_branch: row.get(9)?,
-        status: parse_column::<WatchStatus>(row, 10)?,
-        schedule: row.get(11)?,
-        timezone: row.get(12)?,
-        max_runs_per_hour: row.get(13)?,
-        paused_reason: row.get(14)?,
-        created_at: row.get(15)?,
-        updated_at: row.get(16)?,
-        skip_drafts: row.get(17)?,
-    })
+stored! {
+    /// The `watches` table: a watch's fields, each in its column (plus `repo_key`, written
+    /// beside them for matching).
+    WatchRow for Watch {
+        id,
+        kind,
+        repo,
+        instructions,
+        agent,
+        policy_mode,
+        workflow_name,
+        branch_name,
+        base_branch,
+        head_branch,
+        status,
+        schedule,
+        timezone,
+        max_runs_per_hour,
+        paused_reason,
+        created_at,
+        updated_at,
+        skip_drafts,
+    }
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<WatchRun> {
-    Ok(WatchRun {
-        id: row.get(0)?,
-        watch_id: row.get(1)?,
-        session_id: row.get(2)?,
-        event_key: row.get(3)?,
-        source_ref: row.get(4)?,
-        trigger_summary: row.get(5)?,
-        result_summary: row.get(6)?,
-        return_summary: row.get(7)?,
-        skipped_reason: row.get(8)?,
-        created_at: row.get(9)?,
-    })
+/// Columns an update leaves alone: what a watch is and when it was made.
+const FIXED_COLUMNS: [&str; 4] = ["id", "kind", "repo", "created_at"];
+
+stored! {
+    /// The `watch_runs` table.
+    RunRow for WatchRun {
+        id,
+        watch_id,
+        session_id,
+        event_key,
+        source_ref,
+        trigger_summary,
+        result_summary,
+        return_summary,
+        skipped_reason,
+        created_at,
+    }
+}
+
+/// `SELECT` of every watch column (and nothing else) from `watches`.
+fn select_watches() -> String {
+    format!("SELECT {} FROM watches", WatchRow::list())
 }
 
 pub fn insert_watch(conn: &mut Connection, watch: &Watch) -> Result<()> {
+    let mut values = WatchRow::values(watch);
+    values.push(Value::Text(repo_key(&watch.repo)));
     conn.execute(
-        &format!("INSERT INTO watches ({WATCH_COLUMNS}, repo_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"),
-        params![
-            watch.id,
-            watch.kind.as_str(),
-            watch.repo,
-            watch.instructions,
-            watch.agent,
-            watch.policy_mode.as_str(),
-            watch.workflow_name,
-            watch.branch_name,
-            watch.base_branch,
-            watch.head_branch,
-            watch.status.as_str(),
-            watch.schedule,
-            watch.timezone,
-            watch.max_runs_per_hour,
-            watch.paused_reason,
-            watch.created_at,
-            watch.updated_at,
-            watch.skip_drafts,
-            repo_key(&watch.repo),
-        ],
+        &format!(
+            "INSERT INTO watches ({}, repo_key) VALUES ({}, ?{})",
+            WatchRow::list(),
+            WatchRow::placeholders(),
+            values.len()
+        ),
+        params_from_iter(values),
     )?;
     Ok(())
 }
 
-/// Replaces a watch's editable fields; false when it does not exist.
+/// Replaces a watch's editable fields (stamping `updated_at`); false when it does not exist.
 pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
+    let mut sets = Vec::new();
+    let mut values = Vec::new();
+    for (column, value) in WatchRow::COLUMNS.iter().zip(WatchRow::values(watch)) {
+        if FIXED_COLUMNS.contains(column) {
+            continue;
+        }
+        values.push(match *column {
+            "updated_at" => Value::Text(time::now()),
+            _ => value,
+        });
+        sets.push(format!("{column} = ?{}", values.len()));
+    }
+    values.push(Value::Text(watch.id.clone()));
+    let sql = format!(
+        "UPDATE watches SET {} WHERE id = ?{}",
+        sets.join(", "),
+        values.len()
+    );
     let tx = conn.transaction()?;
     super::outbox::watch_updating(&tx, watch)?; // notify (issue 15): active → paused is told
-    let updated = tx.execute(
-        "UPDATE watches SET instructions = ?2, agent = ?3, policy_mode = ?4, workflow_name = ?5, \
-         branch_name = ?6, base_branch = ?7, head_branch = ?8, status = ?9, schedule = ?10, \
-         timezone = ?11, max_runs_per_hour = ?12, paused_reason = ?13, updated_at = ?14, \
-         skip_drafts = ?15 WHERE id = ?1",
-        params![
-            watch.id,
-            watch.instructions,
-            watch.agent,
-            watch.policy_mode.as_str(),
-            watch.workflow_name,
-            watch.branch_name,
-            watch.base_branch,
-            watch.head_branch,
-            watch.status.as_str(),
-            watch.schedule,
-            watch.timezone,
-            watch.max_runs_per_hour,
-            watch.paused_reason,
-            time::now(),
-            watch.skip_drafts,
-        ],
-    )?;
+    let updated = tx.execute(&sql, params_from_iter(values))?;
     tx.commit()?;
     Ok(updated == 1)
 }
@@ -115,9 +104,9 @@ pub fn delete_watch(conn: &mut Connection, id: &str) -> Result<bool> {
 
 pub fn get_watch(conn: &Connection, id: &str) -> Result<Option<Watch>> {
     conn.query_row(
-        &format!("SELECT {WATCH_COLUMNS} FROM watches WHERE id = ?1"),
+        &format!("{} WHERE id = ?1", select_watches()),
         params![id],
-        watch_from_row,
+        WatchRow::read,
     )
     .optional()
     .map_err(Error::from)
@@ -134,8 +123,9 @@ pub struct WatchFilter {
 
 pub fn list_watches(conn: &Connection, filter: &WatchFilter) -> Result<Vec<Watch>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {WATCH_COLUMNS} FROM watches WHERE (?1 IS NULL OR kind = ?1) \
-         AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR repo_key = ?3) ORDER BY rowid DESC"
+        "{} WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR status = ?2) \
+         AND (?3 IS NULL OR repo_key = ?3) ORDER BY rowid DESC",
+        select_watches()
     ))?;
     let rows = stmt.query_map(
         params![
@@ -143,7 +133,7 @@ pub fn list_watches(conn: &Connection, filter: &WatchFilter) -> Result<Vec<Watch
             filter.status.map(WatchStatus::as_str),
             filter.repo.as_deref().map(repo_key),
         ],
-        watch_from_row,
+        WatchRow::read,
     )?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
@@ -151,9 +141,27 @@ pub fn list_watches(conn: &Connection, filter: &WatchFilter) -> Result<Vec<Watch
 /// A watch's runs, newest first.
 pub fn watch_runs(conn: &Connection, watch_id: &str) -> Result<Vec<WatchRun>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RUN_COLUMNS} FROM watch_runs WHERE watch_id = ?1 ORDER BY id DESC"
+        "SELECT {} FROM watch_runs WHERE watch_id = ?1 ORDER BY id DESC",
+        RunRow::list()
     ))?;
-    let rows = stmt.query_map(params![watch_id], run_from_row)?;
+    let rows = stmt.query_map(params![watch_id], RunRow::read)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+}
+
+/// Up to `limit` of a watch's runs older than run `before` (all when `None`), newest first:
+/// the keyset page behind the streamed runs list.
+pub fn runs_page(
+    conn: &Connection,
+    watch_id: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<WatchRun>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {} FROM watch_runs WHERE watch_id = ?1 AND (?2 IS NULL OR id < ?2) \
+         ORDER BY id DESC LIMIT ?3",
+        RunRow::list()
+    ))?;
+    let rows = stmt.query_map(params![watch_id, before, limit], RunRow::read)?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }
 
@@ -162,7 +170,7 @@ pub fn last_event_key(conn: &Connection, watch_id: &str) -> Result<Option<String
     conn.query_row(
         "SELECT event_key FROM watch_runs WHERE watch_id = ?1 ORDER BY id DESC LIMIT 1",
         params![watch_id],
-        |row| row.get(0),
+        |row| row.get("event_key"),
     )
     .optional()
     .map_err(Error::from)
@@ -199,9 +207,9 @@ pub enum Recorded {
 pub fn record_run(conn: &mut Connection, run: &NewRun) -> Result<Recorded> {
     let tx = conn.transaction()?;
     let exists: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM watch_runs WHERE watch_id = ?1 AND event_key = ?2)",
+        "SELECT EXISTS (SELECT 1 FROM watch_runs WHERE watch_id = ?1 AND event_key = ?2) AS seen",
         params![run.watch_id, run.event_key],
-        |row| row.get(0),
+        |row| row.get("seen"),
     )?;
     if exists {
         return Ok(Recorded::Duplicate);
@@ -210,9 +218,10 @@ pub fn record_run(conn: &mut Connection, run: &NewRun) -> Result<Recorded> {
     if reason.is_none() {
         let hour_ago = time::ago(std::time::Duration::from_secs(3600));
         let recent: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM watch_runs WHERE watch_id = ?1 AND session_id != '' AND created_at > ?2",
+            "SELECT COUNT(*) AS recent FROM watch_runs WHERE watch_id = ?1 AND session_id != '' \
+             AND created_at > ?2",
             params![run.watch_id, hour_ago],
-            |row| row.get(0),
+            |row| row.get("recent"),
         )?;
         if recent >= run.max_runs_per_hour {
             reason = Some(format!(
@@ -258,7 +267,9 @@ pub fn summarise_runs(tx: &Connection, session: &Session) -> Result<()> {
     let runs: Vec<(i64, String)> = {
         let mut stmt =
             tx.prepare_cached("SELECT id, trigger_summary FROM watch_runs WHERE session_id = ?1")?;
-        let rows = stmt.query_map(params![session.id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let rows = stmt.query_map(params![session.id], |row| {
+            Ok((row.get("id")?, row.get("trigger_summary")?))
+        })?;
         rows.collect::<rusqlite::Result<_>>()?
     };
     for (id, trigger) in runs {
@@ -308,7 +319,11 @@ pub fn pending_deliveries(
          AND received_at < ?1 ORDER BY received_at",
     )?;
     let rows = stmt.query_map(params![received_before], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        Ok((
+            row.get("delivery_id")?,
+            row.get("event")?,
+            row.get("payload")?,
+        ))
     })?;
     rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
 }

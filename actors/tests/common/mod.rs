@@ -1,6 +1,5 @@
 //! Shared fixture: a real actor tree (real SQLite, real acpx, the project's mock ACP agent,
-//! real git repositories). The actor registry is per process, so each test file runs one
-//! daemon.
+//! real git repositories). Daemons are scoped to their instance, so a test may start several.
 
 #![allow(dead_code)]
 

@@ -106,6 +106,7 @@ impl Running {
             shutdown: shutdown.clone(),
             github_secret: config.github_webhook_secret.as_deref().map(Into::into),
             tokens: Arc::new(config.tokens.clone()),
+            browser: Arc::new(config.browser.clone()),
         };
         let server = tokio::spawn(http::serve(listener, state));
         Ok(Self {

@@ -1,0 +1,76 @@
+//! JSON in and out of the routes: request bodies parsed into the API's request types (the same
+//! types the CLI sends), replies, and the few checks every route shares.
+
+use super::errors::ApiError;
+use bytes::Bytes;
+use std::collections::HashMap;
+use warp::http::StatusCode;
+use warp::reply::{json, with_status, Response};
+use warp::Reply;
+
+/// A route's query string.
+pub type Query = HashMap<String, String>;
+
+pub fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    with_status(json(value), status).into_response()
+}
+
+/// Parses a JSON object body into `T`, with messages a person can act on.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("request body is not valid JSON: {err}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    }
+    if let Some(field) = field_with_nul(&value, "") {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains a NUL character, which no prompt, path or git name can carry"
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
+}
+
+/// The first string (or key) holding a NUL, by its path in the document: every text field
+/// of the API ends up in an argv, a path or a git argument, where NUL cannot go.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if path.is_empty() {
+            "the body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(text) => text.contains('\0').then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with_nul(item, &format!("{}[{i}]", here()))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let name = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here())
+            } else {
+                field_with_nul(item, &name)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A text field a request must carry (present and not blank).
+pub fn required(text: &str, name: &str) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("{name} is required")));
+    }
+    Ok(())
+}
