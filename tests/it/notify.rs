@@ -648,41 +648,25 @@ fn notify_test_reports_every_target_with_or_without_a_daemon() {
     assert_eq!(receiver.requests().len(), 4);
 }
 
+/// Each setting's refusals are unit-tested in `config`; this shows `serve` stops on them.
 #[test]
 fn bad_notification_settings_stop_start_up_naming_the_variable() {
-    for (env, variable) in [
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    for (variable, value, named) in [
         (
-            vec![("TELECODER_NOTIFY", "gopher://example.com/x")],
+            "TELECODER_NOTIFY",
+            "https://example.com/hook?events=everything",
             "TELECODER_NOTIFY",
         ),
         (
-            vec![(
-                "TELECODER_NOTIFY",
-                "https://example.com/hook?events=everything",
-            )],
             "TELECODER_NOTIFY",
-        ),
-        (
-            vec![("TELECODER_NOTIFY", "https://example.com/hook")],
+            "https://example.com/hook",
             "TELECODER_NOTIFY_SECRET",
         ),
-        (
-            vec![("TELECODER_PUBLIC_URL", "example.com")],
-            "TELECODER_PUBLIC_URL",
-        ),
     ] {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut env = env;
-        let dir = data.path().to_string_lossy().into_owned();
-        env.push(("TELECODER_DATA_DIR", &dir));
-        env.push(("TELECODER_LISTEN_PORT", "0"));
-        let output = telecoder(&env, &["serve"]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{env:?}: {stderr}");
-        assert!(
-            stderr.contains(&format!("invalid {variable}")),
-            "{env:?}: {stderr}"
-        );
+        let stderr = refused_setting(&data_dir, variable, value);
+        assert!(stderr.contains(&format!("invalid {named}")), "{stderr}");
     }
 }
 

@@ -101,6 +101,28 @@ pub fn telecoder_within(
     child.wait_with_output().expect("telecoder output")
 }
 
+/// `serve` with `variable=value` (data in `data_dir`) must stop at start-up with exit 2;
+/// returns what it printed on stderr.
+#[track_caller]
+pub fn refused_setting(data_dir: &str, variable: &str, value: &str) -> String {
+    let output = telecoder_within(
+        &[
+            ("TELECODER_DATA_DIR", data_dir),
+            ("TELECODER_LISTEN_PORT", "0"),
+            (variable, value),
+        ],
+        &["serve"],
+        SHORT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{variable}={value}: {stderr}"
+    );
+    stderr
+}
+
 /// Serves `routes` on a loopback port from a thread of its own (a fake GitHub API, a
 /// notification receiver); returns its base URL, `http://127.0.0.1:PORT`.
 pub fn serve_on_loopback(routes: warp::filters::BoxedFilter<(warp::reply::Response,)>) -> String {

@@ -167,31 +167,17 @@ impl ApprovalFacts {
         let record: Value = serde_json::from_str(data).unwrap_or(Value::Null);
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let call = &record["toolCall"];
-        let locations = call["locations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|l| match l {
-                Value::String(path) => Some(path.clone()),
-                Value::Object(_) => {
-                    let path = l["path"].as_str()?;
-                    Some(match l["line"].as_u64() {
-                        Some(line) => format!("{path}:{line}"),
-                        None => path.to_owned(),
-                    })
-                }
-                _ => None,
+        // A location is a path or `{path, line}`; an option its name or `{name | kind}`.
+        let locations = strings(&call["locations"], |l| {
+            let path = l["path"].as_str()?;
+            Some(match l["line"].as_u64() {
+                Some(line) => format!("{path}:{line}"),
+                None => path.to_owned(),
             })
-            .collect();
-        let options = record["options"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| match o {
-                Value::String(name) => Some(name.clone()),
-                _ => o["name"].as_str().or(o["kind"].as_str()).map(str::to_owned),
-            })
-            .collect();
+        });
+        let options = strings(&record["options"], |o| {
+            o["name"].as_str().or(o["kind"].as_str()).map(str::to_owned)
+        });
         Self {
             id: text(&record["id"]),
             title: text(&call["title"]),
@@ -200,6 +186,17 @@ impl ApprovalFacts {
             options,
         }
     }
+}
+
+/// The entries of a JSON array as text: strings as they are, anything else through `read`.
+fn strings(array: &Value, read: impl Fn(&Value) -> Option<String>) -> Vec<String> {
+    let entries = array.as_array().into_iter().flatten();
+    entries
+        .filter_map(|entry| match entry {
+            Value::String(text) => Some(text.clone()),
+            other => read(other),
+        })
+        .collect()
 }
 
 /// A watch that stopped firing.

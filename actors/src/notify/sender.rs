@@ -39,8 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// deliveries are leased as there are free send slots), so one daemon never sends a delivery
 /// twice at once.
 const LEASE: Duration = Duration::from_secs(120);
-/// The sender looks at the outbox at least this often, woken or not (a watch the supervisor
-/// paused is noticed this way; everything else wakes it).
+/// The sender looks at the outbox at least this often, woken or not: a safety net, since every
+/// commit that queues a notification wakes it.
 const POLL: Duration = Duration::from_secs(10);
 /// A notification older than this when its retries run out of patience is given up.
 const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -516,81 +516,55 @@ fn random_unit() -> f64 {
 mod tests {
     use super::*;
 
-    fn claimed(attempts: u32, created_at: String) -> Claimed {
-        Claimed {
+    /// What `decide` makes at `now` of attempt `attempts` of a notification created `age`
+    /// before, answered with `status`, with at most 12 attempts and no jitter.
+    fn decided(now: SystemTime, attempts: u32, age: Duration, answer: (u16, Verdict)) -> Outcome {
+        let (status, verdict) = answer;
+        let claimed = Claimed {
             delivery_id: "d".into(),
             target: "t".into(),
             attempts,
-            created_at,
+            created_at: time::format(now - age),
             facts: Facts::Test,
-        }
-    }
-
-    fn answer(status: u16, verdict: Verdict) -> Answer {
-        Answer {
+        };
+        let answer = Answer {
             status,
             verdict,
             error: format!("HTTP {status}"),
-        }
+        };
+        decide(&claimed, answer, 12, now, 0.0)
     }
 
     #[test]
     fn retries_back_off_until_the_bound() {
         let now = SystemTime::now();
-        let fresh = time::format(now);
-        let retry = Verdict::Retry { retry_after: None };
-        match decide(
-            &claimed(1, fresh.clone()),
-            answer(500, retry.clone()),
-            12,
-            now,
-            0.0,
-        ) {
+        let fresh = Duration::ZERO;
+        let retry = || (500, Verdict::Retry { retry_after: None });
+        // The first backoff is half a second without jitter; stored times round up.
+        assert_eq!(
+            decided(now, 1, fresh, retry()),
             Outcome::Retry {
-                next_attempt_at, ..
-            } => {
-                assert_eq!(
-                    next_attempt_at,
-                    time::format(now + Duration::from_millis(501))
-                )
+                status: 500,
+                error: "HTTP 500".into(),
+                next_attempt_at: time::format(now + Duration::from_millis(501)),
             }
-            other => panic!("{other:?}"),
-        }
-        match decide(
-            &claimed(12, fresh.clone()),
-            answer(500, retry.clone()),
-            12,
-            now,
-            0.0,
-        ) {
+        );
+        match decided(now, 12, fresh, retry()) {
             Outcome::Failed { error, .. } => {
                 assert!(error.contains("after 12 attempts"), "{error}")
             }
             other => panic!("{other:?}"),
         }
-        let old = time::format(now - MAX_AGE);
+        match decided(now, 2, MAX_AGE, retry()) {
+            Outcome::Failed { error, .. } => assert!(error.contains("after 24 h"), "{error}"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
-            decide(&claimed(2, old), answer(503, retry), 12, now, 0.0),
-            Outcome::Failed { .. }
-        ));
-        assert!(matches!(
-            decide(
-                &claimed(1, fresh.clone()),
-                answer(404, Verdict::Refused),
-                12,
-                now,
-                0.0
-            ),
+            decided(now, 1, fresh, (404, Verdict::Refused)),
             Outcome::Failed { .. }
         ));
         assert_eq!(
-            decide(
-                &claimed(3, fresh),
-                answer(202, Verdict::Accepted),
-                12,
-                now,
-                0.0
-            ),
+            decided(now, 3, fresh, (202, Verdict::Accepted)),
             Outcome::Sent { status: 202 }
         );
     }
