@@ -231,6 +231,10 @@ async fn run(inner: Arc<Inner>) {
         Ok(false) => {}
         Err(err) => tracing::error!("cannot record the daemon's start: {err}"),
     }
+    // Without targets there is nothing to send: notifications are only marked done (and
+    // pruned) now and then, so a daemon that notifies nobody does no work per session.
+    let listening = !inner.settings().targets.is_empty();
+    let poll = if listening { POLL } else { PRUNE_EVERY };
     let mut sends = JoinSet::new();
     let mut pruned: Option<Instant> = None;
     while !inner.cancel.is_cancelled() {
@@ -245,15 +249,15 @@ async fn run(inner: Arc<Inner>) {
                 Err(_) => {
                     take_and_send(&inner, &mut sends).await;
                     // A finished send wakes us; the poll covers the rest.
-                    POLL
+                    poll
                 }
             },
-            None => POLL,
+            None => poll,
         };
         tokio::select! {
             _ = inner.cancel.cancelled() => {}
-            _ = inner.wake.notified() => {}
-            _ = tokio::time::sleep(wait.min(POLL)) => {}
+            _ = inner.wake.notified(), if listening => {}
+            _ = tokio::time::sleep(wait.min(poll)) => {}
         }
     }
     // One last turn (sessions a shutdown just ended), then what is in flight gets DRAIN.
