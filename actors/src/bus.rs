@@ -17,6 +17,10 @@ pub struct EventBus {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>>,
     /// Counts every committed event (the `events_written` metric).
     written: Option<prometheus_client::metrics::counter::Counter>,
+    /// Poked after a commit that may have queued a notification (a terminal event, an
+    /// approval, a watch update), so the notification sender looks at the outbox at once
+    /// (issue 15).
+    notifications: Arc<tokio::sync::Notify>,
 }
 
 impl EventBus {
@@ -47,6 +51,9 @@ impl EventBus {
         if let Some(written) = &self.written {
             written.inc();
         }
+        if event.kind.is_terminal() || event.kind.as_str() == "approval" {
+            self.outbox_changed();
+        }
         let mut channels = self.channels();
         // One shared copy however many readers: a reader's receive must not copy the data.
         if event.kind.is_terminal() {
@@ -58,6 +65,16 @@ impl EventBus {
                 channels.remove(&event.session_id);
             }
         }
+    }
+
+    /// Wakes the notification sender (after commit).
+    pub fn outbox_changed(&self) {
+        self.notifications.notify_one();
+    }
+
+    /// What the notification sender waits on (see the field).
+    pub fn notifications(&self) -> Arc<tokio::sync::Notify> {
+        self.notifications.clone()
     }
 
     /// Drops a session's channel once nobody listens, so finished sessions leave nothing behind.
