@@ -24,6 +24,8 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
   l. approvals       policy ask, a person who answers at once: the agent's permission request ->
                      approval stored -> answered (POST) -> the agent hears the answer (mock agent
                      timestamps + server timestamps)
+  m. notifications   a signed webhook to a local receiver: event committed -> receiver got it,
+                     sessions one at a time and in a burst; one retried delivery (500 first)
 
 Sections a-h run the daemon with --runtime (default native, the daemon's default).
 
@@ -86,6 +88,8 @@ PROFILES = {
         "plain_clones": 2,
         "dashboard_sessions": 10000,
         "dashboard_reps": 30,
+        "notify_n": 20,
+        "notify_burst": 20,
     },
     "full": {
         "start_n": 50,
@@ -109,6 +113,8 @@ PROFILES = {
         "plain_clones": 3,
         "dashboard_sessions": 10000,
         "dashboard_reps": 100,
+        "notify_n": 50,
+        "notify_burst": 100,
     },
 }
 
@@ -2256,6 +2262,123 @@ def bench_workspaces(workdir, acpx, profile):
 
 
 # ---------------------------------------------------------------------------------------------
+# m. notifications: event committed -> receiver got it
+
+NOTIFY_SECRET = "bench-notify-secret-0123456789abcdef"
+
+
+class NotifyReceiver:
+    """A loopback HTTP receiver (http.server) that records when each delivery arrived (wall
+    clock, as the daemon's createdAt), whether its HMAC verified, and answers 500 to the first
+    attempt of any delivery whose session prompt asked for it."""
+
+    def __init__(self):
+        import http.server
+
+        receiver = self
+        self.lock = threading.Lock()
+        self.arrivals = []  # (arrived epoch ms, delivery id, body dict, signature ok, answered)
+        self.fail_first = set()  # session ids whose first attempt gets a 500
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                arrived = time.time() * 1000.0
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                expected = "sha256=" + hmac.new(NOTIFY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+                signed = hmac.compare_digest(expected, self.headers.get("X-TeleCoder-Signature-256", ""))
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = {}
+                delivery = self.headers.get("X-TeleCoder-Delivery", "")
+                session = (payload.get("session") or {}).get("id")
+                with receiver.lock:
+                    seen = any(a[1] == delivery for a in receiver.arrivals)
+                    status = 500 if session in receiver.fail_first and not seen else 200
+                    receiver.arrivals.append((arrived, delivery, payload, signed, status))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def accepted(self):
+        with self.lock:
+            return [a for a in self.arrivals if a[4] == 200]
+
+    def wait(self, count, timeout=120):
+        deadline = time.monotonic() + timeout
+        while len(self.accepted()) < count:
+            if time.monotonic() > deadline:
+                raise BenchError("only %d of %d notifications arrived within %d s" % (len(self.accepted()), count, timeout))
+            time.sleep(0.01)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def notify_latencies(arrivals):
+    """Receiver arrival - createdAt (the commit of the session's terminal event), in ms."""
+    return [a[0] - parse_ts(a[2].get("createdAt")) for a in arrivals if a[2].get("createdAt")]
+
+
+def bench_notify(workdir, acpx, repo, profile):
+    n, burst = profile["notify_n"], profile["notify_burst"]
+    log("m: notifications: %d sessions one at a time, a burst of %d, one retried delivery" % (n, burst))
+    receiver = NotifyReceiver()
+    daemon = Daemon(workdir, "notify", acpx, {
+        "TELECODER_NOTIFY": receiver.url + "?events=finished",
+        "TELECODER_NOTIFY_SECRET": NOTIFY_SECRET,
+    })
+    try:
+        daemon.start()
+        time.sleep(0.5)
+        for _ in range(n):
+            run_session(daemon.api, repo, "@mock say hi", fetch_events=False)
+            receiver.wait(len(receiver.accepted()) + 1)
+        sequential = receiver.accepted()
+        t0, _, ids, sampler = release_burst(daemon, repo, "@mock say hi", burst)
+        sampler.stop()
+        receiver.wait(n + burst)
+        burst_arrivals = [a for a in receiver.accepted() if (a[2].get("session") or {}).get("id") in set(ids)]
+        # One delivery refused once (HTTP 500): the retry's backoff is in its latency.
+        retried = api_session_with_retry(daemon, receiver, repo)
+        status = daemon.api.get("/admin/status").get("notifications", {})
+    finally:
+        daemon.stop()
+        receiver.close()
+    deliveries = [a[1] for a in receiver.accepted()]
+    return {
+        "sessions": n,
+        "burst": burst,
+        "sequential_ms": summary(notify_latencies(sequential)),
+        "burst_ms": summary(notify_latencies(burst_arrivals)),
+        "retried_ms": retried,
+        "signatures_ok": all(a[3] for a in receiver.arrivals),
+        "duplicates_accepted": len(deliveries) - len(set(deliveries)),
+        "outbox": status,
+    }
+
+
+def api_session_with_retry(daemon, receiver, repo):
+    """A session whose notification's first attempt is refused: commit -> accepted, in ms."""
+    before = len(receiver.accepted())
+    session = daemon.api.create(repo, "@mock say retried")
+    with receiver.lock:
+        receiver.fail_first.add(session["id"])
+    receiver.wait(before + 1)
+    arrivals = [a for a in receiver.accepted() if (a[2].get("session") or {}).get("id") == session["id"]]
+    return notify_latencies(arrivals)[0] if arrivals else None
+
+
+# ---------------------------------------------------------------------------------------------
 # set-up, machine, report
 
 
@@ -2551,6 +2674,15 @@ def table_rows(results):
     approvals = results.get("l")
     if approvals:
         approval_rows(add, approvals)
+    m = results.get("m")
+    if m:
+        add(0, "m notification: commit -> receiver, one at a time", ms(m["sequential_ms"]["p50"]), ms(m["sequential_ms"]["p99"]),
+            "n=%d; receiver clock vs createdAt (1 ms res.)" % m["sequential_ms"]["n"])
+        add(0, "m notification: burst of %d sessions" % m["burst"], ms(m["burst_ms"]["p50"]), ms(m["burst_ms"]["p99"]),
+            "max %s" % ms(m["burst_ms"].get("max")))
+        add(1, "retried once (500 first)", ms(m["retried_ms"]), "", "includes the backoff (0.5-1 s)")
+        add(1, "signatures, duplicates accepted", "ok" if m["signatures_ok"] else "BAD", str(m["duplicates_accepted"]),
+            "outbox after: %s" % ", ".join("%s %s" % kv for kv in sorted(m["outbox"].items())))
     return rows
 
 
@@ -2621,7 +2753,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghijkl", help="sections to run, e.g. 'ad' (default abcdefghijkl)")
+    parser.add_argument("--only", default="abcdefghijklm", help="sections to run, e.g. 'ad' (default abcdefghijklm)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2689,6 +2821,8 @@ def main():
         results["k"] = bench_dashboard(workdir, acpx, repo, profile)
     if "l" in sections:
         results["l"] = bench_approvals(workdir, acpx, repo, profile)
+    if "m" in sections:
+        results["m"] = bench_notify(workdir, acpx, repo, profile)
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()

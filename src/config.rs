@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use telecoder_actors::domain::redact::Redactor;
 use telecoder_actors::domain::{PermissionMode, PolicyMode};
+use telecoder_actors::notify::{self, NotifySettings};
 use telecoder_actors::settings::{
     default_concurrency, RuntimeKind, Secret, Settings, DEFAULT_WORKSPACE_GC_INTERVAL,
     DEFAULT_WORKSPACE_RETENTION, SECRET_VARIABLES,
@@ -275,6 +276,69 @@ fn size(lookup: Lookup<'_>, name: &'static str) -> Result<Option<u64>, ConfigErr
         })
 }
 
+/// `TELECODER_NOTIFY` and its companions (issue 15). A webhook target needs the secret its
+/// receivers verify signatures with; plain http to another machine is allowed (a warning is
+/// logged at start-up).
+fn notify_settings(lookup: Lookup<'_>) -> Result<NotifySettings, ConfigError> {
+    let targets = match value(lookup, "TELECODER_NOTIFY") {
+        Some(text) => {
+            notify::target::parse_targets(&text).map_err(|err| invalid("TELECODER_NOTIFY", err))?
+        }
+        None => Vec::new(),
+    };
+    let secret = value(lookup, "TELECODER_NOTIFY_SECRET");
+    if secret.as_ref().is_some_and(|s| s.trim().len() < 16) {
+        return Err(invalid(
+            "TELECODER_NOTIFY_SECRET",
+            "must be at least 16 characters (e.g. `openssl rand -hex 32`)",
+        ));
+    }
+    if let Some(webhook) = targets
+        .iter()
+        .find(|t| t.kind == notify::target::Kind::Webhook)
+    {
+        if secret.is_none() {
+            return Err(invalid(
+                "TELECODER_NOTIFY_SECRET",
+                format!(
+                    "not set, but TELECODER_NOTIFY has a webhook target ({}) whose receiver needs it to verify deliveries; generate one with `openssl rand -hex 32`",
+                    webhook.label()
+                ),
+            ));
+        }
+    }
+    let public_url = match value(lookup, "TELECODER_PUBLIC_URL") {
+        None => None,
+        Some(text) => {
+            let url = text.trim().trim_end_matches('/').to_owned();
+            let parsed = reqwest::Url::parse(&url).map_err(|err| {
+                invalid(
+                    "TELECODER_PUBLIC_URL",
+                    format!("'{url}' is not a URL: {err}"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(invalid(
+                    "TELECODER_PUBLIC_URL",
+                    format!("'{url}' is not an http(s) URL"),
+                ));
+            }
+            Some(url)
+        }
+    };
+    Ok(NotifySettings {
+        targets,
+        secret: secret.map(|s| Secret::new(s.trim())),
+        public_url,
+        max_attempts: bounded(
+            lookup,
+            "TELECODER_NOTIFY_MAX_ATTEMPTS",
+            notify::DEFAULT_MAX_ATTEMPTS,
+            50,
+        )?,
+    })
+}
+
 /// The longest minimum spacing of schedules an operator may ask for: once a day.
 const SCHEDULE_MIN_INTERVAL_MAX: u64 = 24 * 3600;
 
@@ -372,6 +436,7 @@ impl Config {
             .filter(|v| !v.is_empty())
             .map(str::to_owned)
             .collect();
+        let notify = notify_settings(lookup)?;
         let secrets = [
             tokens.full.clone(),
             tokens.read.clone(),
@@ -379,7 +444,9 @@ impl Config {
             github_webhook_secret.clone(),
             value(lookup, "GITHUB_TOKEN"),
             value(lookup, "GH_TOKEN"),
+            notify.secret.as_ref().map(|s| s.expose().to_owned()),
         ];
+        let target_secrets = notify.targets.iter().flat_map(|t| t.secrets());
         let settings = Settings {
             data_dir,
             default_agent,
@@ -415,7 +482,7 @@ impl Config {
                 SCHEDULE_MIN_INTERVAL_MAX,
             )?),
             allowed_repos: allowed_repos(lookup)?,
-            redactor: Redactor::new(secrets.into_iter().flatten()),
+            redactor: Redactor::new(secrets.into_iter().flatten().chain(target_secrets)),
             agent_env_blocklist: SECRET_VARIABLES
                 .iter()
                 .filter(|v| !passthrough.iter().any(|p| p == *v))
@@ -449,6 +516,7 @@ impl Config {
                 DEFAULT_WORKSPACE_GC_INTERVAL,
                 Duration::from_secs(1),
             )?,
+            notify,
         };
         let url = value(lookup, "TELECODER_URL").unwrap_or_else(|| {
             let host = match listen_host.as_str() {
@@ -592,15 +660,46 @@ impl Config {
                     .collect(),
             ),
         ));
-        let secret = if self.github_webhook_secret.is_some() {
-            "(set)"
-        } else {
-            "(not set)"
-        };
-        rows.push(("TELECODER_GITHUB_WEBHOOK_SECRET".into(), secret.into()));
+        let set = |is_set: bool| if is_set { "(set)" } else { "(not set)" };
+        rows.push((
+            "TELECODER_GITHUB_WEBHOOK_SECRET".into(),
+            set(self.github_webhook_secret.is_some()).into(),
+        ));
+        rows.push((
+            "TELECODER_NOTIFY".into(),
+            notify_targets(&s.notify).join(" "),
+        ));
+        rows.push((
+            "TELECODER_NOTIFY_SECRET".into(),
+            set(s.notify.secret.is_some()).into(),
+        ));
+        rows.push((
+            "TELECODER_NOTIFY_MAX_ATTEMPTS".into(),
+            s.notify.max_attempts.to_string(),
+        ));
+        rows.push((
+            "TELECODER_PUBLIC_URL".into(),
+            s.notify.public_url.clone().unwrap_or_default(),
+        ));
         rows.push(("database".into(), s.database_path().display().to_string()));
         rows
     }
+}
+
+/// The targets as `config` shows them: kind, masked URL, filter, and a warning for plain http
+/// to another machine.
+pub fn notify_targets(notify: &NotifySettings) -> Vec<String> {
+    notify
+        .targets
+        .iter()
+        .map(|t| {
+            let mut shown = format!("{} (events: {})", t.label(), t.events.describe());
+            if t.is_cleartext_remote() {
+                shown.push_str(" (warning: plain http to another machine)");
+            }
+            shown
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -719,6 +818,33 @@ mod tests {
                 vec![("TELECODER_WORKSPACE_GC_INTERVAL", "0")],
                 "TELECODER_WORKSPACE_GC_INTERVAL",
             ),
+            (
+                vec![("TELECODER_NOTIFY", "ftp://example.com/x")],
+                "TELECODER_NOTIFY",
+            ),
+            (
+                vec![("TELECODER_NOTIFY", "https://example.com/h?events=done")],
+                "TELECODER_NOTIFY",
+            ),
+            (
+                vec![("TELECODER_NOTIFY", "https://example.com/hook")],
+                "TELECODER_NOTIFY_SECRET",
+            ),
+            (
+                vec![
+                    ("TELECODER_NOTIFY", "ntfy://ntfy.sh/alerts"),
+                    ("TELECODER_NOTIFY_SECRET", "short"),
+                ],
+                "TELECODER_NOTIFY_SECRET",
+            ),
+            (
+                vec![("TELECODER_PUBLIC_URL", "tc.example.com")],
+                "TELECODER_PUBLIC_URL",
+            ),
+            (
+                vec![("TELECODER_NOTIFY_MAX_ATTEMPTS", "0")],
+                "TELECODER_NOTIFY_MAX_ATTEMPTS",
+            ),
         ] {
             let err = config(&pairs).expect_err("must be rejected");
             assert_eq!(err.variable, variable);
@@ -768,5 +894,37 @@ mod tests {
             Some("python3 a.py")
         );
         assert_eq!(config.settings.agent_command("other"), None);
+    }
+
+    #[test]
+    fn notification_secrets_are_redacted_and_masked() {
+        let config = config(&[
+            (
+                "TELECODER_NOTIFY",
+                "https://hooks.slack.com/services/T0001/B0002/slackSecretPart0123456 \
+                 ntfy://ntfy.sh/alerts-topic?token=tk_ntfyToken0123456789&events=error",
+            ),
+            ("TELECODER_PUBLIC_URL", "https://tc.example.com/"),
+        ])
+        .expect("valid");
+        let notify = &config.settings.notify;
+        assert_eq!(notify.targets.len(), 2);
+        assert_eq!(notify.public_url.as_deref(), Some("https://tc.example.com"));
+        let redacted = config
+            .settings
+            .redactor
+            .redact("posting to slackSecretPart0123456 with tk_ntfyToken0123456789");
+        assert!(!redacted.contains("slackSecret"), "{redacted}");
+        assert!(!redacted.contains("tk_ntfyToken"), "{redacted}");
+        let shown: String = config
+            .describe()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        assert!(!shown.contains("slackSecret"), "{shown}");
+        assert!(!shown.contains("tk_ntfyToken"), "{shown}");
+        assert!(shown.contains("(events: error)"), "{shown}");
+        let blocked = &config.settings.agent_env_blocklist;
+        assert!(blocked.iter().any(|v| v == "TELECODER_NOTIFY"));
     }
 }

@@ -129,6 +129,10 @@ pub struct ConfigView {
     /// `null` when there is no cap.
     workspace_max_bytes: Option<u64>,
     workspace_gc_interval_seconds: u64,
+    /// (ext) notification targets, secrets masked, with their filters.
+    notify_targets: Vec<String>,
+    notify_secret_set: bool,
+    public_url: String,
 }
 
 impl ConfigView {
@@ -175,6 +179,9 @@ impl ConfigView {
             workspace_retention_seconds: s.workspace_retention.as_secs(),
             workspace_max_bytes: s.workspace_max_bytes,
             workspace_gc_interval_seconds: s.workspace_gc_interval.as_secs(),
+            notify_targets: crate::config::notify_targets(&s.notify),
+            notify_secret_set: s.notify.secret.is_some(),
+            public_url: s.notify.public_url.clone().unwrap_or_default(),
         }
     }
 }
@@ -499,6 +506,24 @@ pub fn admin_status(status: &Value) -> String {
         }
     }
     text
+}
+
+/// What each notification target answered to `notify-test`.
+pub fn notify_results(results: &[telecoder_actors::notify::TestResult]) -> String {
+    let rows = results
+        .iter()
+        .map(|r| {
+            let result = if r.ok {
+                format!("ok (HTTP {})", r.status)
+            } else if r.error.is_empty() {
+                format!("failed (HTTP {})", r.status)
+            } else {
+                format!("failed: {}", short(&r.error, 80))
+            };
+            vec![r.target.clone(), result, format!("{} ms", r.latency_ms)]
+        })
+        .collect();
+    table(&["TARGET", "RESULT", "TIME"], rows)
 }
 
 /// The actor tree for a person (`telecoder admin actors`).

@@ -31,6 +31,10 @@ pub struct EventBus {
     activity: broadcast::Sender<Activity>,
     /// Counts every committed event (the `events_written` metric).
     written: Option<prometheus_client::metrics::counter::Counter>,
+    /// Poked after a commit that may have queued a notification (a terminal event, an
+    /// approval, a watch update), so the notification sender looks at the outbox at once
+    /// (issue 15).
+    notifications: Arc<tokio::sync::Notify>,
 }
 
 impl Default for EventBus {
@@ -39,6 +43,7 @@ impl Default for EventBus {
             channels: Arc::default(),
             activity: broadcast::channel(ACTIVITY_CAPACITY).0,
             written: None,
+            notifications: Arc::default(),
         }
     }
 }
@@ -78,6 +83,9 @@ impl EventBus {
                 kind: event.kind,
             });
         }
+        if event.kind.is_terminal() || event.kind.as_str() == "approval" {
+            self.outbox_changed();
+        }
         let mut channels = self.channels();
         // One shared copy however many readers: a reader's receive must not copy the data.
         if event.kind.is_terminal() {
@@ -95,6 +103,16 @@ impl EventBus {
     /// when it subscribes, and again when it lags).
     pub fn watch_all(&self) -> broadcast::Receiver<Activity> {
         self.activity.subscribe()
+    }
+
+    /// Wakes the notification sender (after commit).
+    pub fn outbox_changed(&self) {
+        self.notifications.notify_one();
+    }
+
+    /// What the notification sender waits on (see the field).
+    pub fn notifications(&self) -> Arc<tokio::sync::Notify> {
+        self.notifications.clone()
     }
 
     /// Drops a session's channel once nobody listens, so finished sessions leave nothing behind.

@@ -13,6 +13,7 @@ use crate::domain::{
     WatchId, WatchRun,
 };
 use crate::error::{Error, Result};
+use crate::notify::Notifier;
 use crate::queue::{self, QueueMsg, QueueStats};
 use crate::requests::{self, NewWatch, WatchPatch};
 use crate::runtime::AgentRuntime;
@@ -48,6 +49,9 @@ pub struct Daemon {
     publishing: Arc<Mutex<HashSet<String>>>,
     started: std::time::Instant,
     bus: EventBus,
+    /// Delivers notifications from the outbox (issue 15): a tracked task, stopped after the
+    /// sessions at shutdown so their notifications still go out.
+    notifier: Notifier,
 }
 
 impl Daemon {
@@ -56,6 +60,8 @@ impl Daemon {
         settings: Settings,
         runtime: Arc<dyn AgentRuntime>,
     ) -> Result<(Self, JoinHandle<()>)> {
+        // Before the queue's first stale sweep: a crash of the previous instance is told.
+        let started_at = crate::domain::time::now();
         let metrics = crate::metrics::Metrics::default();
         let bus = EventBus::counting(metrics.events_written.clone());
         let slots = Slots {
@@ -94,6 +100,7 @@ impl Daemon {
             .map_err(|err| Error::Internal(format!("cannot start: {}", startup_cause(&err))))?;
         let expired = ctx.store.expire_orphan_approvals(&ctx.owner_id).await;
         report_orphan_approvals(expired);
+        let notifier = Notifier::start(&ctx, bus.notifications(), &started_at)?;
         let daemon = Self {
             root,
             ctx,
@@ -101,6 +108,7 @@ impl Daemon {
             publishing: Arc::default(),
             started: std::time::Instant::now(),
             bus,
+            notifier,
         };
         Ok((daemon, handle))
     }
@@ -124,6 +132,11 @@ impl Daemon {
     /// How long this daemon has been up.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The notification sender (targets, outbox counts, `notify-test`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// This instance's owner id (recorded on the sessions it runs).
@@ -490,6 +503,8 @@ impl Daemon {
             .root
             .call(SupervisorMsg::Shutdown, Some(recorded))
             .await;
+        // While the store still runs: the sender drains briefly and records the clean stop.
+        self.notifier.stop().await;
         self.ctx.tasks.close();
         if tokio::time::timeout(STOP_GRACE, self.ctx.tasks.wait())
             .await

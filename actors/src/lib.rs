@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod domain;
 pub mod error;
 pub mod metrics;
+pub mod notify;
 pub mod process;
 pub mod publish;
 pub mod queue;

@@ -53,6 +53,13 @@ pub struct Metrics {
     /// Workspaces the collector removed, and the bytes that freed.
     pub workspaces_collected: Counter,
     pub workspace_bytes_freed: Counter,
+    /// Notification attempts by outcome: sent, retried, failed (issue 15).
+    pub notify_attempts: Family<OutcomeLabels, Counter>,
+    /// Deliveries waiting in the outbox and given up; refreshed when scraped.
+    pub notify_outbox_pending: Gauge,
+    pub notify_outbox_failed: Gauge,
+    /// From the event's commit to the receiver's acceptance.
+    pub notify_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -74,6 +81,11 @@ impl Default for Metrics {
         let mirror_bytes = Gauge::default();
         let workspaces_collected = Counter::default();
         let workspace_bytes_freed = Counter::default();
+        let notify_attempts = Family::<OutcomeLabels, Counter>::default();
+        let notify_outbox_pending = Gauge::default();
+        let notify_outbox_failed = Gauge::default();
+        // 5 ms .. ~80 s
+        let notify_latency = Histogram::new(exponential_buckets(0.005, 2.0, 15));
         registry.register(
             "sessions_created",
             "Sessions created",
@@ -149,6 +161,26 @@ impl Default for Metrics {
             "Bytes freed by removing workspaces",
             workspace_bytes_freed.clone(),
         );
+        registry.register(
+            "notify_attempts",
+            "Notification delivery attempts by outcome (sent, retried, failed)",
+            notify_attempts.clone(),
+        );
+        registry.register(
+            "notify_outbox_pending",
+            "Notification deliveries waiting to be sent or retried",
+            notify_outbox_pending.clone(),
+        );
+        registry.register(
+            "notify_outbox_failed",
+            "Notification deliveries given up (kept 30 days)",
+            notify_outbox_failed.clone(),
+        );
+        registry.register(
+            "notify_delivery_seconds",
+            "Time from an event's commit to its notification's acceptance",
+            notify_latency.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             sessions_created,
@@ -166,6 +198,10 @@ impl Default for Metrics {
             mirror_bytes,
             workspaces_collected,
             workspace_bytes_freed,
+            notify_attempts,
+            notify_outbox_pending,
+            notify_outbox_failed,
+            notify_latency,
         }
     }
 }
@@ -197,6 +233,14 @@ impl Metrics {
 
     pub fn delivery(&self, outcome: &str) {
         self.webhook_deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, outcome: &str) {
+        self.notify_attempts
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
             })

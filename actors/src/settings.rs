@@ -66,6 +66,8 @@ pub struct Settings {
     /// How often the supervisor runs the workspace collector
     /// (`TELECODER_WORKSPACE_GC_INTERVAL`).
     pub workspace_gc_interval: Duration,
+    /// Notification targets and how to sign and link (issue 15).
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// How sessions talk to their agent.
@@ -149,6 +151,7 @@ impl Settings {
             workspace_retention: DEFAULT_WORKSPACE_RETENTION,
             workspace_max_bytes: None,
             workspace_gc_interval: DEFAULT_WORKSPACE_GC_INTERVAL,
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 
@@ -196,7 +199,7 @@ pub const DEFAULT_WORKSPACE_GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Variables that carry TeleCoder's or GitHub's credentials; agents never see them unless the
 /// operator passes them through explicitly.
-pub const SECRET_VARIABLES: [&str; 8] = [
+pub const SECRET_VARIABLES: [&str; 10] = [
     "GITHUB_TOKEN",
     "GH_TOKEN",
     "TELECODER_API_TOKEN",
@@ -205,6 +208,9 @@ pub const SECRET_VARIABLES: [&str; 8] = [
     "TELECODER_ADMIN_TOKEN",
     "TELECODER_GITHUB_WEBHOOK_SECRET",
     "GITHUB_APP_PRIVATE_KEY",
+    // Notification targets carry credentials in their URLs (Slack hooks, ntfy tokens).
+    "TELECODER_NOTIFY",
+    "TELECODER_NOTIFY_SECRET",
 ];
 
 impl Settings {

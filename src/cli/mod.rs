@@ -7,6 +7,7 @@
 
 pub mod converse;
 mod follow;
+mod notify;
 pub mod output;
 mod read;
 mod watches;
@@ -105,6 +106,9 @@ pub enum Command {
     Doctor,
     #[command(flatten)]
     Workspaces(workspaces::WorkspaceCommand),
+    /// Send a test notification to every TELECODER_NOTIFY target and report each answer
+    /// (exit 1 when any failed).
+    NotifyTest,
     /// Publish a finished session as a GitHub pull request.
     PublishSession {
         id: String,
@@ -349,6 +353,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<ExitCode, CliError> {
         Command::TriggerCi(args) => watches::trigger_ci(ctx, args).await,
         Command::TriggerPr(args) => watches::trigger_pr(ctx, args).await,
         Command::Workspaces(command) => workspaces::run(ctx, command).await,
+        Command::NotifyTest => notify::test(ctx).await,
         command => {
             other(ctx, command).await?;
             Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! Operator routes: `/admin/actors` (the live actor tree), `/admin/status`, `/admin/faults`
-//! (fault drills) and `/metrics` (Prometheus). They need the admin scope when tokens are set.
+//! (fault drills), `/admin/notify-test` (a test notification to every target) and `/metrics`
+//! (Prometheus). They need the admin scope when tokens are set.
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply_json};
@@ -26,6 +27,11 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         Route::post("/admin/faults", Scope::Admin).json(),
         |at| at.and(with()).and(bounded_body(API_BODY_LIMIT)).then(fault),
     );
+    let notify = declare(
+        state,
+        Route::post("/admin/notify-test", Scope::Admin),
+        |at| at.and(with()).then(notify_test),
+    );
     let metrics = declare(state, Route::get("/metrics", Scope::Admin), |at| {
         at.and(with()).then(metrics)
     });
@@ -33,6 +39,8 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         .or(status)
         .unify()
         .or(faults)
+        .unify()
+        .or(notify)
         .unify()
         .or(metrics)
         .unify()
@@ -56,6 +64,8 @@ async fn status(state: AppState) -> Response {
             let stats = state.daemon.stats().await?;
             let workspaces = state.daemon.workspace_usage().await?;
             let settings = state.daemon.settings();
+            let notifier = state.daemon.notifier();
+            let outbox = notifier.counts().await?;
             Ok(reply_json(
                 StatusCode::OK,
                 &json!({
@@ -83,6 +93,12 @@ async fn status(state: AppState) -> Response {
                         "retentionSeconds": settings.workspace_retention.as_secs(),
                         "maxBytes": settings.workspace_max_bytes,
                     },
+                    "notifications": {
+                        "targets": notifier.targets().len(),
+                        "pending": outbox.pending,
+                        "failed": outbox.failed,
+                        "sent": outbox.sent,
+                    },
                 }),
             ))
         }
@@ -104,6 +120,21 @@ async fn fault(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     )
 }
 
+/// `POST /admin/notify-test`: one test notification per target, each one's answer.
+async fn notify_test(state: AppState) -> Response {
+    respond(
+        async {
+            let results = state.daemon.notifier().test().await?;
+            let ok = results.iter().all(|r| r.ok);
+            Ok(reply_json(
+                StatusCode::OK,
+                &json!({"ok": ok, "results": results}),
+            ))
+        }
+        .await,
+    )
+}
+
 async fn metrics(state: AppState) -> Response {
     let daemon = &state.daemon;
     // Sets the workspace gauges as a side effect.
@@ -115,6 +146,11 @@ async fn metrics(state: AppState) -> Response {
         let metrics = daemon.metrics();
         metrics.sessions_running.set(running.unwrap_or(0) as i64);
         metrics.sessions_queued.set(database.queue_depth as i64);
+    }
+    if let Ok(outbox) = daemon.notifier().counts().await {
+        let metrics = daemon.metrics();
+        metrics.notify_outbox_pending.set(outbox.pending as i64);
+        metrics.notify_outbox_failed.set(outbox.failed as i64);
     }
     warp::reply::with_header(
         daemon.metrics().encode(),

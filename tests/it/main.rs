@@ -12,6 +12,7 @@ mod first_hour;
 mod hooks;
 mod lifecycle;
 mod native;
+mod notify;
 mod ops;
 mod publish;
 mod recovery;

@@ -94,7 +94,7 @@ fn the_actor_tree_shows_live_actors_and_restarts() {
 
     let status = api.get("/admin/status").body;
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(status["database"]["schemaVersion"], 7);
+    assert_eq!(status["database"]["schemaVersion"], 8);
     assert!(status["database"]["sizeBytes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(status["sessionsByStatus"]["complete"], 1);
     assert_eq!(status["queueDepth"], 0);

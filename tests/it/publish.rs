@@ -21,53 +21,42 @@ pub(crate) struct FakeGitHub {
 fn fake_github() -> (String, Arc<Mutex<FakeGitHub>>) {
     let state = Arc::new(Mutex::new(FakeGitHub::default()));
     let shared = state.clone();
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let _ = url_tx.send(format!("http://{}", listener.local_addr().expect("addr")));
-            let with_state = warp::any().map(move || shared.clone());
-            let routes = warp::path!("repos" / String / String / "pulls")
-                .and(warp::method())
-                .and(warp::header::optional::<String>("authorization"))
-                .and(warp::query::<std::collections::HashMap<String, String>>())
-                .and(warp::body::bytes())
-                .and(with_state)
-                .map(|owner: String, name: String, method: warp::http::Method, auth: Option<String>, query: std::collections::HashMap<String, String>, body: bytes::Bytes, state: Arc<Mutex<FakeGitHub>>| {
-                    let mut fake = state.lock().expect("lock");
-                    fake.requests.push((method.to_string(), auth.clone().unwrap_or_default(), String::from_utf8_lossy(&body).into_owned()));
-                    let reply = |status: u16, value: Value| {
-                        warp::reply::with_status(warp::reply::json(&value), warp::http::StatusCode::from_u16(status).expect("status"))
-                    };
-                    if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
-                        return reply(401, json!({"message": "Bad credentials"}));
-                    }
-                    if method == warp::http::Method::GET {
-                        let head = query.get("head").cloned().unwrap_or_default();
-                        let found: Vec<Value> = fake.pulls.iter().filter(|p| format!("{owner}:{}", p["head"]["ref"].as_str().unwrap_or_default()) == head).cloned().collect();
-                        return reply(200, json!(found));
-                    }
-                    if let Some(status) = fake.fail_next_create.take() {
-                        return reply(status, json!({"message": "injected failure"}));
-                    }
-                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let head = request["head"].as_str().unwrap_or_default().to_owned();
-                    if fake.pulls.iter().any(|p| p["head"]["ref"] == head.as_str()) {
-                        return reply(422, json!({"message": "Validation Failed", "errors": [{"message": format!("A pull request already exists for {owner}:{head}.")}]}));
-                    }
-                    let number = fake.pulls.len() as u64 + 1;
-                    let pull = json!({"number": number, "html_url": format!("https://github.com/{owner}/{name}/pull/{number}"), "title": request["title"], "body": request["body"], "base": {"ref": request["base"]}, "head": {"ref": head}});
-                    fake.pulls.push(pull.clone());
-                    reply(201, pull)
-                });
-            warp::serve(routes).incoming(listener).run().await;
-        });
-    });
-    (url_rx.recv().expect("fake github url"), state)
+    let with_state = warp::any().map(move || shared.clone());
+    let routes = warp::path!("repos" / String / String / "pulls")
+        .and(warp::method())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .and(warp::body::bytes())
+        .and(with_state)
+        .map(|owner: String, name: String, method: warp::http::Method, auth: Option<String>, query: std::collections::HashMap<String, String>, body: bytes::Bytes, state: Arc<Mutex<FakeGitHub>>| {
+            let mut fake = state.lock().expect("lock");
+            fake.requests.push((method.to_string(), auth.clone().unwrap_or_default(), String::from_utf8_lossy(&body).into_owned()));
+            let reply = |status: u16, value: Value| {
+                warp::Reply::into_response(warp::reply::with_status(warp::reply::json(&value), warp::http::StatusCode::from_u16(status).expect("status")))
+            };
+            if auth.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+                return reply(401, json!({"message": "Bad credentials"}));
+            }
+            if method == warp::http::Method::GET {
+                let head = query.get("head").cloned().unwrap_or_default();
+                let found: Vec<Value> = fake.pulls.iter().filter(|p| format!("{owner}:{}", p["head"]["ref"].as_str().unwrap_or_default()) == head).cloned().collect();
+                return reply(200, json!(found));
+            }
+            if let Some(status) = fake.fail_next_create.take() {
+                return reply(status, json!({"message": "injected failure"}));
+            }
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let head = request["head"].as_str().unwrap_or_default().to_owned();
+            if fake.pulls.iter().any(|p| p["head"]["ref"] == head.as_str()) {
+                return reply(422, json!({"message": "Validation Failed", "errors": [{"message": format!("A pull request already exists for {owner}:{head}.")}]}));
+            }
+            let number = fake.pulls.len() as u64 + 1;
+            let pull = json!({"number": number, "html_url": format!("https://github.com/{owner}/{name}/pull/{number}"), "title": request["title"], "body": request["body"], "base": {"ref": request["base"]}, "head": {"ref": head}});
+            fake.pulls.push(pull.clone());
+            reply(201, pull)
+        })
+        .boxed();
+    (serve_on_loopback(routes), state)
 }
 
 pub(crate) struct Setup {

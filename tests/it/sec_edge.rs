@@ -250,17 +250,7 @@ fn bad_browser_settings_stop_start_up_and_config_shows_them() {
         ("TELECODER_ALLOWED_HOSTS", "*.example.com"),
         ("TELECODER_ALLOWED_HOSTS", "https://host.example"),
     ] {
-        let output = telecoder_within(
-            &[
-                ("TELECODER_DATA_DIR", data_dir.as_str()),
-                ("TELECODER_LISTEN_PORT", "0"),
-                (variable, value),
-            ],
-            &["serve"],
-            SHORT,
-        );
-        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = refused_setting(&data_dir, variable, value);
         assert!(stderr.contains(variable), "{stderr}");
     }
     let output = telecoder(

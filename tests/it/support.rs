@@ -101,6 +101,48 @@ pub fn telecoder_within(
     child.wait_with_output().expect("telecoder output")
 }
 
+/// `serve` with `variable=value` (data in `data_dir`) must stop at start-up with exit 2;
+/// returns what it printed on stderr.
+#[track_caller]
+pub fn refused_setting(data_dir: &str, variable: &str, value: &str) -> String {
+    let output = telecoder_within(
+        &[
+            ("TELECODER_DATA_DIR", data_dir),
+            ("TELECODER_LISTEN_PORT", "0"),
+            (variable, value),
+        ],
+        &["serve"],
+        SHORT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{variable}={value}: {stderr}"
+    );
+    stderr
+}
+
+/// Serves `routes` on a loopback port from a thread of its own (a fake GitHub API, a
+/// notification receiver); returns its base URL, `http://127.0.0.1:PORT`.
+pub fn serve_on_loopback(routes: warp::filters::BoxedFilter<(warp::reply::Response,)>) -> String {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let _ = url_tx.send(format!("http://{}", listener.local_addr().expect("addr")));
+            warp::serve(routes).incoming(listener).run().await;
+        });
+    });
+    url_rx.recv().expect("server url")
+}
+
 /// Polls `check` every 50 ms until it yields a value or `timeout` passes.
 #[track_caller]
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {

@@ -6,12 +6,14 @@
 //! those closures with names, so a new query is one function here (plus its SQL when the
 //! read-only [`super::snapshot::Snapshot`] shares it).
 
+use super::outbox::{self, Claimed, OutboxCounts, Outcome};
 use super::watches::{self as sql_watches, NewRun, Recorded, WatchFilter};
 use super::{finish, queries, workspaces, DatabaseStatus, Finish, ReadPool, StoreMsg, Writer};
 use crate::current::Current;
 use crate::domain::redact::Redactor;
 use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
+use crate::notify::Target;
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -302,8 +304,12 @@ impl StoreClient {
 
     /// Replaces a watch's editable fields; false if it does not exist.
     pub async fn update_watch(&self, watch: Watch) -> Result<bool> {
-        self.write(move |w| sql_watches::update_watch(w.conn, &watch))
-            .await
+        self.write(move |w| {
+            let updated = sql_watches::update_watch(w.conn, &watch)?;
+            w.outbox_changed(); // notify (issue 15): a pause is told
+            Ok(updated)
+        })
+        .await
     }
 
     /// Deletes a watch and its runs; false if it did not exist.
@@ -420,6 +426,64 @@ impl StoreClient {
     ) -> Result<Vec<WatchRun>> {
         let watch_id = watch_id.to_owned();
         self.read(move |conn| super::watches::runs_page(conn, &watch_id, before, limit))
+            .await
+    }
+
+    /// Records this instance's start; true when the previous one never stopped cleanly (a
+    /// crash notification is then queued, see [`outbox::daemon_started`]).
+    pub async fn record_daemon_start(&self, owner: &str, since: &str) -> Result<bool> {
+        let (owner, since) = (owner.to_owned(), since.to_owned());
+        self.write(move |w| outbox::daemon_started(w.conn, &owner, &since))
+            .await
+    }
+
+    /// Records this instance's clean stop.
+    pub async fn record_daemon_stop(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_owned();
+        self.write(move |w| outbox::daemon_stopped(w.conn, &owner))
+            .await
+    }
+
+    /// When the outbox next has work (see [`outbox::next_due`]).
+    pub async fn outbox_next_due(&self) -> Result<Option<String>> {
+        self.read(outbox::next_due).await
+    }
+
+    /// Pending, failed and sent notification deliveries.
+    pub async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        self.read(outbox::counts).await
+    }
+
+    /// Fans new notifications out to `targets` and leases up to `limit` due deliveries until
+    /// `lease_until` (see [`outbox::take_due`]).
+    pub async fn take_due_notifications(
+        &self,
+        targets: Vec<Target>,
+        now: String,
+        lease_until: String,
+        limit: usize,
+    ) -> Result<Vec<Claimed>> {
+        self.write(move |w| outbox::take_due(w.conn, &targets, &now, &lease_until, limit))
+            .await
+    }
+
+    /// Stores a delivery attempt's outcome and ends its lease.
+    pub async fn record_notification(
+        &self,
+        delivery_id: &str,
+        outcome: Outcome,
+        now: &str,
+    ) -> Result<()> {
+        let (id, now) = (delivery_id.to_owned(), now.to_owned());
+        self.write(move |w| outbox::record(w.conn, &id, &outcome, &now))
+            .await
+    }
+
+    /// Deletes sent deliveries finished before `sent_before` and given-up ones before
+    /// `failed_before`; the rows deleted.
+    pub async fn prune_outbox(&self, sent_before: &str, failed_before: &str) -> Result<usize> {
+        let (sent, failed) = (sent_before.to_owned(), failed_before.to_owned());
+        self.write(move |w| outbox::prune(w.conn, &sent, &failed))
             .await
     }
 }

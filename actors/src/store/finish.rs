@@ -141,6 +141,7 @@ fn write_finish(
     super::approvals::expire_for_session(tx, id, finish.failure_kind)?;
     let (kind, data) = finish.terminal_event();
     let event = insert_event(tx, id, kind, data)?;
+    super::outbox::session_finished(tx, &session)?; // notify (issue 15)
     Ok(Some(Finished { event, session }))
 }
 

@@ -13,6 +13,7 @@ pub mod client;
 pub mod columns;
 pub mod conversations;
 pub mod finish;
+pub mod outbox;
 pub mod pages;
 mod pool;
 pub mod queries;
@@ -78,6 +79,12 @@ impl Writer<'_> {
         for event in events {
             self.bus.publish(event);
         }
+    }
+
+    /// Wakes the notification sender: this write may have queued a notification that no
+    /// published event announces (a watch paused).
+    pub fn outbox_changed(&self) {
+        self.bus.outbox_changed();
     }
 
     /// Publishes a session's terminal event and counts the finish.

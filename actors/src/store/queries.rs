@@ -128,8 +128,10 @@ pub(crate) fn insert_event(
         "INSERT INTO events (session_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![session_id, kind.as_str(), data, created_at],
     )?;
+    let id = conn.last_insert_rowid();
+    super::outbox::event_inserted(conn, session_id, kind.as_str(), data)?; // notify (issue 15)
     Ok(Event {
-        id: conn.last_insert_rowid(),
+        id,
         session_id: session_id.to_owned(),
         kind,
         data: data.to_owned(),
@@ -144,7 +146,10 @@ pub fn append_event(
     kind: EventKind,
     data: &str,
 ) -> Result<Event> {
-    let event = insert_event(conn, session_id, kind, data)?;
+    // One transaction: the event and the notification it may cause (issue 15).
+    let tx = conn.transaction()?;
+    let event = insert_event(&tx, session_id, kind, data)?;
+    tx.commit()?;
     Ok(event)
 }
 

@@ -166,6 +166,46 @@ CREATE INDEX approvals_pending_by_session ON approvals(session_id) WHERE status 
 CREATE INDEX approvals_by_session ON approvals(session_id, created_at);
 ";
 
+/// Task "notify" (issue 15, notifications): the outbox, written in the transaction of the event
+/// that causes a notification; one delivery per (notification, target) with its retry state;
+/// and the marker that tells a clean stop from a crash.
+const V8_NOTIFY_OUTBOX: &str = "
+CREATE TABLE outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event       TEXT NOT NULL,
+    subject     TEXT NOT NULL DEFAULT '',
+    payload     TEXT NOT NULL,
+    fanned_out  INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX outbox_fresh ON outbox(id) WHERE fanned_out = 0;
+
+CREATE TABLE outbox_deliveries (
+    delivery_id      TEXT PRIMARY KEY NOT NULL,
+    outbox_id        INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+    target           TEXT NOT NULL,
+    target_label     TEXT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TEXT NOT NULL,
+    leased_until     TEXT NOT NULL DEFAULT '',
+    last_status      INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT NOT NULL DEFAULT '',
+    created_at       TEXT NOT NULL,
+    finished_at      TEXT NOT NULL DEFAULT '',
+    UNIQUE (outbox_id, target)
+);
+CREATE INDEX outbox_deliveries_due ON outbox_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX outbox_deliveries_done ON outbox_deliveries(finished_at) WHERE status != 'pending';
+
+CREATE TABLE daemon_marker (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    owner_id    TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    stopped_at  TEXT NOT NULL DEFAULT ''
+);
+";
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_SESSIONS_AND_EVENTS),
@@ -175,12 +215,13 @@ fn migrations() -> Migrations<'static> {
         M::up(V5_AGENT_FACTS),
         M::up(V6_WORKSPACES),
         M::up(V7_CONVERSATIONS_AND_APPROVALS),
+        M::up(V8_NOTIFY_OUTBOX),
     ])
 }
 
 /// The schema version this build writes.
 pub fn current_version() -> usize {
-    7
+    8
 }
 
 /// Connection settings every connection gets: WAL so readers never wait behind the writer,

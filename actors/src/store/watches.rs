@@ -91,7 +91,11 @@ pub fn update_watch(conn: &mut Connection, watch: &Watch) -> Result<bool> {
         sets.join(", "),
         values.len()
     );
-    Ok(conn.execute(&sql, params_from_iter(values))? == 1)
+    let tx = conn.transaction()?;
+    super::outbox::watch_updating(&tx, watch)?; // notify (issue 15): active → paused is told
+    let updated = tx.execute(&sql, params_from_iter(values))?;
+    tx.commit()?;
+    Ok(updated == 1)
 }
 
 pub fn delete_watch(conn: &mut Connection, id: &str) -> Result<bool> {
