@@ -19,6 +19,8 @@ drives them over HTTP (and wrk, for f) with the project's mock ACP agent, and me
                      peak RSS of the process tree), against the issue's targets
   j. workspaces      a generated ~200 MB repository: clone time and disk per session through the
                      mirror (remote URL), with hard links (local path) and a plain clone (no mirror)
+  k. dashboard       10,000 sessions generated in SQLite: the dashboard's first page (HTML shell,
+                     /ui/whoami, 50 rows) timed server-side, deep and filtered pages, first-load bytes
   l. approvals       policy ask, a person who answers at once: the agent's permission request ->
                      approval stored -> answered (POST) -> the agent hears the answer (mock agent
                      timestamps + server timestamps)
@@ -84,6 +86,8 @@ PROFILES = {
         "approvals_n": 20,
         "workspace_sessions": 5,
         "plain_clones": 2,
+        "dashboard_sessions": 10000,
+        "dashboard_reps": 30,
         "notify_n": 20,
         "notify_burst": 20,
     },
@@ -107,6 +111,8 @@ PROFILES = {
         "approvals_n": 100,
         "workspace_sessions": 10,
         "plain_clones": 3,
+        "dashboard_sessions": 10000,
+        "dashboard_reps": 100,
         "notify_n": 50,
         "notify_burst": 100,
     },
@@ -1741,12 +1747,10 @@ def file_size(path):
         return 0
 
 
-def bench_scale(workdir, acpx, repo, profile):
-    n_sessions, n_events = profile["scale_sessions"], profile["scale_events"]
-    reps, reps_all = profile["scale_reps"], profile["scale_reps_all"]
-    pending = 3
-    log("g: scale, %d sessions / %d events generated in SQLite" % (n_sessions, n_events))
-    daemon = Daemon(workdir, "scale", acpx).start()
+def history_daemon(workdir, acpx, repo, name, n_sessions, n_events, big_events, pending):
+    """A daemon restarted on a generated history (see generate_history), with what was made:
+    (daemon, big session id, pending ids, result dict)."""
+    daemon = Daemon(workdir, name, acpx).start()
     # Two real sessions: every column and event of the generated rows is copied from them.
     ids = {"complete": daemon.api.create(repo, "@mock say seeded history")["id"],
            "error": daemon.api.create(repo, "@mock error")["id"]}
@@ -1770,13 +1774,24 @@ def bench_scale(workdir, acpx, repo, profile):
     conn.close()
     t0 = time.perf_counter()
     big_id, pending_ids, counts = generate_history(
-        db_path, data_dir, repo, templates, n_sessions, n_events, 1000, pending)
+        db_path, data_dir, repo, templates, n_sessions, n_events, big_events, pending)
     generate_s = time.perf_counter() - t0
-    log("g: generated %s in %.1f s; restarting the daemon on it" % (counts, generate_s))
+    log("%s: generated %s in %.1f s; restarting the daemon on it" % (name, counts, generate_s))
     result = {"generate_s": generate_s, "counts": counts, "big_session": big_id,
               "db_bytes_generated": file_size(db_path)}
-    daemon = Daemon(workdir, "scale", acpx, data_dir=data_dir).start(timeout=120)
+    daemon = Daemon(workdir, name, acpx, data_dir=data_dir).start(timeout=120)
     result["startup_ms"] = daemon.startup_ms
+    return daemon, big_id, pending_ids, result
+
+
+def bench_scale(workdir, acpx, repo, profile):
+    n_sessions, n_events = profile["scale_sessions"], profile["scale_events"]
+    reps, reps_all = profile["scale_reps"], profile["scale_reps_all"]
+    pending = 3
+    log("g: scale, %d sessions / %d events generated in SQLite" % (n_sessions, n_events))
+    daemon, big_id, pending_ids, result = history_daemon(
+        workdir, acpx, repo, "scale", n_sessions, n_events, 1000, pending)
+    db_path = os.path.join(daemon.data_dir, "telecoder.sqlite")
     # The pending '@mock hang' sessions start at once: wait until their agents are up, so
     # `?status=running` has rows and no agent start-up competes with the measurement.
     deadline = time.monotonic() + 120
@@ -2367,6 +2382,68 @@ def api_session_with_retry(daemon, receiver, repo):
 # set-up, machine, report
 
 
+# ---------------------------------------------------------------------------------------------
+# k. dashboard: the first page over a large history
+
+DASHBOARD_PAGE_TARGET_MS = 200
+DASHBOARD_WEIGHT_TARGET = 100 * 1024
+
+
+def bench_dashboard(workdir, acpx, repo, profile):
+    """What the daemon spends to render the dashboard's first page with 10,000 sessions stored:
+    the HTML shell, /ui/whoami and the first page of /ui/sessions (50 rows), each timed on one
+    keep-alive connection (loopback, so the time is the daemon's); their sum is the figure the
+    target is about. Also a deep page (keyset cursor near the oldest session), a filtered first
+    page, the public API's first page for comparison, and the bytes of a first load (the shell
+    and every embedded file, uncompressed)."""
+    n_sessions, reps = profile["dashboard_sessions"], profile["dashboard_reps"]
+    log("k: dashboard, %d sessions generated in SQLite" % n_sessions)
+    daemon, _big, _pending, result = history_daemon(
+        workdir, acpx, repo, "dashboard", n_sessions, n_sessions * 5, 100, 0)
+    client = KeepAliveClient(daemon.api.port)
+    deep_cursor = daemon.api.get("/api/sessions?limit=1&offset=%d" % (n_sessions - 60))[0]["id"]
+    parts = [("shell", "/"), ("whoami", "/ui/whoami"), ("first_page", "/ui/sessions?limit=50")]
+    others = [("deep_page", "/ui/sessions?limit=50&before=%s" % deep_cursor),
+              ("filtered_page", "/ui/sessions?limit=50&status=error"),
+              ("api_first_page", "/api/sessions?limit=50")]
+    for _name, path in parts + others:
+        client.get(path)  # warm-up
+    times = {name: [] for name, _ in parts + others}
+    totals, rows = [], {}
+    for _ in range(reps):
+        total = 0.0
+        for name, path in parts + others:
+            elapsed, body = client.get(path)
+            times[name].append(elapsed)
+            if name in dict(parts):
+                total += elapsed
+            if name not in rows and path.startswith("/ui/sessions"):
+                rows[name] = len(json.loads(body)["sessions"])
+        totals.append(total)
+    weight, files = 0, 0
+    _, shell = client.get("/")
+    weight += len(shell)
+    for name in sorted(set(re.findall(r'/assets/([A-Za-z0-9_.-]+)', shell.decode()) +
+                           re.findall(r"from '\./([A-Za-z0-9_.-]+)'",
+                                      client.get("/assets/app.js")[1].decode()))):
+        weight += len(client.get("/assets/" + name)[1])
+        files += 1
+    client.close()
+    result["queries"] = {name: {"ms": summary(values), "rows": rows.get(name)} for name, values in times.items()}
+    result["first_page_ms"] = summary(totals)
+    result["first_load_bytes"] = weight
+    result["first_load_files"] = files + 1
+    p99 = result["first_page_ms"]["p99"]
+    result["targets"] = {
+        "first_page_ms": {"value": p99, "target": DASHBOARD_PAGE_TARGET_MS, "met": p99 < DASHBOARD_PAGE_TARGET_MS},
+        "first_load_bytes": {"value": weight, "target": DASHBOARD_WEIGHT_TARGET, "met": weight < DASHBOARD_WEIGHT_TARGET},
+    }
+    log("k: first page p50 %.1f ms, p99 %.1f ms; first load %d bytes in %d files" % (
+        result["first_page_ms"]["p50"], p99, weight, files + 1))
+    daemon.stop()
+    return result
+
+
 def make_repo(path):
     os.makedirs(path)
     git = ["git", "-C", path, "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
@@ -2581,6 +2658,19 @@ def table_rows(results):
     i = results.get("i")
     if i:
         runtime_rows(add, i)
+    k = results.get("k")
+    if k:
+        add(0, "k dashboard 1st page, %d sessions" % k["counts"]["sessions"], ms(k["first_page_ms"]["p50"]),
+            ms(k["first_page_ms"]["p99"]), "shell + whoami + 50 rows; target p99 < %d ms: %s" % (
+                DASHBOARD_PAGE_TARGET_MS, "met" if k["targets"]["first_page_ms"]["met"] else "MISSED"))
+        for key, label in (("shell", "GET / (HTML shell)"), ("whoami", "GET /ui/whoami"),
+                           ("first_page", "GET /ui/sessions?limit=50"), ("deep_page", "... a page near the oldest"),
+                           ("filtered_page", "... ?status=error"), ("api_first_page", "GET /api/sessions?limit=50")):
+            q = k["queries"][key]
+            add(1, label, ms(q["ms"]["p50"]), ms(q["ms"]["p99"]),
+                "n=%d%s" % (q["ms"]["n"], "" if q["rows"] is None else ", %d rows" % q["rows"]))
+        add(0, "k dashboard first load", kib(k["first_load_bytes"]), "%d files" % k["first_load_files"],
+            "uncompressed; target < 100 KiB: %s" % ("met" if k["targets"]["first_load_bytes"]["met"] else "MISSED"))
     approvals = results.get("l")
     if approvals:
         approval_rows(add, approvals)
@@ -2663,7 +2753,7 @@ def main():
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="larger N, bursts of 20 and 100, 10,000 stored sessions; about 15-25 minutes")
     parser.add_argument("--acpx", default=os.path.join(ROOT, "node_modules", ".bin", "acpx"),
                         help="acpx executable (default node_modules/.bin/acpx)")
-    parser.add_argument("--only", default="abcdefghijlm", help="sections to run, e.g. 'ad' (default abcdefghijlm)")
+    parser.add_argument("--only", default="abcdefghijklm", help="sections to run, e.g. 'ad' (default abcdefghijklm)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="native",
                         help="runtime of the daemons of sections a-h (default native); i runs both")
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
@@ -2727,6 +2817,8 @@ def main():
         results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
     if "j" in sections:
         results["j"] = bench_workspaces(workdir, acpx, profile)
+    if "k" in sections:
+        results["k"] = bench_dashboard(workdir, acpx, repo, profile)
     if "l" in sections:
         results["l"] = bench_approvals(workdir, acpx, repo, profile)
     if "m" in sections:

@@ -107,6 +107,7 @@ impl Running {
             github_secret: config.github_webhook_secret.as_deref().map(Into::into),
             tokens: Arc::new(config.tokens.clone()),
             browser: Arc::new(config.browser.clone()),
+            logins: Arc::default(),
         };
         let server = tokio::spawn(http::serve(listener, state));
         Ok(Self {

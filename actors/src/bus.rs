@@ -10,17 +10,42 @@ use tokio::sync::broadcast;
 
 /// Buffered events per session before a slow reader lags and must re-read from the store.
 const CHANNEL_CAPACITY: usize = 128;
+/// Buffered activity notes before a slow watcher of every session lags (it then re-reads
+/// whatever it shows; nothing is lost that the store does not have).
+const ACTIVITY_CAPACITY: usize = 256;
+
+/// (dashboard, issue 17) That a session has a new committed event, without its data: what a
+/// view of many sessions (the dashboard's list, its approval count) needs to know to re-read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Activity {
+    pub event_id: i64,
+    pub session_id: String,
+    pub kind: crate::domain::EventKind,
+}
 
 /// Cheap to clone; all clones share the same channels.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EventBus {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Event>>>>>,
+    /// Every session's activity, for watchers of all sessions (the dashboard's live list).
+    activity: broadcast::Sender<Activity>,
     /// Counts every committed event (the `events_written` metric).
     written: Option<prometheus_client::metrics::counter::Counter>,
     /// Poked after a commit that may have queued a notification (a terminal event, an
     /// approval, a watch update), so the notification sender looks at the outbox at once
     /// (issue 15).
     notifications: Arc<tokio::sync::Notify>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self {
+            channels: Arc::default(),
+            activity: broadcast::channel(ACTIVITY_CAPACITY).0,
+            written: None,
+            notifications: Arc::default(),
+        }
+    }
 }
 
 impl EventBus {
@@ -51,6 +76,13 @@ impl EventBus {
         if let Some(written) = &self.written {
             written.inc();
         }
+        if self.activity.receiver_count() > 0 {
+            let _ = self.activity.send(Activity {
+                event_id: event.id,
+                session_id: event.session_id.clone(),
+                kind: event.kind,
+            });
+        }
         if event.kind.is_terminal() || event.kind.as_str() == "approval" {
             self.outbox_changed();
         }
@@ -65,6 +97,12 @@ impl EventBus {
                 channels.remove(&event.session_id);
             }
         }
+    }
+
+    /// Every session's activity from now on (no history: a watcher re-reads what it shows
+    /// when it subscribes, and again when it lags).
+    pub fn watch_all(&self) -> broadcast::Receiver<Activity> {
+        self.activity.subscribe()
     }
 
     /// Wakes the notification sender (after commit).

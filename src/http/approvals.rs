@@ -32,6 +32,7 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
             at.and(with())
                 .and(warp::header::optional::<String>("authorization"))
                 .and(warp::header::optional::<String>("user-agent"))
+                .and(warp::header::optional::<String>("cookie"))
                 .and(bounded_body(API_BODY_LIMIT))
                 .then(answer)
         },
@@ -106,17 +107,23 @@ async fn answer(
     state: AppState,
     authorization: Option<String>,
     user_agent: Option<String>,
+    cookie: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Response {
     respond(
         async {
             let id = approval_id(&raw_id)?;
             let answer: Answer = parse_body(&body?)?;
-            let by = super::auth::requester(
-                &state.tokens,
-                authorization.as_deref(),
-                user_agent.as_deref(),
-            );
+            // (dashboard) A browser's login names itself; tokens and the CLI as before.
+            let by =
+                super::ui::login_requester(&state, authorization.as_deref(), cookie.as_deref())
+                    .unwrap_or_else(|| {
+                        super::auth::requester(
+                            &state.tokens,
+                            authorization.as_deref(),
+                            user_agent.as_deref(),
+                        )
+                    });
             let approval = state.daemon.answer_approval(&id, answer, &by).await?;
             Ok(reply_json(StatusCode::OK, &approval))
         }

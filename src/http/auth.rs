@@ -14,8 +14,8 @@ fn matches(expected: &Option<String>, presented: &str) -> bool {
     })
 }
 
-/// The scopes a presented token grants.
-fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
+/// The scopes a presented token grants (also read by the dashboard's logins).
+pub(super) fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
     const ADMIN: &[Scope] = &[Scope::Read, Scope::Write, Scope::Admin];
     const FULL: &[Scope] = &[Scope::Read, Scope::Write];
     const READ: &[Scope] = &[Scope::Read];
@@ -33,7 +33,7 @@ fn granted(tokens: &Tokens, presented: &str) -> Option<&'static [Scope]> {
 
 /// The credentials of an `Authorization: Bearer <token>` header. The scheme name is
 /// case-insensitive (RFC 7235), the token is not.
-fn bearer(header: &str) -> Option<&str> {
+pub(super) fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(char::is_whitespace)?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -79,12 +79,24 @@ pub fn requester(tokens: &Tokens, authorization: Option<&str>, user_agent: Optio
     };
     let token = match authorization.and_then(bearer) {
         _ if !tokens.any() => "no token",
-        Some(token) if matches(&tokens.admin, token) => "admin token",
-        Some(token) if matches(&tokens.full, token) => "full token",
-        Some(token) if matches(&tokens.read, token) => "read token",
-        _ => "unknown token",
+        Some(token) => token_kind(tokens, token),
+        None => "unknown token",
     };
     format!("{via} ({token})")
+}
+
+/// Which configured token `presented` is, as records name it (`full token`; also what a
+/// dashboard login remembers of the token it was made with).
+pub(super) fn token_kind(tokens: &Tokens, presented: &str) -> &'static str {
+    if matches(&tokens.admin, presented) {
+        "admin token"
+    } else if matches(&tokens.full, presented) {
+        "full token"
+    } else if matches(&tokens.read, presented) {
+        "read token"
+    } else {
+        "unknown token"
+    }
 }
 
 #[cfg(test)]

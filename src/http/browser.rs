@@ -32,6 +32,9 @@ pub struct RequestFacts {
     pub origin: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// (dashboard) The `Cookie` header and the `X-CSRF-Token` header, for login cookies.
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -52,6 +55,8 @@ pub fn facts() -> impl Filter<Extract = (RequestFacts,), Error = std::convert::I
                 origin: header_text(&headers, "origin"),
                 authorization: header_text(&headers, "authorization"),
                 content_type: header_text(&headers, "content-type"),
+                cookie: header_text(&headers, "cookie"),
+                csrf: header_text(&headers, super::ui::logins::CSRF_HEADER),
             },
         )
 }
@@ -285,6 +290,8 @@ mod tests {
             origin: origin.map(str::to_owned),
             authorization: None,
             content_type: ct.map(str::to_owned),
+            cookie: None,
+            csrf: None,
         }
     }
 

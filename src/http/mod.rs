@@ -18,6 +18,7 @@ mod route;
 mod sessions;
 mod sse;
 mod stream;
+mod ui;
 mod watches;
 mod webhooks;
 mod wire;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub tokens: std::sync::Arc<crate::config::Tokens>,
     /// Which foreign origins and hosts the browser checks let through.
     pub browser: Arc<browser::BrowserPolicy>,
+    /// The dashboard's logins (cookies standing in for a token), in memory only.
+    pub logins: Arc<ui::Logins>,
 }
 
 fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
@@ -79,6 +82,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(admin::routes(&state))
         .unify()
         .or(workspaces::routes(&state))
+        .unify()
+        .or(ui::routes(&state))
         .unify()
         .or(route::fallback(state.clone()))
         .unify()

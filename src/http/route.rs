@@ -103,6 +103,10 @@ impl Route {
     /// The parameters when `path` is this route's path: segment by segment, case-sensitive,
     /// one trailing `/` tolerated, no empty segment anywhere else.
     pub fn params(&self, path: &str) -> Option<Vec<String>> {
+        // The dashboard's `/` has no segment to compare.
+        if self.path == "/" {
+            return (path == "/").then(Vec::new);
+        }
         let path = match path.strip_suffix('/') {
             Some(trimmed) if !trimmed.is_empty() => trimmed,
             _ => path,
@@ -161,7 +165,18 @@ fn admit(
     facts: &RequestFacts,
 ) -> Result<(), ApiError> {
     state.browser.check(scope, state.tokens.any(), facts)?;
-    auth::check(&state.tokens, scope, facts.authorization.as_deref())?;
+    // Dashboard (issue 17): without an Authorization header, a login cookie stands in for the
+    // token (its scope; its CSRF token on writes). Bearer clients never reach the cookie.
+    let cookie = super::ui::logins::CookieFacts {
+        method: &facts.method,
+        authorization: facts.authorization.is_some(),
+        cookie: facts.cookie.as_deref(),
+        csrf: facts.csrf.as_deref(),
+    };
+    match state.logins.admit(&state.tokens, scope, &cookie) {
+        Some(verdict) => verdict?,
+        None => auth::check(&state.tokens, scope, facts.authorization.as_deref())?,
+    }
     match body {
         Some(body) => browser::check_content_type(body, facts),
         None => Ok(()),
@@ -281,6 +296,10 @@ mod tests {
         assert_eq!(metrics.params("/Metrics"), None);
         assert_eq!(metrics.params("metrics"), None);
         assert_eq!(metrics.params("/"), None);
+        let root = Route::get("/", Scope::Public);
+        assert_eq!(root.params("/"), Some(vec![]));
+        assert_eq!(root.params("//"), None);
+        assert_eq!(root.params("/x"), None);
     }
 
     #[test]

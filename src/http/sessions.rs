@@ -123,8 +123,8 @@ async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     )
 }
 
-/// The list filters shared by the session list and lineage routes.
-fn session_filter(query: &Query) -> Result<SessionFilter, ApiError> {
+/// The list filters shared by the session list and lineage routes (and the dashboard's list).
+pub(super) fn session_filter(query: &Query) -> Result<SessionFilter, ApiError> {
     let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
     Ok(SessionFilter {
         status: text("status")

@@ -7,6 +7,7 @@ mod chaos;
 mod cli;
 mod cli_compat;
 mod converse;
+mod dashboard;
 mod first_hour;
 mod hooks;
 mod lifecycle;

@@ -426,14 +426,21 @@ fn session_ids(data_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `(pid, parent pid, process group)` of every live process.
-fn process_table() -> Vec<(i32, i32, i32)> {
+/// The pid of every process in `/proc`.
+pub fn all_pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect()
+}
+
+/// `(pid, parent pid, process group)` of every live process.
+fn process_table() -> Vec<(i32, i32, i32)> {
+    all_pids()
+        .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             // The command name may hold spaces and parentheses; fields follow the last ')'.

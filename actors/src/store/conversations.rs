@@ -174,6 +174,17 @@ impl StoreClient {
         .await
     }
 
+    /// (dashboard) Why `parent` cannot take another turn now ([`check_continuable`], the rule
+    /// the continue route applies), `None` when it can: so a page offers only what will work.
+    pub async fn why_not_continuable(&self, parent: Session) -> Result<Option<String>> {
+        self.read(move |conn| match check_continuable(conn, &parent) {
+            Ok(()) => Ok(None),
+            Err(Error::Conflict(why) | Error::Gone(why)) => Ok(Some(why)),
+            Err(other) => Err(other),
+        })
+        .await
+    }
+
     /// See [`busy_work_dirs`].
     pub async fn busy_work_dirs(&self) -> Result<HashSet<String>> {
         self.read(busy_work_dirs).await
