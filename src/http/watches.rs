@@ -2,7 +2,7 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json, required, Query};
+use super::json::{parse_body, reply, reply_json, required, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::stream::{self, Paging};
 use super::{with_state, AppState, API_BODY_LIMIT};
@@ -101,55 +101,47 @@ fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
 }
 
 async fn create(state: AppState, body: Body) -> Response {
-    respond(
-        async {
-            let request: NewWatch = parse_body(&body?)?;
-            required(&request.repo, "repo")?;
-            let instructions = request.fields.instructions.as_deref();
-            required(instructions.unwrap_or_default(), "instructions")?;
-            let watch = state.daemon.create_watch(request).await?;
-            Ok(reply_json(StatusCode::CREATED, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let request: NewWatch = parse_body(&body?)?;
+        required(&request.repo, "repo")?;
+        let instructions = request.fields.instructions.as_deref();
+        required(instructions.unwrap_or_default(), "instructions")?;
+        let watch = state.daemon.create_watch(request).await?;
+        Ok(watch)
+    })
+    .await
 }
 
 async fn list(state: AppState, query: Query) -> Response {
-    respond(
-        async {
-            let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
-            let filter = WatchFilter {
-                kind: text("kind").as_deref().map(parse_kind).transpose()?,
-                status: text("status").as_deref().map(parse_status).transpose()?,
-                repo: text("repo"),
-            };
-            let watches = state.daemon.watches(filter).await?;
-            Ok(reply_json(StatusCode::OK, &watches))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
+        let filter = WatchFilter {
+            kind: text("kind").as_deref().map(parse_kind).transpose()?,
+            status: text("status").as_deref().map(parse_status).transpose()?,
+            repo: text("repo"),
+        };
+        let watches = state.daemon.watches(filter).await?;
+        Ok(watches)
+    })
+    .await
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let watch = state.daemon.watch(&watch_id(&raw_id)?).await?;
-            Ok(reply_json(StatusCode::OK, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let watch = state.daemon.watch(&watch_id(&raw_id)?).await?;
+        Ok(watch)
+    })
+    .await
 }
 
 async fn update(raw_id: String, state: AppState, body: Body) -> Response {
-    respond(
-        async {
-            let id = watch_id(&raw_id)?;
-            let patch: WatchPatch = parse_body(&body?)?;
-            let watch = state.daemon.update_watch(&id, patch).await?;
-            Ok(reply_json(StatusCode::OK, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let id = watch_id(&raw_id)?;
+        let patch: WatchPatch = parse_body(&body?)?;
+        let watch = state.daemon.update_watch(&id, patch).await?;
+        Ok(watch)
+    })
+    .await
 }
 
 async fn delete(raw_id: String, state: AppState) -> Response {
