@@ -49,8 +49,7 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
 
 async fn actors(state: AppState) -> Response {
     reply(StatusCode::OK, async {
-        let tree = state.daemon.actor_tree().await?;
-        Ok(tree)
+        Ok(state.daemon.actor_tree().await?)
     })
     .await
 }

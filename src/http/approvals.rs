@@ -83,16 +83,14 @@ fn filter(query: &Query) -> Result<ApprovalFilter, ApiError> {
 
 async fn list(state: AppState, query: Query) -> Response {
     reply(StatusCode::OK, async {
-        let approvals = state.daemon.approvals(filter(&query)?).await?;
-        Ok(approvals)
+        Ok(state.daemon.approvals(filter(&query)?).await?)
     })
     .await
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
     reply(StatusCode::OK, async {
-        let approval = state.daemon.approval(&approval_id(&raw_id)?).await?;
-        Ok(approval)
+        Ok(state.daemon.approval(&approval_id(&raw_id)?).await?)
     })
     .await
 }
@@ -112,8 +110,7 @@ async fn answer(
             authorization.as_deref(),
             user_agent.as_deref(),
         );
-        let approval = state.daemon.answer_approval(&id, answer, &by).await?;
-        Ok(approval)
+        Ok(state.daemon.answer_approval(&id, answer, &by).await?)
     })
     .await
 }

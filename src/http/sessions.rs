@@ -115,8 +115,7 @@ async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
         let request: NewSession = parse_body(&body?)?;
         required(&request.repo, "repo")?;
         required(&request.prompt, "prompt")?;
-        let session = state.daemon.create_session(request).await?;
-        Ok(session)
+        Ok(state.daemon.create_session(request).await?)
     })
     .await
 }
@@ -231,8 +230,7 @@ async fn inbox(state: AppState, query: Query) -> Response {
 async fn show(raw_id: String, state: AppState) -> Response {
     reply(StatusCode::OK, async {
         let id = session_id(&raw_id)?;
-        let session = state.daemon.session(id.as_str()).await?;
-        Ok(session)
+        Ok(state.daemon.session(id.as_str()).await?)
     })
     .await
 }
@@ -240,8 +238,7 @@ async fn show(raw_id: String, state: AppState) -> Response {
 async fn rerun(raw_id: String, state: AppState) -> Response {
     reply(StatusCode::CREATED, async {
         let id = session_id(&raw_id)?;
-        let session = state.daemon.rerun(id.as_str()).await?;
-        Ok(session)
+        Ok(state.daemon.rerun(id.as_str()).await?)
     })
     .await
 }
@@ -256,8 +253,7 @@ async fn continue_session(
         let id = session_id(&raw_id)?;
         let request: ContinueRequest = parse_body(&body?)?;
         required(&request.prompt, "prompt")?;
-        let session = state.daemon.continue_session(id.as_str(), request).await?;
-        Ok(session)
+        Ok(state.daemon.continue_session(id.as_str(), request).await?)
     })
     .await
 }
@@ -276,8 +272,7 @@ async fn cancel(raw_id: String, state: AppState) -> Response {
             ));
         }
         state.daemon.cancel(id.as_str()).await?;
-        let session = state.daemon.session(id.as_str()).await?;
-        Ok(session)
+        Ok(state.daemon.session(id.as_str()).await?)
     })
     .await
 }
@@ -331,8 +326,7 @@ async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>)
         let id = session_id(&raw_id)?;
         let request: PublishRequest = parse_body(&body?)?;
         required(&request.base, "base")?;
-        let published = state.daemon.publish(id.as_str(), request).await?;
-        Ok(published)
+        Ok(state.daemon.publish(id.as_str(), request).await?)
     })
     .await
 }

@@ -106,8 +106,7 @@ async fn create(state: AppState, body: Body) -> Response {
         required(&request.repo, "repo")?;
         let instructions = request.fields.instructions.as_deref();
         required(instructions.unwrap_or_default(), "instructions")?;
-        let watch = state.daemon.create_watch(request).await?;
-        Ok(watch)
+        Ok(state.daemon.create_watch(request).await?)
     })
     .await
 }
@@ -120,16 +119,14 @@ async fn list(state: AppState, query: Query) -> Response {
             status: text("status").as_deref().map(parse_status).transpose()?,
             repo: text("repo"),
         };
-        let watches = state.daemon.watches(filter).await?;
-        Ok(watches)
+        Ok(state.daemon.watches(filter).await?)
     })
     .await
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
     reply(StatusCode::OK, async {
-        let watch = state.daemon.watch(&watch_id(&raw_id)?).await?;
-        Ok(watch)
+        Ok(state.daemon.watch(&watch_id(&raw_id)?).await?)
     })
     .await
 }
@@ -138,8 +135,7 @@ async fn update(raw_id: String, state: AppState, body: Body) -> Response {
     reply(StatusCode::OK, async {
         let id = watch_id(&raw_id)?;
         let patch: WatchPatch = parse_body(&body?)?;
-        let watch = state.daemon.update_watch(&id, patch).await?;
-        Ok(watch)
+        Ok(state.daemon.update_watch(&id, patch).await?)
     })
     .await
 }

@@ -70,8 +70,7 @@ async fn fetch(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -
     reply(StatusCode::OK, async {
         let id = session_id(&raw_id)?;
         let _: NoOptions = optional_object(&body?)?;
-        let fetched = state.daemon.fetch(id.as_str()).await?;
-        Ok(fetched)
+        Ok(state.daemon.fetch(id.as_str()).await?)
     })
     .await
 }
@@ -87,8 +86,7 @@ struct GcBody {
 async fn gc(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     reply(StatusCode::OK, async {
         let request: GcBody = optional_object(&body?)?;
-        let report = state.daemon.collect_workspaces(request.dry_run).await?;
-        Ok(report)
+        Ok(state.daemon.collect_workspaces(request.dry_run).await?)
     })
     .await
 }
