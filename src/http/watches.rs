@@ -20,6 +20,9 @@ use warp::Filter;
 
 type Body = Result<Bytes, ApiError>;
 
+/// Reads a watch event of one kind from a request body.
+type EventParser = fn(&Value) -> Result<WatchEvent, ApiError>;
+
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
     let with = || with_state(state.clone());
@@ -49,26 +52,21 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         Route::get("/api/watches/:id/runs", Scope::Read),
         |at| at.and(with()).then(runs),
     );
-    let ci = declare(
-        state,
-        Route::post("/api/watch-events/ci", Scope::Write).json(),
-        |at| {
+    // The two event endpoints differ only in how the body is read.
+    let event_route = |path: &'static str, parse: EventParser| {
+        declare(state, Route::post(path, Scope::Write).json(), move |at| {
             at.and(with())
                 .and(warp::query::<Query>())
                 .and(body())
-                .then(ci_event)
-        },
-    );
-    let pr = declare(
-        state,
-        Route::post("/api/watch-events/pr", Scope::Write).json(),
-        |at| {
-            at.and(with())
-                .and(warp::query::<Query>())
-                .and(body())
-                .then(pr_event)
-        },
-    );
+                .then(move |state, query, body| route_event(state, query, body, parse))
+        })
+    };
+    let ci = event_route("/api/watch-events/ci", |value| {
+        ci_event_from(value).map(WatchEvent::Ci)
+    });
+    let pr = event_route("/api/watch-events/pr", |value| {
+        pr_event_from(value).map(WatchEvent::Pr)
+    });
     create
         .or(list)
         .unify()
@@ -270,12 +268,7 @@ pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
 /// Parses an event body and routes the event to every watch; 201 with the sessions started.
 /// (ext) `?explain=true` answers `{triggered, skipped}` instead, `skipped` saying why each
 /// watch of the event's kind and repository started nothing.
-async fn route_event(
-    state: AppState,
-    query: Query,
-    body: Body,
-    parse: fn(&Value) -> Result<WatchEvent, ApiError>,
-) -> Response {
+async fn route_event(state: AppState, query: Query, body: Body, parse: EventParser) -> Response {
     respond(
         async {
             let explain = match query.get("explain").map(String::as_str) {
@@ -297,18 +290,4 @@ async fn route_event(
         }
         .await,
     )
-}
-
-async fn ci_event(state: AppState, query: Query, body: Body) -> Response {
-    route_event(state, query, body, |value| {
-        ci_event_from(value).map(WatchEvent::Ci)
-    })
-    .await
-}
-
-async fn pr_event(state: AppState, query: Query, body: Body) -> Response {
-    route_event(state, query, body, |value| {
-        pr_event_from(value).map(WatchEvent::Pr)
-    })
-    .await
 }

@@ -65,17 +65,17 @@ pub fn actor_tree(tree: &Value) -> String {
             let _ = write!(text, " restarts {restarts}");
         }
         let session = &node["session"];
+        let text_of =
+            |record: &Value, key: &str| record[key].as_str().unwrap_or_default().to_owned();
         if session.is_object() {
+            let pid = session["pid"].as_u64().map(|p| p.to_string());
             let _ = write!(
                 text,
                 " | session {} {} agent={} pid={} heartbeat {}ms ago",
-                session["sessionId"].as_str().unwrap_or_default(),
-                session["state"].as_str().unwrap_or_default(),
-                session["agent"].as_str().unwrap_or_default(),
-                session["pid"]
-                    .as_u64()
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                text_of(session, "sessionId"),
+                text_of(session, "state"),
+                text_of(session, "agent"),
+                pid.as_deref().unwrap_or("-"),
                 session["lastHeartbeatAgeMs"].as_u64().unwrap_or(0),
             );
         }
@@ -84,8 +84,8 @@ pub fn actor_tree(tree: &Value) -> String {
             let _ = write!(
                 text,
                 " | watch {} {} events {}",
-                watch["watchId"].as_str().unwrap_or_default(),
-                watch["kind"].as_str().unwrap_or_default(),
+                text_of(watch, "watchId"),
+                text_of(watch, "kind"),
                 watch["eventsHandled"].as_u64().unwrap_or(0),
             );
             if let Some(next) = watch["nextFire"].as_str().filter(|n| !n.is_empty()) {
