@@ -197,6 +197,15 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
+/// `key value` lines, the keys padded to one column after `indent`; empty values are left out.
+pub(crate) fn fields(text: &mut String, indent: &str, rows: &[(&str, &str)]) {
+    for (key, value) in rows {
+        if !value.is_empty() {
+            let _ = writeln!(text, "{indent}{key:<9} {value}");
+        }
+    }
+}
+
 /// `items` as a table of one row each, or `empty` when there are none.
 pub(crate) fn listing<T>(
     items: &[T],

@@ -1,6 +1,6 @@
 //! Sessions, their outcomes and their events, for a person.
 
-use super::{age, listing, repo_cell, short};
+use super::{age, fields, listing, repo_cell, short};
 use std::fmt::Write as _;
 use std::time::SystemTime;
 use telecoder_actors::domain::{Event, EventKind, Session};
@@ -35,28 +35,27 @@ fn status_cell(s: &Session) -> String {
 pub fn session(s: &Session) -> String {
     let mut text = String::new();
     let status = status_cell(s);
-    let rows = [
-        ("id", s.id.as_str()),
-        ("status", status.as_str()),
-        ("failure", s.failure_kind.as_str()),
-        ("repo", &s.repo),
-        ("agent", &s.agent),
-        ("runtime", &s.runtime_command),
-        ("policy", s.policy_mode.as_str()),
-        ("parent", &s.parent_session_id),
-        ("continues", &s.continued_from),
-        ("branch", &s.branch),
-        ("workdir", &s.work_dir),
-        ("created", &s.created_at),
-        ("started", &s.started_at),
-        ("finished", &s.finished_at),
-        ("error", &s.error),
-    ];
-    for (key, value) in rows {
-        if !value.is_empty() {
-            let _ = writeln!(text, "{key:<9} {value}");
-        }
-    }
+    fields(
+        &mut text,
+        "",
+        &[
+            ("id", s.id.as_str()),
+            ("status", status.as_str()),
+            ("failure", s.failure_kind.as_str()),
+            ("repo", &s.repo),
+            ("agent", &s.agent),
+            ("runtime", &s.runtime_command),
+            ("policy", s.policy_mode.as_str()),
+            ("parent", &s.parent_session_id),
+            ("continues", &s.continued_from),
+            ("branch", &s.branch),
+            ("workdir", &s.work_dir),
+            ("created", &s.created_at),
+            ("started", &s.started_at),
+            ("finished", &s.finished_at),
+            ("error", &s.error),
+        ],
+    );
     if s.pull_request_number > 0 {
         let _ = writeln!(
             text,

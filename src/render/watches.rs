@@ -1,6 +1,6 @@
 //! Watches and their runs, for a person.
 
-use super::{age, listing, repo_cell, short};
+use super::{age, fields, listing, repo_cell, short};
 use std::fmt::Write as _;
 use telecoder_actors::domain::schedule::{self, Schedule};
 use telecoder_actors::domain::{Watch, WatchKind, WatchRun};
@@ -34,22 +34,21 @@ pub fn watch(w: &Watch) -> String {
         w.kind.as_str(),
         w.status.as_str()
     );
-    let filters = [
-        ("repo", &w.repo),
-        ("workflow", &w.workflow_name),
-        ("branch", &w.branch_name),
-        ("base", &w.base_branch),
-        ("head", &w.head_branch),
-        ("schedule", &w.schedule),
-        ("timezone", &w.timezone),
-        ("agent", &w.agent),
-        ("paused", &w.paused_reason),
-    ];
-    for (key, value) in filters {
-        if !value.is_empty() {
-            let _ = writeln!(text, "  {key:<9} {value}");
-        }
-    }
+    fields(
+        &mut text,
+        "  ",
+        &[
+            ("repo", &w.repo),
+            ("workflow", &w.workflow_name),
+            ("branch", &w.branch_name),
+            ("base", &w.base_branch),
+            ("head", &w.head_branch),
+            ("schedule", &w.schedule),
+            ("timezone", &w.timezone),
+            ("agent", &w.agent),
+            ("paused", &w.paused_reason),
+        ],
+    );
     let _ = writeln!(text, "  {:<9} {}", "policy", w.policy_mode.as_str());
     let _ = writeln!(text, "  {:<9} {}", "max/hour", w.max_runs_per_hour);
     if w.skip_drafts {
