@@ -67,6 +67,24 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 TERMINAL_EVENTS = ("done", "error")
 FINISHED_STATUSES = ("complete", "error", "cancelled")
 
+
+def sse_line(line, kind, data, event_id):
+    """Applies one line of a server-sent event block: appends a data line to `data` and
+    returns the (kind, event_id) the line leaves; comments change nothing."""
+    if line.startswith(":"):
+        return kind, event_id
+    field, _, value = line.partition(":")
+    if value.startswith(" "):
+        value = value[1:]
+    if field == "event":
+        kind = value
+    elif field == "data":
+        data.append(value)
+    elif field == "id":
+        event_id = value
+    return kind, event_id
+
+
 PROFILES = {
     "quick": {
         "start_n": 20,
@@ -369,17 +387,7 @@ class Api:
                             return
                     kind, data, event_id = "message", [], None
                     continue
-                if line.startswith(":"):
-                    continue
-                field, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]
-                if field == "event":
-                    kind = value
-                elif field == "data":
-                    data.append(value)
-                elif field == "id":
-                    event_id = value
+                kind, event_id = sse_line(line, kind, data, event_id)
         finally:
             conn.close()
 
@@ -1930,17 +1938,7 @@ class SseReader:
                 block, body = body[:end].decode("utf-8", "replace"), body[end + 2:]
                 kind, lines, event_id = "message", [], None
                 for line in block.split("\n"):
-                    if line.startswith(":"):
-                        continue
-                    field, _, value = line.partition(":")
-                    if value.startswith(" "):
-                        value = value[1:]
-                    if field == "event":
-                        kind = value
-                    elif field == "data":
-                        lines.append(value)
-                    elif field == "id":
-                        event_id = value
+                    kind, event_id = sse_line(line, kind, lines, event_id)
                 if lines or event_id is not None:
                     self.events.append([now_ms, int(event_id) if event_id else None, kind, "\n".join(lines)])
         self.received = []

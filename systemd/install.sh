@@ -80,6 +80,19 @@ prefix=${root%/}
 # p PATH: PATH inside the install root.
 p() { printf '%s%s' "$prefix" "$1"; }
 
+# replace_file SRC PATH MODE: install SRC at PATH (under --root) with MODE, through a
+# temporary file and a rename so nothing ever sees half a file; an identical file is left alone.
+replace_file() {
+  dest=$(p "$2")
+  if [ -f "$dest" ] && cmp -s "$1" "$dest"; then
+    log "$2 is up to date"
+  else
+    log "installing $2"
+    install -m "$3" "$1" "$dest.new"
+    mv -f "$dest.new" "$dest"
+  fi
+}
+
 # run CMD...: run it on a live install, print it when staging into --root.
 run() {
   if [ "$live" = 1 ]; then
@@ -135,14 +148,7 @@ run chown "$SERVICE_USER:$SERVICE_GROUP" "$DATA_DIR"
 run chown "root:$SERVICE_GROUP" "$CONF_DIR"
 
 # 4. The binary, replaced atomically (a running daemon keeps its old inode until restarted).
-dest=$(p "$BIN_PATH")
-if [ -f "$dest" ] && cmp -s "$binary" "$dest"; then
-  log "$BIN_PATH is up to date"
-else
-  log "installing $BIN_PATH"
-  install -m 0755 "$binary" "$dest.new"
-  mv -f "$dest.new" "$dest"
-fi
+replace_file "$binary" "$BIN_PATH" 0755
 
 # 5. Configuration: written once, then owned by the administrator.
 env_dest=$(p "$ENV_FILE")
@@ -181,14 +187,7 @@ else
 fi
 
 # 7. The unit.
-unit_dest=$(p "$UNIT_PATH")
-if [ -f "$unit_dest" ] && cmp -s "$unit_src" "$unit_dest"; then
-  log "$UNIT_PATH is up to date"
-else
-  log "installing $UNIT_PATH"
-  install -m 0644 "$unit_src" "$unit_dest.new"
-  mv -f "$unit_dest.new" "$unit_dest"
-fi
+replace_file "$unit_src" "$UNIT_PATH" 0644
 
 # 8. Enable and (re)start.
 if [ "$live" = 1 ] && [ ! -d /run/systemd/system ]; then

@@ -282,7 +282,7 @@ fn validate_watch(settings: &Settings, watch: &crate::domain::Watch) -> Result<(
 /// Builds and validates a new, active watch: the defaults, then the request's fields as a
 /// patch would set them.
 pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate::domain::Watch> {
-    use crate::domain::{PolicyMode, Watch, WatchKind, WatchStatus};
+    use crate::domain::{Watch, WatchKind};
     let kind = request.kind.unwrap_or(WatchKind::CiFailure);
     // Stored resolved, so `--repo .` here and `trigger-ci --repo .` there are one repository.
     let target = match request.repo.trim() {
@@ -290,29 +290,19 @@ pub fn new_watch_record(settings: &Settings, request: NewWatch) -> Result<crate:
         given => Some(resolve_repo(given)?),
     };
     let now = time::now();
+    let repo = target
+        .as_ref()
+        .map(|t| t.source.clone())
+        .unwrap_or_default();
     let mut watch = Watch {
-        id: crate::domain::WatchId::random().to_string(),
-        kind,
-        repo: target
-            .as_ref()
-            .map(|t| t.source.clone())
-            .unwrap_or_default(),
-        instructions: String::new(),
-        agent: String::new(),
-        // Watches act while nobody is looking: they default to observe, not to the global mode.
-        policy_mode: PolicyMode::Observe,
-        workflow_name: String::new(),
-        branch_name: String::new(),
-        base_branch: String::new(),
-        head_branch: String::new(),
-        status: WatchStatus::Active,
-        schedule: String::new(),
-        timezone: String::new(),
-        max_runs_per_hour: settings.watch_max_runs_per_hour,
-        paused_reason: String::new(),
-        skip_drafts: false,
         created_at: now.clone(),
         updated_at: now,
+        ..Watch::unfiltered(
+            crate::domain::WatchId::random().to_string(),
+            kind,
+            repo,
+            settings.watch_max_runs_per_hour,
+        )
     };
     let fields = WatchPatch {
         status: None,

@@ -4,10 +4,9 @@
 
 use super::follow::{started, Host};
 use super::{read, CliError, Ctx, Detach};
-use crate::render::{age, short, table};
+use crate::render::{age, listing, short};
 use clap::Args;
 use std::process::ExitCode;
-use std::time::SystemTime;
 use telecoder_actors::domain::approval::{Answer, Verdict};
 use telecoder_actors::domain::conversation::ContinueRequest;
 use telecoder_actors::domain::{Approval, ApprovalFilter, ApprovalStatus, PolicyMode, Session};
@@ -128,13 +127,11 @@ pub async fn answer(ctx: &Ctx, args: AnswerArgs, decision: Verdict) -> Result<()
 }
 
 fn approvals_table(approvals: &[Approval]) -> String {
-    if approvals.is_empty() {
-        return "no approvals\n".into();
-    }
-    let now = SystemTime::now();
-    let rows = approvals
-        .iter()
-        .map(|a| {
+    let mut text = listing(
+        approvals,
+        "no approvals",
+        &["ID", "SESSION", "STATUS", "AGE", "KIND", "TITLE", "DECIDED"],
+        |a, now| {
             let when = match a.status {
                 ApprovalStatus::Pending => format!("expires {}", a.expires_at),
                 _ => format!("by {}", a.decided_by),
@@ -148,11 +145,7 @@ fn approvals_table(approvals: &[Approval]) -> String {
                 short(&a.tool_call.title, 50),
                 when,
             ]
-        })
-        .collect();
-    let mut text = table(
-        &["ID", "SESSION", "STATUS", "AGE", "KIND", "TITLE", "DECIDED"],
-        rows,
+        },
     );
     if approvals
         .iter()

@@ -3,7 +3,7 @@
 //! (Prometheus). They need the admin scope when tokens are set.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json};
+use super::json::{parse_body, reply, reply_json};
 use super::route::{declare, Route, Scope};
 use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
@@ -48,13 +48,10 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
 }
 
 async fn actors(state: AppState) -> Response {
-    respond(
-        async {
-            let tree = state.daemon.actor_tree().await?;
-            Ok(reply_json(StatusCode::OK, &tree))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        Ok(state.daemon.actor_tree().await?)
+    })
+    .await
 }
 
 async fn status(state: AppState) -> Response {

@@ -1,8 +1,8 @@
 //! Approval routes (policy `ask`, issue 15): list what waits for a person, show one, answer it.
 //! The answer is recorded before the agent hears it; an approval is answered once (409 after).
 
-use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json, Query};
+use super::errors::{bounded_body, ApiError};
+use super::json::{parse_body, reply, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::{with_state, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
@@ -83,23 +83,17 @@ fn filter(query: &Query) -> Result<ApprovalFilter, ApiError> {
 }
 
 async fn list(state: AppState, query: Query) -> Response {
-    respond(
-        async {
-            let approvals = state.daemon.approvals(filter(&query)?).await?;
-            Ok(reply_json(StatusCode::OK, &approvals))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        Ok(state.daemon.approvals(filter(&query)?).await?)
+    })
+    .await
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let approval = state.daemon.approval(&approval_id(&raw_id)?).await?;
-            Ok(reply_json(StatusCode::OK, &approval))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        Ok(state.daemon.approval(&approval_id(&raw_id)?).await?)
+    })
+    .await
 }
 
 async fn answer(
@@ -110,25 +104,21 @@ async fn answer(
     cookie: Option<String>,
     body: Result<Bytes, ApiError>,
 ) -> Response {
-    respond(
-        async {
-            let id = approval_id(&raw_id)?;
-            let answer: Answer = parse_body(&body?)?;
-            // (dashboard) A browser's login names itself; tokens and the CLI as before.
-            let by =
-                super::ui::login_requester(&state, authorization.as_deref(), cookie.as_deref())
-                    .unwrap_or_else(|| {
-                        super::auth::requester(
-                            &state.tokens,
-                            authorization.as_deref(),
-                            user_agent.as_deref(),
-                        )
-                    });
-            let approval = state.daemon.answer_approval(&id, answer, &by).await?;
-            Ok(reply_json(StatusCode::OK, &approval))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let id = approval_id(&raw_id)?;
+        let answer: Answer = parse_body(&body?)?;
+        // (dashboard) A browser's login names itself; tokens and the CLI as before.
+        let by = super::ui::login_requester(&state, authorization.as_deref(), cookie.as_deref())
+            .unwrap_or_else(|| {
+                super::auth::requester(
+                    &state.tokens,
+                    authorization.as_deref(),
+                    user_agent.as_deref(),
+                )
+            });
+        Ok(state.daemon.answer_approval(&id, answer, &by).await?)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -117,33 +117,32 @@ mod tests {
 
     #[test]
     fn scopes_are_enforced() {
-        let bearer = |token: &str| format!("Bearer {token}");
-        assert_eq!(status(Scope::Public, None), None);
-        assert_eq!(status(Scope::Read, None), Some(StatusCode::UNAUTHORIZED));
-        assert_eq!(
-            status(Scope::Read, Some(&bearer("read-token-0123456789"))),
-            None
+        let (read, full, admin) = (
+            Some("read-token-0123456789"),
+            Some("full-token-0123456789"),
+            Some("admin-token-0123456789"),
         );
-        assert_eq!(
-            status(Scope::Write, Some(&bearer("read-token-0123456789"))),
-            Some(StatusCode::FORBIDDEN)
-        );
-        assert_eq!(
-            status(Scope::Write, Some(&bearer("full-token-0123456789"))),
-            None
-        );
-        assert_eq!(
-            status(Scope::Admin, Some(&bearer("full-token-0123456789"))),
-            Some(StatusCode::FORBIDDEN)
-        );
-        assert_eq!(
-            status(Scope::Admin, Some(&bearer("admin-token-0123456789"))),
-            None
-        );
-        assert_eq!(
-            status(Scope::Read, Some(&bearer("nope-nope-nope-nope"))),
-            Some(StatusCode::UNAUTHORIZED)
-        );
+        for (scope, token, expected) in [
+            (Scope::Public, None, None),
+            (Scope::Read, None, Some(StatusCode::UNAUTHORIZED)),
+            (Scope::Read, read, None),
+            (Scope::Write, read, Some(StatusCode::FORBIDDEN)),
+            (Scope::Write, full, None),
+            (Scope::Admin, full, Some(StatusCode::FORBIDDEN)),
+            (Scope::Admin, admin, None),
+            (
+                Scope::Read,
+                Some("nope-nope-nope-nope"),
+                Some(StatusCode::UNAUTHORIZED),
+            ),
+        ] {
+            let header = token.map(|token| format!("Bearer {token}"));
+            assert_eq!(
+                status(scope, header.as_deref()),
+                expected,
+                "{scope:?} with {token:?}"
+            );
+        }
     }
 
     #[test]

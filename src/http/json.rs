@@ -1,9 +1,10 @@
 //! JSON in and out of the routes: request bodies parsed into the API's request types (the same
 //! types the CLI sends), replies, and the few checks every route shares.
 
-use super::errors::ApiError;
+use super::errors::{respond, ApiError};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
 use warp::http::StatusCode;
 use warp::reply::{json, with_status, Response};
 use warp::Reply;
@@ -13,6 +14,15 @@ pub type Query = HashMap<String, String>;
 
 pub fn reply_json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     with_status(json(value), status).into_response()
+}
+
+/// The answer of a handler whose work yields one JSON value: that value with `status`, or the
+/// work's error as its JSON error reply.
+pub async fn reply<T: serde::Serialize>(
+    status: StatusCode,
+    work: impl Future<Output = Result<T, ApiError>>,
+) -> Response {
+    respond(work.await.map(|value| reply_json(status, &value)))
 }
 
 /// Parses a JSON object body into `T`, with messages a person can act on.

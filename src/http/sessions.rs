@@ -2,7 +2,7 @@
 //! lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json, required, Query};
+use super::json::{parse_body, reply, required, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::stream::{self, Paging};
 use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
@@ -111,16 +111,13 @@ pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
 }
 
 async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
-    respond(
-        async {
-            let request: NewSession = parse_body(&body?)?;
-            required(&request.repo, "repo")?;
-            required(&request.prompt, "prompt")?;
-            let session = state.daemon.create_session(request).await?;
-            Ok(reply_json(StatusCode::CREATED, &session))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let request: NewSession = parse_body(&body?)?;
+        required(&request.repo, "repo")?;
+        required(&request.prompt, "prompt")?;
+        Ok(state.daemon.create_session(request).await?)
+    })
+    .await
 }
 
 /// The list filters shared by the session list and lineage routes (and the dashboard's list).
@@ -231,25 +228,19 @@ async fn inbox(state: AppState, query: Query) -> Response {
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let session = state.daemon.session(id.as_str()).await?;
-            Ok(reply_json(StatusCode::OK, &session))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let id = session_id(&raw_id)?;
+        Ok(state.daemon.session(id.as_str()).await?)
+    })
+    .await
 }
 
 async fn rerun(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let session = state.daemon.rerun(id.as_str()).await?;
-            Ok(reply_json(StatusCode::CREATED, &session))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let id = session_id(&raw_id)?;
+        Ok(state.daemon.rerun(id.as_str()).await?)
+    })
+    .await
 }
 
 /// (ext, issue 15) The next turn of a finished session's conversation, in its workspace.
@@ -258,38 +249,32 @@ async fn continue_session(
     state: AppState,
     body: Result<Bytes, ApiError>,
 ) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let request: ContinueRequest = parse_body(&body?)?;
-            required(&request.prompt, "prompt")?;
-            let session = state.daemon.continue_session(id.as_str(), request).await?;
-            Ok(reply_json(StatusCode::CREATED, &session))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let id = session_id(&raw_id)?;
+        let request: ContinueRequest = parse_body(&body?)?;
+        required(&request.prompt, "prompt")?;
+        Ok(state.daemon.continue_session(id.as_str(), request).await?)
+    })
+    .await
 }
 
 async fn cancel(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let session = state.daemon.session(id.as_str()).await?;
-            if session.status.is_finished() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "session {id} already finished ({})",
-                        session.status.as_str()
-                    ),
-                ));
-            }
-            state.daemon.cancel(id.as_str()).await?;
-            let session = state.daemon.session(id.as_str()).await?;
-            Ok(reply_json(StatusCode::OK, &session))
+    reply(StatusCode::OK, async {
+        let id = session_id(&raw_id)?;
+        let session = state.daemon.session(id.as_str()).await?;
+        if session.status.is_finished() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "session {id} already finished ({})",
+                    session.status.as_str()
+                ),
+            ));
         }
-        .await,
-    )
+        state.daemon.cancel(id.as_str()).await?;
+        Ok(state.daemon.session(id.as_str()).await?)
+    })
+    .await
 }
 
 /// An event cursor: a non-negative event id.
@@ -337,16 +322,13 @@ async fn events(
 }
 
 async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let request: PublishRequest = parse_body(&body?)?;
-            required(&request.base, "base")?;
-            let published = state.daemon.publish(id.as_str(), request).await?;
-            Ok(reply_json(StatusCode::CREATED, &published))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let id = session_id(&raw_id)?;
+        let request: PublishRequest = parse_body(&body?)?;
+        required(&request.base, "base")?;
+        Ok(state.daemon.publish(id.as_str(), request).await?)
+    })
+    .await
 }
 
 async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {

@@ -2,7 +2,7 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json, required, Query};
+use super::json::{parse_body, reply, reply_json, required, Query};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::stream::{self, Paging};
 use super::{with_state, AppState, API_BODY_LIMIT};
@@ -19,6 +19,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 type Body = Result<Bytes, ApiError>;
+
+/// Reads a watch event of one kind from a request body.
+type EventParser = fn(&Value) -> Result<WatchEvent, ApiError>;
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
@@ -49,26 +52,21 @@ pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
         Route::get("/api/watches/:id/runs", Scope::Read),
         |at| at.and(with()).then(runs),
     );
-    let ci = declare(
-        state,
-        Route::post("/api/watch-events/ci", Scope::Write).json(),
-        |at| {
+    // The two event endpoints differ only in how the body is read.
+    let event_route = |path: &'static str, parse: EventParser| {
+        declare(state, Route::post(path, Scope::Write).json(), move |at| {
             at.and(with())
                 .and(warp::query::<Query>())
                 .and(body())
-                .then(ci_event)
-        },
-    );
-    let pr = declare(
-        state,
-        Route::post("/api/watch-events/pr", Scope::Write).json(),
-        |at| {
-            at.and(with())
-                .and(warp::query::<Query>())
-                .and(body())
-                .then(pr_event)
-        },
-    );
+                .then(move |state, query, body| route_event(state, query, body, parse))
+        })
+    };
+    let ci = event_route("/api/watch-events/ci", |value| {
+        ci_event_from(value).map(WatchEvent::Ci)
+    });
+    let pr = event_route("/api/watch-events/pr", |value| {
+        pr_event_from(value).map(WatchEvent::Pr)
+    });
     create
         .or(list)
         .unify()
@@ -101,55 +99,43 @@ fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
 }
 
 async fn create(state: AppState, body: Body) -> Response {
-    respond(
-        async {
-            let request: NewWatch = parse_body(&body?)?;
-            required(&request.repo, "repo")?;
-            let instructions = request.fields.instructions.as_deref();
-            required(instructions.unwrap_or_default(), "instructions")?;
-            let watch = state.daemon.create_watch(request).await?;
-            Ok(reply_json(StatusCode::CREATED, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::CREATED, async {
+        let request: NewWatch = parse_body(&body?)?;
+        required(&request.repo, "repo")?;
+        let instructions = request.fields.instructions.as_deref();
+        required(instructions.unwrap_or_default(), "instructions")?;
+        Ok(state.daemon.create_watch(request).await?)
+    })
+    .await
 }
 
 async fn list(state: AppState, query: Query) -> Response {
-    respond(
-        async {
-            let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
-            let filter = WatchFilter {
-                kind: text("kind").as_deref().map(parse_kind).transpose()?,
-                status: text("status").as_deref().map(parse_status).transpose()?,
-                repo: text("repo"),
-            };
-            let watches = state.daemon.watches(filter).await?;
-            Ok(reply_json(StatusCode::OK, &watches))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let text = |key: &str| query.get(key).filter(|v| !v.is_empty()).cloned();
+        let filter = WatchFilter {
+            kind: text("kind").as_deref().map(parse_kind).transpose()?,
+            status: text("status").as_deref().map(parse_status).transpose()?,
+            repo: text("repo"),
+        };
+        Ok(state.daemon.watches(filter).await?)
+    })
+    .await
 }
 
 async fn show(raw_id: String, state: AppState) -> Response {
-    respond(
-        async {
-            let watch = state.daemon.watch(&watch_id(&raw_id)?).await?;
-            Ok(reply_json(StatusCode::OK, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        Ok(state.daemon.watch(&watch_id(&raw_id)?).await?)
+    })
+    .await
 }
 
 async fn update(raw_id: String, state: AppState, body: Body) -> Response {
-    respond(
-        async {
-            let id = watch_id(&raw_id)?;
-            let patch: WatchPatch = parse_body(&body?)?;
-            let watch = state.daemon.update_watch(&id, patch).await?;
-            Ok(reply_json(StatusCode::OK, &watch))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let id = watch_id(&raw_id)?;
+        let patch: WatchPatch = parse_body(&body?)?;
+        Ok(state.daemon.update_watch(&id, patch).await?)
+    })
+    .await
 }
 
 async fn delete(raw_id: String, state: AppState) -> Response {
@@ -282,12 +268,7 @@ pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
 /// Parses an event body and routes the event to every watch; 201 with the sessions started.
 /// (ext) `?explain=true` answers `{triggered, skipped}` instead, `skipped` saying why each
 /// watch of the event's kind and repository started nothing.
-async fn route_event(
-    state: AppState,
-    query: Query,
-    body: Body,
-    parse: fn(&Value) -> Result<WatchEvent, ApiError>,
-) -> Response {
+async fn route_event(state: AppState, query: Query, body: Body, parse: EventParser) -> Response {
     respond(
         async {
             let explain = match query.get("explain").map(String::as_str) {
@@ -309,18 +290,4 @@ async fn route_event(
         }
         .await,
     )
-}
-
-async fn ci_event(state: AppState, query: Query, body: Body) -> Response {
-    route_event(state, query, body, |value| {
-        ci_event_from(value).map(WatchEvent::Ci)
-    })
-    .await
-}
-
-async fn pr_event(state: AppState, query: Query, body: Body) -> Response {
-    route_event(state, query, body, |value| {
-        pr_event_from(value).map(WatchEvent::Pr)
-    })
-    .await
 }

@@ -4,7 +4,7 @@
 //! workspace collector).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply_json};
+use super::json::{parse_body, reply, reply_json};
 use super::route::{declare, declare_with_id, Route, Scope};
 use super::sessions::session_id;
 use super::{with_state, AppState, API_BODY_LIMIT};
@@ -67,15 +67,12 @@ async fn diff(raw_id: String, state: AppState, accept: Option<String>) -> Respon
 
 /// `POST /api/sessions/:id/fetch` takes no options: an empty body or a JSON object.
 async fn fetch(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
-    respond(
-        async {
-            let id = session_id(&raw_id)?;
-            let _: NoOptions = optional_object(&body?)?;
-            let fetched = state.daemon.fetch(id.as_str()).await?;
-            Ok(reply_json(StatusCode::OK, &fetched))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let id = session_id(&raw_id)?;
+        let _: NoOptions = optional_object(&body?)?;
+        Ok(state.daemon.fetch(id.as_str()).await?)
+    })
+    .await
 }
 
 /// `POST /admin/gc`: an empty body is a real pass.
@@ -87,14 +84,11 @@ struct GcBody {
 }
 
 async fn gc(state: AppState, body: Result<Bytes, ApiError>) -> Response {
-    respond(
-        async {
-            let request: GcBody = optional_object(&body?)?;
-            let report = state.daemon.collect_workspaces(request.dry_run).await?;
-            Ok(reply_json(StatusCode::OK, &report))
-        }
-        .await,
-    )
+    reply(StatusCode::OK, async {
+        let request: GcBody = optional_object(&body?)?;
+        Ok(state.daemon.collect_workspaces(request.dry_run).await?)
+    })
+    .await
 }
 
 /// An empty body means the defaults; anything else must be the JSON object `T` reads.

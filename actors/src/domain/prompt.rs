@@ -35,6 +35,24 @@ fn fence(label: &str, text: &str, nonce: &str) -> String {
     )
 }
 
+/// `text`, or `default` when the event left it empty.
+fn or<'a>(text: &'a str, default: &'a str) -> &'a str {
+    if text.is_empty() {
+        default
+    } else {
+        text
+    }
+}
+
+/// `text` put in `template`'s `{}`, or nothing when it is empty.
+fn labelled(template: &str, text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        template.replacen("{}", text, 1)
+    }
+}
+
 fn instructions(watch: &Watch) -> String {
     format!(
         "Instructions from the owner of this watch:\n{}",
@@ -52,26 +70,10 @@ pub fn ci_prompt(watch: &Watch, event: &CiEvent, nonce: &str) -> String {
             event.workflow,
             event.branch,
             event.run_id,
-            if event.run_url.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", event.run_url)
-            },
-            if event.sha.is_empty() {
-                "unknown"
-            } else {
-                &event.sha
-            },
-            if event.status.is_empty() {
-                "completed"
-            } else {
-                &event.status
-            },
-            if event.conclusion.is_empty() {
-                "failure"
-            } else {
-                &event.conclusion
-            },
+            labelled(" ({})", &event.run_url),
+            or(&event.sha, "unknown"),
+            or(&event.status, "completed"),
+            or(&event.conclusion, "failure"),
         ),
     ];
     if !event.summary.trim().is_empty() {
@@ -97,16 +99,8 @@ pub fn pr_prompt(watch: &Watch, event: &PrEvent, diff: &str, nonce: &str) -> Str
             event.repo,
             event.base,
             event.head,
-            if event.head_sha.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", event.head_sha)
-            },
-            if event.pr_url.is_empty() {
-                String::new()
-            } else {
-                format!("\nURL: {}", event.pr_url)
-            },
+            labelled(" ({})", &event.head_sha),
+            labelled("\nURL: {}", &event.pr_url),
         ),
         fence("Pull request title", &event.title, nonce),
     ];

@@ -331,6 +331,32 @@ impl WatchEvent {
 }
 
 impl Watch {
+    /// An active watch with no filters, observing (watches act while nobody is looking, so
+    /// they default to observe, not to the global mode): what a new watch starts from before
+    /// its request's fields are set.
+    pub fn unfiltered(id: String, kind: WatchKind, repo: String, max_runs_per_hour: u32) -> Self {
+        Watch {
+            id,
+            kind,
+            repo,
+            instructions: String::new(),
+            agent: String::new(),
+            policy_mode: PolicyMode::Observe,
+            workflow_name: String::new(),
+            branch_name: String::new(),
+            base_branch: String::new(),
+            head_branch: String::new(),
+            status: WatchStatus::Active,
+            schedule: String::new(),
+            timezone: String::new(),
+            max_runs_per_hour,
+            paused_reason: String::new(),
+            skip_drafts: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
     /// Whether this watch reacts to `event` at all (kind, repo, filters, event state).
     pub fn matches(&self, event: &WatchEvent) -> bool {
         self.mismatch(event).is_none()

@@ -41,24 +41,9 @@ fn pr_keys_prefer_the_head_sha() {
 
 fn watch(kind: WatchKind) -> Watch {
     Watch {
-        id: "w".into(),
-        kind,
-        repo: "octo-org/octo-repo".into(),
         instructions: "look".into(),
         agent: "mock".into(),
-        policy_mode: PolicyMode::Observe,
-        workflow_name: String::new(),
-        branch_name: String::new(),
-        base_branch: String::new(),
-        head_branch: String::new(),
-        status: WatchStatus::Active,
-        schedule: String::new(),
-        timezone: String::new(),
-        max_runs_per_hour: 10,
-        paused_reason: String::new(),
-        skip_drafts: false,
-        created_at: String::new(),
-        updated_at: String::new(),
+        ..Watch::unfiltered("w".into(), kind, "octo-org/octo-repo".into(), 10)
     }
 }
 
@@ -112,24 +97,10 @@ fn drafts_are_reviewed_unless_the_watch_skips_them() {
 
 fn ci_watch() -> Watch {
     Watch {
-        id: "w1".into(),
-        kind: WatchKind::CiFailure,
-        repo: "acme/widgets".into(),
         instructions: "fix".into(),
         agent: "codex".into(),
-        policy_mode: PolicyMode::Observe,
         workflow_name: "build".into(),
-        branch_name: String::new(),
-        base_branch: String::new(),
-        head_branch: String::new(),
-        status: WatchStatus::Active,
-        schedule: String::new(),
-        timezone: String::new(),
-        max_runs_per_hour: 10,
-        paused_reason: String::new(),
-        skip_drafts: false,
-        created_at: String::new(),
-        updated_at: String::new(),
+        ..Watch::unfiltered("w1".into(), WatchKind::CiFailure, "acme/widgets".into(), 10)
     }
 }
 

@@ -3,6 +3,7 @@
 //! conditional update below is the one arbiter between a person, the timeout and the end of
 //! the session.
 
+use super::columns::named_rows;
 use super::queries::insert_event;
 use super::StoreClient;
 use crate::domain::approval::{Approval, ApprovalFilter, ApprovalOption, ApprovalStatus, Location};
@@ -203,12 +204,7 @@ pub fn list(conn: &Connection, filter: &ApprovalFilter) -> Result<Vec<Approval>>
         "SELECT {COLUMNS} FROM approvals {where_clause} \
          ORDER BY created_at DESC, rowid DESC LIMIT :limit"
     ))?;
-    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = stmt.query_map(named.as_slice(), approval_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    named_rows(&mut stmt, &values, approval_from_row)
 }
 
 impl StoreClient {
@@ -253,15 +249,9 @@ impl StoreClient {
 
 #[cfg(test)]
 mod tests {
+    use super::super::schema::test_database as database;
     use super::*;
     use crate::domain::approval::ToolCallView;
-
-    fn database() -> Connection {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conn = super::super::schema::open_writer(&dir.path().join("t.sqlite")).expect("db");
-        std::mem::forget(dir);
-        conn
-    }
 
     fn session(conn: &Connection, id: &str, status: &str, owner: &str) {
         conn.execute(

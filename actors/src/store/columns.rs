@@ -13,6 +13,22 @@ use rusqlite::types::{Type, Value};
 use rusqlite::Row;
 use std::str::FromStr;
 
+/// Every row a filtered query returns, its named parameters bound from `values` (the filters
+/// build their `WHERE` clause and values together).
+pub fn named_rows<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    values: &[(&str, Value)],
+    read: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> crate::error::Result<Vec<T>> {
+    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
+        .iter()
+        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
+        .collect();
+    let rows = stmt.query_map(named.as_slice(), read)?;
+    rows.collect::<rusqlite::Result<_>>()
+        .map_err(crate::error::Error::from)
+}
+
 /// A field type that is stored in one column.
 pub trait Column: Sized {
     fn to_value(&self) -> Value;

@@ -166,12 +166,8 @@ impl StoreClient {
         session: Session,
         first_events: Vec<(EventKind, String)>,
     ) -> Result<Vec<Event>> {
-        self.write(move |w| {
-            let events = insert_continuation(w.conn, &session, &first_events)?;
-            w.published(&events);
-            Ok(events)
-        })
-        .await
+        self.insert_with(insert_continuation, session, first_events)
+            .await
     }
 
     /// (dashboard) Why `parent` cannot take another turn now ([`check_continuable`], the rule

@@ -389,16 +389,9 @@ pub fn prune(conn: &mut Connection, sent_before: &str, failed_before: &str) -> R
 
 #[cfg(test)]
 mod tests {
+    use super::super::schema::test_database as db;
     use super::*;
     use crate::notify::target::parse_target;
-
-    fn db() -> Connection {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conn = super::super::schema::open_writer(&dir.path().join("t.sqlite")).expect("open");
-        // The file stays open after the directory handle goes.
-        std::mem::forget(dir);
-        conn
-    }
 
     fn finished(conn: &Connection, id: &str, status: &str) {
         let facts = Facts::Finished {

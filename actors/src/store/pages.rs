@@ -3,6 +3,7 @@
 //! page of memory however large the whole answer is; event data too long for a page is read
 //! in byte slices straight from the row, never whole.
 
+use super::columns::named_rows;
 use super::queries::{session_from_row, session_select};
 use crate::domain::{EventKind, Session, SessionFilter, StatusFilter};
 use crate::error::Error;
@@ -200,10 +201,5 @@ pub(super) fn select_sessions(
         session_select()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let named: Vec<(&str, &dyn rusqlite::ToSql)> = values
-        .iter()
-        .map(|(name, value)| (*name, value as &dyn rusqlite::ToSql))
-        .collect();
-    let rows = stmt.query_map(named.as_slice(), session_from_row)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(Error::from)
+    named_rows(&mut stmt, &values, session_from_row)
 }

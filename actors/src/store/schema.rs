@@ -257,6 +257,16 @@ pub fn configure_reader(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// A migrated database in a temporary file, for the store's unit tests. The directory is
+/// leaked on purpose: the file stays open after the directory handle goes.
+#[cfg(test)]
+pub(super) fn test_database() -> Connection {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = open_writer(&dir.path().join("t.sqlite")).expect("open the test database");
+    std::mem::forget(dir);
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
