@@ -146,12 +146,24 @@ export async function sessionPage(ctx, id) {
     h('section', { 'aria-label': 'Activity' }, h('h2', {}, 'Activity'), list),
     h('div', { id: 'diff' }), lineage);
 
+  // The actions card is rebuilt only when what it offers changes: a redraw for a later event
+  // must not wipe what the person is typing (a continue prompt, a PR title) or the alert
+  // they are reading.
+  const actionsBox = h('div');
+  const outcomeBox = h('div');
+  put(body, actionsBox, outcomeBox);
+  let offered = null;
   const draw = () => {
     const s = shown.session;
     put(head, h('div', { class: 'row' }, h('h1', { class: 'grow' }, 'Session ', h('span', { class: 'mono' }, s.id)), h('div', { id: 'session-status' }, badge(s.status))),
       s.awaitingApproval ? h('p', { class: 'waiting', role: 'status' }, '⚑ Waiting for an approval below') : null,
       h('section', { class: 'card' }, meta(s)));
-    put(body, actions(ctx, s, shown.actions, reload), outcome(s));
+    const offer = JSON.stringify(shown.actions);
+    if (offer !== offered) {
+      offered = offer;
+      put(actionsBox, actions(ctx, s, shown.actions, reload));
+    }
+    put(outcomeBox, outcome(s));
     const diff = ctx.main.querySelector('#diff');
     if (shown.actions.diff && !diff.firstChild) put(diff, diffSection(s));
   };
