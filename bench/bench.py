@@ -1157,7 +1157,7 @@ def bench_runtimes(workdir, acpx, repo, clone, profile):
     try:
         for runtime in RUNTIMES:
             daemons[runtime] = Daemon(workdir, "i-" + runtime, acpx, {"TELECODER_RUNTIME": runtime}).start()
-        width = int(daemons["native"].config()["TELECODER_MAX_CONCURRENT_SESSIONS"])
+        width = int(daemons["native"].config()["maxConcurrentSessions"])
         time.sleep(0.5)
 
         def one(kind):
@@ -2790,7 +2790,7 @@ def main():
     sections = args.only
     if "a" in sections or "b" in sections or "e" in sections:
         daemon = Daemon(workdir, "latency", acpx)
-        results["default_max_concurrent"] = int(daemon.config()["TELECODER_MAX_CONCURRENT_SESSIONS"])
+        results["default_max_concurrent"] = int(daemon.config()["maxConcurrentSessions"])
         daemon.start()
         time.sleep(0.5)
         if "a" in sections or "e" in sections:
