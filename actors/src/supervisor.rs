@@ -338,6 +338,25 @@ impl Behaviour for SupervisorState {
         Ok(())
     }
 
+    /// The store stops last and on purpose (its `stopped` closes the database), after the
+    /// actors that write through it; ractor would otherwise end it with the root, unannounced.
+    async fn stopped(&mut self, _myself: ActorRef<SupervisorMsg>) -> Handled {
+        self.shutting_down = true;
+        for child in [
+            self.slots.queue.get().map(|a| a.get_cell()),
+            self.slots.watches.get().map(|a| a.get_cell()),
+            self.slots.store.get().map(|a| a.get_cell()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = child
+                .stop_and_wait(Some("shutdown".into()), Some(crate::context::STOP_GRACE))
+                .await;
+        }
+        Ok(())
+    }
+
     async fn child(&mut self, myself: ActorRef<SupervisorMsg>, event: SupervisionEvent) -> Handled {
         match event {
             // None of the root's children stops on its own; a clean stop is treated like a

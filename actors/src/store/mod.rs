@@ -107,6 +107,9 @@ pub struct StoreState {
     read_slots: Arc<tokio::sync::Semaphore>,
     handled: u64,
     writer: mpsc::Sender<WriteJob>,
+    /// Joined when the store stops, so a clean shutdown closes the database (and removes its
+    /// write-ahead log) before the process exits.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     reads: Arc<ReadPool>,
 }
 
@@ -150,10 +153,10 @@ pub(crate) fn is_fatal(err: &Error) -> bool {
 async fn start_writer(
     myself: ActorRef<StoreMsg>,
     args: StoreArgs,
-) -> Result<mpsc::Sender<WriteJob>> {
+) -> Result<(mpsc::Sender<WriteJob>, std::thread::JoinHandle<()>)> {
     let (jobs_tx, jobs_rx) = mpsc::channel::<WriteJob>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("telecoder-store-writer".into())
         .spawn(move || {
             let mut conn = match schema::open_writer(&args.path) {
@@ -182,7 +185,7 @@ async fn start_writer(
     ready_rx.await.map_err(|_| {
         Error::Internal("store writer thread died while opening the database".into())
     })??;
-    Ok(jobs_tx)
+    Ok((jobs_tx, thread))
 }
 
 impl Behaviour for StoreState {
@@ -191,11 +194,12 @@ impl Behaviour for StoreState {
 
     async fn start(myself: ActorRef<StoreMsg>, args: StoreArgs) -> Started<Self> {
         let path = args.path.clone();
-        let writer = start_writer(myself, args).await?;
+        let (writer, thread) = start_writer(myself, args).await?;
         Ok(StoreState {
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS)),
             handled: 0,
             writer,
+            writer_thread: Some(thread),
             reads: Arc::new(ReadPool::new(path)),
         })
     }
@@ -218,6 +222,17 @@ impl Behaviour for StoreState {
             StoreMsg::InjectFailure(reason) => {
                 return Err(format!("injected store failure: {reason}").into())
             }
+        }
+        Ok(())
+    }
+
+    async fn stopped(&mut self, _myself: ActorRef<StoreMsg>) -> Handled {
+        self.reads.close_idle();
+        // Closing the channel ends the writer's loop; it then closes the connection.
+        drop(std::mem::replace(&mut self.writer, mpsc::channel().0));
+        if let Some(thread) = self.writer_thread.take() {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            let _ = tokio::time::timeout(crate::context::STOP_GRACE, joined).await;
         }
         Ok(())
     }

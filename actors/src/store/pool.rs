@@ -38,4 +38,10 @@ impl ReadPool {
         }
         result
     }
+
+    /// Closes the idle connections (at shutdown, before the writer: the last connection to
+    /// close checkpoints and removes the write-ahead log, which a read-only one cannot do).
+    pub fn close_idle(&self) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
