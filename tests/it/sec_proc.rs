@@ -15,6 +15,9 @@ const NOBODY: u32 = 65534;
 /// otherwise as `nobody`, from copies of the binary and the mock agent in `dir` (the checkout
 /// may not be readable by other users).
 fn as_a_user(dir: &Path) -> (Vec<String>, Vec<(String, String)>) {
+    if !nix::unistd::geteuid().is_root() {
+        return (Vec::new(), Vec::new());
+    }
     let mock = dir.join("mock_acp_agent.py");
     std::fs::copy(
         format!(
@@ -24,9 +27,6 @@ fn as_a_user(dir: &Path) -> (Vec<String>, Vec<(String, String)>) {
         &mock,
     )
     .expect("copy the mock agent");
-    if !nix::unistd::geteuid().is_root() {
-        return (Vec::new(), Vec::new());
-    }
     let binary = dir.join("telecoder");
     std::fs::copy(env!("CARGO_BIN_EXE_telecoder"), &binary).expect("copy the binary");
     let data = dir.join("data");

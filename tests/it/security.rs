@@ -487,15 +487,3 @@ fn a_flooding_agent_is_bounded_and_the_daemon_keeps_answering() {
     );
     eprintln!("daemon peak RSS during a 200 MB flood: {peak_rss_kb} kB");
 }
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
