@@ -36,6 +36,13 @@ impl From<rusqlite_migration::Error> for Error {
     }
 }
 
+/// A name no variant has is the caller's mistake.
+impl From<crate::domain::UnknownName> for Error {
+    fn from(err: crate::domain::UnknownName) -> Self {
+        Self::Invalid(err.to_string())
+    }
+}
+
 impl<T> From<ractor::RactorErr<T>> for Error {
     fn from(err: ractor::RactorErr<T>) -> Self {
         Self::Unavailable(format!("actor unavailable: {err}"))

@@ -15,6 +15,7 @@ pub mod context;
 pub mod conversation;
 pub mod current;
 pub mod daemon;
+#[macro_use]
 pub mod domain;
 pub mod error;
 pub mod metrics;

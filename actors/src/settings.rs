@@ -70,34 +70,15 @@ pub struct Settings {
     pub notify: crate::notify::NotifySettings,
 }
 
-/// How sessions talk to their agent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// ACP spoken in-process over the agent's stdio (the default).
-    #[default]
-    Native,
-    /// The acpx CLI per session (the compatibility path).
-    Acpx,
-}
-
-impl RuntimeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Native => "native",
-            Self::Acpx => "acpx",
-        }
-    }
-}
-
-impl std::str::FromStr for RuntimeKind {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "native" => Ok(Self::Native),
-            "acpx" => Ok(Self::Acpx),
-            other => Err(format!("'{other}' is not native or acpx")),
-        }
+named_enum! {
+    /// How sessions talk to their agent.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum RuntimeKind ("runtime") {
+        /// ACP spoken in-process over the agent's stdio (the default).
+        #[default]
+        Native = "native",
+        /// The acpx CLI per session (the compatibility path).
+        Acpx = "acpx",
     }
 }
 

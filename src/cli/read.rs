@@ -157,18 +157,9 @@ pub async fn watch_list(
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
     let offline = |db: &Snapshot| {
-        let invalid = telecoder_actors::Error::Invalid;
         let filter = WatchFilter {
-            kind: kind
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(invalid)?,
-            status: status
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(invalid)?,
+            kind: kind.as_deref().map(str::parse).transpose()?,
+            status: status.as_deref().map(str::parse).transpose()?,
             repo: repo
                 .as_deref()
                 .map(telecoder_actors::requests::resolve_repo)

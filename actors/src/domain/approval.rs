@@ -3,40 +3,32 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where an approval is in its life. Only `pending` ever changes, and only once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApprovalStatus {
-    /// The agent waits for a person.
-    Pending,
-    /// A person allowed it.
-    Allowed,
-    /// A person denied it.
-    Denied,
-    /// Nobody answered in time, or the session ended (cancel, crash, restart) first: the agent
-    /// was told no. Never allowed silently.
-    Expired,
+named_enum! {
+    /// Where an approval is in its life. Only `pending` ever changes, and only once.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum ApprovalStatus ("approval status") {
+        /// The agent waits for a person.
+        Pending = "pending",
+        /// A person allowed it.
+        Allowed = "allowed",
+        /// A person denied it.
+        Denied = "denied",
+        /// Nobody answered in time, or the session ended (cancel, crash, restart) first: the agent
+        /// was told no. Never allowed silently.
+        Expired = "expired",
+    }
 }
 
-names!("approval status", ApprovalStatus {
-    Pending = "pending",
-    Allowed = "allowed",
-    Denied = "denied",
-    Expired = "expired",
-});
-
-/// A person's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Allow,
-    Deny,
+named_enum! {
+    /// A person's answer.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Verdict ("decision") {
+        Allow = "allow",
+        Deny = "deny",
+    }
 }
-
-names!("decision", Verdict {
-    Allow = "allow",
-    Deny = "deny",
-});
 
 /// The body of `POST /api/approvals/:id`, shared by the route and the CLI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

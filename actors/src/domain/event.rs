@@ -2,55 +2,32 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What an event tells. Clients ignore kinds they do not know, so new kinds are cheap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Status,
-    Output,
-    Error,
-    Done,
-    /// (ext) the session was published as a pull request.
-    Publish,
-    /// (ext) a tool call of the agent (native runtime): JSON `{toolCallId, title, kind,
-    /// status, locations}`, once per change.
-    Tool,
-    /// (ext) the agent's plan (native runtime): JSON array of its entries.
-    Plan,
-    /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
-    Approval,
-    /// (ext) the session's branch was fetched into the user's repository.
-    Fetch,
+named_enum! {
+    /// What an event tells. Clients ignore kinds they do not know, so new kinds are cheap.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum EventKind ("event kind") {
+        Status = "status",
+        Output = "output",
+        Error = "error",
+        Done = "done",
+        /// (ext) the session was published as a pull request.
+        Publish = "publish",
+        /// (ext) a tool call of the agent (native runtime): JSON `{toolCallId, title, kind,
+        /// status, locations}`, once per change.
+        Tool = "tool",
+        /// (ext) the agent's plan (native runtime): JSON array of its entries.
+        Plan = "plan",
+        /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
+        Approval = "approval",
+        /// (ext) the session's branch was fetched into the user's repository.
+        Fetch = "fetch",
+    }
 }
 
 impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Status => "status",
-            Self::Output => "output",
-            Self::Error => "error",
-            Self::Done => "done",
-            Self::Publish => "publish",
-            Self::Tool => "tool",
-            Self::Plan => "plan",
-            Self::Approval => "approval",
-            Self::Fetch => "fetch",
-        }
-    }
-
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "status" => Some(Self::Status),
-            "output" => Some(Self::Output),
-            "error" => Some(Self::Error),
-            "done" => Some(Self::Done),
-            "publish" => Some(Self::Publish),
-            "tool" => Some(Self::Tool),
-            "plan" => Some(Self::Plan),
-            "approval" => Some(Self::Approval),
-            "fetch" => Some(Self::Fetch),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     /// A session's last event is always terminal; streams end after it.

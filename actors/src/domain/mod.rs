@@ -1,10 +1,24 @@
 //! Domain types: plain data and pure rules, free of I/O so they can be tested in isolation.
 
-/// Gives an enum stored and shown by name its names, once: `as_str`, and a `FromStr` whose
-/// error lists the names it knows.
-macro_rules! names {
-    ($what:literal, $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+/// Declares an enum stored and shown by name with each variant's name written once, beside
+/// the variant: `ALL`, `as_str`, `Display`, and a `FromStr` (surrounding blanks ignored) whose
+/// error lists the names it knows. The caller's serde attributes must give the same names;
+/// each module's tests round-trip them.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
         impl $name {
+            pub const ALL: [Self; [$($text),+].len()] = [$(Self::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text),+
@@ -13,20 +27,41 @@ macro_rules! names {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
+            type Err = $crate::domain::UnknownName;
 
             fn from_str(text: &str) -> Result<Self, Self::Err> {
-                match text {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(format!(
-                        "unknown {} '{other}' (expected {})",
-                        $what,
-                        $crate::domain::one_of(&[$($text),+])
-                    )),
-                }
+                Self::ALL
+                    .into_iter()
+                    .find(|known| known.as_str() == text.trim())
+                    .ok_or_else(|| $crate::domain::UnknownName {
+                        what: $what,
+                        text: text.to_owned(),
+                        expected: &[$($text),+],
+                    })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
             }
         }
     };
+}
+
+/// A name no variant of a [`named_enum!`] has.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{text}' (expected {})", one_of(.expected))]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub text: String,
+    pub expected: &'static [&'static str],
+}
+
+impl From<UnknownName> for String {
+    fn from(err: UnknownName) -> String {
+        err.to_string()
+    }
 }
 
 /// `a, b or c`.
@@ -78,3 +113,48 @@ pub mod schedule;
 pub mod watch;
 
 pub use watch::{CiEvent, PrEvent, Triggered, Watch, WatchEvent, WatchKind, WatchRun, WatchStatus};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{de::DeserializeOwned, Serialize};
+    use std::fmt::Debug;
+    use std::str::FromStr;
+
+    /// serde's name of every variant is the name `named_enum!` gives it, both ways.
+    fn same_names<T>(all: &[T], as_str: fn(T) -> &'static str)
+    where
+        T: Copy + Debug + PartialEq + Serialize + DeserializeOwned + FromStr,
+    {
+        for &variant in all {
+            let name = as_str(variant);
+            assert_eq!(serde_json::to_value(variant).ok(), Some(name.into()));
+            assert_eq!(serde_json::from_value::<T>(name.into()).ok(), Some(variant));
+            assert_eq!(name.parse::<T>().ok(), Some(variant));
+        }
+    }
+
+    #[test]
+    fn serde_names_are_the_declared_names() {
+        same_names(&SessionStatus::ALL, SessionStatus::as_str);
+        same_names(&FailureKind::ALL, FailureKind::as_str);
+        same_names(&ApprovalStatus::ALL, ApprovalStatus::as_str);
+        same_names(&approval::Verdict::ALL, approval::Verdict::as_str);
+        same_names(&WatchKind::ALL, WatchKind::as_str);
+        same_names(&WatchStatus::ALL, WatchStatus::as_str);
+        same_names(&PolicyMode::ALL, PolicyMode::as_str);
+        same_names(&PermissionMode::ALL, PermissionMode::as_str);
+        same_names(&WorkspaceWritePolicy::ALL, WorkspaceWritePolicy::as_str);
+        same_names(&EventKind::ALL, EventKind::as_str);
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_known_ones() {
+        let err = "yolo".parse::<PolicyMode>().err().map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("unknown policy 'yolo' (expected locked, observe, standard or ask)")
+        );
+        assert_eq!(" ask ".parse::<PolicyMode>().ok(), Some(PolicyMode::Ask));
+    }
+}

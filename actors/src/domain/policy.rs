@@ -1,38 +1,43 @@
 //! Trust policies: what an agent may do, decided before it starts.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
-/// The trust level a session runs under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum PolicyMode {
-    Locked,
-    Observe,
-    Standard,
-    /// (ext) Like `standard`, but every write, command or other non-read request the agent asks
-    /// permission for waits for a person (an approval); reads are approved. Native runtime only.
-    Ask,
+named_enum! {
+    /// The trust level a session runs under.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase", try_from = "String")]
+    pub enum PolicyMode ("policy") {
+        Locked = "locked",
+        Observe = "observe",
+        Standard = "standard",
+        /// (ext) Like `standard`, but every write, command or other non-read request the agent
+        /// asks permission for waits for a person (an approval); reads are approved. Native
+        /// runtime only.
+        Ask = "ask",
+    }
 }
 
-/// How acpx answers the agent's permission requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PermissionMode {
-    DenyAll,
-    ApproveReads,
-    ApproveAll,
-    /// (ext) Reads approved; anything else becomes an approval a person answers.
-    Ask,
+named_enum! {
+    /// How acpx answers the agent's permission requests.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum PermissionMode ("permission mode") {
+        DenyAll = "deny-all",
+        ApproveReads = "approve-reads",
+        ApproveAll = "approve-all",
+        /// (ext) Reads approved; anything else becomes an approval a person answers.
+        Ask = "ask",
+    }
 }
 
-/// Whether the agent may change files in its workspace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkspaceWritePolicy {
-    Blocked,
-    Contained,
+named_enum! {
+    /// Whether the agent may change files in its workspace.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum WorkspaceWritePolicy ("workspace write policy") {
+        Blocked = "blocked",
+        Contained = "contained",
+    }
 }
 
 /// A policy mode resolved into the concrete limits a session records.
@@ -45,17 +50,6 @@ pub struct Policy {
 }
 
 impl PolicyMode {
-    pub const ALL: [PolicyMode; 4] = [Self::Locked, Self::Observe, Self::Standard, Self::Ask];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Locked => "locked",
-            Self::Observe => "observe",
-            Self::Standard => "standard",
-            Self::Ask => "ask",
-        }
-    }
-
     /// The policy with the runtime capped by the global prompt timeout.
     pub fn resolve(self, prompt_timeout_seconds: u64) -> Policy {
         let (permission, writes, cap) = match self {
@@ -84,15 +78,6 @@ impl PolicyMode {
 }
 
 impl PermissionMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DenyAll => "deny-all",
-            Self::ApproveReads => "approve-reads",
-            Self::ApproveAll => "approve-all",
-            Self::Ask => "ask",
-        }
-    }
-
     /// The acpx flag that enforces this mode. acpx cannot wait for a person: `ask` is refused
     /// before a session reaches it (see `requests`), and would mean `--approve-reads` (fail
     /// closed: everything beyond reading is denied) if it ever did.
@@ -115,57 +100,8 @@ impl PermissionMode {
     }
 }
 
-impl WorkspaceWritePolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Blocked => "blocked",
-            Self::Contained => "contained",
-        }
-    }
-}
-
 /// The error for a policy name nobody defined.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown policy '{0}' (expected locked, observe, standard or ask)")]
-pub struct UnknownPolicy(pub String);
-
-impl FromStr for PolicyMode {
-    type Err = UnknownPolicy;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|mode| mode.as_str() == text.trim())
-            .ok_or_else(|| UnknownPolicy(text.to_owned()))
-    }
-}
-
-/// The error for a permission mode nobody defined.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown permission mode '{0}' (expected deny-all, approve-reads, approve-all or ask)")]
-pub struct UnknownPermissionMode(pub String);
-
-impl FromStr for PermissionMode {
-    type Err = UnknownPermissionMode;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [
-            Self::DenyAll,
-            Self::ApproveReads,
-            Self::ApproveAll,
-            Self::Ask,
-        ]
-        .into_iter()
-        .find(|mode| mode.as_str() == text.trim())
-        .ok_or_else(|| UnknownPermissionMode(text.to_owned()))
-    }
-}
-
-impl fmt::Display for PolicyMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub type UnknownPolicy = super::UnknownName;
 
 #[cfg(test)]
 mod tests {

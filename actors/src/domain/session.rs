@@ -5,24 +5,18 @@ use super::policy::{PermissionMode, PolicyMode, WorkspaceWritePolicy};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-/// Where a session is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionStatus {
-    Pending,
-    Running,
-    Complete,
-    Error,
-    Cancelled,
+named_enum! {
+    /// Where a session is in its life.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SessionStatus ("session status") {
+        Pending = "pending",
+        Running = "running",
+        Complete = "complete",
+        Error = "error",
+        Cancelled = "cancelled",
+    }
 }
-
-names!("session status", SessionStatus {
-    Pending = "pending",
-    Running = "running",
-    Complete = "complete",
-    Error = "error",
-    Cancelled = "cancelled",
-});
 
 impl SessionStatus {
     /// Finished sessions can be rerun; active ones cannot.
@@ -31,41 +25,26 @@ impl SessionStatus {
     }
 }
 
-/// Why a session failed; `None` serializes as `""` as the contract wants.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    #[default]
-    #[serde(rename = "")]
-    None,
-    Abandoned,
-    PolicyDenied,
-    RuntimeError,
-    Timeout,
-    Cancelled,
+named_enum! {
+    /// Why a session failed; `None` serializes as `""` as the contract wants.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum FailureKind ("failure kind") {
+        #[default]
+        #[serde(rename = "")]
+        None = "",
+        Abandoned = "abandoned",
+        PolicyDenied = "policy_denied",
+        RuntimeError = "runtime_error",
+        Timeout = "timeout",
+        Cancelled = "cancelled",
+    }
 }
 
 impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "",
-            Self::Abandoned => "abandoned",
-            Self::PolicyDenied => "policy_denied",
-            Self::RuntimeError => "runtime_error",
-            Self::Timeout => "timeout",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
+    /// Unknown text (an older or newer database) reads as no failure.
     pub fn parse(text: &str) -> Self {
-        match text {
-            "abandoned" => Self::Abandoned,
-            "policy_denied" => Self::PolicyDenied,
-            "runtime_error" => Self::RuntimeError,
-            "timeout" => Self::Timeout,
-            "cancelled" => Self::Cancelled,
-            _ => Self::None,
-        }
+        text.parse().unwrap_or_default()
     }
 }
 

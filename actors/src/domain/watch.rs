@@ -5,33 +5,26 @@ use super::policy::PolicyMode;
 use super::session::Session;
 use serde::{Deserialize, Serialize};
 
-/// What a watch reacts to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", try_from = "String")]
-pub enum WatchKind {
-    CiFailure,
-    PrReview,
-    /// (ext) fires on a cron schedule
-    Schedule,
+named_enum! {
+    /// What a watch reacts to.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case", try_from = "String")]
+    pub enum WatchKind ("watch kind") {
+        CiFailure = "ci_failure",
+        PrReview = "pr_review",
+        /// (ext) fires on a cron schedule
+        Schedule = "schedule",
+    }
 }
 
-names!("watch kind", WatchKind {
-    CiFailure = "ci_failure",
-    PrReview = "pr_review",
-    Schedule = "schedule",
-});
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum WatchStatus {
-    Active,
-    Paused,
+named_enum! {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase", try_from = "String")]
+    pub enum WatchStatus ("watch status") {
+        Active = "active",
+        Paused = "paused",
+    }
 }
-
-names!("watch status", WatchStatus {
-    Active = "active",
-    Paused = "paused",
-});
 
 /// The watch record as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -21,7 +21,7 @@ fn approval_from_row(row: &Row<'_>) -> rusqlite::Result<Approval> {
     Ok(Approval {
         id: row.get("id")?,
         session_id: row.get("session_id")?,
-        status: status.parse().map_err(|err: String| {
+        status: status.parse().map_err(|err: crate::domain::UnknownName| {
             rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, err.into())
         })?,
         tool_call: crate::domain::approval::ToolCallView {

@@ -8,36 +8,25 @@ use crate::error::Result;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 
-/// What a session's workspace is on disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkspaceState {
-    /// Not created yet (pending, or the clone failed).
-    None,
-    /// The directory exists under `workspaces/`.
-    Present,
-    /// Collected; the work that was neither fetched nor published is kept as a git bundle.
-    Archived,
-    /// Collected; nothing was left that had not been fetched or published.
-    Collected,
+named_enum! {
+    /// What a session's workspace is on disk.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum WorkspaceState ("workspace state") {
+        /// Not created yet (pending, or the clone failed).
+        None = "",
+        /// The directory exists under `workspaces/`.
+        Present = "present",
+        /// Collected; the work that was neither fetched nor published is kept as a git bundle.
+        Archived = "archived",
+        /// Collected; nothing was left that had not been fetched or published.
+        Collected = "collected",
+    }
 }
 
 impl WorkspaceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "",
-            Self::Present => "present",
-            Self::Archived => "archived",
-            Self::Collected => "collected",
-        }
-    }
-
+    /// Unknown text reads as no workspace.
     pub fn parse(text: &str) -> Self {
-        match text {
-            "present" => Self::Present,
-            "archived" => Self::Archived,
-            "collected" => Self::Collected,
-            _ => Self::None,
-        }
+        text.parse().unwrap_or(Self::None)
     }
 }
 
