@@ -2805,22 +2805,20 @@ def main():
         for n in profile["burst_sizes"]:
             results["d"].append(bench_burst(workdir, acpx, repo, n, "default", {}))
             results["d"].append(bench_burst(workdir, acpx, repo, n, "1000", {"TELECODER_MAX_CONCURRENT_SESSIONS": "1000"}))
-    if "f" in sections:
-        results["f"] = bench_ingestion(workdir, acpx, repo, profile)
-    if "g" in sections:
-        results["g"] = bench_scale(workdir, acpx, repo, profile)
-    if "h" in sections:
-        results["h"] = bench_streaming(workdir, acpx, repo, profile)
-    if "i" in sections:
-        results["i"] = bench_runtimes(workdir, acpx, repo, clone, profile)
-    if "j" in sections:
-        results["j"] = bench_workspaces(workdir, acpx, profile)
-    if "k" in sections:
-        results["k"] = bench_dashboard(workdir, acpx, repo, profile)
-    if "l" in sections:
-        results["l"] = bench_approvals(workdir, acpx, repo, profile)
-    if "m" in sections:
-        results["m"] = bench_notify(workdir, acpx, repo, profile)
+    # The sections that start their own daemons, in the order they run.
+    own_daemons = {
+        "f": lambda: bench_ingestion(workdir, acpx, repo, profile),
+        "g": lambda: bench_scale(workdir, acpx, repo, profile),
+        "h": lambda: bench_streaming(workdir, acpx, repo, profile),
+        "i": lambda: bench_runtimes(workdir, acpx, repo, clone, profile),
+        "j": lambda: bench_workspaces(workdir, acpx, profile),
+        "k": lambda: bench_dashboard(workdir, acpx, repo, profile),
+        "l": lambda: bench_approvals(workdir, acpx, repo, profile),
+        "m": lambda: bench_notify(workdir, acpx, repo, profile),
+    }
+    for section, run in own_daemons.items():
+        if section in sections:
+            results[section] = run()
     finished = datetime.datetime.now(datetime.timezone.utc)
     results["duration_s"] = (finished - started).total_seconds()
     results["loadavg_end"] = loadavg()
