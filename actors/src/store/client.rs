@@ -73,6 +73,26 @@ impl StoreClient {
             .await?
     }
 
+    /// [`Self::read`] of a query keyed by text the caller only lends (an id, an owner).
+    pub async fn read_by<T: Send + 'static>(
+        &self,
+        key: &str,
+        query: impl Fn(&Connection, &str) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        let key = key.to_owned();
+        self.read(move |conn| query(conn, &key)).await
+    }
+
+    /// [`Self::write`] of a job keyed by text the caller only lends.
+    pub async fn write_by<T: Send + 'static>(
+        &self,
+        key: &str,
+        job: impl Fn(&mut Writer<'_>, &str) -> Result<T> + Clone + Send + 'static,
+    ) -> Result<T> {
+        let key = key.to_owned();
+        self.write(move |w| job(w, &key)).await
+    }
+
     /// Runs `query` on a pooled read connection (`query` may run again if the store restarts
     /// meanwhile).
     pub async fn read<T: Send + 'static>(
@@ -179,9 +199,10 @@ impl StoreClient {
         id: &str,
         state: workspaces::WorkspaceState,
     ) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |w| workspaces::set_workspace_state(w.conn, &id, state))
-            .await
+        self.write_by(id, move |w, id| {
+            workspaces::set_workspace_state(w.conn, id, state)
+        })
+        .await
     }
 
     /// Workspace records of these sessions (and of every present workspace, if asked).
@@ -204,8 +225,7 @@ impl StoreClient {
 
     /// Records the agent's process id (`None` once it has exited).
     pub async fn set_agent_pid(&self, id: &str, pid: Option<u32>) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |w| queries::set_agent_pid(w.conn, &id, pid))
+        self.write_by(id, move |w, id| queries::set_agent_pid(w.conn, id, pid))
             .await
     }
 
@@ -215,9 +235,10 @@ impl StoreClient {
         id: &str,
         facts: crate::domain::AgentFacts,
     ) -> Result<()> {
-        let id = id.to_owned();
-        self.write(move |w| queries::record_agent_facts(w.conn, &id, &facts))
-            .await
+        self.write_by(id, move |w, id| {
+            queries::record_agent_facts(w.conn, id, &facts)
+        })
+        .await
     }
 
     pub async fn append_event(
@@ -269,8 +290,7 @@ impl StoreClient {
 
     /// A session by id; a missing one is a `NotFound` error.
     pub async fn require_session(&self, id: &str) -> Result<Session> {
-        let key = id.to_owned();
-        let session = self.read(move |c| queries::get_session(c, &key)).await?;
+        let session = self.read_by(id, queries::get_session).await?;
         session.ok_or_else(|| Error::NotFound(format!("session {id} not found")))
     }
 
@@ -283,15 +303,15 @@ impl StoreClient {
     }
 
     pub async fn events(&self, session_id: &str, after: i64, limit: u32) -> Result<Vec<Event>> {
-        let id = session_id.to_owned();
-        self.read(move |c| queries::events_after(c, &id, after, limit))
-            .await
+        self.read_by(session_id, move |c, id| {
+            queries::events_after(c, id, after, limit)
+        })
+        .await
     }
 
     /// The oldest pending session ids, and how many sessions run for other owners.
     pub async fn run_queue(&self, limit: usize, owner: &str) -> Result<queries::RunQueue> {
-        let owner = owner.to_owned();
-        self.read(move |c| queries::run_queue(c, limit, &owner))
+        self.read_by(owner, move |c, owner| queries::run_queue(c, limit, owner))
             .await
     }
 
@@ -329,8 +349,7 @@ impl StoreClient {
 
     /// Deletes a watch and its runs; false if it did not exist.
     pub async fn delete_watch(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.write(move |w| sql_watches::delete_watch(w.conn, &id))
+        self.write_by(id, move |w, id| sql_watches::delete_watch(w.conn, id))
             .await
     }
 
@@ -356,8 +375,7 @@ impl StoreClient {
 
     /// A watch by id, `None` when there is none.
     pub async fn get_watch(&self, id: &str) -> Result<Option<Watch>> {
-        let id = id.to_owned();
-        self.read(move |c| sql_watches::get_watch(c, &id)).await
+        self.read_by(id, sql_watches::get_watch).await
     }
 
     /// Like [`Self::get_watch`], but a missing watch is a `NotFound` error.
@@ -374,15 +392,12 @@ impl StoreClient {
 
     /// A watch's runs, newest first.
     pub async fn watch_runs(&self, watch_id: &str) -> Result<Vec<WatchRun>> {
-        let id = watch_id.to_owned();
-        self.read(move |c| sql_watches::watch_runs(c, &id)).await
+        self.read_by(watch_id, sql_watches::watch_runs).await
     }
 
     /// The event key of a watch's newest run.
     pub async fn last_event_key(&self, watch_id: &str) -> Result<Option<String>> {
-        let id = watch_id.to_owned();
-        self.read(move |c| sql_watches::last_event_key(c, &id))
-            .await
+        self.read_by(watch_id, sql_watches::last_event_key).await
     }
 
     /// Deliveries received before a time but not yet routed.
@@ -390,8 +405,7 @@ impl StoreClient {
         &self,
         received_before: &str,
     ) -> Result<Vec<(String, String, String)>> {
-        let before = received_before.to_owned();
-        self.read(move |c| sql_watches::pending_deliveries(c, &before))
+        self.read_by(received_before, sql_watches::pending_deliveries)
             .await
     }
 
@@ -403,9 +417,10 @@ impl StoreClient {
         limit: u32,
         budget: usize,
     ) -> Result<Vec<super::pages::EventHead>> {
-        let session_id = session_id.to_owned();
-        self.read(move |conn| super::pages::event_heads(conn, &session_id, after, limit, budget))
-            .await
+        self.read_by(session_id, move |conn, session_id| {
+            super::pages::event_heads(conn, session_id, after, limit, budget)
+        })
+        .await
     }
 
     /// A byte slice of one event's data (see [`super::pages::event_bytes`]).
@@ -439,9 +454,10 @@ impl StoreClient {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<WatchRun>> {
-        let watch_id = watch_id.to_owned();
-        self.read(move |conn| super::watches::runs_page(conn, &watch_id, before, limit))
-            .await
+        self.read_by(watch_id, move |conn, watch_id| {
+            super::watches::runs_page(conn, watch_id, before, limit)
+        })
+        .await
     }
 
     /// Records this instance's start; true when the previous one never stopped cleanly (a
@@ -454,8 +470,7 @@ impl StoreClient {
 
     /// Records this instance's clean stop.
     pub async fn record_daemon_stop(&self, owner: &str) -> Result<()> {
-        let owner = owner.to_owned();
-        self.write(move |w| outbox::daemon_stopped(w.conn, &owner))
+        self.write_by(owner, move |w, owner| outbox::daemon_stopped(w.conn, owner))
             .await
     }
 
