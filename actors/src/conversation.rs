@@ -42,7 +42,7 @@ pub async fn continue_session(
     });
     let _held = locks::session(workspace_owner(&parent)).await;
     store
-        .insert_continuation(session.clone(), vec![(EventKind::Status, first)])
+        .insert_session(session.clone(), vec![(EventKind::Status, first)])
         .await?;
     Ok(session)
 }

@@ -24,10 +24,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to keep trying while the store restarts.
 const RESTART_WINDOW: Duration = Duration::from_secs(15);
 
-/// Stores a new session row with its first events, in one transaction.
-pub(super) type InsertSession =
-    fn(&mut Connection, &Session, &[(EventKind, String)]) -> Result<Vec<Event>>;
-
 /// Cheap to clone; holds no actor reference of its own.
 #[derive(Clone)]
 pub struct StoreClient {
@@ -131,24 +127,15 @@ impl StoreClient {
             .map_err(|_| Error::Unavailable("the store is not running".into()))
     }
 
+    /// Stores a session (a continuation only while its parent may take another turn) and
+    /// publishes its first events once they are committed.
     pub async fn insert_session(
         &self,
         session: Session,
         first_events: Vec<(EventKind, String)>,
     ) -> Result<Vec<Event>> {
-        self.insert_with(queries::insert_session, session, first_events)
-            .await
-    }
-
-    /// Stores a session with `insert` and publishes its first events once they are committed.
-    pub(super) async fn insert_with(
-        &self,
-        insert: InsertSession,
-        session: Session,
-        first_events: Vec<(EventKind, String)>,
-    ) -> Result<Vec<Event>> {
         self.write(move |w| {
-            let events = insert(w.conn, &session, &first_events)?;
+            let events = queries::insert_session(w.conn, &session, &first_events)?;
             w.published(&events);
             Ok(events)
         })

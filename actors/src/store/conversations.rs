@@ -24,19 +24,18 @@ pub(crate) const LATEST_FINISHED_TURN: &str = "NOT EXISTS (SELECT 1 FROM session
 /// Stores `session`, which continues `session.continued_from`, with its first events, if and
 /// only if that session is finished, has not been continued yet, its workspace is still there
 /// and nothing else is pending or running in it.
-pub fn insert_continuation(
-    conn: &mut Connection,
+pub(super) fn insert_continuation_rows(
+    tx: &Connection,
     session: &Session,
     first_events: &[(EventKind, String)],
 ) -> Result<Vec<Event>> {
-    let tx = conn.transaction()?;
     let parent_id = session.continued_from.as_str();
-    let parent = get_session(&tx, parent_id)?
+    let parent = get_session(tx, parent_id)?
         .ok_or_else(|| Error::NotFound(format!("session {parent_id} not found")))?;
-    check_continuable(&tx, &parent)?;
+    check_continuable(tx, &parent)?;
     // The unique index on `continued_from` refuses a second continuation even if two
     // transactions raced past the check.
-    let events = insert_session_rows(&tx, session, first_events).map_err(|err| match err {
+    insert_session_rows(tx, session, first_events).map_err(|err| match err {
         Error::Store(rusqlite::Error::SqliteFailure(failure, _))
             if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
@@ -45,9 +44,7 @@ pub fn insert_continuation(
             ))
         }
         other => other,
-    })?;
-    tx.commit()?;
-    Ok(events)
+    })
 }
 
 /// Why `parent` cannot take another turn now, if it cannot: 409 while it or anything else in
@@ -160,16 +157,6 @@ pub fn conversation(conn: &Connection, id: &str, keep: usize) -> Result<(usize, 
 }
 
 impl StoreClient {
-    /// Stores a continuation (see [`insert_continuation`]) and publishes its first events.
-    pub async fn insert_continuation(
-        &self,
-        session: Session,
-        first_events: Vec<(EventKind, String)>,
-    ) -> Result<Vec<Event>> {
-        self.insert_with(insert_continuation, session, first_events)
-            .await
-    }
-
     /// (dashboard) Why `parent` cannot take another turn now ([`check_continuable`], the rule
     /// the continue route applies), `None` when it can: so a page offers only what will work.
     pub async fn why_not_continuable(&self, parent: Session) -> Result<Option<String>> {

@@ -85,14 +85,20 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-/// Stores a new session together with its first events, atomically.
+/// Stores a new session together with its first events, atomically. A session that continues
+/// another is stored only if that one may take another turn (see
+/// [`super::conversations::insert_continuation_rows`]).
 pub fn insert_session(
     conn: &mut Connection,
     session: &Session,
     first_events: &[(EventKind, String)],
 ) -> Result<Vec<Event>> {
     let tx = conn.transaction()?;
-    let events = insert_session_rows(&tx, session, first_events)?;
+    let events = if session.continued_from.is_empty() {
+        insert_session_rows(&tx, session, first_events)?
+    } else {
+        super::conversations::insert_continuation_rows(&tx, session, first_events)?
+    };
     tx.commit()?;
     Ok(events)
 }
