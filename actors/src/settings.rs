@@ -71,15 +71,10 @@ pub struct Settings {
 }
 
 named_enum! {
-    /// How sessions talk to their agent.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-    pub enum RuntimeKind ("runtime") {
-        /// ACP spoken in-process over the agent's stdio (the default).
-        #[default]
-        Native = "native",
-        /// The acpx CLI per session (the compatibility path).
-        Acpx = "acpx",
-    }
+    /// How sessions talk to their agent: ACP spoken in-process over the agent's stdio
+    /// (`native`, the default), or the acpx CLI per session (`acpx`, the compatibility path).
+    #[derive(Default)]
+    pub enum RuntimeKind ("runtime") { #[default] Native = "native", Acpx = "acpx" }
 }
 
 /// A credential that never shows itself in logs or debug output.

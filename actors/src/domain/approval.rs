@@ -4,30 +4,18 @@
 use serde::{Deserialize, Serialize};
 
 named_enum! {
-    /// Where an approval is in its life. Only `pending` ever changes, and only once.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
+    /// Where an approval is in its life. Only `pending` (the agent waits for a person) ever
+    /// changes, and only once: a person `allowed` or `denied` it, or it `expired` — nobody
+    /// answered in time, or the session ended (cancel, crash, restart) first, and the agent was
+    /// told no. Never allowed silently.
     pub enum ApprovalStatus ("approval status") {
-        /// The agent waits for a person.
-        Pending = "pending",
-        /// A person allowed it.
-        Allowed = "allowed",
-        /// A person denied it.
-        Denied = "denied",
-        /// Nobody answered in time, or the session ended (cancel, crash, restart) first: the agent
-        /// was told no. Never allowed silently.
-        Expired = "expired",
+        Pending = "pending", Allowed = "allowed", Denied = "denied", Expired = "expired",
     }
 }
 
 named_enum! {
     /// A person's answer.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Verdict ("decision") {
-        Allow = "allow",
-        Deny = "deny",
-    }
+    pub enum Verdict ("decision") { Allow = "allow", Deny = "deny" }
 }
 
 /// The body of `POST /api/approvals/:id`, shared by the route and the CLI.

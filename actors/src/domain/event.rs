@@ -4,13 +4,8 @@ use serde::{Deserialize, Serialize};
 
 named_enum! {
     /// What an event tells. Clients ignore kinds they do not know, so new kinds are cheap.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
     pub enum EventKind ("event kind") {
-        Status = "status",
-        Output = "output",
-        Error = "error",
-        Done = "done",
+        Status = "status", Output = "output", Error = "error", Done = "done",
         /// (ext) the session was published as a pull request.
         Publish = "publish",
         /// (ext) a tool call of the agent (native runtime): JSON `{toolCallId, title, kind,
@@ -18,7 +13,8 @@ named_enum! {
         Tool = "tool",
         /// (ext) the agent's plan (native runtime): JSON array of its entries.
         Plan = "plan",
-        /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval record.
+        /// (ext) an approval was asked for or answered (policy `ask`): JSON of the approval
+        /// record.
         Approval = "approval",
         /// (ext) the session's branch was fetched into the user's repository.
         Fetch = "fetch",

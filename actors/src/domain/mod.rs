@@ -1,9 +1,8 @@
 //! Domain types: plain data and pure rules, free of I/O so they can be tested in isolation.
 
 /// Declares an enum stored and shown by name with each variant's name written once, beside
-/// the variant: `ALL`, `as_str`, `Display`, and a `FromStr` (surrounding blanks ignored) whose
-/// error lists the names it knows. The caller's serde attributes must give the same names;
-/// each module's tests round-trip them.
+/// the variant: `ALL`, `as_str`, `Display`, serde by name, and a `FromStr` (surrounding blanks
+/// ignored) whose error lists the names it knows.
 macro_rules! named_enum {
     (
         $(#[$meta:meta])*
@@ -12,6 +11,7 @@ macro_rules! named_enum {
         }
     ) => {
         $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         $vis enum $name {
             $($(#[$vmeta])* $variant),+
         }
@@ -46,6 +46,21 @@ macro_rules! named_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        /// Read through `FromStr`, so a request body with an unknown name is refused with the
+        /// same message as a query parameter or a CLI flag.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -72,21 +87,6 @@ pub(crate) fn one_of(names: &[&str]) -> String {
         None => String::new(),
     }
 }
-
-/// Lets serde read these enums through their `FromStr`, so a request body with an unknown
-/// name is refused with the same message as a query parameter or a CLI flag.
-macro_rules! deserialize_by_name {
-    ($($name:ty),+) => {$(
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(text: String) -> Result<Self, Self::Error> {
-                text.parse().map_err(|err| format!("{err}"))
-            }
-        }
-    )+};
-}
-
-deserialize_by_name!(PolicyMode, WatchKind, WatchStatus);
 
 pub mod approval;
 pub mod conversation;

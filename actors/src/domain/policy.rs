@@ -1,42 +1,27 @@
 //! Trust policies: what an agent may do, decided before it starts.
 
-use serde::{Deserialize, Serialize};
-
 named_enum! {
-    /// The trust level a session runs under.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase", try_from = "String")]
+    /// The trust level a session runs under. (ext) `ask` is like `standard`, but every write,
+    /// command or other non-read request the agent asks permission for waits for a person (an
+    /// approval); reads are approved. Native runtime only.
     pub enum PolicyMode ("policy") {
-        Locked = "locked",
-        Observe = "observe",
-        Standard = "standard",
-        /// (ext) Like `standard`, but every write, command or other non-read request the agent
-        /// asks permission for waits for a person (an approval); reads are approved. Native
-        /// runtime only.
-        Ask = "ask",
+        Locked = "locked", Observe = "observe", Standard = "standard", Ask = "ask",
     }
 }
 
 named_enum! {
-    /// How acpx answers the agent's permission requests.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "kebab-case")]
+    /// How acpx answers the agent's permission requests. (ext) `ask`: reads approved; anything
+    /// else becomes an approval a person answers.
     pub enum PermissionMode ("permission mode") {
-        DenyAll = "deny-all",
-        ApproveReads = "approve-reads",
-        ApproveAll = "approve-all",
-        /// (ext) Reads approved; anything else becomes an approval a person answers.
+        DenyAll = "deny-all", ApproveReads = "approve-reads", ApproveAll = "approve-all",
         Ask = "ask",
     }
 }
 
 named_enum! {
     /// Whether the agent may change files in its workspace.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
     pub enum WorkspaceWritePolicy ("workspace write policy") {
-        Blocked = "blocked",
-        Contained = "contained",
+        Blocked = "blocked", Contained = "contained",
     }
 }
 

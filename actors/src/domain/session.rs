@@ -7,13 +7,8 @@ use std::str::FromStr;
 
 named_enum! {
     /// Where a session is in its life.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase")]
     pub enum SessionStatus ("session status") {
-        Pending = "pending",
-        Running = "running",
-        Complete = "complete",
-        Error = "error",
+        Pending = "pending", Running = "running", Complete = "complete", Error = "error",
         Cancelled = "cancelled",
     }
 }
@@ -27,17 +22,10 @@ impl SessionStatus {
 
 named_enum! {
     /// Why a session failed; `None` serializes as `""` as the contract wants.
-    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case")]
+    #[derive(Default)]
     pub enum FailureKind ("failure kind") {
-        #[default]
-        #[serde(rename = "")]
-        None = "",
-        Abandoned = "abandoned",
-        PolicyDenied = "policy_denied",
-        RuntimeError = "runtime_error",
-        Timeout = "timeout",
-        Cancelled = "cancelled",
+        #[default] None = "", Abandoned = "abandoned", PolicyDenied = "policy_denied",
+        RuntimeError = "runtime_error", Timeout = "timeout", Cancelled = "cancelled",
     }
 }
 

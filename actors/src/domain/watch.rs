@@ -6,24 +6,14 @@ use super::session::Session;
 use serde::{Deserialize, Serialize};
 
 named_enum! {
-    /// What a watch reacts to.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "snake_case", try_from = "String")]
+    /// What a watch reacts to; (ext) `schedule` fires on a cron schedule.
     pub enum WatchKind ("watch kind") {
-        CiFailure = "ci_failure",
-        PrReview = "pr_review",
-        /// (ext) fires on a cron schedule
-        Schedule = "schedule",
+        CiFailure = "ci_failure", PrReview = "pr_review", Schedule = "schedule",
     }
 }
 
 named_enum! {
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    #[serde(rename_all = "lowercase", try_from = "String")]
-    pub enum WatchStatus ("watch status") {
-        Active = "active",
-        Paused = "paused",
-    }
+    pub enum WatchStatus ("watch status") { Active = "active", Paused = "paused" }
 }
 
 /// The watch record as the API shows it.

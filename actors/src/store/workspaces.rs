@@ -9,17 +9,12 @@ use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 
 named_enum! {
-    /// What a session's workspace is on disk.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    /// What a session's workspace is on disk: `None` before it exists (pending, or the clone
+    /// failed), `Present` under `workspaces/`, and once collected `Archived` (the work that was
+    /// neither fetched nor published is kept as a git bundle) or `Collected` (nothing was left
+    /// that had not been fetched or published).
     pub enum WorkspaceState ("workspace state") {
-        /// Not created yet (pending, or the clone failed).
-        None = "",
-        /// The directory exists under `workspaces/`.
-        Present = "present",
-        /// Collected; the work that was neither fetched nor published is kept as a git bundle.
-        Archived = "archived",
-        /// Collected; nothing was left that had not been fetched or published.
-        Collected = "collected",
+        None = "", Present = "present", Archived = "archived", Collected = "collected",
     }
 }
 
