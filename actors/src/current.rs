@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// How long a caller rides out a restart of the actor it asks: the root's first backoff steps
+/// and the new actor's start fit well within it.
+pub const RESTART_PATIENCE: Duration = Duration::from_secs(15);
+
 /// The root's side: where it puts the current actor of one child.
 pub struct Slot<M> {
     tx: watch::Sender<Option<ActorRef<M>>>,

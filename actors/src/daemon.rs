@@ -7,7 +7,7 @@
 
 use crate::bus::EventBus;
 use crate::context::{Context, STOP_GRACE};
-use crate::current::{Current, Slot};
+use crate::current::{Current, Slot, RESTART_PATIENCE};
 use crate::domain::{
     watch::Routed, Event, FailureKind, NewSession, Session, SessionFilter, Watch, WatchEvent,
     WatchId, WatchRun,
@@ -35,8 +35,6 @@ use tokio_util::task::TaskTracker;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a request waits for an actor before it is told the daemon is busy.
 const ACTOR_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a request waits for a restarting actor to come back.
-const RESTART_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A started actor system. Cheap to clone; holds the root and handles that always reach the
 /// current children (never a child's `ActorRef`, since children are replaced on restart).

@@ -9,7 +9,7 @@
 use super::outbox::{self, Claimed, OutboxCounts, Outcome};
 use super::watches::{self as sql_watches, NewRun, Recorded, WatchFilter};
 use super::{finish, queries, workspaces, DatabaseStatus, Finish, ReadPool, StoreMsg, Writer};
-use crate::current::Current;
+use crate::current::{Current, RESTART_PATIENCE};
 use crate::domain::redact::Redactor;
 use crate::domain::{Event, EventKind, Session, SessionFilter, Watch, WatchRun};
 use crate::error::{Error, Result};
@@ -21,8 +21,6 @@ use std::time::Duration;
 
 /// How long one call may take before the caller gets `Unavailable`.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to keep trying while the store restarts.
-const RESTART_WINDOW: Duration = Duration::from_secs(15);
 
 /// Cheap to clone; holds no actor reference of its own.
 #[derive(Clone)]
@@ -64,7 +62,7 @@ impl StoreClient {
                     }))
                 },
                 CALL_TIMEOUT,
-                RESTART_WINDOW,
+                RESTART_PATIENCE,
             )
             .await?
     }
@@ -104,7 +102,7 @@ impl StoreClient {
                     }))
                 },
                 CALL_TIMEOUT,
-                RESTART_WINDOW,
+                RESTART_PATIENCE,
             )
             .await?
     }
