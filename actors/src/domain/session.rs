@@ -110,50 +110,47 @@ pub struct Session {
     pub workspace_state: String,
 }
 
-/// Token usage an agent reported for its turn (prompt response) and its context window
-/// (`usage_update`). Every figure is optional: agents report different subsets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenUsage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub total_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thought_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cached_read_tokens: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cached_write_tokens: Option<u64>,
-    /// Tokens in the context window at the last `usage_update`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_used: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_size: Option<u64>,
-    /// Cumulative cost as the agent states it, e.g. `0.0123 USD`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost: Option<String>,
-}
+/// Declares a record of figures that are each optional, with its `merge`: the field list is
+/// written once, so a new figure can never be left out of merging (or shown as `null`).
+macro_rules! optional_figures {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$doc:meta])* $field:ident: $ty:ty),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[$doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )+
+        }
 
-impl TokenUsage {
-    /// Fills what `newer` reports, keeping what it leaves out.
-    pub fn merge(&mut self, newer: TokenUsage) {
-        fn keep<T>(slot: &mut Option<T>, value: Option<T>) {
-            if value.is_some() {
-                *slot = value;
+        impl $name {
+            /// Fills what `newer` reports, keeping what it leaves out.
+            pub fn merge(&mut self, newer: $name) {
+                $(
+                    if newer.$field.is_some() {
+                        self.$field = newer.$field;
+                    }
+                )+
             }
         }
-        keep(&mut self.input_tokens, newer.input_tokens);
-        keep(&mut self.output_tokens, newer.output_tokens);
-        keep(&mut self.total_tokens, newer.total_tokens);
-        keep(&mut self.thought_tokens, newer.thought_tokens);
-        keep(&mut self.cached_read_tokens, newer.cached_read_tokens);
-        keep(&mut self.cached_write_tokens, newer.cached_write_tokens);
-        keep(&mut self.context_used, newer.context_used);
-        keep(&mut self.context_size, newer.context_size);
-        keep(&mut self.cost, newer.cost);
+    };
+}
+
+optional_figures! {
+    /// Token usage an agent reported for its turn (prompt response) and its context window
+    /// (`usage_update`). Every figure is optional: agents report different subsets.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct TokenUsage {
+        input_tokens: u64, output_tokens: u64, total_tokens: u64, thought_tokens: u64,
+        cached_read_tokens: u64, cached_write_tokens: u64,
+        /// Tokens in the context window at the last `usage_update`, and its size.
+        context_used: u64, context_size: u64,
+        /// Cumulative cost as the agent states it, e.g. `0.0123 USD`.
+        cost: String,
     }
 }
 
@@ -237,4 +234,27 @@ pub struct SessionFilter {
     /// (ext) at most this many, after skipping `offset`; unset returns all (the contract).
     pub limit: Option<u32>,
     pub offset: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenUsage;
+
+    #[test]
+    fn merged_usage_keeps_what_the_newer_report_leaves_out_and_shows_no_nulls() {
+        let mut usage = TokenUsage {
+            input_tokens: Some(10),
+            context_size: Some(1000),
+            ..TokenUsage::default()
+        };
+        usage.merge(TokenUsage {
+            input_tokens: Some(12),
+            cost: Some("0.01 USD".into()),
+            ..TokenUsage::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&usage).ok(),
+            Some(serde_json::json!({"inputTokens": 12, "contextSize": 1000, "cost": "0.01 USD"}))
+        );
+    }
 }
