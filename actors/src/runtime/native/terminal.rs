@@ -4,13 +4,13 @@
 //! as acpx does).
 
 use super::fs::WorkspaceFs;
+use crate::process::SessionSpawn;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -123,21 +123,17 @@ impl Terminals {
         if self.live().len() >= MAX_TERMINALS {
             return Err(TerminalError::TooMany);
         }
-        let mut cmd = Command::new(command);
-        for name in &self.settings.env_remove {
-            cmd.env_remove(name);
-        }
-        let spawned = cmd
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env(crate::process::SESSION_ENV, &self.settings.session_id)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(i32::try_from(self.settings.process_group).unwrap_or(0))
-            .kill_on_drop(true)
-            .spawn();
+        let session = SessionSpawn {
+            session_id: &self.settings.session_id,
+            env_remove: &self.settings.env_remove,
+            process_group: i32::try_from(self.settings.process_group).unwrap_or(0),
+        };
+        let spawned = session.spawn(command, |cmd| {
+            cmd.args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+        });
         let mut child =
             spawned.map_err(|err| TerminalError::Spawn(command.to_owned(), err.to_string()))?;
         let pid = child.id().unwrap_or_default();
