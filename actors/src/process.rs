@@ -3,7 +3,9 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use std::process::Stdio;
 use std::time::Duration;
+use tokio::process::{Child, Command};
 use tokio::time::{sleep, Instant};
 
 /// Sends `signal` to the whole group; a group that is already gone is not an error.
@@ -47,6 +49,41 @@ impl Drop for GroupGuard {
 /// fork) but keeps its environment: the marker finds what the group signal misses, and tells a
 /// session's leftovers apart from unrelated processes that happen to reuse a pid.
 pub const SESSION_ENV: &str = "TELECODER_SESSION_ID";
+
+/// How a session starts a process. Everything a session starts (the agent, the commands it
+/// runs through the client) is spawned through this, so nothing misses the marker, the scrub
+/// or the process group.
+pub struct SessionSpawn<'a> {
+    /// The session the process belongs to; it carries it as [`SESSION_ENV`].
+    pub session_id: &'a str,
+    /// Variables (credentials) the process must not inherit.
+    pub env_remove: &'a [String],
+    /// The process group it joins; 0 makes it lead a new one.
+    pub process_group: i32,
+}
+
+impl SessionSpawn<'_> {
+    /// Starts `program` with stdout and stderr piped; it is killed if its handle is dropped.
+    /// `setup` adds the arguments, directory, stdin and variables: it runs after the scrub (what
+    /// it sets is kept) and before the marker (it cannot replace the marker).
+    pub fn spawn(
+        &self,
+        program: &str,
+        setup: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> std::io::Result<Child> {
+        let mut command = Command::new(program);
+        for name in self.env_remove {
+            command.env_remove(name);
+        }
+        setup(&mut command)
+            .env(SESSION_ENV, self.session_id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(self.process_group)
+            .kill_on_drop(true)
+            .spawn()
+    }
+}
 
 /// Scans of `/proc` while new marked processes keep appearing (forks racing the scan).
 const MAX_SCANS: usize = 50;

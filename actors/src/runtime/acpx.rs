@@ -1,18 +1,17 @@
 //! The acpx runtime: runs `acpx … exec <prompt>` in the workspace and turns its JSON-lines
 //! stdout into a live stream of assistant text.
 
+use super::agent_process::{self, AgentProcess};
 use super::output::{
-    failure, last_meaningful_line, mentions_permission, read_tail, OutputBuffer, COALESCE_WINDOW,
+    failure, last_meaningful_line, mentions_permission, OutputBuffer, COALESCE_WINDOW,
 };
 use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
 use crate::domain::FailureKind;
-use crate::process::{terminate_group, GroupGuard};
 use futures_util::StreamExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::AsyncRead;
-use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
@@ -26,8 +25,6 @@ const MAX_PROMPT_ARG_BYTES: usize = 100 * 1024;
 const ARGV_WIDE_FLAGS: [&str; 1] = ["--skill"];
 /// acpx enforces `--timeout` itself; our own deadline is the backstop if it does not.
 const DEADLINE_SLACK: Duration = Duration::from_secs(10);
-/// Time the agent gets to exit after SIGTERM before the group is killed.
-const TERM_GRACE: Duration = Duration::from_secs(2);
 /// One JSON line from acpx larger than this is skipped (memory stays bounded whatever the
 /// agent prints).
 const MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
@@ -122,21 +119,7 @@ impl AcpxRuntime {
         let Some((program, args)) = argv.split_first() else {
             return output.failed(FailureKind::RuntimeError, "acpx command is empty".into());
         };
-        let mut command = Command::new(program);
-        for name in &request.env_remove {
-            command.env_remove(name);
-        }
-        let spawned = command
-            .args(args)
-            .current_dir(&request.work_dir)
-            .env(crate::process::SESSION_ENV, &request.session_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn();
-        let mut child = match spawned {
+        let child = match agent_process::spawn(request, program, args, Stdio::null()) {
             Ok(child) => child,
             Err(err) => {
                 return output.failed(
@@ -145,37 +128,30 @@ impl AcpxRuntime {
                 )
             }
         };
-        let Some(pid) = child.id() else {
+        let Some(mut acpx) = AgentProcess::adopt(child, events).await else {
             return output.failed(FailureKind::RuntimeError, "acpx exited at once".into());
         };
-        let _group = GroupGuard(pid);
-        let _ = events.send(AgentEvent::Spawned { pid }).await;
-
-        let stderr = child
-            .stderr
-            .take()
-            .map(|stderr| tokio::spawn(read_tail(stderr)));
-        let Some(stdout) = child.stdout.take() else {
+        let Some(stdout) = acpx.child.stdout.take() else {
             return output.failed(FailureKind::RuntimeError, "acpx stdout unavailable".into());
         };
         let deadline = Instant::now() + request.max_runtime + DEADLINE_SLACK;
         let stop = pump_stdout(stdout, &mut output, events, cancel, deadline).await;
         let status = match stop {
-            Stop::Eof => tokio::select! {
-                status = child.wait() => status.ok(),
-                _ = sleep_until(deadline) => None,
-                _ = cancel.cancelled() => None,
-            },
-            Stop::Cancelled | Stop::Deadline => None,
+            Stop::Eof => {
+                let give_up = async {
+                    tokio::select! {
+                        () = sleep_until(deadline) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                };
+                acpx.end_within(give_up).await
+            }
+            Stop::Cancelled | Stop::Deadline => {
+                acpx.stop().await;
+                None
+            }
         };
-        if status.is_none() {
-            terminate_group(pid, TERM_GRACE).await;
-            let _ = child.wait().await;
-        }
-        let stderr_tail = match stderr {
-            Some(task) => task.await.unwrap_or_default(),
-            None => String::new(),
-        };
+        let stderr_tail = acpx.stderr_tail().await;
         output.flush(events).await;
         let outcome = match (stop, status) {
             (Stop::Cancelled, _) => {

@@ -3,6 +3,7 @@
 //! acpx CLI per session (the compatibility path).
 
 pub mod acpx;
+mod agent_process;
 pub mod agents;
 pub mod native;
 mod output;

@@ -12,7 +12,7 @@ use super::permission::{
     infer_tool_kind, pick_option, Action, Decision, PermissionDecider, Question, Verdict,
 };
 use super::progress::Shared;
-use super::terminal::{Exit, TerminalError, Terminals};
+use super::terminal::{TerminalError, Terminals};
 use crate::domain::approval::{clip, ApprovalOption, RAW_INPUT_LIMIT};
 use crate::domain::{PermissionMode, TokenUsage, WorkspaceWritePolicy};
 use crate::runtime::Resume;
@@ -23,9 +23,9 @@ use agent_client_protocol::v1::schema::{
     KillTerminalRequest, KillTerminalResponse, LoadSessionRequest, NewSessionRequest,
     PermissionOption, PromptRequest, ReadTextFileRequest, ReadTextFileResponse,
     ReleaseTerminalRequest, ReleaseTerminalResponse, RequestPermissionRequest,
-    RequestPermissionResponse, SessionId, SessionNotification, StopReason, TerminalExitStatus,
-    TerminalOutputRequest, TerminalOutputResponse, TextContent, WaitForTerminalExitRequest,
-    WaitForTerminalExitResponse, WriteTextFileRequest, WriteTextFileResponse,
+    RequestPermissionResponse, SessionId, SessionNotification, StopReason, TerminalOutputRequest,
+    TerminalOutputResponse, TextContent, WaitForTerminalExitRequest, WaitForTerminalExitResponse,
+    WriteTextFileRequest, WriteTextFileResponse,
 };
 use agent_client_protocol::v1::{ConnectionTo, Responder};
 use agent_client_protocol::{
@@ -122,7 +122,11 @@ impl ClientContext {
             .is_some_and(Decision::allows)
     }
 
-    async fn permission(&self, request: RequestPermissionRequest) -> RequestPermissionResponse {
+    /// Never an error: a refusal is an answer the agent gets.
+    async fn permission(
+        &self,
+        request: RequestPermissionRequest,
+    ) -> Result<RequestPermissionResponse, Error> {
         let call = &request.tool_call;
         let title = call.fields.title.clone().unwrap_or_default();
         let kind = call.fields.kind.map(|kind| wire(&kind));
@@ -148,7 +152,7 @@ impl ClientContext {
         let decision = self.decide(action, offered(&request.options)).await;
         let (outcome, verdict) = pick_option(&request.options, decision);
         self.shared.record_permission(verdict, &what);
-        RequestPermissionResponse::new(outcome)
+        Ok(RequestPermissionResponse::new(outcome))
     }
 
     async fn read(&self, request: ReadTextFileRequest) -> Result<ReadTextFileResponse, Error> {
@@ -218,14 +222,36 @@ impl ClientContext {
         &self,
         request: &TerminalOutputRequest,
     ) -> Result<TerminalOutputResponse, Error> {
-        let snapshot = self
-            .terminals
+        self.terminals
             .output(&request.terminal_id.to_string())
-            .map_err(terminal_error)?;
-        Ok(
-            TerminalOutputResponse::new(snapshot.output, snapshot.truncated)
-                .exit_status(snapshot.exit.map(exit_status)),
-        )
+            .map_err(terminal_error)
+    }
+
+    async fn wait_for_terminal_exit(
+        &self,
+        request: WaitForTerminalExitRequest,
+    ) -> Result<WaitForTerminalExitResponse, Error> {
+        let id = request.terminal_id.to_string();
+        let exit = self.terminals.wait_for_exit(&id).await;
+        exit.map(WaitForTerminalExitResponse::new)
+            .map_err(terminal_error)
+    }
+
+    fn kill_terminal(&self, request: &KillTerminalRequest) -> Result<KillTerminalResponse, Error> {
+        let killed = self.terminals.kill(&request.terminal_id.to_string());
+        killed
+            .map(|()| KillTerminalResponse::new())
+            .map_err(terminal_error)
+    }
+
+    fn release_terminal(
+        &self,
+        request: &ReleaseTerminalRequest,
+    ) -> Result<ReleaseTerminalResponse, Error> {
+        let released = self.terminals.release(&request.terminal_id.to_string());
+        released
+            .map(|()| ReleaseTerminalResponse::new())
+            .map_err(terminal_error)
     }
 }
 
@@ -247,12 +273,6 @@ fn wire(value: &impl serde::Serialize) -> String {
         Ok(serde_json::Value::String(name)) => name,
         _ => "other".into(),
     }
-}
-
-fn exit_status(exit: Exit) -> TerminalExitStatus {
-    TerminalExitStatus::new()
-        .exit_code(exit.code)
-        .signal(exit.signal)
 }
 
 fn terminal_error(error: TerminalError) -> Error {
@@ -294,6 +314,32 @@ where
     })
 }
 
+/// Adds to the client builder a handler for requests of type `$request`, answered by
+/// `ClientContext::$method`. A `spawned` answer may wait (on a person, a file, a command), so it
+/// is worked out on its own task and the dispatch loop keeps reading the agent meanwhile; the
+/// others answer at once, in order.
+macro_rules! handle {
+    ($client:expr, $ctx:expr, spawned $method:ident($request:ty)) => {{
+        let ctx = $ctx.clone();
+        $client.on_receive_request(
+            async move |request: $request, responder, cx: ConnectionTo<Agent>| {
+                let ctx = ctx.clone();
+                answer(&cx, responder, async move { ctx.$method(request).await })
+            },
+            on_receive_request!(),
+        )
+    }};
+    ($client:expr, $ctx:expr, $method:ident($request:ty)) => {{
+        let ctx = $ctx.clone();
+        $client.on_receive_request(
+            async move |request: $request, responder: Responder<_>, _cx| {
+                responder.respond_with_result(ctx.$method(&request))
+            },
+            on_receive_request!(),
+        )
+    }};
+}
+
 /// Runs the whole conversation over `transport`: handlers for the agent's requests, and the
 /// foreground that opens a session and sends the prompt. `opened` hears about the session as
 /// soon as it exists.
@@ -305,103 +351,25 @@ pub(super) async fn converse(
     resume: Option<Resume>,
     opened: impl FnOnce(Opened) + Send,
 ) -> Result<Turn, Broken> {
-    let updates = ctx.clone();
-    let permissions = ctx.clone();
-    let reads = ctx.clone();
-    let writes = ctx.clone();
-    let creates = ctx.clone();
-    let outputs = ctx.clone();
-    let waits = ctx.clone();
-    let kills = ctx.clone();
-    let releases = ctx.clone();
     let stop = ctx.stop.clone();
     let shared = ctx.shared.clone();
-    Client
-        .v1()
-        .name("telecoder")
-        .on_receive_notification(
-            async move |notification: SessionNotification, _cx| {
-                updates.shared.absorb(notification.update);
-                Ok(())
-            },
-            on_receive_notification!(),
-        )
-        .on_receive_request(
-            async move |request: RequestPermissionRequest, responder, cx: ConnectionTo<Agent>| {
-                let ctx = permissions.clone();
-                answer(
-                    &cx,
-                    responder,
-                    async move { Ok(ctx.permission(request).await) },
-                )
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: ReadTextFileRequest, responder, cx: ConnectionTo<Agent>| {
-                let ctx = reads.clone();
-                answer(&cx, responder, async move { ctx.read(request).await })
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: WriteTextFileRequest, responder, cx: ConnectionTo<Agent>| {
-                let ctx = writes.clone();
-                answer(&cx, responder, async move { ctx.write(request).await })
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: CreateTerminalRequest, responder, cx: ConnectionTo<Agent>| {
-                let ctx = creates.clone();
-                answer(
-                    &cx,
-                    responder,
-                    async move { ctx.create_terminal(request).await },
-                )
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: TerminalOutputRequest, responder: Responder<_>, _cx| {
-                responder.respond_with_result(outputs.terminal_output(&request))
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: WaitForTerminalExitRequest, responder, cx: ConnectionTo<Agent>| {
-                let ctx = waits.clone();
-                answer(&cx, responder, async move {
-                    let id = request.terminal_id.to_string();
-                    let exit = ctx.terminals.wait_for_exit(&id).await;
-                    exit.map(|exit| WaitForTerminalExitResponse::new(exit_status(exit)))
-                        .map_err(terminal_error)
-                })
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: KillTerminalRequest, responder: Responder<_>, _cx| {
-                let killed = kills.terminals.kill(&request.terminal_id.to_string());
-                responder.respond_with_result(
-                    killed
-                        .map(|()| KillTerminalResponse::new())
-                        .map_err(terminal_error),
-                )
-            },
-            on_receive_request!(),
-        )
-        .on_receive_request(
-            async move |request: ReleaseTerminalRequest, responder: Responder<_>, _cx| {
-                let released = releases.terminals.release(&request.terminal_id.to_string());
-                responder.respond_with_result(
-                    released
-                        .map(|()| ReleaseTerminalResponse::new())
-                        .map_err(terminal_error),
-                )
-            },
-            on_receive_request!(),
-        )
+    let updates = ctx.clone();
+    let client = Client.v1().name("telecoder").on_receive_notification(
+        async move |notification: SessionNotification, _cx| {
+            updates.shared.absorb(notification.update);
+            Ok(())
+        },
+        on_receive_notification!(),
+    );
+    let client = handle!(client, ctx, spawned permission(RequestPermissionRequest));
+    let client = handle!(client, ctx, spawned read(ReadTextFileRequest));
+    let client = handle!(client, ctx, spawned write(WriteTextFileRequest));
+    let client = handle!(client, ctx, spawned create_terminal(CreateTerminalRequest));
+    let client = handle!(client, ctx, terminal_output(TerminalOutputRequest));
+    let client = handle!(client, ctx, spawned wait_for_terminal_exit(WaitForTerminalExitRequest));
+    let client = handle!(client, ctx, kill_terminal(KillTerminalRequest));
+    let client = handle!(client, ctx, release_terminal(ReleaseTerminalRequest));
+    client
         .connect_with(transport, async move |cx: ConnectionTo<Agent>| {
             let turn = TurnRequest {
                 work_dir,

@@ -15,12 +15,12 @@ pub mod permission;
 mod progress;
 pub mod terminal;
 
+use super::agent_process::{self, AgentProcess};
 use super::output::{
-    failure, last_meaningful_line, mentions_permission, read_tail, OutputBuffer, COALESCE_WINDOW,
+    failure, last_meaningful_line, mentions_permission, OutputBuffer, COALESCE_WINDOW,
 };
 use super::{agents, AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
 use crate::domain::{AgentFacts, FailureKind};
-use crate::process::{terminate_group, GroupGuard};
 use agent_client_protocol::Lines;
 use client::{Broken, ClientContext, Opened, Resumed, Turn};
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +30,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use terminal::{TerminalSettings, Terminals};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio::time::{interval, sleep, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec, LinesCodecError};
@@ -40,8 +40,6 @@ use tokio_util::sync::CancellationToken;
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How long the agent gets to exit after its stdin closes at the end of a run.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
-/// Time the agent gets to exit after SIGTERM before the group is killed.
-const TERM_GRACE: Duration = Duration::from_secs(2);
 /// The maximum runtime counts from the prompt, as acpx's `--timeout` does; starting the agent
 /// and opening its session get this much on top before the run is stopped anyway.
 const STARTUP_SLACK: Duration = Duration::from_secs(10);
@@ -89,19 +87,25 @@ impl NativeRuntime {
                 ))
             }
         };
-        let mut child = match spawn_agent(&argv, &request) {
-            Ok(child) => child,
-            Err(message) => return refused(message),
+        let Some((program, args)) = argv.split_first() else {
+            return refused("the agent command is empty".into());
         };
-        let Some(pid) = child.id() else {
+        let child = match agent_process::spawn(&request, program, args, Stdio::piped()) {
+            Ok(child) => child,
+            Err(err) => {
+                return refused(format!(
+                    "cannot start agent {} ({program}): {err}",
+                    request.agent
+                ))
+            }
+        };
+        let Some(mut agent) = AgentProcess::adopt(child, &events).await else {
             return refused("the agent exited at once".into());
         };
-        let _group = GroupGuard(pid);
-        let _ = events.send(AgentEvent::Spawned { pid }).await;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout)) = (agent.child.stdin.take(), agent.child.stdout.take())
+        else {
             return refused("the agent's stdio is unavailable".into());
         };
-        let stderr = child.stderr.take().map(|s| tokio::spawn(read_tail(s)));
 
         let shared = Arc::new(Shared::new(request.max_output_bytes));
         let ctx = Arc::new(ClientContext {
@@ -115,7 +119,7 @@ impl NativeRuntime {
             terminals: Terminals::new(
                 TerminalSettings {
                     session_id: request.session_id.clone(),
-                    process_group: pid,
+                    process_group: agent.pid,
                     env_remove: request.env_remove.clone(),
                 },
                 workspace.clone(),
@@ -132,11 +136,14 @@ impl NativeRuntime {
         };
         let (ended, stopped) = run.drive(stdin, stdout, &cancel).await;
         ctx.terminals.kill_all();
-        let status = end_process(&mut child, pid, ended.is_some()).await;
-        let stderr_tail = match stderr {
-            Some(task) => task.await.unwrap_or_default(),
-            None => String::new(),
+        // After a finished conversation the agent's stdin is closed: it gets a moment to exit.
+        let status = if ended.is_some() {
+            agent.end_within(sleep(EXIT_GRACE)).await
+        } else {
+            agent.stop().await;
+            None
         };
+        let stderr_tail = agent.stderr_tail().await;
         if let Some(Ok(turn)) = &ended {
             if let Some(usage) = turn.usage.clone() {
                 shared.add_turn_usage(usage);
@@ -183,29 +190,6 @@ impl AgentRuntime for NativeRuntime {
     ) -> BoxFuture<'_, AgentReport> {
         Box::pin(self.run_inner(request, events, cancel))
     }
-}
-
-/// Starts the agent in its own process group, in the workspace, with the scrubbed environment
-/// and the session marker.
-fn spawn_agent(argv: &[String], request: &AgentRequest) -> Result<Child, String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("the agent command is empty".into());
-    };
-    let mut command = Command::new(program);
-    for name in &request.env_remove {
-        command.env_remove(name);
-    }
-    command
-        .args(args)
-        .current_dir(&request.work_dir)
-        .env(crate::process::SESSION_ENV, &request.session_id)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|err| format!("cannot start agent {} ({program}): {err}", request.agent))
 }
 
 /// Why the run loop stopped the turn itself.
@@ -335,25 +319,6 @@ fn stdio_transport(
             std::future::ready(item)
         });
     Lines::new(outgoing, incoming)
-}
-
-/// Ends the agent process: after a finished conversation its stdin is closed and it gets
-/// [`EXIT_GRACE`] to exit; otherwise (or then) the group is terminated. Returns the exit
-/// status when the agent exited on its own.
-async fn end_process(child: &mut Child, pid: u32, conversation_over: bool) -> Option<ExitStatus> {
-    if conversation_over {
-        tokio::select! {
-            status = child.wait() => {
-                if let Ok(status) = status {
-                    return Some(status);
-                }
-            }
-            () = sleep(EXIT_GRACE) => {}
-        }
-    }
-    terminate_group(pid, TERM_GRACE).await;
-    let _ = child.wait().await;
-    None
 }
 
 /// The wire name of a serde enum value (`end_turn`, …).

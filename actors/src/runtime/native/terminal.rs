@@ -4,13 +4,14 @@
 //! as acpx does).
 
 use super::fs::WorkspaceFs;
+use crate::process::SessionSpawn;
+use agent_client_protocol::v1::schema::{TerminalExitStatus, TerminalOutputResponse};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -34,21 +35,6 @@ pub enum TerminalError {
     Spawn(String, String),
 }
 
-/// How a command ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Exit {
-    pub code: Option<u32>,
-    pub signal: Option<String>,
-}
-
-/// What `terminal/output` returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
-    pub output: String,
-    pub truncated: bool,
-    pub exit: Option<Exit>,
-}
-
 #[derive(Default)]
 struct Buffer {
     bytes: Vec<u8>,
@@ -59,7 +45,7 @@ struct Terminal {
     pid: u32,
     limit: usize,
     buffer: Arc<Mutex<Buffer>>,
-    exit: watch::Receiver<Option<Exit>>,
+    exit: watch::Receiver<Option<TerminalExitStatus>>,
     /// Readers and the waiter; aborting the waiter drops (and so kills) the child.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -123,21 +109,17 @@ impl Terminals {
         if self.live().len() >= MAX_TERMINALS {
             return Err(TerminalError::TooMany);
         }
-        let mut cmd = Command::new(command);
-        for name in &self.settings.env_remove {
-            cmd.env_remove(name);
-        }
-        let spawned = cmd
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env(crate::process::SESSION_ENV, &self.settings.session_id)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(i32::try_from(self.settings.process_group).unwrap_or(0))
-            .kill_on_drop(true)
-            .spawn();
+        let session = SessionSpawn {
+            session_id: &self.settings.session_id,
+            env_remove: &self.settings.env_remove,
+            process_group: i32::try_from(self.settings.process_group).unwrap_or(0),
+        };
+        let spawned = session.spawn(command, |cmd| {
+            cmd.args(args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+        });
         let mut child =
             spawned.map_err(|err| TerminalError::Spawn(command.to_owned(), err.to_string()))?;
         let pid = child.id().unwrap_or_default();
@@ -156,10 +138,7 @@ impl Terminals {
         tasks.push(tokio::spawn(async move {
             let exit = match child.wait().await {
                 Ok(status) => exit_of(status),
-                Err(_) => Exit {
-                    code: None,
-                    signal: None,
-                },
+                Err(_) => TerminalExitStatus::new(),
             };
             let _ = exit_tx.send(Some(exit));
         }));
@@ -177,23 +156,20 @@ impl Terminals {
         Ok(id)
     }
 
-    pub fn output(&self, id: &str) -> Result<Snapshot, TerminalError> {
+    /// What `terminal/output` answers: the kept output, and how the command ended if it has.
+    pub fn output(&self, id: &str) -> Result<TerminalOutputResponse, TerminalError> {
         let live = self.live();
         let terminal = live
             .get(id)
             .ok_or_else(|| TerminalError::Unknown(id.to_owned()))?;
         let exit = terminal.exit.borrow().clone();
         let buffer = terminal.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let snapshot = Snapshot {
-            output: text_of(&buffer.bytes, terminal.limit),
-            truncated: buffer.truncated,
-            exit,
-        };
-        Ok(snapshot)
+        let output = text_of(&buffer.bytes, terminal.limit);
+        Ok(TerminalOutputResponse::new(output, buffer.truncated).exit_status(exit))
     }
 
     /// Resolves when the command has exited.
-    pub async fn wait_for_exit(&self, id: &str) -> Result<Exit, TerminalError> {
+    pub async fn wait_for_exit(&self, id: &str) -> Result<TerminalExitStatus, TerminalError> {
         let mut exit = self
             .live()
             .get(id)
@@ -204,10 +180,7 @@ impl Terminals {
                 return Ok(done);
             }
             if exit.changed().await.is_err() {
-                return Ok(Exit {
-                    code: None,
-                    signal: Some("SIGKILL".into()),
-                });
+                return Ok(TerminalExitStatus::new().signal("SIGKILL".to_owned()));
             }
         }
     }
@@ -277,16 +250,16 @@ fn text_of(bytes: &[u8], limit: usize) -> String {
     String::from_utf8_lossy(tail).into_owned()
 }
 
-fn exit_of(status: std::process::ExitStatus) -> Exit {
+fn exit_of(status: std::process::ExitStatus) -> TerminalExitStatus {
     use std::os::unix::process::ExitStatusExt;
-    Exit {
-        code: status.code().and_then(|code| u32::try_from(code).ok()),
-        signal: status.signal().map(|signal| {
-            nix::sys::signal::Signal::try_from(signal)
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_else(|_| signal.to_string())
-        }),
-    }
+    let signal = status.signal().map(|signal| {
+        nix::sys::signal::Signal::try_from(signal)
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_else(|_| signal.to_string())
+    });
+    TerminalExitStatus::new()
+        .exit_code(status.code().and_then(|code| u32::try_from(code).ok()))
+        .signal(signal)
 }
 
 /// SIGKILL to `pid` and its descendants (found through `/proc`'s parent links). They share
@@ -349,26 +322,22 @@ mod tests {
         Terminals::new(settings, WorkspaceFs::new(dir).expect("workspace"))
     }
 
-    fn sh(script: &str) -> Vec<String> {
-        vec!["-c".into(), script.into()]
+    /// Starts `sh -c script` in the workspace; returns its terminal id.
+    fn start_sh(terms: &Terminals, script: &str, output_limit: Option<u64>) -> String {
+        let cwd = terms.working_dir(None).expect("cwd");
+        let args = ["-c".to_owned(), script.to_owned()];
+        terms
+            .create("sh", &args, &[], &cwd, output_limit)
+            .expect("create")
     }
 
     #[tokio::test]
     async fn runs_in_the_workspace_and_keeps_the_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let terms = terminals(dir.path());
-        let cwd = terms.working_dir(None).expect("cwd");
-        let id = terms
-            .create(
-                "sh",
-                &sh("pwd; printf 'x%.0s' $(seq 1 100); exit 3"),
-                &[],
-                &cwd,
-                Some(20),
-            )
-            .expect("create");
+        let id = start_sh(&terms, "pwd; printf 'x%.0s' $(seq 1 100); exit 3", Some(20));
         let exit = terms.wait_for_exit(&id).await.expect("exit");
-        assert_eq!(exit.code, Some(3));
+        assert_eq!(exit.exit_code, Some(3));
         let snapshot = terms.output(&id).expect("output");
         assert!(snapshot.truncated);
         assert_eq!(snapshot.output, "x".repeat(20));
@@ -380,10 +349,7 @@ mod tests {
     async fn kill_stops_the_command_and_its_children() {
         let dir = tempfile::tempdir().expect("tempdir");
         let terms = terminals(dir.path());
-        let cwd = terms.working_dir(None).expect("cwd");
-        let id = terms
-            .create("sh", &sh("sleep 300 & echo $!; wait"), &[], &cwd, None)
-            .expect("create");
+        let id = start_sh(&terms, "sleep 300 & echo $!; wait", None);
         let child_pid = loop {
             let out = terms.output(&id).expect("output").output;
             if let Ok(pid) = out.trim().parse::<i32>() {
