@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::domain::{AgentFacts, EventKind, FailureKind, Session, SessionId};
 use crate::process::{kill_session_processes, terminate_group};
 use crate::queue::QueueMsg;
-use crate::runtime::{AgentEvent, AgentReport, AgentRequest};
+use crate::runtime::{AgentEvent, AgentReport, AgentRequest, AgentRun};
 use crate::store::Finish;
 use crate::workspace::{self, Workspace};
 use ractor::{ActorRef, RpcReplyPort};
@@ -310,7 +310,11 @@ async fn run_worker(
         ));
     }
     let (events_tx, mut events_rx) = mpsc::channel(64);
-    let run = ctx.runtime.run(request, events_tx, cancel);
+    let run = ctx.runtime.run(AgentRun {
+        request,
+        events: events_tx,
+        cancel,
+    });
     // Every runtime's output passes here: a secret the agent prints in pieces is masked before
     // any piece is stored or streamed.
     let mut redactor = ctx.settings.redactor.stream();

@@ -5,7 +5,9 @@ use super::agent_process::{self, AgentProcess};
 use super::output::{
     failure, last_meaningful_line, mentions_permission, OutputBuffer, COALESCE_WINDOW,
 };
-use super::{AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
+use super::{
+    AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRun, AgentRuntime, BoxFuture,
+};
 use crate::domain::FailureKind;
 use futures_util::StreamExt;
 use std::path::Path;
@@ -73,12 +75,12 @@ impl AcpxRuntime {
         argv
     }
 
-    async fn run_inner(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> AgentReport {
+    async fn run_inner(&self, run: AgentRun) -> AgentReport {
+        let AgentRun {
+            request,
+            events,
+            cancel,
+        } = run;
         let output = OutputBuffer::new(request.max_output_bytes);
         let quarantined = match quarantine_project_config(&request).await {
             Ok(moved) => moved,
@@ -178,13 +180,8 @@ impl AgentRuntime for AcpxRuntime {
         "acpx"
     }
 
-    fn run(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, AgentReport> {
-        Box::pin(self.run_inner(request, events, cancel))
+    fn run(&self, run: AgentRun) -> BoxFuture<'_, AgentReport> {
+        Box::pin(self.run_inner(run))
     }
 }
 

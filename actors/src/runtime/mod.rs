@@ -121,11 +121,19 @@ pub struct AgentReport {
     pub outcome: Result<(), AgentFailure>,
 }
 
+/// One run as the session actor hands it over: what to run, where to report while it works,
+/// and the token that fires on cancel.
+pub struct AgentRun {
+    pub request: AgentRequest,
+    pub events: mpsc::Sender<AgentEvent>,
+    pub cancel: CancellationToken,
+}
+
 /// A boxed future, so the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Runs agents. Implementations must leave no process behind when the future completes or is
-/// dropped, and must stop promptly when `cancel` fires. Every process they start must carry
+/// dropped, and must stop promptly when [`AgentRun::cancel`] fires. Every process they start must carry
 /// `process::SESSION_ENV=<session id>` in its environment: when the session ends, the session
 /// actor kills whatever still carries it (`process::kill_session_processes`), including
 /// processes that left the agent's process group.
@@ -144,10 +152,5 @@ pub trait AgentRuntime: Send + Sync + 'static {
         false
     }
 
-    fn run(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, AgentReport>;
+    fn run(&self, run: AgentRun) -> BoxFuture<'_, AgentReport>;
 }

@@ -19,7 +19,9 @@ use super::agent_process::{self, AgentProcess};
 use super::output::{
     failure, last_meaningful_line, mentions_permission, OutputBuffer, COALESCE_WINDOW,
 };
-use super::{agents, AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRuntime, BoxFuture};
+use super::{
+    agents, AgentEvent, AgentFailure, AgentReport, AgentRequest, AgentRun, AgentRuntime, BoxFuture,
+};
 use crate::domain::{AgentFacts, FailureKind};
 use agent_client_protocol::Lines;
 use client::{Broken, ClientContext, Opened, Resumed, Turn};
@@ -66,12 +68,12 @@ impl NativeRuntime {
         Self { decider }
     }
 
-    async fn run_inner(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> AgentReport {
+    async fn run_inner(&self, run: AgentRun) -> AgentReport {
+        let AgentRun {
+            request,
+            events,
+            cancel,
+        } = run;
         let refused =
             |message: String| OutputBuffer::new(0).failed(FailureKind::RuntimeError, message);
         let argv = match agents::command_for(&request.agent, request.command_override.as_deref()) {
@@ -182,13 +184,8 @@ impl AgentRuntime for NativeRuntime {
         true
     }
 
-    fn run(
-        &self,
-        request: AgentRequest,
-        events: mpsc::Sender<AgentEvent>,
-        cancel: CancellationToken,
-    ) -> BoxFuture<'_, AgentReport> {
-        Box::pin(self.run_inner(request, events, cancel))
+    fn run(&self, run: AgentRun) -> BoxFuture<'_, AgentReport> {
+        Box::pin(self.run_inner(run))
     }
 }
 
