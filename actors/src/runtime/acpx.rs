@@ -76,11 +76,7 @@ impl AcpxRuntime {
     }
 
     async fn run_inner(&self, run: AgentRun) -> AgentReport {
-        let AgentRun {
-            request,
-            events,
-            cancel,
-        } = run;
+        let (request, events, cancel) = (run.request, run.events, run.cancel);
         let output = OutputBuffer::new(request.max_output_bytes);
         let quarantined = match quarantine_project_config(&request).await {
             Ok(moved) => moved,

@@ -69,11 +69,7 @@ impl NativeRuntime {
     }
 
     async fn run_inner(&self, run: AgentRun) -> AgentReport {
-        let AgentRun {
-            request,
-            events,
-            cancel,
-        } = run;
+        let (request, events, cancel) = (run.request, run.events, run.cancel);
         let refused =
             |message: String| OutputBuffer::new(0).failed(FailureKind::RuntimeError, message);
         let argv = match agents::command_for(&request.agent, request.command_override.as_deref()) {
