@@ -3,9 +3,9 @@
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply, required, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
-use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
+use super::{events, sse, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use telecoder_actors::domain::conversation::ContinueRequest;
 use telecoder_actors::domain::{
@@ -24,78 +24,40 @@ const INBOX_MAX: u32 = 200;
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
     let query = || warp::query::<Query>();
-    let with = || with_state(state.clone());
-    let create = declare(
-        state,
-        Route::post("/api/sessions", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(create),
-    );
-    let list = declare(state, Route::get("/api/sessions", Scope::Read), |at| {
-        at.and(with()).and(query()).then(list)
-    });
-    let inbox = declare(state, Route::get("/api/inbox", Scope::Read), |at| {
-        at.and(with()).and(query()).then(inbox)
-    });
-    let show = declare_with_id(state, Route::get("/api/sessions/:id", Scope::Read), |at| {
-        at.and(with()).then(show)
-    });
-    let rerun = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/rerun", Scope::Write),
-        |at| at.and(with()).then(rerun),
-    );
-    let resume = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/continue", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(continue_session),
-    );
-    let cancel = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/cancel", Scope::Write),
-        |at| at.and(with()).then(cancel),
-    );
-    let events = declare_with_id(
-        state,
-        Route::get("/api/sessions/:id/events", Scope::Read),
-        |at| {
-            at.and(with())
-                .and(query())
+    Routes::new(state)
+        .at(Route::post("/api/sessions", Scope::Write).json(), |at| {
+            at.and(body()).then(create)
+        })
+        .at(Route::get("/api/sessions", Scope::Read), |at| {
+            at.and(query()).then(list)
+        })
+        .at(Route::get("/api/inbox", Scope::Read), |at| {
+            at.and(query()).then(inbox)
+        })
+        .handle_id(Route::get("/api/sessions/:id", Scope::Read), show)
+        .handle_id(Route::post("/api/sessions/:id/rerun", Scope::Write), rerun)
+        .at_id(
+            Route::post("/api/sessions/:id/continue", Scope::Write).json(),
+            |at| at.and(body()).then(continue_session),
+        )
+        .handle_id(
+            Route::post("/api/sessions/:id/cancel", Scope::Write),
+            cancel,
+        )
+        .at_id(Route::get("/api/sessions/:id/events", Scope::Read), |at| {
+            at.and(query())
                 .and(warp::header::optional::<String>("accept"))
                 .and(warp::header::optional::<String>("last-event-id"))
                 .then(events)
-        },
-    );
-    let publish = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/publish", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(publish),
-    );
-    let lineage = declare_with_id(
-        state,
-        Route::get("/api/sessions/:id/lineage", Scope::Read),
-        |at| at.and(with()).and(query()).then(lineage),
-    );
-
-    create
-        .or(list)
-        .unify()
-        .or(inbox)
-        .unify()
-        .or(show)
-        .unify()
-        .or(rerun)
-        .unify()
-        .or(resume)
-        .unify()
-        .or(cancel)
-        .unify()
-        .or(events)
-        .unify()
-        .or(lineage)
-        .unify()
-        .or(publish)
-        .unify()
-        .boxed()
+        })
+        .at_id(Route::get("/api/sessions/:id/lineage", Scope::Read), |at| {
+            at.and(query()).then(lineage)
+        })
+        .at_id(
+            Route::post("/api/sessions/:id/publish", Scope::Write).json(),
+            |at| at.and(body()).then(publish),
+        )
+        .build()
 }
 
 /// A path id that is not a well-formed session id names no session.

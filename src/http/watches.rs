@@ -3,9 +3,9 @@
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply, reply_json, required, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
-use super::{with_state, AppState, API_BODY_LIMIT};
+use super::{AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use telecoder_actors::domain::{
@@ -25,64 +25,37 @@ type EventParser = fn(&Value) -> Result<WatchEvent, ApiError>;
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
-    let with = || with_state(state.clone());
-    let create = declare(
-        state,
-        Route::post("/api/watches", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(create),
-    );
-    let list = declare(state, Route::get("/api/watches", Scope::Read), |at| {
-        at.and(with()).and(warp::query::<Query>()).then(list)
-    });
-    let show = declare_with_id(state, Route::get("/api/watches/:id", Scope::Read), |at| {
-        at.and(with()).then(show)
-    });
-    let update = declare_with_id(
-        state,
-        Route::patch("/api/watches/:id", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(update),
-    );
-    let delete = declare_with_id(
-        state,
-        Route::delete("/api/watches/:id", Scope::Write),
-        |at| at.and(with()).then(delete),
-    );
-    let runs = declare_with_id(
-        state,
-        Route::get("/api/watches/:id/runs", Scope::Read),
-        |at| at.and(with()).then(runs),
-    );
     // The two event endpoints differ only in how the body is read.
-    let event_route = |path: &'static str, parse: EventParser| {
-        declare(state, Route::post(path, Scope::Write).json(), move |at| {
-            at.and(with())
-                .and(warp::query::<Query>())
+    let event = |parse: EventParser| {
+        move |at: BoxedFilter<(AppState,)>| {
+            at.and(warp::query::<Query>())
                 .and(body())
                 .then(move |state, query, body| route_event(state, query, body, parse))
-        })
+        }
     };
-    let ci = event_route("/api/watch-events/ci", |value| {
-        ci_event_from(value).map(WatchEvent::Ci)
-    });
-    let pr = event_route("/api/watch-events/pr", |value| {
-        pr_event_from(value).map(WatchEvent::Pr)
-    });
-    create
-        .or(list)
-        .unify()
-        .or(show)
-        .unify()
-        .or(update)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(runs)
-        .unify()
-        .or(ci)
-        .unify()
-        .or(pr)
-        .unify()
-        .boxed()
+    Routes::new(state)
+        .at(Route::post("/api/watches", Scope::Write).json(), |at| {
+            at.and(body()).then(create)
+        })
+        .at(Route::get("/api/watches", Scope::Read), |at| {
+            at.and(warp::query::<Query>()).then(list)
+        })
+        .handle_id(Route::get("/api/watches/:id", Scope::Read), show)
+        .at_id(
+            Route::patch("/api/watches/:id", Scope::Write).json(),
+            |at| at.and(body()).then(update),
+        )
+        .handle_id(Route::delete("/api/watches/:id", Scope::Write), delete)
+        .handle_id(Route::get("/api/watches/:id/runs", Scope::Read), runs)
+        .at(
+            Route::post("/api/watch-events/ci", Scope::Write).json(),
+            event(|value| ci_event_from(value).map(WatchEvent::Ci)),
+        )
+        .at(
+            Route::post("/api/watch-events/pr", Scope::Write).json(),
+            event(|value| pr_event_from(value).map(WatchEvent::Pr)),
+        )
+        .build()
 }
 
 /// A path id that is not a well-formed watch id names no watch.
