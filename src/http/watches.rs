@@ -193,49 +193,94 @@ fn json_object(body: &Body) -> Result<Value, ApiError> {
     parse_body::<Value>(bytes)
 }
 
-pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
-    Ok(CiEvent {
-        repo: text(body, "repo")?,
-        workflow: text(body, "workflow")?,
-        branch: text(body, "branch")?,
-        workflow_path: optional_text(body, "workflowPath")?,
-        run_id: identifier(body, "runId")?,
-        run_url: optional_text(body, "runUrl")?,
-        sha: optional_text(body, "sha")?,
-        status: optional_text(body, "status")?,
-        conclusion: optional_text(body, "conclusion")?,
-        summary: optional_text(body, "summary")?,
-    })
-}
-
-pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
-    let pr_number = identifier(body, "prNumber")?
+/// A pull-request number: a positive whole number (its digits as a string will do too).
+fn pr_number(body: &Value, name: &str) -> Result<u64, ApiError> {
+    identifier(body, name)?
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad_request("prNumber must be a positive whole number"))?;
-    let diff_text = match &body["diffText"] {
-        Value::Null => None,
-        Value::String(diff) => Some(diff.clone()),
-        _ => return Err(ApiError::bad_request("diffText must be a string")),
-    };
-    Ok(PrEvent {
-        repo: text(body, "repo")?,
-        pr_number,
-        title: text(body, "title")?,
-        base: text(body, "base")?,
-        head: text(body, "head")?,
-        action: optional_text(body, "action")?,
-        pr_url: optional_text(body, "prUrl")?,
-        head_sha: optional_text(body, "headSha")?,
-        body: optional_text(body, "body")?,
-        diff_text,
-        draft: match &body["draft"] {
-            Value::Null => false,
-            Value::Bool(draft) => *draft,
-            _ => return Err(ApiError::bad_request("draft must be true or false")),
-        },
-    })
+        .ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive whole number")))
+}
+
+/// An optional string field that stays absent (`null`) when not given.
+fn nullable_text(body: &Value, name: &str) -> Result<Option<String>, ApiError> {
+    match &body[name] {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text.clone())),
+        _ => Err(ApiError::bad_request(format!("{name} must be a string"))),
+    }
+}
+
+/// An optional boolean field (`false` when absent).
+fn flag(body: &Value, name: &str) -> Result<bool, ApiError> {
+    match &body[name] {
+        Value::Null => Ok(false),
+        Value::Bool(flag) => Ok(*flag),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be true or false"
+        ))),
+    }
+}
+
+/// The fields of an event body, checked in the order they are read (the first bad one is the
+/// error) and gathered into the event's own JSON, which the event type then reads.
+struct Fields<'a> {
+    body: &'a Value,
+    checked: serde_json::Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(body: &'a Value) -> Self {
+        Self {
+            body,
+            checked: serde_json::Map::new(),
+        }
+    }
+
+    /// Reads each of `names` with `read`.
+    fn read<T: Into<Value>>(
+        mut self,
+        names: &[&str],
+        read: fn(&Value, &str) -> Result<T, ApiError>,
+    ) -> Result<Self, ApiError> {
+        for name in names {
+            let value = read(self.body, name)?;
+            self.checked.insert((*name).to_owned(), value.into());
+        }
+        Ok(self)
+    }
+
+    /// The event, once every field it has is read.
+    fn event<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
+        serde_json::from_value(Value::Object(self.checked)).map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("an event field was not read: {err}"),
+            )
+        })
+    }
+}
+
+pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
+    Fields::of(body)
+        .read(&["repo", "workflow", "branch"], text)?
+        .read(&["workflowPath"], optional_text)?
+        .read(&["runId"], identifier)?
+        .read(
+            &["runUrl", "sha", "status", "conclusion", "summary"],
+            optional_text,
+        )?
+        .event()
+}
+
+pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
+    Fields::of(body)
+        .read(&["prNumber"], pr_number)?
+        .read(&["diffText"], nullable_text)?
+        .read(&["repo", "title", "base", "head"], text)?
+        .read(&["action", "prUrl", "headSha", "body"], optional_text)?
+        .read(&["draft"], flag)?
+        .event()
 }
 
 /// Parses an event body and routes the event to every watch; 201 with the sessions started.
