@@ -2,7 +2,7 @@
 //! lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply, required, Query};
+use super::json::{parse_request, reply, Query};
 use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
 use super::{events, sse, AppState, API_BODY_LIMIT};
@@ -74,9 +74,7 @@ pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
 
 async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     reply(StatusCode::CREATED, async {
-        let request: NewSession = parse_body(&body?)?;
-        required(&request.repo, "repo")?;
-        required(&request.prompt, "prompt")?;
+        let request: NewSession = parse_request(&body?)?;
         Ok(state.daemon.create_session(request).await?)
     })
     .await
@@ -213,8 +211,7 @@ async fn continue_session(
 ) -> Response {
     reply(StatusCode::CREATED, async {
         let id = session_id(&raw_id)?;
-        let request: ContinueRequest = parse_body(&body?)?;
-        required(&request.prompt, "prompt")?;
+        let request: ContinueRequest = parse_request(&body?)?;
         Ok(state.daemon.continue_session(id.as_str(), request).await?)
     })
     .await
@@ -286,8 +283,7 @@ async fn events(
 async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
     reply(StatusCode::CREATED, async {
         let id = session_id(&raw_id)?;
-        let request: PublishRequest = parse_body(&body?)?;
-        required(&request.base, "base")?;
+        let request: PublishRequest = parse_request(&body?)?;
         Ok(state.daemon.publish(id.as_str(), request).await?)
     })
     .await
@@ -309,6 +305,7 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::http::json::parse_body;
 
     /// A query map from pairs (shared with the other routes' tests).
     pub(in crate::http) fn query(pairs: &[(&str, &str)]) -> Query {

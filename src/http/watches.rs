@@ -2,7 +2,7 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply, reply_json, required, Query};
+use super::json::{parse_body, parse_request, reply, reply_json, Query};
 use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
 use super::{AppState, API_BODY_LIMIT};
@@ -73,10 +73,7 @@ fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
 
 async fn create(state: AppState, body: Body) -> Response {
     reply(StatusCode::CREATED, async {
-        let request: NewWatch = parse_body(&body?)?;
-        required(&request.repo, "repo")?;
-        let instructions = request.fields.instructions.as_deref();
-        required(instructions.unwrap_or_default(), "instructions")?;
+        let request: NewWatch = parse_request(&body?)?;
         Ok(state.daemon.create_watch(request).await?)
     })
     .await
