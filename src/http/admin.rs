@@ -4,8 +4,8 @@
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply, reply_json};
-use super::route::{declare, Route, Scope};
-use super::{with_state, AppState, API_BODY_LIMIT};
+use super::route::{Route, Routes, Scope};
+use super::{AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde_json::json;
 use telecoder_actors::requests::FaultRequest;
@@ -15,36 +15,15 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
-    let with = || with_state(state.clone());
-    let actors = declare(state, Route::get("/admin/actors", Scope::Admin), |at| {
-        at.and(with()).then(actors)
-    });
-    let status = declare(state, Route::get("/admin/status", Scope::Admin), |at| {
-        at.and(with()).then(status)
-    });
-    let faults = declare(
-        state,
-        Route::post("/admin/faults", Scope::Admin).json(),
-        |at| at.and(with()).and(bounded_body(API_BODY_LIMIT)).then(fault),
-    );
-    let notify = declare(
-        state,
-        Route::post("/admin/notify-test", Scope::Admin),
-        |at| at.and(with()).then(notify_test),
-    );
-    let metrics = declare(state, Route::get("/metrics", Scope::Admin), |at| {
-        at.and(with()).then(metrics)
-    });
-    actors
-        .or(status)
-        .unify()
-        .or(faults)
-        .unify()
-        .or(notify)
-        .unify()
-        .or(metrics)
-        .unify()
-        .boxed()
+    Routes::new(state)
+        .handle(Route::get("/admin/actors", Scope::Admin), actors)
+        .handle(Route::get("/admin/status", Scope::Admin), status)
+        .at(Route::post("/admin/faults", Scope::Admin).json(), |at| {
+            at.and(bounded_body(API_BODY_LIMIT)).then(fault)
+        })
+        .handle(Route::post("/admin/notify-test", Scope::Admin), notify_test)
+        .handle(Route::get("/metrics", Scope::Admin), metrics)
+        .build()
 }
 
 async fn actors(state: AppState) -> Response {

@@ -3,8 +3,8 @@
 
 use super::errors::{bounded_body, ApiError};
 use super::json::{parse_body, reply, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
-use super::{with_state, AppState, API_BODY_LIMIT};
+use super::route::{Route, Routes, Scope};
+use super::{AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use telecoder_actors::domain::approval::Answer;
 use telecoder_actors::domain::{ApprovalFilter, ApprovalStatus, SessionId};
@@ -18,26 +18,22 @@ const LIST_DEFAULT: u32 = 100;
 const LIST_MAX: u32 = 1000;
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
-    let with = || with_state(state.clone());
-    let list = declare(state, Route::get("/api/approvals", Scope::Read), |at| {
-        at.and(with()).and(warp::query::<Query>()).then(list)
-    });
-    let show = declare_with_id(state, Route::get("/api/approvals/:id", Scope::Read), |at| {
-        at.and(with()).then(show)
-    });
-    let answer = declare_with_id(
-        state,
-        Route::post("/api/approvals/:id", Scope::Write).json(),
-        |at| {
-            at.and(with())
-                .and(warp::header::optional::<String>("authorization"))
-                .and(warp::header::optional::<String>("user-agent"))
-                .and(warp::header::optional::<String>("cookie"))
-                .and(bounded_body(API_BODY_LIMIT))
-                .then(answer)
-        },
-    );
-    list.or(show).unify().or(answer).unify().boxed()
+    Routes::new(state)
+        .at(Route::get("/api/approvals", Scope::Read), |at| {
+            at.and(warp::query::<Query>()).then(list)
+        })
+        .handle_id(Route::get("/api/approvals/:id", Scope::Read), show)
+        .at_id(
+            Route::post("/api/approvals/:id", Scope::Write).json(),
+            |at| {
+                at.and(warp::header::optional::<String>("authorization"))
+                    .and(warp::header::optional::<String>("user-agent"))
+                    .and(warp::header::optional::<String>("cookie"))
+                    .and(bounded_body(API_BODY_LIMIT))
+                    .then(answer)
+            },
+        )
+        .build()
 }
 
 /// Approval ids have the session id's form; anything else names no approval.

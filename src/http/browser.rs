@@ -69,13 +69,43 @@ fn default_port(scheme: &str) -> u16 {
     }
 }
 
+/// A host name or address, lower-cased, with a port where one is named: what an origin and
+/// an allowed host both come down to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HostPort {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPort {
+    fn new(authority: &Authority, port: Option<u16>) -> Self {
+        Self {
+            host: authority.host().to_ascii_lowercase(),
+            port,
+        }
+    }
+
+    fn names(&self, host: &Authority) -> bool {
+        self.host.eq_ignore_ascii_case(host.host())
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// An `http`/`https` origin, normalised: lower-case scheme and host, the scheme's default
 /// port left out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebOrigin {
     scheme: String,
-    host: String,
-    port: Option<u16>,
+    at: HostPort,
 }
 
 impl FromStr for WebOrigin {
@@ -103,20 +133,15 @@ impl FromStr for WebOrigin {
         }
         let port = uri.port_u16().filter(|port| *port != default_port(&scheme));
         Ok(Self {
-            host: authority.host().to_ascii_lowercase(),
+            at: HostPort::new(authority, port),
             scheme,
-            port,
         })
     }
 }
 
 impl fmt::Display for WebOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.host)?;
-        match self.port {
-            Some(port) => write!(f, ":{port}"),
-            None => Ok(()),
-        }
+        write!(f, "{}://{}", self.scheme, self.at)
     }
 }
 
@@ -127,16 +152,13 @@ impl WebOrigin {
         let port = host
             .port_u16()
             .filter(|port| *port != default_port(&self.scheme));
-        self.host.eq_ignore_ascii_case(host.host()) && self.port == port
+        self.at.names(host) && self.at.port == port
     }
 }
 
 /// An entry of `TELECODER_ALLOWED_HOSTS`: a name or address, with a port or for any port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowedHost {
-    host: String,
-    port: Option<u16>,
-}
+pub struct AllowedHost(HostPort);
 
 impl FromStr for AllowedHost {
     type Err = String;
@@ -151,27 +173,19 @@ impl FromStr for AllowedHost {
                 "'{text}' must be a host name or address, optionally with :port (no wildcards)"
             ));
         }
-        Ok(Self {
-            host: authority.host().to_ascii_lowercase(),
-            port: authority.port_u16(),
-        })
+        Ok(Self(HostPort::new(&authority, authority.port_u16())))
     }
 }
 
 impl fmt::Display for AllowedHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.host)?;
-        match self.port {
-            Some(port) => write!(f, ":{port}"),
-            None => Ok(()),
-        }
+        self.0.fmt(f)
     }
 }
 
 impl AllowedHost {
     fn matches(&self, host: &Authority) -> bool {
-        self.host.eq_ignore_ascii_case(host.host())
-            && self.port.is_none_or(|port| host.port_u16() == Some(port))
+        self.0.names(host) && self.0.port.is_none_or(|port| host.port_u16() == Some(port))
     }
 }
 
@@ -368,6 +382,22 @@ mod tests {
         for bad in ["*.example.com", "http://x", "user@x", "x/y"] {
             assert!(parse_list::<AllowedHost>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn list_entries_show_normalised() {
+        let shown = |items: Vec<String>| items.join(" ");
+        let origins: Vec<WebOrigin> =
+            parse_list("HTTPS://Dash.Example.com:443 http://x:8080").expect("valid");
+        assert_eq!(
+            shown(origins.iter().map(ToString::to_string).collect()),
+            "https://dash.example.com http://x:8080"
+        );
+        let hosts: Vec<AllowedHost> = parse_list("Box:8080 telecoder.lan").expect("valid");
+        assert_eq!(
+            shown(hosts.iter().map(ToString::to_string).collect()),
+            "box:8080 telecoder.lan"
+        );
     }
 
     #[test]

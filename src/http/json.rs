@@ -5,6 +5,10 @@ use super::errors::{respond, ApiError};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::future::Future;
+use telecoder_actors::domain::conversation::ContinueRequest;
+use telecoder_actors::domain::NewSession;
+use telecoder_actors::publish::PublishRequest;
+use telecoder_actors::requests::NewWatch;
 use warp::http::StatusCode;
 use warp::reply::{json, with_status, Response};
 use warp::Reply;
@@ -77,10 +81,48 @@ fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
     }
 }
 
-/// A text field a request must carry (present and not blank).
-pub fn required(text: &str, name: &str) -> Result<(), ApiError> {
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request(format!("{name} is required")));
+/// A request body that cannot do without some of its text fields.
+pub trait Request: serde::de::DeserializeOwned {
+    /// Each text field the request must carry: its name in the body, and what was sent.
+    fn needs(&self) -> Vec<(&'static str, &str)>;
+}
+
+/// Parses a request body ([`parse_body`]) and refuses it when a text field it needs is
+/// missing or blank (`repo is required`).
+pub fn parse_request<T: Request>(body: &Bytes) -> Result<T, ApiError> {
+    let request: T = parse_body(body)?;
+    for (name, text) in request.needs() {
+        if text.trim().is_empty() {
+            return Err(ApiError::bad_request(format!("{name} is required")));
+        }
     }
-    Ok(())
+    Ok(request)
+}
+
+impl Request for NewSession {
+    fn needs(&self) -> Vec<(&'static str, &str)> {
+        vec![("repo", &self.repo), ("prompt", &self.prompt)]
+    }
+}
+
+impl Request for ContinueRequest {
+    fn needs(&self) -> Vec<(&'static str, &str)> {
+        vec![("prompt", &self.prompt)]
+    }
+}
+
+impl Request for PublishRequest {
+    fn needs(&self) -> Vec<(&'static str, &str)> {
+        vec![("base", &self.base)]
+    }
+}
+
+impl Request for NewWatch {
+    fn needs(&self) -> Vec<(&'static str, &str)> {
+        let instructions = self.fields.instructions.as_deref();
+        vec![
+            ("repo", &self.repo),
+            ("instructions", instructions.unwrap_or_default()),
+        ]
+    }
 }

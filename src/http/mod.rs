@@ -24,7 +24,7 @@ mod webhooks;
 mod wire;
 mod workspaces;
 
-use route::{declare, Route, RouteLabel, Scope};
+use route::{declare, Route, RouteLabel, Routes, Scope};
 use std::convert::Infallible;
 use std::sync::Arc;
 use telecoder_actors::Daemon;
@@ -70,23 +70,17 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         Route::post("/webhooks/github", Scope::Public).own_body(),
         |at| at.and(webhooks::routes(with_state(state.clone()))),
     );
-    let app = health
+    let app = Routes::new(&state)
+        .or(health)
         .or(sessions::routes(&state))
-        .unify()
         .or(watches::routes(&state))
-        .unify()
         .or(approvals::routes(&state))
-        .unify()
         .or(github)
-        .unify()
         .or(admin::routes(&state))
-        .unify()
         .or(workspaces::routes(&state))
-        .unify()
         .or(ui::routes(&state))
-        .unify()
         .or(route::fallback(state.clone()))
-        .unify()
+        .build()
         .recover(errors::recover)
         .unify();
     let metrics = state.daemon.metrics().clone();

@@ -6,6 +6,7 @@
 use super::browser::{self, RequestFacts};
 use super::errors::{self, ApiError};
 use super::{auth, AppState};
+use std::future::Future;
 use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::path::FullPath;
@@ -192,6 +193,19 @@ fn admitted(state: AppState, route: Route) -> impl Filter<Extract = (), Error = 
         .untuple_one()
 }
 
+/// Passes only `route`'s requests, once admitted, extracting its path parameters.
+fn gate(
+    state: &AppState,
+    route: Route,
+) -> impl Filter<Extract = (Vec<String>,), Error = Rejection> + Clone {
+    matched(route).and(admitted(state.clone(), route))
+}
+
+/// The one parameter of a route like `/api/sessions/:id`.
+fn only_param(params: Vec<String>) -> String {
+    params.into_iter().next().unwrap_or_default()
+}
+
 /// Declares a route without path parameters: `build` gets a filter that passes only this
 /// route's requests, once admitted, and adds the handler.
 pub fn declare<F>(
@@ -202,8 +216,7 @@ pub fn declare<F>(
 where
     F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    let at = matched(route)
-        .and(admitted(state.clone(), route))
+    let at = gate(state, route)
         .map(|_: Vec<String>| ())
         .untuple_one()
         .boxed();
@@ -220,11 +233,86 @@ pub fn declare_with_id<F>(
 where
     F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
 {
-    let at = matched(route)
-        .and(admitted(state.clone(), route))
-        .map(|params: Vec<String>| params.into_iter().next().unwrap_or_default())
-        .boxed();
-    finish(route, build(at))
+    finish(route, build(gate(state, route).map(only_param).boxed()))
+}
+
+/// The routes of one part of the API, tried in the order they are added. Each route is
+/// declared where it is added, and its filter hands the handler the shared state.
+pub struct Routes<'a> {
+    state: &'a AppState,
+    all: Option<BoxedFilter<(Response,)>>,
+}
+
+impl<'a> Routes<'a> {
+    pub fn new(state: &'a AppState) -> Self {
+        Self { state, all: None }
+    }
+
+    /// Adds a route without path parameters ([`declare`]); `build`'s filter extracts the state.
+    pub fn at<F>(self, route: Route, build: impl FnOnce(BoxedFilter<(AppState,)>) -> F) -> Self
+    where
+        F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
+    {
+        let state = self.state.clone();
+        let at = gate(self.state, route)
+            .map(move |_: Vec<String>| state.clone())
+            .boxed();
+        self.or(finish(route, build(at)))
+    }
+
+    /// Adds a route with one path parameter ([`declare_with_id`]); `build`'s filter extracts
+    /// the parameter and the state.
+    pub fn at_id<F>(
+        self,
+        route: Route,
+        build: impl FnOnce(BoxedFilter<(String, AppState)>) -> F,
+    ) -> Self
+    where
+        F: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static,
+    {
+        let state = self.state.clone();
+        let at = gate(self.state, route)
+            .map(move |params| (only_param(params), state.clone()))
+            .untuple_one()
+            .boxed();
+        self.or(finish(route, build(at)))
+    }
+
+    /// Adds a route whose handler needs nothing but the state.
+    pub fn handle<H, R>(self, route: Route, handler: H) -> Self
+    where
+        H: Fn(AppState) -> R + Clone + Send + Sync + 'static,
+        R: Future<Output = Response> + Send,
+    {
+        self.at(route, |at| at.then(handler))
+    }
+
+    /// Adds a route whose handler needs nothing but its path parameter and the state.
+    pub fn handle_id<H, R>(self, route: Route, handler: H) -> Self
+    where
+        H: Fn(String, AppState) -> R + Clone + Send + Sync + 'static,
+        R: Future<Output = Response> + Send,
+    {
+        self.at_id(route, |at| at.then(handler))
+    }
+
+    /// Adds routes declared elsewhere (a module's own, or one that needs no state).
+    pub fn or(mut self, next: BoxedFilter<(Response,)>) -> Self {
+        self.all = Some(match self.all {
+            Some(all) => all.or(next).unify().boxed(),
+            None => next,
+        });
+        self
+    }
+
+    /// All the routes as one filter; a request none of them takes is rejected as not found.
+    pub fn build(self) -> BoxedFilter<(Response,)> {
+        self.all.unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err::<Response, _>(warp::reject::not_found()) })
+                .boxed()
+        })
+    }
 }
 
 /// Answers refusals and the handler's own rejections here, labelled with the route; only "not

@@ -2,10 +2,10 @@
 //! lineage.
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply, required, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::json::{parse_request, reply, Query};
+use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
-use super::{events, sse, with_state, AppState, API_BODY_LIMIT};
+use super::{events, sse, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use telecoder_actors::domain::conversation::ContinueRequest;
 use telecoder_actors::domain::{
@@ -24,78 +24,40 @@ const INBOX_MAX: u32 = 200;
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
     let query = || warp::query::<Query>();
-    let with = || with_state(state.clone());
-    let create = declare(
-        state,
-        Route::post("/api/sessions", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(create),
-    );
-    let list = declare(state, Route::get("/api/sessions", Scope::Read), |at| {
-        at.and(with()).and(query()).then(list)
-    });
-    let inbox = declare(state, Route::get("/api/inbox", Scope::Read), |at| {
-        at.and(with()).and(query()).then(inbox)
-    });
-    let show = declare_with_id(state, Route::get("/api/sessions/:id", Scope::Read), |at| {
-        at.and(with()).then(show)
-    });
-    let rerun = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/rerun", Scope::Write),
-        |at| at.and(with()).then(rerun),
-    );
-    let resume = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/continue", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(continue_session),
-    );
-    let cancel = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/cancel", Scope::Write),
-        |at| at.and(with()).then(cancel),
-    );
-    let events = declare_with_id(
-        state,
-        Route::get("/api/sessions/:id/events", Scope::Read),
-        |at| {
-            at.and(with())
-                .and(query())
+    Routes::new(state)
+        .at(Route::post("/api/sessions", Scope::Write).json(), |at| {
+            at.and(body()).then(create)
+        })
+        .at(Route::get("/api/sessions", Scope::Read), |at| {
+            at.and(query()).then(list)
+        })
+        .at(Route::get("/api/inbox", Scope::Read), |at| {
+            at.and(query()).then(inbox)
+        })
+        .handle_id(Route::get("/api/sessions/:id", Scope::Read), show)
+        .handle_id(Route::post("/api/sessions/:id/rerun", Scope::Write), rerun)
+        .at_id(
+            Route::post("/api/sessions/:id/continue", Scope::Write).json(),
+            |at| at.and(body()).then(continue_session),
+        )
+        .handle_id(
+            Route::post("/api/sessions/:id/cancel", Scope::Write),
+            cancel,
+        )
+        .at_id(Route::get("/api/sessions/:id/events", Scope::Read), |at| {
+            at.and(query())
                 .and(warp::header::optional::<String>("accept"))
                 .and(warp::header::optional::<String>("last-event-id"))
                 .then(events)
-        },
-    );
-    let publish = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/publish", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(publish),
-    );
-    let lineage = declare_with_id(
-        state,
-        Route::get("/api/sessions/:id/lineage", Scope::Read),
-        |at| at.and(with()).and(query()).then(lineage),
-    );
-
-    create
-        .or(list)
-        .unify()
-        .or(inbox)
-        .unify()
-        .or(show)
-        .unify()
-        .or(rerun)
-        .unify()
-        .or(resume)
-        .unify()
-        .or(cancel)
-        .unify()
-        .or(events)
-        .unify()
-        .or(lineage)
-        .unify()
-        .or(publish)
-        .unify()
-        .boxed()
+        })
+        .at_id(Route::get("/api/sessions/:id/lineage", Scope::Read), |at| {
+            at.and(query()).then(lineage)
+        })
+        .at_id(
+            Route::post("/api/sessions/:id/publish", Scope::Write).json(),
+            |at| at.and(body()).then(publish),
+        )
+        .build()
 }
 
 /// A path id that is not a well-formed session id names no session.
@@ -112,9 +74,7 @@ pub fn parse_policy(text: &str) -> Result<PolicyMode, ApiError> {
 
 async fn create(state: AppState, body: Result<Bytes, ApiError>) -> Response {
     reply(StatusCode::CREATED, async {
-        let request: NewSession = parse_body(&body?)?;
-        required(&request.repo, "repo")?;
-        required(&request.prompt, "prompt")?;
+        let request: NewSession = parse_request(&body?)?;
         Ok(state.daemon.create_session(request).await?)
     })
     .await
@@ -251,8 +211,7 @@ async fn continue_session(
 ) -> Response {
     reply(StatusCode::CREATED, async {
         let id = session_id(&raw_id)?;
-        let request: ContinueRequest = parse_body(&body?)?;
-        required(&request.prompt, "prompt")?;
+        let request: ContinueRequest = parse_request(&body?)?;
         Ok(state.daemon.continue_session(id.as_str(), request).await?)
     })
     .await
@@ -324,8 +283,7 @@ async fn events(
 async fn publish(raw_id: String, state: AppState, body: Result<Bytes, ApiError>) -> Response {
     reply(StatusCode::CREATED, async {
         let id = session_id(&raw_id)?;
-        let request: PublishRequest = parse_body(&body?)?;
-        required(&request.base, "base")?;
+        let request: PublishRequest = parse_request(&body?)?;
         Ok(state.daemon.publish(id.as_str(), request).await?)
     })
     .await
@@ -347,6 +305,7 @@ async fn lineage(raw_id: String, state: AppState, query: Query) -> Response {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::http::json::parse_body;
 
     /// A query map from pairs (shared with the other routes' tests).
     pub(in crate::http) fn query(pairs: &[(&str, &str)]) -> Query {

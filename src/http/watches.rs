@@ -2,10 +2,10 @@
 //! (`/api/watch-events/ci`, `/api/watch-events/pr`).
 
 use super::errors::{bounded_body, respond, ApiError};
-use super::json::{parse_body, reply, reply_json, required, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::json::{parse_body, parse_request, reply, reply_json, Query};
+use super::route::{Route, Routes, Scope};
 use super::stream::{self, Paging};
-use super::{with_state, AppState, API_BODY_LIMIT};
+use super::{AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use telecoder_actors::domain::{
@@ -25,64 +25,37 @@ type EventParser = fn(&Value) -> Result<WatchEvent, ApiError>;
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
-    let with = || with_state(state.clone());
-    let create = declare(
-        state,
-        Route::post("/api/watches", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(create),
-    );
-    let list = declare(state, Route::get("/api/watches", Scope::Read), |at| {
-        at.and(with()).and(warp::query::<Query>()).then(list)
-    });
-    let show = declare_with_id(state, Route::get("/api/watches/:id", Scope::Read), |at| {
-        at.and(with()).then(show)
-    });
-    let update = declare_with_id(
-        state,
-        Route::patch("/api/watches/:id", Scope::Write).json(),
-        |at| at.and(with()).and(body()).then(update),
-    );
-    let delete = declare_with_id(
-        state,
-        Route::delete("/api/watches/:id", Scope::Write),
-        |at| at.and(with()).then(delete),
-    );
-    let runs = declare_with_id(
-        state,
-        Route::get("/api/watches/:id/runs", Scope::Read),
-        |at| at.and(with()).then(runs),
-    );
     // The two event endpoints differ only in how the body is read.
-    let event_route = |path: &'static str, parse: EventParser| {
-        declare(state, Route::post(path, Scope::Write).json(), move |at| {
-            at.and(with())
-                .and(warp::query::<Query>())
+    let event = |parse: EventParser| {
+        move |at: BoxedFilter<(AppState,)>| {
+            at.and(warp::query::<Query>())
                 .and(body())
                 .then(move |state, query, body| route_event(state, query, body, parse))
-        })
+        }
     };
-    let ci = event_route("/api/watch-events/ci", |value| {
-        ci_event_from(value).map(WatchEvent::Ci)
-    });
-    let pr = event_route("/api/watch-events/pr", |value| {
-        pr_event_from(value).map(WatchEvent::Pr)
-    });
-    create
-        .or(list)
-        .unify()
-        .or(show)
-        .unify()
-        .or(update)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(runs)
-        .unify()
-        .or(ci)
-        .unify()
-        .or(pr)
-        .unify()
-        .boxed()
+    Routes::new(state)
+        .at(Route::post("/api/watches", Scope::Write).json(), |at| {
+            at.and(body()).then(create)
+        })
+        .at(Route::get("/api/watches", Scope::Read), |at| {
+            at.and(warp::query::<Query>()).then(list)
+        })
+        .handle_id(Route::get("/api/watches/:id", Scope::Read), show)
+        .at_id(
+            Route::patch("/api/watches/:id", Scope::Write).json(),
+            |at| at.and(body()).then(update),
+        )
+        .handle_id(Route::delete("/api/watches/:id", Scope::Write), delete)
+        .handle_id(Route::get("/api/watches/:id/runs", Scope::Read), runs)
+        .at(
+            Route::post("/api/watch-events/ci", Scope::Write).json(),
+            event(|value| ci_event_from(value).map(WatchEvent::Ci)),
+        )
+        .at(
+            Route::post("/api/watch-events/pr", Scope::Write).json(),
+            event(|value| pr_event_from(value).map(WatchEvent::Pr)),
+        )
+        .build()
 }
 
 /// A path id that is not a well-formed watch id names no watch.
@@ -100,10 +73,7 @@ fn parse_status(text: &str) -> Result<WatchStatus, ApiError> {
 
 async fn create(state: AppState, body: Body) -> Response {
     reply(StatusCode::CREATED, async {
-        let request: NewWatch = parse_body(&body?)?;
-        required(&request.repo, "repo")?;
-        let instructions = request.fields.instructions.as_deref();
-        required(instructions.unwrap_or_default(), "instructions")?;
+        let request: NewWatch = parse_request(&body?)?;
         Ok(state.daemon.create_watch(request).await?)
     })
     .await
@@ -220,49 +190,94 @@ fn json_object(body: &Body) -> Result<Value, ApiError> {
     parse_body::<Value>(bytes)
 }
 
-pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
-    Ok(CiEvent {
-        repo: text(body, "repo")?,
-        workflow: text(body, "workflow")?,
-        branch: text(body, "branch")?,
-        workflow_path: optional_text(body, "workflowPath")?,
-        run_id: identifier(body, "runId")?,
-        run_url: optional_text(body, "runUrl")?,
-        sha: optional_text(body, "sha")?,
-        status: optional_text(body, "status")?,
-        conclusion: optional_text(body, "conclusion")?,
-        summary: optional_text(body, "summary")?,
-    })
-}
-
-pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
-    let pr_number = identifier(body, "prNumber")?
+/// A pull-request number: a positive whole number (its digits as a string will do too).
+fn pr_number(body: &Value, name: &str) -> Result<u64, ApiError> {
+    identifier(body, name)?
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::bad_request("prNumber must be a positive whole number"))?;
-    let diff_text = match &body["diffText"] {
-        Value::Null => None,
-        Value::String(diff) => Some(diff.clone()),
-        _ => return Err(ApiError::bad_request("diffText must be a string")),
-    };
-    Ok(PrEvent {
-        repo: text(body, "repo")?,
-        pr_number,
-        title: text(body, "title")?,
-        base: text(body, "base")?,
-        head: text(body, "head")?,
-        action: optional_text(body, "action")?,
-        pr_url: optional_text(body, "prUrl")?,
-        head_sha: optional_text(body, "headSha")?,
-        body: optional_text(body, "body")?,
-        diff_text,
-        draft: match &body["draft"] {
-            Value::Null => false,
-            Value::Bool(draft) => *draft,
-            _ => return Err(ApiError::bad_request("draft must be true or false")),
-        },
-    })
+        .ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive whole number")))
+}
+
+/// An optional string field that stays absent (`null`) when not given.
+fn nullable_text(body: &Value, name: &str) -> Result<Option<String>, ApiError> {
+    match &body[name] {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text.clone())),
+        _ => Err(ApiError::bad_request(format!("{name} must be a string"))),
+    }
+}
+
+/// An optional boolean field (`false` when absent).
+fn flag(body: &Value, name: &str) -> Result<bool, ApiError> {
+    match &body[name] {
+        Value::Null => Ok(false),
+        Value::Bool(flag) => Ok(*flag),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be true or false"
+        ))),
+    }
+}
+
+/// The fields of an event body, checked in the order they are read (the first bad one is the
+/// error) and gathered into the event's own JSON, which the event type then reads.
+struct Fields<'a> {
+    body: &'a Value,
+    checked: serde_json::Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(body: &'a Value) -> Self {
+        Self {
+            body,
+            checked: serde_json::Map::new(),
+        }
+    }
+
+    /// Reads each of `names` with `read`.
+    fn read<T: Into<Value>>(
+        mut self,
+        names: &[&str],
+        read: fn(&Value, &str) -> Result<T, ApiError>,
+    ) -> Result<Self, ApiError> {
+        for name in names {
+            let value = read(self.body, name)?;
+            self.checked.insert((*name).to_owned(), value.into());
+        }
+        Ok(self)
+    }
+
+    /// The event, once every field it has is read.
+    fn event<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
+        serde_json::from_value(Value::Object(self.checked)).map_err(|err| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("an event field was not read: {err}"),
+            )
+        })
+    }
+}
+
+pub fn ci_event_from(body: &Value) -> Result<CiEvent, ApiError> {
+    Fields::of(body)
+        .read(&["repo", "workflow", "branch"], text)?
+        .read(&["workflowPath"], optional_text)?
+        .read(&["runId"], identifier)?
+        .read(
+            &["runUrl", "sha", "status", "conclusion", "summary"],
+            optional_text,
+        )?
+        .event()
+}
+
+pub fn pr_event_from(body: &Value) -> Result<PrEvent, ApiError> {
+    Fields::of(body)
+        .read(&["prNumber"], pr_number)?
+        .read(&["diffText"], nullable_text)?
+        .read(&["repo", "title", "base", "head"], text)?
+        .read(&["action", "prUrl", "headSha", "body"], optional_text)?
+        .read(&["draft"], flag)?
+        .event()
 }
 
 /// Parses an event body and routes the event to every watch; 201 with the sessions started.

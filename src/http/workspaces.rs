@@ -5,9 +5,9 @@
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply, reply_json};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::route::{Route, Routes, Scope};
 use super::sessions::session_id;
-use super::{with_state, AppState, API_BODY_LIMIT};
+use super::{AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 use serde::Deserialize;
 use warp::filters::BoxedFilter;
@@ -17,26 +17,19 @@ use warp::{Filter, Reply};
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
     let body = || bounded_body(API_BODY_LIMIT);
-    let with = || with_state(state.clone());
-    let diff = declare_with_id(
-        state,
-        Route::get("/api/sessions/:id/diff", Scope::Read),
-        |at| {
-            at.and(with())
-                .and(warp::header::optional::<String>("accept"))
+    Routes::new(state)
+        .at_id(Route::get("/api/sessions/:id/diff", Scope::Read), |at| {
+            at.and(warp::header::optional::<String>("accept"))
                 .then(diff)
-        },
-    );
-    // Both take an empty body or a JSON object: `Body::None` still refuses a non-JSON one.
-    let fetch = declare_with_id(
-        state,
-        Route::post("/api/sessions/:id/fetch", Scope::Write),
-        |at| at.and(with()).and(body()).then(fetch),
-    );
-    let gc = declare(state, Route::post("/admin/gc", Scope::Admin), |at| {
-        at.and(with()).and(body()).then(gc)
-    });
-    diff.or(fetch).unify().or(gc).unify().boxed()
+        })
+        // Both take an empty body or a JSON object: `Body::None` still refuses a non-JSON one.
+        .at_id(Route::post("/api/sessions/:id/fetch", Scope::Write), |at| {
+            at.and(body()).then(fetch)
+        })
+        .at(Route::post("/admin/gc", Scope::Admin), |at| {
+            at.and(body()).then(gc)
+        })
+        .build()
 }
 
 /// JSON only when asked for; a patch is what `curl` and `git apply` want.

@@ -15,9 +15,9 @@ mod views;
 
 use super::errors::{bounded_body, respond, ApiError};
 use super::json::{parse_body, reply_json, Query};
-use super::route::{declare, declare_with_id, Route, Scope};
+use super::route::{declare, declare_with_id, Route, Routes, Scope};
 use super::sessions::{session_filter, session_id};
-use super::{auth, with_state, AppState, API_BODY_LIMIT};
+use super::{auth, AppState, API_BODY_LIMIT};
 use bytes::Bytes;
 pub use logins::Logins;
 use serde::{Deserialize, Serialize};
@@ -48,76 +48,54 @@ const ROWS_DEFAULT: u32 = 50;
 const ROWS_MAX: u32 = 200;
 
 pub fn routes(state: &AppState) -> BoxedFilter<(Response,)> {
-    let with = || with_state(state.clone());
     let header = |name: &'static str| warp::header::optional::<String>(name);
-    let mut all = assets_route(state);
+    let mut routes = Routes::new(state).or(assets_route(state));
     for page in PAGES {
         let page = declare(state, Route::get(page, Scope::Public), |at| {
             at.and(header("if-none-match")).map(shell)
         });
-        all = all.or(page).unify().boxed();
+        routes = routes.or(page);
     }
     for page in RECORD_PAGES {
         let page = declare_with_id(state, Route::get(page, Scope::Public), |at| {
             at.and(header("if-none-match"))
                 .map(|_id: String, tag: Option<String>| shell(tag))
         });
-        all = all.or(page).unify().boxed();
+        routes = routes.or(page);
     }
-    let login = declare(
-        state,
-        Route::post("/ui/login", Scope::Public).json(),
-        |at| {
-            at.and(with())
-                .and(header("x-forwarded-proto"))
-                .and(bounded_body(API_BODY_LIMIT))
-                .then(login)
-        },
-    );
-    let logout = declare(state, Route::post("/ui/logout", Scope::Read), |at| {
-        at.and(with())
-            .and(header("cookie"))
-            .and(header("x-forwarded-proto"))
-            .then(logout)
-    });
     // Who is asking, for the answers that depend on it.
     let with_caller = || {
-        with()
-            .and(header("authorization"))
-            .and(header("cookie"))
-            .map(
-                |state: AppState, authorization: Option<String>, cookie: Option<String>| {
-                    let who = caller(&state, authorization.as_deref(), cookie.as_deref());
-                    (state, who)
-                },
-            )
-            .untuple_one()
+        let state = state.clone();
+        header("authorization").and(header("cookie")).map(
+            move |authorization: Option<String>, cookie: Option<String>| {
+                caller(&state, authorization.as_deref(), cookie.as_deref())
+            },
+        )
     };
-    let whoami = declare(state, Route::get("/ui/whoami", Scope::Read), |at| {
-        at.and(with_caller()).map(whoami)
-    });
-    let list = declare(state, Route::get("/ui/sessions", Scope::Read), |at| {
-        at.and(with()).and(warp::query::<Query>()).then(list)
-    });
-    let show = declare_with_id(state, Route::get("/ui/sessions/:id", Scope::Read), |at| {
-        at.and(with_caller()).then(show)
-    });
-    let live = declare(state, Route::get("/ui/feed", Scope::Read), |at| {
-        at.and(with()).map(feed::stream)
-    });
-    all.or(login)
-        .unify()
-        .or(logout)
-        .unify()
-        .or(whoami)
-        .unify()
-        .or(list)
-        .unify()
-        .or(show)
-        .unify()
-        .or(live)
-        .unify()
-        .boxed()
+    routes
+        .at(Route::post("/ui/login", Scope::Public).json(), |at| {
+            at.and(header("x-forwarded-proto"))
+                .and(bounded_body(API_BODY_LIMIT))
+                .then(login)
+        })
+        .at(Route::post("/ui/logout", Scope::Read), |at| {
+            at.and(header("cookie"))
+                .and(header("x-forwarded-proto"))
+                .then(logout)
+        })
+        .at(Route::get("/ui/whoami", Scope::Read), |at| {
+            at.and(with_caller()).map(whoami)
+        })
+        .at(Route::get("/ui/sessions", Scope::Read), |at| {
+            at.and(warp::query::<Query>()).then(list)
+        })
+        .at_id(Route::get("/ui/sessions/:id", Scope::Read), |at| {
+            at.and(with_caller()).then(show)
+        })
+        .at(Route::get("/ui/feed", Scope::Read), |at| {
+            at.map(feed::stream)
+        })
+        .build()
 }
 
 fn shell(if_none_match: Option<String>) -> Response {
