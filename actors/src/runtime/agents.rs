@@ -2,86 +2,75 @@
 //!
 //! The table is acpx's own registry (`node_modules/acpx/dist/agent-registry-*.js`, acpx 0.19.1,
 //! the version `package.json` pins), so a name means the same program under both runtimes:
-//! `argv` is what acpx runs, `installed` what it prefers when that adapter is already on
+//! `command` is what acpx runs, `installed` what it prefers when that adapter is already on
 //! `PATH` (instead of fetching it with `npx`). `TELECODER_AGENT_<NAME>_COMMAND` overrides
 //! any entry and adds new names; anything else is refused when a session is created.
 
 use std::path::{Path, PathBuf};
 
-/// One agent of the registry.
+/// One agent of the registry. Commands are written as acpx writes them, words separated by
+/// blanks (no word of any of them contains one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KnownAgent {
     pub name: &'static str,
     /// What acpx runs.
-    pub argv: &'static [&'static str],
-    /// What acpx runs instead when `installed[0]` is on `PATH`.
-    pub installed: Option<&'static [&'static str]>,
+    pub command: &'static str,
+    /// What acpx runs instead when its first word is on `PATH`.
+    pub installed: Option<&'static str>,
 }
 
-const fn agent(name: &'static str, argv: &'static [&'static str]) -> KnownAgent {
+const fn agent(name: &'static str, command: &'static str) -> KnownAgent {
     KnownAgent {
         name,
-        argv,
+        command,
         installed: None,
     }
 }
 
-const fn adapter(
-    name: &'static str,
-    argv: &'static [&'static str],
-    installed: &'static [&'static str],
-) -> KnownAgent {
+const fn adapter(name: &'static str, command: &'static str, installed: &'static str) -> KnownAgent {
     KnownAgent {
         name,
-        argv,
+        command,
         installed: Some(installed),
     }
 }
 
 /// acpx 0.19.1's `AGENT_DEFINITIONS`, in its order (the adapter package ranges are acpx's).
 pub const KNOWN_AGENTS: &[KnownAgent] = &[
-    adapter("pi", &["npx", "pi-acp@^0.0.33"], &["pi-acp"]),
-    agent("openclaw", &["openclaw", "acp"]),
+    adapter("pi", "npx pi-acp@^0.0.33", "pi-acp"),
+    agent("openclaw", "openclaw acp"),
     adapter(
         "codex",
-        &["npx", "-y", "@agentclientprotocol/codex-acp@^1.1.5"],
-        &["codex-acp"],
+        "npx -y @agentclientprotocol/codex-acp@^1.1.5",
+        "codex-acp",
     ),
     adapter(
         "claude",
-        &["npx", "-y", "@agentclientprotocol/claude-agent-acp@^0.76.0"],
-        &["claude-agent-acp"],
+        "npx -y @agentclientprotocol/claude-agent-acp@^0.76.0",
+        "claude-agent-acp",
     ),
-    agent("gemini", &["gemini", "--acp"]),
-    agent("cursor", &["cursor-agent", "acp"]),
-    agent("copilot", &["copilot", "--acp", "--stdio"]),
-    agent("antigravity", &["agy_acp_server.par", "--uid="]),
-    agent("devin", &["devin", "acp"]),
-    agent("droid", &["droid", "exec", "--output-format", "acp"]),
-    agent("fast-agent", &["uvx", "fast-agent-mcp", "acp"]),
-    agent("fx", &["fx", "acp"]),
-    agent("grok-build", &["grok", "agent", "stdio"]),
-    agent("iflow", &["iflow", "--experimental-acp"]),
-    agent("junie", &["junie", "--acp=true"]),
-    adapter(
-        "kilocode",
-        &["npx", "-y", "@kilocode/cli", "acp"],
-        &["kilo", "acp"],
-    ),
-    agent("kimi", &["kimi", "acp"]),
-    agent("kiro", &["kiro-cli-chat", "acp"]),
-    agent("mcode", &["mcode", "acp"]),
-    agent("mux", &["npx", "-y", "mux@^0.28.0", "acp"]),
-    adapter(
-        "opencode",
-        &["npx", "-y", "opencode-ai", "acp"],
-        &["opencode", "acp"],
-    ),
-    agent("pool", &["pool", "acp"]),
-    agent("qoder", &["qodercli", "--acp"]),
-    agent("qwen", &["qwen", "--acp"]),
-    agent("trae", &["traecli", "acp", "serve"]),
-    agent("zeroclaw", &["zeroclaw", "acp"]),
+    agent("gemini", "gemini --acp"),
+    agent("cursor", "cursor-agent acp"),
+    agent("copilot", "copilot --acp --stdio"),
+    agent("antigravity", "agy_acp_server.par --uid="),
+    agent("devin", "devin acp"),
+    agent("droid", "droid exec --output-format acp"),
+    agent("fast-agent", "uvx fast-agent-mcp acp"),
+    agent("fx", "fx acp"),
+    agent("grok-build", "grok agent stdio"),
+    agent("iflow", "iflow --experimental-acp"),
+    agent("junie", "junie --acp=true"),
+    adapter("kilocode", "npx -y @kilocode/cli acp", "kilo acp"),
+    agent("kimi", "kimi acp"),
+    agent("kiro", "kiro-cli-chat acp"),
+    agent("mcode", "mcode acp"),
+    agent("mux", "npx -y mux@^0.28.0 acp"),
+    adapter("opencode", "npx -y opencode-ai acp", "opencode acp"),
+    agent("pool", "pool acp"),
+    agent("qoder", "qodercli --acp"),
+    agent("qwen", "qwen --acp"),
+    agent("trae", "traecli acp serve"),
+    agent("zeroclaw", "zeroclaw acp"),
 ];
 
 /// acpx's aliases.
@@ -126,11 +115,13 @@ pub fn command_for(
         return Ok(argv);
     }
     let known = known(agent).ok_or_else(|| AgentCommandError::Unknown(agent.to_owned()))?;
-    let argv = match known.installed {
-        Some(installed) if find_program(installed[0]).is_some() => installed,
-        _ => known.argv,
+    let command = match known.installed {
+        Some(installed) if installed.split(' ').next().and_then(find_program).is_some() => {
+            installed
+        }
+        _ => known.command,
     };
-    Ok(argv.iter().map(|part| (*part).to_owned()).collect())
+    Ok(command.split(' ').map(str::to_owned).collect())
 }
 
 /// Where `program` would be found: itself when it names a path, else the first executable
@@ -156,6 +147,19 @@ fn is_executable(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_is_words_separated_by_one_blank() {
+        for agent in KNOWN_AGENTS {
+            for command in [Some(agent.command), agent.installed].into_iter().flatten() {
+                assert!(
+                    !command.is_empty() && command.split(' ').all(|word| !word.trim().is_empty()),
+                    "{}: {command:?}",
+                    agent.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn names_resolve_like_acpx() {
