@@ -17,6 +17,7 @@
 
 use super::errors::ApiError;
 use super::route::{Body, Scope};
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use warp::http::uri::Authority;
@@ -29,18 +30,17 @@ pub struct RequestFacts {
     pub method: Method,
     /// From the `Host` header or the request target; `None` when missing or malformed.
     pub host: Option<Authority>,
-    pub origin: Option<String>,
-    pub authorization: Option<String>,
-    pub content_type: Option<String>,
-    /// (dashboard) The `Cookie` header and the `X-CSRF-Token` header, for login cookies.
-    pub cookie: Option<String>,
-    pub csrf: Option<String>,
+    headers: HeaderMap,
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+impl RequestFacts {
+    /// A header's text, `None` when the request has none. Bytes that are not UTF-8 are
+    /// replaced, never dropped: a malformed Origin is still an Origin, and is refused.
+    pub fn header(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+    }
 }
 
 /// Extracts [`RequestFacts`]; never rejects (a malformed `Host` is simply no host).
@@ -48,17 +48,11 @@ pub fn facts() -> impl Filter<Extract = (RequestFacts,), Error = std::convert::I
     warp::method()
         .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(warp::header::headers_cloned())
-        .map(
-            |method: Method, host: Option<Authority>, headers: HeaderMap| RequestFacts {
-                method,
-                host,
-                origin: header_text(&headers, "origin"),
-                authorization: header_text(&headers, "authorization"),
-                content_type: header_text(&headers, "content-type"),
-                cookie: header_text(&headers, "cookie"),
-                csrf: header_text(&headers, super::ui::logins::CSRF_HEADER),
-            },
-        )
+        .map(|method, host, headers| RequestFacts {
+            method,
+            host,
+            headers,
+        })
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -220,7 +214,7 @@ impl BrowserPolicy {
         tokens_set: bool,
         facts: &RequestFacts,
     ) -> Result<(), ApiError> {
-        if let Some(origin) = &facts.origin {
+        if let Some(origin) = facts.header("origin") {
             let parsed = origin.parse::<WebOrigin>().ok();
             let own = parsed
                 .as_ref()
@@ -269,7 +263,8 @@ pub fn check_content_type(body: Body, facts: &RequestFacts) -> Result<(), ApiErr
     if facts.method == Method::GET || facts.method == Method::HEAD {
         return Ok(());
     }
-    let given = facts.content_type.as_deref();
+    let given = facts.header("content-type");
+    let given = given.as_deref();
     let acceptable = match body {
         Body::Own => true,
         Body::Json => given.is_some_and(is_json),
@@ -298,14 +293,16 @@ mod tests {
     use super::*;
 
     fn facts(method: Method, host: &str, origin: Option<&str>, ct: Option<&str>) -> RequestFacts {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [("origin", origin), ("content-type", ct)] {
+            if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                headers.insert(name, value);
+            }
+        }
         RequestFacts {
             method,
             host: host.parse().ok(),
-            origin: origin.map(str::to_owned),
-            authorization: None,
-            content_type: ct.map(str::to_owned),
-            cookie: None,
-            csrf: None,
+            headers,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use super::browser::{self, RequestFacts};
 use super::errors::{self, ApiError};
+use super::ui::logins::CSRF_HEADER;
 use super::{auth, AppState};
 use std::future::Future;
 use warp::filters::BoxedFilter;
@@ -168,15 +169,17 @@ fn admit(
     state.browser.check(scope, state.tokens.any(), facts)?;
     // Dashboard (issue 17): without an Authorization header, a login cookie stands in for the
     // token (its scope; its CSRF token on writes). Bearer clients never reach the cookie.
+    let authorization = facts.header("authorization");
+    let (cookie, csrf) = (facts.header("cookie"), facts.header(CSRF_HEADER));
     let cookie = super::ui::logins::CookieFacts {
         method: &facts.method,
-        authorization: facts.authorization.is_some(),
-        cookie: facts.cookie.as_deref(),
-        csrf: facts.csrf.as_deref(),
+        authorization: authorization.is_some(),
+        cookie: cookie.as_deref(),
+        csrf: csrf.as_deref(),
     };
     match state.logins.admit(&state.tokens, scope, &cookie) {
         Some(verdict) => verdict?,
-        None => auth::check(&state.tokens, scope, facts.authorization.as_deref())?,
+        None => auth::check(&state.tokens, scope, authorization.as_deref())?,
     }
     match body {
         Some(body) => browser::check_content_type(body, facts),
