@@ -2339,8 +2339,11 @@ def bench_notify(workdir, acpx, repo, profile):
         daemon.start()
         time.sleep(0.5)
         for _ in range(n):
+            # Counted before the session starts: its notification may well arrive before
+            # run_session has read the end of the event stream.
+            before = len(receiver.accepted())
             run_session(daemon.api, repo, "@mock say hi", fetch_events=False)
-            receiver.wait(len(receiver.accepted()) + 1)
+            receiver.wait(before + 1)
         sequential = receiver.accepted()
         t0, _, ids, sampler = release_burst(daemon, repo, "@mock say hi", burst)
         sampler.stop()
@@ -2349,6 +2352,8 @@ def bench_notify(workdir, acpx, repo, profile):
         # One delivery refused once (HTTP 500): the retry's backoff is in its latency.
         retried = api_session_with_retry(daemon, receiver, repo)
         status = daemon.api.get("/admin/status").get("notifications", {})
+    except BenchError as err:
+        raise BenchError("%s; the daemon's log ends with:\n%s" % (err, daemon.log_tail(20))) from None
     finally:
         daemon.stop()
         receiver.close()
