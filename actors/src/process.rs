@@ -194,6 +194,17 @@ mod tests {
         let mut escaped = spawn(&session);
         let mut other = spawn("someone-else");
         let escaped_pid = escaped.id();
+        // `setsid` execs `sleep`: while a process is in the middle of an exec its environment
+        // reads empty, so wait (bounded) until the sleeper shows its marker.
+        let marker = format!("{SESSION_ENV}={session}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !environment_has(escaped_pid as i32, &marker) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sleeper never showed its marker"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(kill_session_processes(&session), 1);
         let _ = escaped.wait();
         assert!(!alive(escaped_pid));

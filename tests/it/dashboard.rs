@@ -99,14 +99,18 @@ impl Drop for Scenario {
         let _ = killpg(Pid::from_raw(self.node.id() as i32), Signal::SIGKILL);
         let _ = self.node.wait();
         // Until none is left: a helper forked just before its parent was killed is found on
-        // the next pass. Killed processes drop out at once (a zombie names nothing).
-        for _ in 0..100 {
+        // the next pass, and every process killed has finished dying (a dying process loses
+        // its command line before it is a zombie, so it may no longer be named but still run).
+        let mut killed = std::collections::HashSet::new();
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
             let left = self.browser_pids();
-            if left.is_empty() {
-                break;
-            }
-            for pid in left {
+            for &pid in &left {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            killed.extend(left.iter().copied());
+            if left.is_empty() && !killed.iter().any(|pid| process_alive(*pid)) {
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -690,13 +690,13 @@ pub fn ids(sessions: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// True while a process with this pid exists (and is not a zombie).
+/// True while a process with this pid exists (and is neither a zombie nor dead).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
             .rsplit(')')
             .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
