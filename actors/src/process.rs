@@ -139,10 +139,11 @@ fn marked_processes(marker: &str) -> Vec<Pid> {
         return Vec::new();
     };
     let me = std::process::id() as i32;
+    let mut buffer = vec![0; ENVIRONMENT_READ];
     entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me && environment_has(*pid, marker) && !is_zombie(*pid))
+        .filter(|pid| *pid != me && environment_has(*pid, marker, &mut buffer) && !is_zombie(*pid))
         .map(Pid::from_raw)
         .collect()
 }
@@ -161,13 +162,82 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(true)
 }
 
-fn environment_has(pid: i32, marker: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| {
-            env.split(|b| *b == 0)
-                .any(|entry| entry == marker.as_bytes())
-        })
-        .unwrap_or(false)
+/// Whether `pid`'s environment holds `marker`, read so that a process in the middle of an exec
+/// cannot slip through (one that re-executes itself without end would, about one scan in
+/// five). An exec shows as an empty environment: the image a read opened is gone, or the new
+/// one's is not set up yet. So an empty environment is read again: for up to
+/// [`EXEC_PATIENCE`] while the new image has no arguments either, for up to
+/// [`SETTLED_PATIENCE`] once it has (then it may be a process started without an environment).
+/// Kernel threads and zombies never have one.
+fn environment_has(pid: i32, marker: &str, buffer: &mut Vec<u8>) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        let Some(env) = read_environment(pid, buffer) else {
+            return false;
+        };
+        if !env.is_empty() {
+            return env
+                .split(|b| *b == 0)
+                .any(|entry| entry == marker.as_bytes());
+        }
+        if !may_have_environment(pid) {
+            return false;
+        }
+        let arguments = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+        let patience = if arguments {
+            SETTLED_PATIENCE
+        } else {
+            EXEC_PATIENCE
+        };
+        if started.elapsed() >= patience {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// One `read` of `/proc/<pid>/environ` into `buffer` (reused across a scan): one look at one
+/// image, where reading in pieces could span an exec and end early. An environment larger
+/// than the buffer is read on to its end.
+fn read_environment(pid: i32, buffer: &mut Vec<u8>) -> Option<&[u8]> {
+    use std::io::Read;
+    if buffer.len() < ENVIRONMENT_READ {
+        buffer.resize(ENVIRONMENT_READ, 0);
+    }
+    let mut file = std::fs::File::open(format!("/proc/{pid}/environ")).ok()?;
+    let read = file.read(buffer).ok()?;
+    if read == buffer.len() {
+        file.read_to_end(buffer).ok()?;
+        return Some(buffer);
+    }
+    Some(&buffer[..read])
+}
+
+/// Bytes of an environment taken in one read (environments are a few KiB).
+const ENVIRONMENT_READ: usize = 64 * 1024;
+/// How long a process caught in the middle of an exec is waited for: a loaded machine may
+/// leave it there a while.
+const EXEC_PATIENCE: Duration = Duration::from_secs(1);
+/// How long an empty environment beside set-up arguments is read again before the process
+/// counts as one without an environment.
+const SETTLED_PATIENCE: Duration = Duration::from_millis(20);
+
+/// Not a kernel thread (`PF_KTHREAD` in the stat flags) and not a zombie.
+fn may_have_environment(pid: i32) -> bool {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let zombie = fields.first().is_none_or(|state| *state == "Z");
+    let flags = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    !zombie && flags & PF_KTHREAD == 0
 }
 
 #[cfg(test)]
@@ -198,7 +268,7 @@ mod tests {
         // reads empty, so wait (bounded) until the sleeper shows its marker.
         let marker = format!("{SESSION_ENV}={session}");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !environment_has(escaped_pid as i32, &marker) {
+        while !environment_has(escaped_pid as i32, &marker, &mut Vec::new()) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the sleeper never showed its marker"
@@ -212,5 +282,45 @@ mod tests {
         assert_eq!(kill_session_processes(&session), 0, "nothing left to kill");
         let _ = other.kill();
         let _ = other.wait();
+    }
+
+    /// An agent's process that re-executes itself without end is, for a moment in every exec,
+    /// a process whose environment reads empty. A single read of each process would miss it
+    /// about one scan in five; it must die with its session every time.
+    #[test]
+    fn a_process_that_keeps_re_executing_itself_cannot_slip_through_the_scan() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = dir.path().join("again.sh");
+        std::fs::write(&script, "#!/bin/sh\nexec \"$0\"\n").expect("script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let session = format!("again{}", std::process::id());
+        let marker = format!("{SESSION_ENV}={session}");
+        for attempt in 0..40 {
+            let mut looper = Command::new("setsid")
+                .arg(&script)
+                .env(SESSION_ENV, &session)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("spawn the looper");
+            let pid = looper.id();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !environment_has(pid as i32, &marker, &mut Vec::new()) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the looper never started"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Catch the looper at a different point of its cycle each time.
+            std::thread::sleep(Duration::from_micros(173 * attempt));
+            let killed = kill_session_processes(&session);
+            let _ = looper.kill();
+            let _ = looper.wait();
+            assert_eq!(
+                killed, 1,
+                "attempt {attempt}: the re-executing process was missed"
+            );
+        }
     }
 }
