@@ -249,34 +249,40 @@ mod tests {
         !is_zombie(pid as i32)
     }
 
+    /// Runs `args` under `setsid` (out of this process group) with `session`'s marker.
+    fn escaped<S: AsRef<std::ffi::OsStr>>(args: &[S], session: &str) -> std::process::Child {
+        Command::new("setsid")
+            .args(args)
+            .env(SESSION_ENV, session)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn under setsid")
+    }
+
+    /// Waits (bounded) until `pid` shows `session`'s marker: `setsid` execs its command, and
+    /// in the middle of an exec the environment reads empty.
+    fn wait_for_marker(pid: u32, session: &str) {
+        let marker = format!("{SESSION_ENV}={session}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !environment_has(pid as i32, &marker, &mut Vec::new()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pid} never showed its marker"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn kills_marked_processes_that_left_the_group_and_nothing_else() {
         let session = format!("unit{}", std::process::id());
-        let spawn = |marker: &str| {
-            Command::new("setsid")
-                .args(["sleep", "60"])
-                .env(SESSION_ENV, marker)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn sleeper")
-        };
-        let mut escaped = spawn(&session);
-        let mut other = spawn("someone-else");
-        let escaped_pid = escaped.id();
-        // `setsid` execs `sleep`: while a process is in the middle of an exec its environment
-        // reads empty, so wait (bounded) until the sleeper shows its marker.
-        let marker = format!("{SESSION_ENV}={session}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !environment_has(escaped_pid as i32, &marker, &mut Vec::new()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the sleeper never showed its marker"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let mut escaped_sleeper = escaped(&["sleep", "60"], &session);
+        let mut other = escaped(&["sleep", "60"], "someone-else");
+        let escaped_pid = escaped_sleeper.id();
+        wait_for_marker(escaped_pid, &session);
         assert_eq!(kill_session_processes(&session), 1);
-        let _ = escaped.wait();
+        let _ = escaped_sleeper.wait();
         assert!(!alive(escaped_pid));
         assert!(alive(other.id()), "an unmarked process is left alone");
         assert_eq!(kill_session_processes(&session), 0, "nothing left to kill");
@@ -295,23 +301,9 @@ mod tests {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         let session = format!("again{}", std::process::id());
-        let marker = format!("{SESSION_ENV}={session}");
         for attempt in 0..40 {
-            let mut looper = Command::new("setsid")
-                .arg(&script)
-                .env(SESSION_ENV, &session)
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("spawn the looper");
-            let pid = looper.id();
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while !environment_has(pid as i32, &marker, &mut Vec::new()) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the looper never started"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            let mut looper = escaped(&[&script], &session);
+            wait_for_marker(looper.id(), &session);
             // Catch the looper at a different point of its cycle each time.
             std::thread::sleep(Duration::from_micros(173 * attempt));
             let killed = kill_session_processes(&session);
