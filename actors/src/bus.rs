@@ -83,7 +83,7 @@ impl EventBus {
                 kind: event.kind,
             });
         }
-        if event.kind.is_terminal() || event.kind.as_str() == "approval" {
+        if event.kind.is_terminal() || event.kind == crate::domain::EventKind::Approval {
             self.outbox_changed();
         }
         let mut channels = self.channels();

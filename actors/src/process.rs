@@ -130,7 +130,7 @@ pub fn kill_session_processes(session_id: &str) -> usize {
 
 /// Still running: neither gone nor a zombie.
 fn is_alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+    !is_zombie(pid)
 }
 
 /// Live (not zombie) processes other than this one whose environment holds `marker`.
@@ -149,17 +149,31 @@ fn marked_processes(marker: &str) -> Vec<Pid> {
 }
 
 /// A zombie is already dead (only its exit status is left): it cannot be signalled away.
+/// A process that is gone counts as one.
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            after_name
-                .split_whitespace()
-                .next()
-                .map(|state| state == "Z")
-        })
-        .unwrap_or(true)
+    stat(pid).is_none_or(|stat| stat.zombie)
+}
+
+/// What `/proc/<pid>/stat` says that the scans need; `None` when the process is gone.
+struct Stat {
+    zombie: bool,
+    kernel_thread: bool,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name may hold spaces and parentheses: the fields start after the last ')'.
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let flags = fields
+        .get(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(Stat {
+        zombie: *fields.first()? == "Z",
+        kernel_thread: flags & PF_KTHREAD != 0,
+    })
 }
 
 /// Whether `pid`'s environment holds `marker`, read so that a process in the middle of an exec
@@ -224,20 +238,7 @@ const SETTLED_PATIENCE: Duration = Duration::from_millis(20);
 
 /// Not a kernel thread (`PF_KTHREAD` in the stat flags) and not a zombie.
 fn may_have_environment(pid: i32) -> bool {
-    const PF_KTHREAD: u64 = 0x0020_0000;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let zombie = fields.first().is_none_or(|state| *state == "Z");
-    let flags = fields
-        .get(6)
-        .and_then(|f| f.parse::<u64>().ok())
-        .unwrap_or(0);
-    !zombie && flags & PF_KTHREAD == 0
+    stat(pid).is_some_and(|stat| !stat.zombie && !stat.kernel_thread)
 }
 
 #[cfg(test)]

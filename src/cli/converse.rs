@@ -155,23 +155,3 @@ fn approvals_table(approvals: &[Approval]) -> String {
     }
     text
 }
-
-/// An `approval` event as one line: what is asked, and how to answer it while it is pending.
-pub fn approval_line(data: &str) -> String {
-    let Ok(approval) = serde_json::from_str::<Approval>(data) else {
-        return data.to_owned();
-    };
-    let what = format!("{} ({})", approval.tool_call.title, approval.tool_call.kind);
-    match approval.status {
-        ApprovalStatus::Pending => format!(
-            "waiting for a person: {what}; telecoder approve {id} | telecoder deny {id}",
-            id = approval.id
-        ),
-        status => format!(
-            "{} {} by {}: {what}",
-            approval.id,
-            status.as_str(),
-            approval.decided_by
-        ),
-    }
-}

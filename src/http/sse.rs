@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use warp::reply::Response;
 
 /// A quiet stream gets a comment line this often, so proxies keep it open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The frame that ends every open stream when the daemon shuts down.
 pub const SHUTDOWN_FRAME: &[u8] =
     b"event:shutdown\nretry:5000\ndata: the daemon is shutting down; resume with Last-Event-ID\n\n";

@@ -3,7 +3,7 @@
 use super::{age, fields, listing, repo_cell, short};
 use std::fmt::Write as _;
 use std::time::SystemTime;
-use telecoder_actors::domain::{Event, EventKind, Session};
+use telecoder_actors::domain::{Approval, ApprovalStatus, Event, EventKind, Session};
 
 pub fn sessions(sessions: &[Session]) -> String {
     listing(
@@ -146,8 +146,28 @@ fn readable_data(e: &Event) -> String {
     match e.kind {
         EventKind::Tool => tool_line(&e.data),
         EventKind::Plan => plan_line(&e.data),
-        EventKind::Approval => crate::cli::converse::approval_line(&e.data),
+        EventKind::Approval => approval_line(&e.data),
         _ => e.data.clone(),
+    }
+}
+
+/// An `approval` event as one line: what is asked, and how to answer it while it is pending.
+fn approval_line(data: &str) -> String {
+    let Ok(approval) = serde_json::from_str::<Approval>(data) else {
+        return data.to_owned();
+    };
+    let what = format!("{} ({})", approval.tool_call.title, approval.tool_call.kind);
+    match approval.status {
+        ApprovalStatus::Pending => format!(
+            "waiting for a person: {what}; telecoder approve {id} | telecoder deny {id}",
+            id = approval.id
+        ),
+        status => format!(
+            "{} {} by {}: {what}",
+            approval.id,
+            status.as_str(),
+            approval.decided_by
+        ),
     }
 }
 

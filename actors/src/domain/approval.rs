@@ -95,16 +95,9 @@ pub struct Approval {
     pub selected_option: String,
 }
 
-impl Approval {
-    /// The option that carries `answer` to the agent: allow → `allow_once` (with `remember`,
-    /// `allow_always` first), falling back to the other allow kind; deny likewise with the
-    /// reject kinds. `None`: the agent offered no such option.
-    pub fn option_for(&self, answer: Answer) -> Option<&ApprovalOption> {
-        pick(&self.options, answer)
-    }
-}
-
-/// See [`Approval::option_for`]; shared with the runtime so both choose alike.
+/// The option that carries `answer` to the agent, as the approval records it: allow →
+/// `allow_once` (with `remember`, `allow_always` first), falling back to the other allow kind;
+/// deny likewise with the reject kinds. `None`: the agent offered no such option.
 pub fn pick(options: &[ApprovalOption], answer: Answer) -> Option<&ApprovalOption> {
     let (once, always) = match answer.decision {
         Verdict::Allow => ("allow_once", "allow_always"),

@@ -123,11 +123,6 @@ impl Notifier {
         &self.inner.settings().targets
     }
 
-    /// Looks at the outbox now (a watch was paused, say).
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
-    }
-
     /// Pending, failed and sent deliveries.
     pub async fn counts(&self) -> Result<OutboxCounts> {
         self.inner.ctx.store.outbox_counts().await

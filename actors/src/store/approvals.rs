@@ -233,13 +233,12 @@ impl StoreClient {
 
     /// Expires approvals left pending by an earlier daemon instance (see [`expire_orphans`]).
     pub async fn expire_orphan_approvals(&self, owner: &str) -> Result<usize> {
-        let owner = owner.to_owned();
-        self.write(move |w| expire_orphans(w.conn, &owner)).await
+        self.write_by(owner, |w, owner| expire_orphans(w.conn, owner))
+            .await
     }
 
     pub async fn approval(&self, id: &str) -> Result<Option<Approval>> {
-        let id = id.to_owned();
-        self.read(move |conn| get(conn, &id)).await
+        self.read_by(id, get).await
     }
 
     pub async fn approvals(&self, filter: ApprovalFilter) -> Result<Vec<Approval>> {

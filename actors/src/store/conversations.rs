@@ -175,14 +175,12 @@ impl StoreClient {
 
     /// See [`workspace_sharers`].
     pub async fn workspace_sharers(&self, work_dir: &str) -> Result<Vec<WorkspaceRecord>> {
-        let work_dir = work_dir.to_owned();
-        self.read(move |conn| workspace_sharers(conn, &work_dir))
-            .await
+        self.read_by(work_dir, workspace_sharers).await
     }
 
     /// The conversation ending with `id` (see [`conversation`]).
     pub async fn conversation(&self, id: &str, keep: usize) -> Result<(usize, Vec<Session>)> {
-        let id = id.to_owned();
-        self.read(move |conn| conversation(conn, &id, keep)).await
+        self.read_by(id, move |conn, id| conversation(conn, id, keep))
+            .await
     }
 }

@@ -9,18 +9,14 @@
 //! the bus (re-read everything), a `:` comment every 15 s, and the SSE module's `shutdown`
 //! frame when the daemon stops.
 
-use crate::http::sse::SHUTDOWN_FRAME;
+use crate::http::sse::{KEEP_ALIVE, SHUTDOWN_FRAME};
 use crate::http::stream::{streamed, BodyWriter, End};
 use crate::http::AppState;
 use serde::Serialize;
-use std::time::Duration;
 use telecoder_actors::bus::Activity;
 use telecoder_actors::domain::EventKind;
 use tokio::sync::broadcast::error::RecvError;
 use warp::reply::Response;
-
-/// A quiet feed gets a comment line this often, so proxies keep it open.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
