@@ -5,7 +5,6 @@ import { get, post, api, query } from './api.js';
 import { h, put, badge, ago, alertBox, busy, field, select } from './dom.js';
 
 const KINDS = [['ci_failure', 'CI failure'], ['pr_review', 'PR review'], ['schedule', 'schedule']];
-const POLICIES = ['locked', 'observe', 'standard', 'ask'];
 
 function filters(w) {
   return [
@@ -51,7 +50,8 @@ function createForm(ctx, done) {
   const repo = text('repo', 'owner/name, a URL or a local path');
   const instructions = h('textarea', { name: 'instructions', placeholder: 'What the agent should do when this fires' });
   const agent = text('agent', ctx.me.defaultAgent);
-  const policy = select('policy', POLICIES, 'observe');
+  // The policies this daemon takes (`ask` needs the native runtime).
+  const policy = select('policy', ctx.me.policies, 'observe');
   const workflow = text('workflow', 'any');
   const branch = text('branch', 'any');
   const base = text('base', 'any');
